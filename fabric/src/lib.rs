@@ -1,0 +1,1 @@
+//! Pure model of a CXL fabric. No KVM, no guest memory.
