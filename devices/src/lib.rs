@@ -1,1 +1,13 @@
-//! Device models.
+//! Device models for cxlvmm.
+//!
+//! Every device is driven through one small trait, [`BusDevice`], and sits on a
+//! [`Bus`] (one for port I/O, one for MMIO). Nothing here issues KVM ioctls, so
+//! every device can be exercised by plain unit tests.
+
+pub mod bus;
+pub mod exit;
+pub mod legacy;
+pub mod pci;
+
+pub use bus::{Bus, BusDevice, BusError};
+pub use exit::{ExitReason, ExitRequest};
