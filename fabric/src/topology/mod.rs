@@ -1,0 +1,402 @@
+//! The project's one topology schema: host bridges, root ports, switches,
+//! type-3 devices, accelerators and fixed memory windows, each with its
+//! timing parameters. The VMM builds the guest's CXL hierarchy from it; the
+//! timing engine builds its graph from it.
+//!
+//! Read it with [`Topology::from_toml_str`]; every accepted topology has
+//! passed validation, so consumers can index its vectors freely.
+//!
+//! ```toml
+//! [[host_bridge]]
+//! id = "hb0"
+//!
+//! [[switch]]
+//! id = "sw0"
+//! port = "hb0.rp0"          # plugs into root port 0 of hb0
+//! downstream_ports = 4
+//!
+//! [[type3]]
+//! id = "mem0"
+//! port = "sw0.dp0"          # plugs into downstream port 0 of sw0
+//! volatile = "256M"
+//! serial = 1
+//!
+//! [[window]]
+//! targets = ["hb0"]
+//! size = "256M"
+//! restrictions = ["ram"]
+//! ```
+
+mod display;
+pub use display::human_size;
+mod error;
+mod params;
+mod raw;
+mod validate;
+
+pub use error::{ErrorKind, TopologyError};
+pub use params::{
+    gen_rate_gtps, FabricParams, FlitMode, LinkParams, MediaParams, SUPPORTED_WIDTHS,
+};
+
+/// 256 MiB: the alignment of CFMWS windows and of HDM decoder sizes.
+pub const SIZE_ALIGN: u64 = 256 << 20;
+
+/// Interleave ways a CFMWS / HDM decoder can express.
+pub const SUPPORTED_WAYS: [u32; 8] = [1, 2, 3, 4, 6, 8, 12, 16];
+
+/// Where an element's upstream link plugs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attach {
+    /// Root port `port` of host bridge `host_bridge` (index into `host_bridges`).
+    RootPort { host_bridge: usize, port: u32 },
+    /// Downstream port `port` of switch `switch` (index into `switches`).
+    SwitchPort { switch: usize, port: u32 },
+}
+
+/// A CXL host bridge (ACPI0016, one CHBS) with its root ports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostBridge {
+    pub id: String,
+    /// `_UID` and CHBS UID.
+    pub uid: u32,
+    /// Number of root ports, named `<id>.rp0` …
+    pub root_ports: u32,
+    /// Round-trip latency of the host bridge / root complex.
+    pub latency_ns: f64,
+}
+
+/// A CXL switch: one upstream port, `downstream_ports` downstream ports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Switch {
+    pub id: String,
+    /// Where its upstream port's link plugs in.
+    pub attach: Attach,
+    /// Downstream ports, named `<id>.dp0` …
+    pub downstream_ports: u32,
+    /// Round-trip latency of one crossing, port to port (ports included).
+    pub latency_ns: f64,
+    /// The link above the switch.
+    pub link: LinkParams,
+}
+
+/// A type-3 memory expander.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Type3 {
+    pub id: String,
+    pub attach: Attach,
+    /// Volatile capacity in bytes (DPA 0 ..).
+    pub volatile: u64,
+    /// Persistent capacity in bytes (after the volatile part in DPA).
+    pub persistent: u64,
+    /// Label storage area in bytes.
+    pub lsa: u64,
+    /// Device serial number (PCIe DSN).
+    pub serial: u64,
+    /// File backing the persistent capacity, if given.
+    pub persistent_path: Option<String>,
+    pub link: LinkParams,
+    pub media: MediaParams,
+}
+
+/// A PCIe accelerator endpoint (DMA initiator, peer-to-peer target).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accelerator {
+    pub id: String,
+    pub attach: Attach,
+    /// Size of the memory BAR (VRAM) in bytes.
+    pub bar_size: u64,
+    /// Round-trip latency of the BAR memory behind the device's port.
+    pub bar_latency_ns: f64,
+    /// BAR memory bandwidth, GB/s.
+    pub bar_bandwidth_gbps: f64,
+    pub link: LinkParams,
+}
+
+/// Memory types a window admits (CFMWS restriction bits b2/b3; b1
+/// host-only/type-3 is implied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Restrictions {
+    pub ram: bool,
+    pub pmem: bool,
+}
+
+/// A CXL fixed memory window (one CFMWS).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub id: String,
+    /// Host bridge indices, one per interleave way, in interleave order.
+    pub targets: Vec<usize>,
+    /// Size in bytes, a multiple of 256 MiB × ways.
+    pub size: u64,
+    /// Interleave ways (= targets.len()).
+    pub ways: u32,
+    /// Host bridge interleave granularity in bytes.
+    pub granularity: u32,
+    pub restrictions: Restrictions,
+    /// Fixed base HPA if the file gives one; else the VMM places it.
+    pub base: Option<u64>,
+    /// QoS throttling group.
+    pub qtg: u16,
+}
+
+impl Window {
+    /// CFMWS restriction bits: host-only (b1) plus volatile (b2) / persistent (b3).
+    pub fn restriction_bits(&self) -> u16 {
+        let mut bits = 1 << 1;
+        if self.restrictions.ram {
+            bits |= 1 << 2;
+        }
+        if self.restrictions.pmem {
+            bits |= 1 << 3;
+        }
+        bits
+    }
+
+    /// CFMWS ENIW encoding of `ways` (0..4 → 1..16, 8/9/10 → 3/6/12).
+    pub fn eniw(&self) -> u8 {
+        match self.ways {
+            1 => 0,
+            2 => 1,
+            4 => 2,
+            8 => 3,
+            16 => 4,
+            3 => 8,
+            6 => 9,
+            12 => 10,
+            // Validation admits only the ways above.
+            _ => 0,
+        }
+    }
+
+    /// CFMWS HBIG encoding of the granularity (256 << n).
+    pub fn hbig(&self) -> u32 {
+        self.granularity.trailing_zeros().saturating_sub(8)
+    }
+}
+
+/// A validated topology.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    pub fabric: FabricParams,
+    pub host_bridges: Vec<HostBridge>,
+    pub switches: Vec<Switch>,
+    pub type3: Vec<Type3>,
+    pub accelerators: Vec<Accelerator>,
+    pub windows: Vec<Window>,
+}
+
+/// A reference to any element of a topology, by kind and index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ElementRef {
+    HostBridge(usize),
+    Switch(usize),
+    Type3(usize),
+    Accelerator(usize),
+}
+
+impl Topology {
+    /// Parse and validate a TOML topology.
+    pub fn from_toml_str(text: &str) -> Result<Topology, TopologyError> {
+        let raw: raw::RawTopology = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
+        validate::validate(raw)
+    }
+
+    /// The built-in topology used when no file is given: one host bridge →
+    /// root port → switch (2 downstream ports) → two 256 MiB volatile type-3
+    /// devices, one 512 MiB ram window over the host bridge.
+    pub fn default_topology() -> Topology {
+        // Parsing a constant keeps the default and the schema in step; the
+        // test suite checks that it validates.
+        Topology::from_toml_str(DEFAULT_TOPOLOGY_TOML).unwrap_or_else(|_| Topology::empty())
+    }
+
+    fn empty() -> Topology {
+        Topology {
+            fabric: FabricParams::default(),
+            host_bridges: Vec::new(),
+            switches: Vec::new(),
+            type3: Vec::new(),
+            accelerators: Vec::new(),
+            windows: Vec::new(),
+        }
+    }
+
+    /// Look an element up by id.
+    pub fn find(&self, id: &str) -> Option<ElementRef> {
+        if let Some(i) = self.host_bridges.iter().position(|h| h.id == id) {
+            return Some(ElementRef::HostBridge(i));
+        }
+        if let Some(i) = self.switches.iter().position(|s| s.id == id) {
+            return Some(ElementRef::Switch(i));
+        }
+        if let Some(i) = self.type3.iter().position(|d| d.id == id) {
+            return Some(ElementRef::Type3(i));
+        }
+        self.accelerators
+            .iter()
+            .position(|a| a.id == id)
+            .map(ElementRef::Accelerator)
+    }
+
+    /// Id of an element.
+    pub fn id_of(&self, e: ElementRef) -> &str {
+        match e {
+            ElementRef::HostBridge(i) => &self.host_bridges[i].id,
+            ElementRef::Switch(i) => &self.switches[i].id,
+            ElementRef::Type3(i) => &self.type3[i].id,
+            ElementRef::Accelerator(i) => &self.accelerators[i].id,
+        }
+    }
+
+    /// Where an element plugs in (None for host bridges).
+    pub fn attach_of(&self, e: ElementRef) -> Option<Attach> {
+        match e {
+            ElementRef::HostBridge(_) => None,
+            ElementRef::Switch(i) => Some(self.switches[i].attach),
+            ElementRef::Type3(i) => Some(self.type3[i].attach),
+            ElementRef::Accelerator(i) => Some(self.accelerators[i].attach),
+        }
+    }
+
+    /// The link above an element (None for host bridges).
+    pub fn link_of(&self, e: ElementRef) -> Option<&LinkParams> {
+        match e {
+            ElementRef::HostBridge(_) => None,
+            ElementRef::Switch(i) => Some(&self.switches[i].link),
+            ElementRef::Type3(i) => Some(&self.type3[i].link),
+            ElementRef::Accelerator(i) => Some(&self.accelerators[i].link),
+        }
+    }
+
+    /// The element plugged into a port, if any.
+    pub fn child_at(&self, attach: Attach) -> Option<ElementRef> {
+        let s = self
+            .switches
+            .iter()
+            .position(|s| s.attach == attach)
+            .map(ElementRef::Switch);
+        let t = || {
+            self.type3
+                .iter()
+                .position(|d| d.attach == attach)
+                .map(ElementRef::Type3)
+        };
+        let a = || {
+            self.accelerators
+                .iter()
+                .position(|d| d.attach == attach)
+                .map(ElementRef::Accelerator)
+        };
+        s.or_else(t).or_else(a)
+    }
+
+    /// The host bridge an element sits under.
+    pub fn host_bridge_of(&self, e: ElementRef) -> usize {
+        let mut cur = e;
+        // Validation rejected cycles, so the walk ends within the element count.
+        for _ in 0..=self.switches.len() + 1 {
+            match cur {
+                ElementRef::HostBridge(h) => return h,
+                other => match self.attach_of(other) {
+                    Some(Attach::RootPort { host_bridge, .. }) => return host_bridge,
+                    Some(Attach::SwitchPort { switch, .. }) => cur = ElementRef::Switch(switch),
+                    None => return 0,
+                },
+            }
+        }
+        0
+    }
+
+    /// Type-3 devices below host bridge `hb`, in tree (depth-first) order.
+    pub fn type3_under(&self, hb: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        if let Some(h) = self.host_bridges.get(hb) {
+            for p in 0..h.root_ports {
+                self.collect_type3(
+                    Attach::RootPort {
+                        host_bridge: hb,
+                        port: p,
+                    },
+                    &mut out,
+                );
+            }
+        }
+        out
+    }
+
+    fn collect_type3(&self, at: Attach, out: &mut Vec<usize>) {
+        match self.child_at(at) {
+            Some(ElementRef::Type3(i)) => out.push(i),
+            Some(ElementRef::Switch(s)) => {
+                for p in 0..self.switches[s].downstream_ports {
+                    self.collect_type3(Attach::SwitchPort { switch: s, port: p }, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Bases for all windows: the given ones, others back to back from
+    /// `first_base` (rounded up to 256 MiB) in file order.
+    pub fn window_bases(&self, first_base: u64) -> Vec<u64> {
+        let mut next = first_base.div_ceil(SIZE_ALIGN).saturating_mul(SIZE_ALIGN);
+        self.windows
+            .iter()
+            .map(|w| match w.base {
+                Some(b) => b,
+                None => {
+                    let b = next;
+                    next = next.saturating_add(w.size);
+                    b
+                }
+            })
+            .collect()
+    }
+}
+
+/// The default topology as TOML (also what `Topology::default_topology` parses).
+pub const DEFAULT_TOPOLOGY_TOML: &str = r#"
+[[host_bridge]]
+id = "hb0"
+
+[[switch]]
+id = "sw0"
+port = "hb0.rp0"
+downstream_ports = 2
+
+[[type3]]
+id = "mem0"
+port = "sw0.dp0"
+volatile = "256M"
+serial = 1
+
+[[type3]]
+id = "mem1"
+port = "sw0.dp1"
+volatile = "256M"
+serial = 2
+
+[[window]]
+id = "w0"
+targets = ["hb0"]
+size = "512M"
+restrictions = ["ram"]
+"#;
+
+fn syntax_error(text: &str, e: &toml::de::Error) -> TopologyError {
+    let place = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map_or(0, |p| p + 1) + 1;
+            format!("line {line}, column {col}")
+        }
+        None => "?".to_string(),
+    };
+    TopologyError::new(
+        "(toml)",
+        place,
+        ErrorKind::Syntax(e.message().trim().to_string()),
+    )
+}

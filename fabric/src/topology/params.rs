@@ -1,0 +1,233 @@
+//! Per-element timing parameters and their defaults.
+//!
+//! Every fixed latency in this module is the amount the element adds to an
+//! idle read's round trip (load-to-use latency), the unit in which CDAT, HMAT
+//! and published measurements quote it. The engine charges half of it on the
+//! way down and half on the way up, so a one-way transfer (a posted write)
+//! pays half. Defaults follow `shared/reference/timing.md`.
+
+use std::fmt;
+
+/// Link flit mode (the framing the link layer uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlitMode {
+    /// No flits: PCIe TLP framing (STP, LCRC, DLLPs). Only for PCIe links.
+    None,
+    /// CXL 1.1/2.0 68-byte flit: 4 × 16 B slots + CRC + protocol ID.
+    Flit68,
+    /// CXL 3.x / PCIe 6 256-byte standard flit.
+    Flit256,
+    /// CXL 3.x 256-byte latency-optimised flit (each 128 B half checked alone).
+    Flit256LatencyOpt,
+}
+
+impl FlitMode {
+    /// Spelling used in TOML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlitMode::None => "none",
+            FlitMode::Flit68 => "68B",
+            FlitMode::Flit256 => "256B",
+            FlitMode::Flit256LatencyOpt => "256B-lopt",
+        }
+    }
+
+    /// Parse the TOML spelling (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "pcie" => Some(FlitMode::None),
+            "68b" | "68" => Some(FlitMode::Flit68),
+            "256b" | "256" | "256b-std" => Some(FlitMode::Flit256),
+            "256b-lopt"
+            | "256b-latency-opt"
+            | "256b-latency-optimised"
+            | "256b-latency-optimized" => Some(FlitMode::Flit256LatencyOpt),
+            _ => None,
+        }
+    }
+
+    /// Whether CXL.mem can run over this mode (it needs flits).
+    pub fn carries_cxl_mem(self) -> bool {
+        self != FlitMode::None
+    }
+
+    /// Whether a link at PCIe generation `gen` can use this mode.
+    ///
+    /// 68B flits exist at 8/16/32 GT/s (CXL 1.1/2.0 degrade down to Gen3);
+    /// 64 GT/s PAM4 requires 256B flit mode; PCIe flit mode is defined for
+    /// every rate from Gen3 on (negotiated), and non-flit framing stops at Gen5.
+    pub fn supported_at(self, gen: u8) -> bool {
+        match self {
+            FlitMode::None => (1..=5).contains(&gen),
+            FlitMode::Flit68 => (3..=5).contains(&gen),
+            FlitMode::Flit256 | FlitMode::Flit256LatencyOpt => (3..=6).contains(&gen),
+        }
+    }
+}
+
+impl fmt::Display for FlitMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Transfer rate per lane of PCIe generation `gen`, in GT/s.
+pub fn gen_rate_gtps(gen: u8) -> Option<f64> {
+    match gen {
+        1 => Some(2.5),
+        2 => Some(5.0),
+        3 => Some(8.0),
+        4 => Some(16.0),
+        5 => Some(32.0),
+        6 => Some(64.0),
+        _ => None,
+    }
+}
+
+/// Link widths PCIe/CXL train to.
+pub const SUPPORTED_WIDTHS: [u8; 5] = [1, 2, 4, 8, 16];
+
+/// Parameters of one link (one per attached element: the link between the
+/// element's upstream port and the port it plugs into).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkParams {
+    /// PCIe generation 1–6 (2.5 … 64 GT/s per lane).
+    pub gen: u8,
+    /// Lanes: 1, 2, 4, 8 or 16.
+    pub width: u8,
+    /// Framing.
+    pub flit: FlitMode,
+    /// Retimers on the link.
+    pub retimers: u32,
+    /// Round-trip latency each retimer adds (30 ns, the Pond/zsim constant).
+    pub retimer_latency_ns: f64,
+    /// Round-trip latency of the PHY/link-layer pipelines of the two ports at
+    /// the link's ends plus propagation. Switch ports are inside the switch's
+    /// own hop latency, so this is what the link adds on top.
+    pub port_latency_ns: f64,
+    /// Credits per message class the receiver advertises (its queue depth).
+    pub credits: u32,
+    /// Bit-error rate; each corrupted flit/TLP costs a replay (0 = off).
+    pub ber: f64,
+    /// PCIe max payload size in bytes (TLP data per write/completion).
+    pub max_payload: u32,
+    /// PCIe max read request size in bytes.
+    pub max_read_request: u32,
+}
+
+impl Default for LinkParams {
+    fn default() -> Self {
+        LinkParams {
+            gen: 5,
+            width: 8,
+            flit: FlitMode::Flit68,
+            retimers: 0,
+            retimer_latency_ns: 30.0,
+            port_latency_ns: 25.0,
+            credits: 64,
+            ber: 0.0,
+            max_payload: 256,
+            max_read_request: 512,
+        }
+    }
+}
+
+impl LinkParams {
+    /// Raw signalling rate per direction in bytes/s after line encoding
+    /// (8b/10b for Gen1–2, 128b/130b for Gen3–5 and for flit mode below 64
+    /// GT/s, none (1b/1b PAM4) at Gen6). Flit overhead is not removed here.
+    pub fn encoded_bytes_per_sec(&self) -> f64 {
+        let rate = gen_rate_gtps(self.gen).unwrap_or(32.0) * 1e9;
+        let enc = match self.gen {
+            1 | 2 => 8.0 / 10.0,
+            6 => 1.0,
+            _ => 128.0 / 130.0,
+        };
+        rate * self.width as f64 * enc / 8.0
+    }
+
+    /// Fixed one-way latency of the link (half its round-trip contribution).
+    pub fn one_way_fixed_ns(&self) -> f64 {
+        (self.port_latency_ns + self.retimers as f64 * self.retimer_latency_ns) / 2.0
+    }
+}
+
+impl fmt::Display for LinkParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gen{} x{} {}", self.gen, self.width, self.flit)?;
+        if self.retimers > 0 {
+            write!(f, " {} retimer(s)", self.retimers)?;
+        }
+        Ok(())
+    }
+}
+
+/// Media (the memory behind a type-3 device's controller).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaParams {
+    /// Fixed access latency of a read inside the device (controller + DRAM).
+    pub read_latency_ns: f64,
+    /// Fixed latency until a write is acknowledged (NDR sent).
+    pub write_latency_ns: f64,
+    /// Sustained read bandwidth, GB/s (10^9 bytes/s).
+    pub read_bandwidth_gbps: f64,
+    /// Sustained write bandwidth, GB/s.
+    pub write_bandwidth_gbps: f64,
+    /// Requests the device accepts before it back-pressures (SimCXL uses 48).
+    pub queue_depth: u32,
+}
+
+impl Default for MediaParams {
+    fn default() -> Self {
+        // Two DDR5-4800 channels sustain roughly 64 GB/s; the fixed latency is
+        // chosen so a direct-attached device reads in ~190 ns idle, 2.2x the
+        // 85 ns local DRAM the reference assumes.
+        MediaParams {
+            read_latency_ns: 70.0,
+            write_latency_ns: 70.0,
+            read_bandwidth_gbps: 64.0,
+            write_bandwidth_gbps: 64.0,
+            queue_depth: 48,
+        }
+    }
+}
+
+/// Fabric-wide parameters (`[fabric]` table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FabricParams {
+    /// Seed for every random choice the model makes (CRC errors).
+    pub seed: u64,
+    /// Latency of host DRAM as seen by a DMA that reaches the root complex.
+    pub host_memory_latency_ns: f64,
+    /// Host DRAM bandwidth available to DMA, GB/s.
+    pub host_memory_bandwidth_gbps: f64,
+    /// Extra round-trip latency of peer-to-peer forwarding inside the root
+    /// complex (between root ports or host bridges).
+    pub rc_p2p_latency_ns: f64,
+    /// Cap on root-complex P2P forwarding bandwidth, GB/s (None = link rate).
+    pub rc_p2p_bandwidth_gbps: Option<f64>,
+    /// Link defaults applied to every link that does not override them.
+    pub link: LinkParams,
+    /// Media defaults applied to every type-3 device that does not override them.
+    pub media: MediaParams,
+    /// Default round-trip latency of a switch crossing (90 ns, XConn class).
+    pub switch_latency_ns: f64,
+    /// Default round-trip latency of a host bridge / root complex.
+    pub host_bridge_latency_ns: f64,
+}
+
+impl Default for FabricParams {
+    fn default() -> Self {
+        FabricParams {
+            seed: 0,
+            host_memory_latency_ns: 90.0,
+            host_memory_bandwidth_gbps: 100.0,
+            rc_p2p_latency_ns: 150.0,
+            rc_p2p_bandwidth_gbps: None,
+            link: LinkParams::default(),
+            media: MediaParams::default(),
+            switch_latency_ns: 90.0,
+            host_bridge_latency_ns: 60.0,
+        }
+    }
+}
