@@ -67,10 +67,12 @@ impl Bus {
     fn resolve(&self, addr: u64, width: usize) -> Option<(u64, &Arc<Mutex<dyn BusDevice>>)> {
         let (range, dev) = self
             .devices
-            .range(..=Range {
-                base: addr,
-                len: u64::MAX,
-            })
+            .range(
+                ..=Range {
+                    base: addr,
+                    len: u64::MAX,
+                },
+            )
             .next_back()?;
         let offset = addr - range.base;
         // The whole access must fall inside the device's range.
@@ -127,8 +129,10 @@ mod tests {
     #[test]
     fn dispatches_by_range_and_offset() {
         let mut bus = Bus::new();
-        bus.insert(Arc::new(Mutex::new(Echo(10))), 0x100, 8).unwrap();
-        bus.insert(Arc::new(Mutex::new(Echo(50))), 0x108, 8).unwrap();
+        bus.insert(Arc::new(Mutex::new(Echo(10))), 0x100, 8)
+            .unwrap();
+        bus.insert(Arc::new(Mutex::new(Echo(50))), 0x108, 8)
+            .unwrap();
         let mut b = [0u8; 1];
         assert!(bus.read(0x103, &mut b));
         assert_eq!(b[0], 13);
@@ -150,7 +154,9 @@ mod tests {
                 len: 8
             })
         );
-        assert!(bus.insert(Arc::new(Mutex::new(Echo(0))), u64::MAX, 2).is_err());
+        assert!(bus
+            .insert(Arc::new(Mutex::new(Echo(0))), u64::MAX, 2)
+            .is_err());
         let mut b = [0u8; 4];
         // Starts inside, ends past the device: nobody claims it.
         assert!(!bus.read(0x106, &mut b));

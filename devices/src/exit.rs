@@ -13,6 +13,10 @@ pub enum ExitReason {
     Reset,
     /// The guest wrote an exit code to the test-exit port.
     TestExit(u8),
+    /// The user asked cxlvmm to quit (the console escape, Ctrl-A x).
+    Quit,
+    /// The VMM hit an error it cannot recover from (reported separately).
+    Fatal,
 }
 
 struct Inner {
@@ -33,7 +37,8 @@ impl ExitRequest {
         Ok(Self(Arc::new(Inner {
             requested: AtomicBool::new(false),
             reason: Mutex::new(None),
-            event: EventFd::new(libc::EFD_NONBLOCK)?,
+            // Blocking: the VMM's main thread sleeps in read() until a request.
+            event: EventFd::new(0)?,
         })))
     }
 

@@ -110,7 +110,11 @@ mod tests {
         let mut pm = AcpiPm::new(exit.clone());
         let mut b = [0u8; 2];
         pm.read(PM1_CNT_OFFSET, &mut b);
-        assert_eq!(u16::from_le_bytes(b) & SCI_EN, SCI_EN, "always in ACPI mode");
+        assert_eq!(
+            u16::from_le_bytes(b) & SCI_EN,
+            SCI_EN,
+            "always in ACPI mode"
+        );
         // S3 type with SLP_EN: not S5, ignored.
         cnt_write(&mut pm, (3 << SLP_TYP_SHIFT) | SLP_EN);
         assert!(!exit.is_requested());

@@ -70,7 +70,7 @@ impl Ecam {
     fn decode(offset: u64, len: usize) -> Option<(Bdf, usize, usize)> {
         let in_reg = (offset & 3) as usize;
         // Accesses must be naturally aligned and not cross a dword.
-        if !matches!(len, 1 | 2 | 4) || in_reg % len != 0 {
+        if !matches!(len, 1 | 2 | 4) || !in_reg.is_multiple_of(len) {
             return None;
         }
         let bdf = Bdf(u16::try_from(offset >> 12).ok()?);
@@ -156,7 +156,10 @@ mod tests {
 
     fn root() -> Arc<PciRoot> {
         let mut r = PciRoot::default();
-        r.add(Bdf::new(0, 0, 0), Arc::new(Mutex::new(HostBridge::default())));
+        r.add(
+            Bdf::new(0, 0, 0),
+            Arc::new(Mutex::new(HostBridge::default())),
+        );
         Arc::new(r)
     }
 

@@ -1,0 +1,359 @@
+//! ACPI tables: RSDP, XSDT, FADT (+FACS), DSDT, MADT, MCFG.
+//!
+//! The platform is a classic (not HW-reduced) ACPI PC: PM1a event/control
+//! blocks in I/O space so `poweroff` is an S5 write, SCI on IRQ 9, no SMI
+//! command port (always in ACPI mode), no PS/2 controller, and a PCIe root
+//! complex with ECAM described by MCFG and reserved by a motherboard device.
+
+use acpi_tables::aml::{self, AddressSpace, AddressSpaceCacheable};
+use acpi_tables::facs::FACS;
+use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::gas::{AccessSize, AddressSpace as GasSpace, GAS};
+use acpi_tables::mcfg::MCFG;
+use acpi_tables::rsdp::Rsdp;
+use acpi_tables::sdt::Sdt;
+use acpi_tables::xsdt::XSDT;
+use acpi_tables::Aml;
+use devices::legacy::{PM1_CNT_OFFSET, PM1_EVT_LEN, SLP_TYP_S5};
+
+use crate::layout::*;
+
+const OEM_ID: [u8; 6] = *b"CXLVMM";
+const OEM_TABLE_ID: [u8; 8] = *b"CXLVMM  ";
+const OEM_REVISION: u32 = 1;
+/// FADT CENTURY: CMOS index of the century register.
+const CMOS_CENTURY: u8 = 0x32;
+
+/// What the tables describe.
+#[derive(Clone, Debug)]
+pub struct AcpiConfig {
+    pub vcpus: u8,
+}
+
+/// The tables, each with the guest-physical address it must be written to.
+pub struct AcpiTables {
+    pub rsdp_addr: u64,
+    pub blobs: Vec<(u64, Vec<u8>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcpiError {
+    #[error("ACPI tables need {need} bytes but only {have} fit below 1 MiB")]
+    TooLarge { need: u64, have: u64 },
+}
+
+/// Lays out tables one after another in [ACPI_START, ACPI_END).
+struct Placer {
+    next: u64,
+    blobs: Vec<(u64, Vec<u8>)>,
+}
+
+impl Placer {
+    fn place(&mut self, bytes: Vec<u8>, align: u64) -> Result<u64, AcpiError> {
+        let addr = self.next.next_multiple_of(align);
+        let end = addr + bytes.len() as u64;
+        if end > ACPI_END {
+            return Err(AcpiError::TooLarge {
+                need: end - ACPI_START,
+                have: ACPI_END - ACPI_START,
+            });
+        }
+        self.next = end;
+        self.blobs.push((addr, bytes));
+        Ok(addr)
+    }
+}
+
+fn to_bytes(t: &dyn Aml) -> Vec<u8> {
+    let mut v = Vec::new();
+    t.to_aml_bytes(&mut v);
+    v
+}
+
+pub fn build(cfg: &AcpiConfig) -> Result<AcpiTables, AcpiError> {
+    // The RSDP goes first, at a 16-byte aligned address the guest can also
+    // find by scanning; its content is filled in once the XSDT is placed.
+    let rsdp_addr = ACPI_START;
+    let mut p = Placer {
+        next: ACPI_START + Rsdp::len() as u64,
+        blobs: Vec::new(),
+    };
+
+    let dsdt = p.place(dsdt(), 16)?;
+    let facs = p.place(to_bytes(&FACS::new()), 64)?;
+    let fadt = p.place(fadt(dsdt, facs), 16)?;
+    let madt = p.place(madt(cfg.vcpus), 16)?;
+    let mcfg = p.place(mcfg(), 16)?;
+
+    let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    for t in [fadt, madt, mcfg] {
+        xsdt.add_entry(t);
+    }
+    let xsdt_addr = p.place(to_bytes(&xsdt), 16)?;
+    p.blobs
+        .push((rsdp_addr, to_bytes(&Rsdp::new(OEM_ID, xsdt_addr))));
+    Ok(AcpiTables {
+        rsdp_addr,
+        blobs: p.blobs,
+    })
+}
+
+fn fadt(dsdt: u64, facs: u64) -> Vec<u8> {
+    let pm_evt = PORT_PM_BASE;
+    let pm_cnt = PORT_PM_BASE + PM1_CNT_OFFSET;
+    let io_gas =
+        |bits: u8, addr: u64| GAS::new(GasSpace::SystemIo, bits, 0, AccessSize::Undefined, addr);
+    let mut b = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+        .dsdt_64(dsdt)
+        .firmware_ctrl_64(facs)
+        .flag(Flags::Wbinvd)
+        .flag(Flags::ProcC1)
+        // No fixed-feature power or sleep buttons.
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton)
+        .flag(Flags::FixRtc);
+    b.sci_int = (IRQ_SCI as u16).into();
+    // SMI_CMD = 0: the platform is always in ACPI mode.
+    b.smi_cmd = 0.into();
+    b.pm1a_evt_blk = (pm_evt as u32).into();
+    b.pm1a_cnt_blk = (pm_cnt as u32).into();
+    b.pm1_evt_len = PM1_EVT_LEN;
+    b.pm1_cnt_len = 2;
+    b.x_pm1a_evt_blk = io_gas(PM1_EVT_LEN * 8, pm_evt);
+    b.x_pm1a_cnt_blk = io_gas(16, pm_cnt);
+    b.century = CMOS_CENTURY;
+    // IAPC_BOOT_ARCH = 0: no 8042 (the guest skips PS/2 probing), CMOS RTC
+    // present, VGA and MSI not excluded.
+    b.iapc_boot_arch = 0.into();
+    to_bytes(&b.finalize())
+}
+
+fn madt(vcpus: u8) -> Vec<u8> {
+    const PCAT_COMPAT: u32 = 1;
+    const TYPE_LAPIC: u8 = 0;
+    const TYPE_IOAPIC: u8 = 1;
+    const TYPE_ISO: u8 = 2;
+    let mut t = Sdt::new(*b"APIC", 44, 5, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    t.write_u32(36, LAPIC_START as u32);
+    t.write_u32(40, PCAT_COMPAT);
+    for cpu in 0..vcpus {
+        // uid, APIC ID, flags = enabled.
+        t.append_slice(&[TYPE_LAPIC, 8, cpu, cpu, 1, 0, 0, 0]);
+    }
+    let mut ioapic = vec![TYPE_IOAPIC, 12, vcpus, 0];
+    ioapic.extend((IOAPIC_START as u32).to_le_bytes());
+    ioapic.extend(0u32.to_le_bytes()); // GSI base
+    t.append_slice(&ioapic);
+    // SCI: ISA IRQ 9 -> GSI 9, level triggered, active high (flags 0x000d).
+    let mut iso = vec![TYPE_ISO, 10, 0, IRQ_SCI as u8];
+    iso.extend(IRQ_SCI.to_le_bytes());
+    iso.extend(0x000du16.to_le_bytes());
+    t.append_slice(&iso);
+    t.as_slice().to_vec()
+}
+
+fn mcfg() -> Vec<u8> {
+    let mut t = MCFG::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    t.add_ecam(ECAM_START, 0, 0, (ECAM_BUSES - 1) as u8);
+    to_bytes(&t)
+}
+
+fn dsdt() -> Vec<u8> {
+    // Each object is serialized in the statement that builds it: the AML
+    // builders borrow their children, which are temporaries.
+    let mut body = Vec::new();
+    let buses = AddressSpace::new_bus_number(0u16, ECAM_BUSES - 1);
+    let cf8 = aml::IO::new(PORT_PCI_CONFIG as u16, PORT_PCI_CONFIG as u16, 1, 8);
+    let io_low = AddressSpace::new_io(0u16, 0x0cf7, None);
+    let io_high = AddressSpace::new_io(0x0d00u16, 0xffff, None);
+    let mmio32 = AddressSpace::new_memory(
+        AddressSpaceCacheable::NotCacheable,
+        true,
+        PCI_MMIO32_START as u32,
+        (PCI_MMIO32_START + PCI_MMIO32_SIZE - 1) as u32,
+        None,
+    );
+    let pci_crs = aml::ResourceTemplate::new(vec![&buses, &cf8, &io_low, &io_high, &mmio32]);
+    body.extend(to_bytes(&aml::Device::new(
+        "_SB_.PCI0".into(),
+        vec![
+            &aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0A08")),
+            &aml::Name::new("_CID".into(), &aml::EISAName::new("PNP0A03")),
+            &aml::Name::new("_ADR".into(), &aml::ZERO),
+            &aml::Name::new("_SEG".into(), &aml::ZERO),
+            &aml::Name::new("_UID".into(), &aml::ZERO),
+            &aml::Name::new("_BBN".into(), &aml::ZERO),
+            &aml::Name::new("_CRS".into(), &pci_crs),
+        ],
+    )));
+    // Reserves the ECAM window, which Linux requires before trusting MCFG.
+    let ecam = aml::Memory32Fixed::new(false, ECAM_START as u32, ECAM_SIZE as u32);
+    let ecam_crs = aml::ResourceTemplate::new(vec![&ecam]);
+    body.extend(to_bytes(&aml::Device::new(
+        "_SB_.MRES".into(),
+        vec![
+            &aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0C02")),
+            &aml::Name::new("_UID".into(), &aml::ONE),
+            &aml::Name::new("_CRS".into(), &ecam_crs),
+        ],
+    )));
+    let com1_io = aml::IO::new(PORT_COM1 as u16, PORT_COM1 as u16, 1, PORT_COM1_LEN as u8);
+    let com1_irq = aml::Interrupt::new(true, true, false, false, IRQ_COM1);
+    let com1_crs = aml::ResourceTemplate::new(vec![&com1_io, &com1_irq]);
+    body.extend(to_bytes(&aml::Device::new(
+        "_SB_.COM1".into(),
+        vec![
+            &aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0501")),
+            &aml::Name::new("_UID".into(), &aml::ZERO),
+            &aml::Name::new("_CRS".into(), &com1_crs),
+        ],
+    )));
+    let s5_typ = SLP_TYP_S5 as u8;
+    let s5_pkg = aml::Package::new(vec![&s5_typ, &s5_typ, &aml::ZERO, &aml::ZERO]);
+    let s5 = aml::Name::new("_S5_".into(), &s5_pkg);
+
+    body.extend(to_bytes(&s5));
+    let mut t = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    t.append_slice(&body);
+    t.as_slice().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The guest's view: a flat image of [ACPI_START, ACPI_END).
+    struct Image(Vec<u8>);
+
+    impl Image {
+        fn from(t: &AcpiTables) -> Self {
+            let mut img = vec![0u8; (ACPI_END - ACPI_START) as usize];
+            for (addr, b) in &t.blobs {
+                let off = (addr - ACPI_START) as usize;
+                img[off..off + b.len()].copy_from_slice(b);
+            }
+            Image(img)
+        }
+        fn at(&self, addr: u64, len: usize) -> &[u8] {
+            let off = (addr - ACPI_START) as usize;
+            &self.0[off..off + len]
+        }
+        fn u32(&self, addr: u64) -> u32 {
+            u32::from_le_bytes(self.at(addr, 4).try_into().unwrap())
+        }
+        fn u64(&self, addr: u64) -> u64 {
+            u64::from_le_bytes(self.at(addr, 8).try_into().unwrap())
+        }
+        /// A table by address: checks length and checksum, returns the bytes.
+        fn table(&self, addr: u64) -> &[u8] {
+            let len = self.u32(addr + 4) as usize;
+            assert!(len >= 36);
+            let t = self.at(addr, len);
+            let sum = t.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+            assert_eq!(sum, 0, "checksum of {}", String::from_utf8_lossy(&t[..4]));
+            t
+        }
+    }
+
+    fn sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |a, x| a.wrapping_add(*x))
+    }
+
+    fn tables_by_signature(img: &Image, rsdp: u64) -> Vec<(String, u64)> {
+        let r = img.at(rsdp, 36);
+        assert_eq!(&r[..8], b"RSD PTR ");
+        assert_eq!(sum(&r[..20]), 0);
+        assert_eq!(sum(r), 0);
+        assert_eq!(r[15], 2, "ACPI 2.0+ RSDP");
+        let xsdt = img.u64(rsdp + 24);
+        let x = img.table(xsdt);
+        assert_eq!(&x[..4], b"XSDT");
+        x[36..]
+            .chunks(8)
+            .map(|c| {
+                let a = u64::from_le_bytes(c.try_into().unwrap());
+                (String::from_utf8_lossy(&img.table(a)[..4]).into_owned(), a)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tables_parse_back() {
+        let t = build(&AcpiConfig { vcpus: 4 }).unwrap();
+        assert_eq!(t.rsdp_addr % 16, 0);
+        let img = Image::from(&t);
+        let tables = tables_by_signature(&img, t.rsdp_addr);
+        let names: Vec<_> = tables.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["FACP", "APIC", "MCFG"]);
+
+        // FADT: DSDT and FACS pointers, PM1a blocks, SCI, not HW-reduced.
+        let fadt = img.table(tables[0].1);
+        assert_eq!(fadt.len(), 276);
+        let u16_at = |o: usize| u16::from_le_bytes(fadt[o..o + 2].try_into().unwrap());
+        let u32_at = |o: usize| u32::from_le_bytes(fadt[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(fadt[o..o + 8].try_into().unwrap());
+        assert_eq!(u16_at(46), 9, "SCI_INT");
+        assert_eq!(u32_at(48), 0, "SMI_CMD");
+        assert_eq!(u32_at(56), 0x600, "PM1a_EVT_BLK");
+        assert_eq!(u32_at(64), 0x604, "PM1a_CNT_BLK");
+        assert_eq!((fadt[88], fadt[89]), (4, 2), "PM1 lengths");
+        assert_eq!(u32_at(112) & (1 << 20), 0, "not HW_REDUCED");
+        assert_eq!(fadt[108], 0x32, "CENTURY");
+        assert_eq!(u16_at(109), 0, "no 8042");
+        let dsdt = img.table(u64_at(140));
+        assert_eq!(&dsdt[..4], b"DSDT");
+        assert!(dsdt.windows(4).any(|w| w == b"_S5_"));
+        assert!(dsdt.windows(4).any(|w| w == b"PCI0"));
+        let facs = img.at(u64_at(132), 64);
+        assert_eq!(&facs[..4], b"FACS");
+        assert_eq!(u64_at(132) % 64, 0);
+
+        // MADT: one enabled LAPIC per vCPU, the IOAPIC, the SCI override.
+        let madt = img.table(tables[1].1);
+        assert_eq!(
+            u32::from_le_bytes(madt[36..40].try_into().unwrap()),
+            0xfee0_0000
+        );
+        let mut off = 44;
+        let (mut lapics, mut ioapics, mut isos) = (vec![], vec![], vec![]);
+        while off < madt.len() {
+            let (ty, len) = (madt[off], madt[off + 1] as usize);
+            let e = &madt[off..off + len];
+            match ty {
+                0 => lapics.push((e[2], e[3], e[4])),
+                1 => ioapics.push(u32::from_le_bytes(e[4..8].try_into().unwrap())),
+                2 => isos.push((e[3], u32::from_le_bytes(e[4..8].try_into().unwrap()))),
+                _ => panic!("unexpected MADT entry {ty}"),
+            }
+            off += len;
+        }
+        assert_eq!(off, madt.len());
+        assert_eq!(lapics, [(0, 0, 1), (1, 1, 1), (2, 2, 1), (3, 3, 1)]);
+        assert_eq!(ioapics, [0xfec0_0000]);
+        assert_eq!(isos, [(9, 9)]);
+
+        // MCFG: one segment, ECAM base and bus range.
+        let mcfg = img.table(tables[2].1);
+        assert_eq!(mcfg.len(), 44 + 16);
+        assert_eq!(
+            u64::from_le_bytes(mcfg[44..52].try_into().unwrap()),
+            ECAM_START
+        );
+        assert_eq!((mcfg[54], mcfg[55]), (0, 255));
+    }
+
+    #[test]
+    fn tables_stay_inside_the_bios_area_and_do_not_overlap() {
+        let t = build(&AcpiConfig { vcpus: 255 }).unwrap();
+        let mut spans: Vec<_> = t
+            .blobs
+            .iter()
+            .map(|(a, b)| (*a, *a + b.len() as u64))
+            .collect();
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0);
+        }
+        assert!(spans.iter().all(|&(s, e)| s >= ACPI_START && e <= ACPI_END));
+    }
+}

@@ -1,0 +1,255 @@
+//! The `cxlvmm` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use devices::ExitReason;
+
+use crate::vm::{self, VmConfig};
+use crate::{host, images};
+
+/// The command line every guest gets; `--cmdline` is appended to it.
+///
+/// `reboot=k` resets through the i8042 (which ends the VM); `panic=-1` turns a
+/// guest panic into a reset; `tsc=reliable` keeps the invariant TSC as the
+/// clocksource even where the nested rig makes it look jittery.
+pub const DEFAULT_CMDLINE: &str =
+    "console=ttyS0 8250.nr_uarts=1 reboot=k panic=-1 tsc=reliable no_timer_check quiet";
+
+/// The guest image used when no --kernel is given.
+pub const DEFAULT_GUEST: &str = "6.12";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cxlvmm",
+    version,
+    about = "A KVM VMM that gives an unmodified Linux guest a CXL fabric"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Boot a guest and run it until it powers off, resets or reports an exit code.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Number of vCPUs (1-254).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub vcpus: u8,
+    /// Guest RAM, e.g. 512M, 1G, 4G (plain numbers are MiB).
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    pub memory: u64,
+    /// Kernel image: bzImage or ELF vmlinux. Default: the built guest image.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Initramfs. Default: the built guest image's, when --kernel is not given.
+    #[arg(long)]
+    pub initrd: Option<PathBuf>,
+    /// Extra kernel command line, appended to the default one.
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
+    /// Which built guest image to use when --kernel is not given (6.12 or 6.1).
+    #[arg(long, default_value = DEFAULT_GUEST)]
+    pub guest: String,
+    /// Shell script to run in the guest; its exit code becomes cxlvmm's.
+    #[arg(long)]
+    pub script: Option<PathBuf>,
+    /// Also write the console transcript to this file.
+    #[arg(long)]
+    pub serial_log: Option<PathBuf>,
+    /// Keep CPUID's hypervisor bit (hidden by default: stock kernels will not
+    /// commit CXL regions under a hypervisor).
+    #[arg(long)]
+    pub show_hypervisor: bool,
+    /// Start even where /dev/kvm cannot boot a stock kernel (for bare-metal
+    /// test payloads on paravirtual KVM hosts).
+    #[arg(long)]
+    pub no_kvm_check: bool,
+}
+
+/// Parses 1G, 512M, 1024K, 4096 (MiB) and plain byte counts with a B suffix.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (t, 1u64 << 20),
+        Some((i, _)) => {
+            let mult = match t[i..].to_ascii_uppercase().as_str() {
+                "B" => 1,
+                "K" | "KB" | "KIB" => 1 << 10,
+                "M" | "MB" | "MIB" => 1 << 20,
+                "G" | "GB" | "GIB" => 1 << 30,
+                "T" | "TB" | "TIB" => 1 << 40,
+                other => {
+                    return Err(format!(
+                        "unknown size suffix '{other}' in '{s}' (use K, M, G or T)"
+                    ))
+                }
+            };
+            (&t[..i], mult)
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (expected e.g. 512M or 2G)"))?;
+    n.checked_mul(mult)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("size '{s}' is zero or too large"))
+}
+
+/// Smallest guest that can hold a kernel and initramfs.
+const MIN_MEMORY: u64 = 64 << 20;
+
+/// Turns validated arguments into a machine configuration, checking what
+/// needs the filesystem or host. Errors name the offending flag and value.
+pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
+    if args.memory < MIN_MEMORY || !args.memory.is_multiple_of(4096) {
+        return Err(format!(
+            "--memory {}: must be a multiple of 4 KiB and at least 64M",
+            args.memory
+        ));
+    }
+    if let Some(total) = host::total_memory() {
+        if args.memory > total {
+            return Err(format!(
+                "--memory {} MiB is more than this host has ({} MiB)",
+                args.memory >> 20,
+                total >> 20
+            ));
+        }
+    }
+    let (kernel, initrd) = match (&args.kernel, &args.initrd) {
+        (Some(k), i) => (k.clone(), i.clone()),
+        (None, Some(_)) => return Err("--initrd needs --kernel".into()),
+        (None, None) => {
+            let img =
+                images::find(&args.guest).map_err(|e| format!("--guest {}: {e}", args.guest))?;
+            (img.kernel, Some(img.initrd))
+        }
+    };
+    if !kernel.is_file() {
+        return Err(format!("--kernel {}: no such file", kernel.display()));
+    }
+    if let Some(i) = &initrd {
+        if !i.is_file() {
+            return Err(format!("--initrd {}: no such file", i.display()));
+        }
+    }
+    let script = args
+        .script
+        .as_ref()
+        .map(|p| std::fs::read(p).map_err(|e| format!("--script {}: {e}", p.display())))
+        .transpose()?;
+    let cmdline = if args.cmdline.trim().is_empty() {
+        DEFAULT_CMDLINE.to_string()
+    } else {
+        format!("{DEFAULT_CMDLINE} {}", args.cmdline.trim())
+    };
+    Ok(VmConfig {
+        vcpus: args.vcpus,
+        mem_size: args.memory,
+        kernel,
+        initrd,
+        cmdline,
+        script,
+        show_hypervisor: args.show_hypervisor,
+        serial_log: args.serial_log.clone(),
+        check_host: !args.no_kvm_check,
+    })
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(&args),
+    }
+}
+
+fn run(args: &RunArgs) -> ExitCode {
+    let cfg = match build_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cxlvmm: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match vm::run(&cfg) {
+        Ok(outcome) => {
+            match outcome.reason {
+                ExitReason::PowerOff => log::info!("guest powered off"),
+                ExitReason::Reset => eprintln!("cxlvmm: guest reset"),
+                ExitReason::Quit => eprintln!("cxlvmm: quit from the console"),
+                _ => {}
+            }
+            if outcome.status == vm::STATUS_NO_SCRIPT_STATUS {
+                eprintln!(
+                    "cxlvmm: the guest stopped ({:?}) without reporting the script's exit status",
+                    outcome.reason
+                );
+            }
+            ExitCode::from(outcome.status as u8)
+        }
+        Err(e) => {
+            eprintln!("cxlvmm: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_suffixes() {
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("512mib"), Ok(512 << 20));
+        assert_eq!(parse_size("2048"), Ok(2048 << 20));
+        assert_eq!(parse_size("4096B"), Ok(4096));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1Q").unwrap_err().contains("'Q'"));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn default_cmdline_comes_first_and_user_part_is_appended() {
+        let dir = std::env::temp_dir().join(format!("cxlvmm-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let k = dir.join("kernel");
+        std::fs::write(&k, b"x").unwrap();
+        let args =
+            RunArgs::parse_from_run(&["--kernel", k.to_str().unwrap(), "--cmdline", "loglevel=7"]);
+        let cfg = build_config(&args).unwrap();
+        assert!(cfg.cmdline.starts_with(DEFAULT_CMDLINE));
+        assert!(cfg.cmdline.ends_with(" loglevel=7"));
+        assert!(cfg.check_host);
+        let bad = RunArgs::parse_from_run(&["--kernel", "/nonexistent/k"]);
+        assert!(build_config(&bad)
+            .unwrap_err()
+            .contains("--kernel /nonexistent/k"));
+        let bad = RunArgs::parse_from_run(&["--kernel", k.to_str().unwrap(), "--memory", "1M"]);
+        assert!(build_config(&bad).unwrap_err().contains("--memory"));
+        let bad = RunArgs::parse_from_run(&["--kernel", k.to_str().unwrap(), "--memory", "64T"]);
+        assert!(build_config(&bad)
+            .unwrap_err()
+            .contains("more than this host has"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    impl RunArgs {
+        fn parse_from_run(extra: &[&str]) -> RunArgs {
+            let mut argv = vec!["cxlvmm", "run"];
+            argv.extend_from_slice(extra);
+            match Cli::parse_from(argv).command {
+                Command::Run(a) => a,
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The guest-physical memory map (x86_64) and fixed I/O ports.
+//!
+//! ```text
+//! 0x0000_0000  RAM (low)          real-mode IVT/BDA, boot GDT, page tables, zero page, cmdline
+//! 0x0009_fc00  reserved           EBDA, VGA hole
+//! 0x000e_0000  ACPI tables        RSDP .. DSDT (inside the ISA hole Linux never uses as RAM)
+//! 0x0010_0000  RAM                kernel at 1 MiB, initrd at the top of low RAM
+//! 0xc000_0000  32-bit MMIO hole   PCI MMIO window, ECAM, IOAPIC, LAPIC
+//! 0x1_0000_0000 RAM (high)        whatever did not fit below the hole
+//! ```
+
+/// Start of the boot GDT (four entries).
+pub const BOOT_GDT_START: u64 = 0x500;
+/// Start of the (empty) boot IDT.
+pub const BOOT_IDT_START: u64 = 0x520;
+/// Identity-mapping page tables: PML4, one PDPT, four PDs (first 4 GiB with 2 MiB pages).
+pub const PML4_START: u64 = 0x9000;
+pub const PDPT_START: u64 = 0xa000;
+pub const PD_START: u64 = 0xb000;
+/// Initial stack pointer of the boot vCPU.
+pub const BOOT_STACK_POINTER: u64 = 0x8ff0;
+/// The Linux zero page (`struct boot_params`).
+pub const ZERO_PAGE_START: u64 = 0x7000;
+/// Kernel command line.
+pub const CMDLINE_START: u64 = 0x20000;
+pub const CMDLINE_MAX_SIZE: usize = 0x10000;
+/// End of conventional memory below the EBDA.
+pub const EBDA_START: u64 = 0x9fc00;
+/// ACPI tables live in the BIOS area, where the guest also looks for the RSDP.
+pub const ACPI_START: u64 = 0xe0000;
+pub const ACPI_END: u64 = 0x100000;
+/// Kernel load address and start of "high" memory for the boot protocol.
+pub const HIMEM_START: u64 = 0x100000;
+
+/// Start and end of the 32-bit MMIO hole.
+pub const MMIO32_START: u64 = 0xc000_0000;
+pub const MMIO32_END: u64 = 0x1_0000_0000;
+/// PCI 32-bit memory window for BARs.
+pub const PCI_MMIO32_START: u64 = 0xc000_0000;
+pub const PCI_MMIO32_SIZE: u64 = 0x2000_0000;
+/// PCIe ECAM: 256 buses x 1 MiB.
+pub const ECAM_START: u64 = 0xe000_0000;
+pub const ECAM_SIZE: u64 = 0x1000_0000;
+pub const ECAM_BUSES: u16 = 256;
+pub const IOAPIC_START: u64 = 0xfec0_0000;
+pub const LAPIC_START: u64 = 0xfee0_0000;
+/// RAM resumes here once the hole is passed.
+pub const HIGH_RAM_START: u64 = 0x1_0000_0000;
+
+/// Port I/O.
+pub const PORT_I8042: u64 = 0x60;
+pub const PORT_I8042_LEN: u64 = 5;
+pub const PORT_CMOS: u64 = 0x70;
+pub const PORT_CMOS_LEN: u64 = 2;
+pub const PORT_TEST_EXIT: u64 = 0xf4;
+pub const PORT_TEST_EXIT_LEN: u64 = 4;
+pub const PORT_COM1: u64 = 0x3f8;
+pub const PORT_COM1_LEN: u64 = 8;
+pub const PORT_PM_BASE: u64 = 0x600;
+pub const PORT_PCI_CONFIG: u64 = 0xcf8;
+pub const PORT_PCI_CONFIG_LEN: u64 = 8;
+
+/// ISA interrupt lines.
+pub const IRQ_COM1: u32 = 4;
+pub const IRQ_SCI: u32 = 9;

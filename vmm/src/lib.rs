@@ -1,0 +1,15 @@
+//! cxlvmm: a KVM virtual machine monitor that gives an unmodified Linux guest
+//! a CXL fabric. This crate is the only one that touches /dev/kvm.
+
+pub mod acpi;
+pub mod boot;
+pub mod cli;
+pub mod console;
+pub mod cpu;
+pub mod host;
+pub mod images;
+pub mod initramfs;
+pub mod layout;
+pub mod memory;
+pub mod vcpu;
+pub mod vm;

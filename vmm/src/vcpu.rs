@@ -1,0 +1,126 @@
+//! One thread per vCPU: run it, dispatch its exits to the buses, stop when
+//! asked.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use devices::{Bus, ExitReason, ExitRequest};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
+
+/// The signal that kicks a vCPU thread out of KVM_RUN.
+pub fn kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+/// Installs a no-op handler for the kick signal (its only job is to make
+/// KVM_RUN return EINTR).
+pub fn install_kick_handler() -> std::io::Result<()> {
+    extern "C" fn noop(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+    register_signal_handler(kick_signal(), noop)
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))
+}
+
+/// What every vCPU thread shares.
+#[derive(Clone)]
+pub struct VcpuShared {
+    pub pio: Arc<Bus>,
+    pub mmio: Arc<Bus>,
+    pub exit: ExitRequest,
+    pub stop: Arc<AtomicBool>,
+    /// The first fatal error's description, shown by the VMM on exit.
+    pub fatal: Arc<Mutex<Option<String>>>,
+}
+
+impl VcpuShared {
+    pub fn fail(&self, msg: String) {
+        let mut slot = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(msg);
+        drop(slot);
+        self.exit.request(ExitReason::Fatal);
+    }
+}
+
+/// `KVM_INTERNAL_ERROR_EMULATION`: KVM could not emulate an instruction.
+const INTERNAL_ERROR_EMULATION: u32 = 1;
+
+pub const EMULATION_HINT: &str =
+    "this host's KVM cannot run the guest's code (instruction emulation failed): \
+     a paravirtual /dev/kvm without VT-x/AMD-V cannot boot a stock kernel; \
+     run cxlvmm inside the nested rig instead: scripts/rig -- cxlvmm run ...";
+
+pub fn spawn(index: u8, mut vcpu: VcpuFd, shared: VcpuShared) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("vcpu{index}"))
+        .spawn(move || run_loop(index, &mut vcpu, &shared))
+}
+
+fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
+    while !shared.stop.load(Ordering::Acquire) {
+        match vcpu.run() {
+            Ok(exit) => match exit {
+                VcpuExit::IoIn(port, data) => {
+                    if !shared.pio.read(u64::from(port), data) {
+                        // Nothing decodes this port: the ISA bus floats high.
+                        data.fill(0xff);
+                    }
+                }
+                VcpuExit::IoOut(port, data) => {
+                    shared.pio.write(u64::from(port), data);
+                }
+                VcpuExit::MmioRead(addr, data) => {
+                    if !shared.mmio.read(addr, data) {
+                        data.fill(0xff);
+                    }
+                }
+                VcpuExit::MmioWrite(addr, data) => {
+                    shared.mmio.write(addr, data);
+                }
+                // With the in-kernel LAPIC, HLT only reaches us if the
+                // guest halted with interrupts off for good.
+                VcpuExit::Hlt => {}
+                VcpuExit::Shutdown => {
+                    log::info!("vcpu{index}: triple fault, treating as reset");
+                    shared.exit.request(ExitReason::Reset);
+                    return;
+                }
+                VcpuExit::SystemEvent(kind, _) => {
+                    shared.exit.request(match kind {
+                        kvm_bindings::KVM_SYSTEM_EVENT_SHUTDOWN => ExitReason::PowerOff,
+                        _ => ExitReason::Reset,
+                    });
+                    return;
+                }
+                VcpuExit::InternalError => {
+                    // SAFETY: after KVM_EXIT_INTERNAL_ERROR the kernel has filled
+                    // the `internal` member of the kvm_run exit union.
+                    let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                    if suberror == INTERNAL_ERROR_EMULATION {
+                        shared.fail(format!("vcpu{index}: {EMULATION_HINT}"));
+                    } else {
+                        shared.fail(format!(
+                            "vcpu{index}: KVM internal error, suberror {suberror}"
+                        ));
+                    }
+                    return;
+                }
+                VcpuExit::FailEntry(reason, cpu) => {
+                    shared.fail(format!(
+                        "vcpu{index}: KVM could not enter the guest (hardware reason {reason:#x}, cpu {cpu})"
+                    ));
+                    return;
+                }
+                other => {
+                    shared.fail(format!("vcpu{index}: unexpected exit {other:?}"));
+                    return;
+                }
+            },
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) => {
+                shared.fail(format!("vcpu{index}: KVM_RUN failed: {e}"));
+                return;
+            }
+        }
+    }
+}

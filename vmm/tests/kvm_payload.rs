@@ -1,0 +1,232 @@
+//! cxlvmm end to end on the host's /dev/kvm with a tiny bare-metal payload
+//! (a stock kernel cannot run on a paravirtual KVM; this can).
+//!
+//! The payload follows the 64-bit boot protocol the way Linux would: it takes
+//! the zero page from RSI, prints the command line found through
+//! `hdr.cmd_line_ptr` on COM1, and exits through the test-exit port with the
+//! number of e820 entries. So the test checks boot parameters, long-mode
+//! setup, serial output and exit-code plumbing at once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const LOAD_ADDR: u64 = 0x10_0000;
+
+#[rustfmt::skip]
+const CODE: &[u8] = &[
+    0x48, 0x89, 0xf3,                   // mov rbx, rsi            ; zero page
+    0x8b, 0xb3, 0x28, 0x02, 0x00, 0x00, // mov esi, [rbx+0x228]    ; hdr.cmd_line_ptr
+    0x66, 0xba, 0xf8, 0x03,             // mov dx, 0x3f8           ; COM1
+    0x8a, 0x06,                         // loop: mov al, [rsi]
+    0x84, 0xc0,                         //       test al, al
+    0x74, 0x06,                         //       jz done
+    0xee,                               //       out dx, al
+    0x48, 0xff, 0xc6,                   //       inc rsi
+    0xeb, 0xf4,                         //       jmp loop
+    0xb0, 0x0a,                         // done: mov al, '\n'
+    0xee,                               //       out dx, al
+    0x8a, 0x83, 0xe8, 0x01, 0x00, 0x00, // mov al, [rbx+0x1e8]     ; e820_entries
+    0x66, 0xba, 0xf4, 0x00,             // mov dx, 0xf4            ; test-exit port
+    0xee,                               // out dx, al
+    0xf4,                               // hlt
+    0xeb, 0xfd,                         // jmp hlt
+];
+
+/// A minimal ELF64 executable with one PT_LOAD segment holding `code`.
+fn elf(code: &[u8]) -> Vec<u8> {
+    let code_off = 0x1000u64;
+    let mut e = vec![0u8; code_off as usize];
+    e[..4].copy_from_slice(b"\x7fELF");
+    e[4] = 2; // 64-bit
+    e[5] = 1; // little endian
+    e[6] = 1; // version
+    let put16 = |e: &mut Vec<u8>, o: usize, v: u16| e[o..o + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 = |e: &mut Vec<u8>, o: usize, v: u32| e[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 = |e: &mut Vec<u8>, o: usize, v: u64| e[o..o + 8].copy_from_slice(&v.to_le_bytes());
+    put16(&mut e, 16, 2); // ET_EXEC
+    put16(&mut e, 18, 0x3e); // x86-64
+    put32(&mut e, 20, 1);
+    put64(&mut e, 24, LOAD_ADDR); // entry
+    put64(&mut e, 32, 64); // phoff
+    put16(&mut e, 52, 64); // ehsize
+    put16(&mut e, 54, 56); // phentsize
+    put16(&mut e, 56, 1); // phnum
+    put16(&mut e, 58, 64); // shentsize
+    let ph = 64;
+    put32(&mut e, ph, 1); // PT_LOAD
+    put32(&mut e, ph + 4, 5); // R+X
+    put64(&mut e, ph + 8, code_off);
+    put64(&mut e, ph + 16, LOAD_ADDR); // vaddr
+    put64(&mut e, ph + 24, LOAD_ADDR); // paddr
+    put64(&mut e, ph + 32, code.len() as u64);
+    put64(&mut e, ph + 40, code.len() as u64);
+    put64(&mut e, ph + 48, 0x1000);
+    e.extend_from_slice(code);
+    e
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cxlvmm-it-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn cxlvmm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cxlvmm"))
+}
+
+fn have_kvm() -> bool {
+    if Path::new("/dev/kvm").exists() {
+        return true;
+    }
+    eprintln!("SKIPPED: no /dev/kvm on this host");
+    false
+}
+
+#[test]
+fn payload_prints_cmdline_and_exits_with_e820_count() {
+    if !have_kvm() {
+        return;
+    }
+    let dir = scratch("payload");
+    let kernel = dir.join("payload.elf");
+    std::fs::write(&kernel, elf(CODE)).unwrap();
+    let log = dir.join("serial.log");
+    let out = cxlvmm()
+        .args(["run", "--no-kvm-check", "--vcpus", "1", "--memory", "128M"])
+        .arg("--kernel")
+        .arg(&kernel)
+        .args(["--cmdline", "payload-marker=42"])
+        .arg("--serial-log")
+        .arg(&log)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 128 MiB: [0, EBDA) RAM, [1 MiB, 128 MiB) RAM, ECAM reserved.
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    let expected = format!("{} payload-marker=42\n", vmm::cli::DEFAULT_CMDLINE);
+    assert_eq!(stdout, expected);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), expected);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn more_memory_means_more_e820_entries() {
+    if !have_kvm() {
+        return;
+    }
+    let dir = scratch("himem");
+    let kernel = dir.join("payload.elf");
+    std::fs::write(&kernel, elf(CODE)).unwrap();
+    // 3.5 GiB: RAM continues above 4 GiB, adding a fourth entry.
+    let out = cxlvmm()
+        .args(["run", "--no-kvm-check", "--vcpus", "2", "--memory", "3584M"])
+        .arg("--kernel")
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn paravirtual_kvm_is_refused_with_a_pointer_to_the_rig() {
+    if !Path::new("/sys/module/kvm_pvm").exists() {
+        eprintln!("SKIPPED: host KVM is not kvm_pvm");
+        return;
+    }
+    let dir = scratch("pvm");
+    let kernel = dir.join("payload.elf");
+    std::fs::write(&kernel, elf(CODE)).unwrap();
+    let out = cxlvmm()
+        .args(["run", "--kernel"])
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
+    assert!(
+        stderr.contains("kvm_pvm") && stderr.contains("scripts/rig"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_fail_clearly_before_anything_starts() {
+    let dir = scratch("bad");
+    let junk = dir.join("junk");
+    std::fs::write(&junk, vec![0x5au8; 8192]).unwrap();
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec!["--kernel".into(), "/nonexistent/bzImage".into()],
+            2,
+            "--kernel /nonexistent/bzImage",
+        ),
+        (
+            vec![
+                "--kernel".into(),
+                junk.display().to_string(),
+                "--no-kvm-check".into(),
+            ],
+            1,
+            "neither a bzImage nor an ELF",
+        ),
+        (
+            vec![
+                "--kernel".into(),
+                junk.display().to_string(),
+                "--memory".into(),
+                "100T".into(),
+            ],
+            2,
+            "more than this host has",
+        ),
+        (
+            vec![
+                "--kernel".into(),
+                junk.display().to_string(),
+                "--vcpus".into(),
+                "0".into(),
+            ],
+            2,
+            "--vcpus",
+        ),
+        (
+            vec![
+                "--kernel".into(),
+                junk.display().to_string(),
+                "--memory".into(),
+                "12Q".into(),
+            ],
+            2,
+            "'Q'",
+        ),
+        (
+            vec!["--initrd".into(), junk.display().to_string()],
+            2,
+            "--initrd needs --kernel",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let out = cxlvmm().arg("run").args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: expected '{needle}' in: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
