@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// test payloads on paravirtual KVM hosts).
     #[arg(long)]
     pub no_kvm_check: bool,
+    /// Print the full kernel command line the guest would get, and exit.
+    #[arg(long)]
+    pub print_cmdline: bool,
 }
 
 /// Parses 1G, 512M, 1024K, 4096 (MiB) and plain byte counts with a B suffix.
@@ -178,6 +181,10 @@ fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.print_cmdline {
+        println!("{}", cfg.cmdline);
+        return ExitCode::SUCCESS;
+    }
     match vm::run(&cfg) {
         Ok(outcome) => {
             match outcome.reason {
