@@ -5,6 +5,7 @@
 //! every device can be exercised by plain unit tests.
 
 pub mod bus;
+pub mod cxl;
 pub mod exit;
 pub mod legacy;
 pub mod pci;
