@@ -2,12 +2,19 @@
 //! (ECAM in MMIO, and the legacy 0xCF8/0xCFC port pair).
 
 mod config;
+mod function;
 mod host_bridge;
+mod msix;
 mod root;
 
-pub use config::ConfigSpace;
+pub use config::{CapMasks, ConfigSpace};
+pub use function::{
+    add_dvsec, BarKind, BarRange, ConfigHook, PciFunction, CAP_ID_MSI, CAP_ID_PCIE, CAP_ID_PM,
+    EXT_CAP_ID_AER, EXT_CAP_ID_DOE, EXT_CAP_ID_DSN, EXT_CAP_ID_DVSEC,
+};
 pub use host_bridge::HostBridge;
-pub use root::{Bdf, ConfigIo, Ecam, PciRoot, ECAM_BUS_SIZE};
+pub use msix::{MsiSink, MsixTable, SharedMsix};
+pub use root::{Bdf, ConfigIo, Ecam, PciMmio, PciRoot, ECAM_BUS_SIZE};
 
 /// A function on the PCI bus, seen through its configuration space.
 pub trait PciDevice: Send {
@@ -15,4 +22,13 @@ pub trait PciDevice: Send {
     fn read_config(&mut self, reg: usize) -> u32;
     /// Writes `data` (1, 2 or 4 bytes) at byte `offset` within register `reg`.
     fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]);
+    /// Memory BARs the guest has placed and enabled.
+    fn mmio_bars(&self) -> Vec<BarRange> {
+        Vec::new()
+    }
+    /// An access at `offset` within BAR `index`.
+    fn bar_read(&mut self, _index: u8, _offset: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    fn bar_write(&mut self, _index: u8, _offset: u64, _data: &[u8]) {}
 }

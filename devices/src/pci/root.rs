@@ -49,6 +49,52 @@ impl PciRoot {
     }
 }
 
+impl PciRoot {
+    /// The function and BAR decoding guest-physical `addr`, if any.
+    fn bar_at(&self, addr: u64) -> Option<(&Arc<Mutex<dyn PciDevice>>, u8, u64)> {
+        self.functions.values().find_map(|f| {
+            let bars = f.lock().unwrap_or_else(|e| e.into_inner()).mmio_bars();
+            bars.into_iter()
+                .find(|b| addr >= b.base && addr - b.base < b.size)
+                .map(|b| (f, b.index, addr - b.base))
+        })
+    }
+}
+
+/// Routes MMIO in a PCI memory window to whichever function's BAR decodes
+/// it, following BARs wherever the guest moves them. The device sits on the
+/// MMIO bus at `base`, so offsets are turned back into addresses.
+pub struct PciMmio {
+    root: Arc<PciRoot>,
+    base: u64,
+}
+
+impl PciMmio {
+    pub fn new(root: Arc<PciRoot>, base: u64) -> Self {
+        Self { root, base }
+    }
+}
+
+impl BusDevice for PciMmio {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        match self.root.bar_at(self.base + offset) {
+            Some((f, bar, off)) => f
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .bar_read(bar, off, data),
+            None => data.fill(0xff),
+        }
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if let Some((f, bar, off)) = self.root.bar_at(self.base + offset) {
+            f.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .bar_write(bar, off, data);
+        }
+    }
+}
+
 /// Copies the bytes of `value` that an access at `offset` of width `data.len()` sees.
 fn extract(value: u32, offset: usize, data: &mut [u8]) {
     let bytes = value.to_le_bytes();

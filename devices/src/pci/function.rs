@@ -1,0 +1,426 @@
+//! A generic PCI function: configuration space, BARs backed by register
+//! blocks, configuration-space hooks for capabilities with side effects (DOE),
+//! and optional MSI-X. Device models (CXL ports, type-3 devices, ...) are
+//! built by configuring one of these.
+
+use std::sync::{Arc, Mutex};
+
+use super::config::{CapMasks, ConfigSpace};
+use super::msix::{MsiSink, MsixTable, SharedMsix};
+use super::PciDevice;
+use crate::BusDevice;
+
+/// Capability IDs.
+pub const CAP_ID_PM: u8 = 0x01;
+pub const CAP_ID_MSI: u8 = 0x05;
+pub const CAP_ID_PCIE: u8 = 0x10;
+pub const CAP_ID_MSIX: u8 = 0x11;
+pub const EXT_CAP_ID_AER: u16 = 0x0001;
+pub const EXT_CAP_ID_DSN: u16 = 0x0003;
+pub const EXT_CAP_ID_DVSEC: u16 = 0x0023;
+pub const EXT_CAP_ID_DOE: u16 = 0x002e;
+
+const COMMAND_MEMORY: u32 = 1 << 1;
+
+/// Registers inside configuration space whose reads/writes have effects.
+pub trait ConfigHook: Send {
+    /// `offset` is relative to the hooked range's start, dword aligned.
+    fn read(&mut self, offset: u16) -> u32;
+    fn write(&mut self, offset: u16, value: u32);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarKind {
+    Mem32,
+    Mem64 { prefetchable: bool },
+}
+
+/// What sits behind a BAR.
+enum BarBacking {
+    Regs(Arc<Mutex<dyn BusDevice>>),
+    /// MSI-X table at 0, PBA at `pba_offset`.
+    Msix {
+        pba_offset: u64,
+    },
+}
+
+struct Bar {
+    index: usize,
+    size: u64,
+    kind: BarKind,
+    backing: BarBacking,
+}
+
+/// A memory BAR the guest has placed and enabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarRange {
+    pub index: u8,
+    pub base: u64,
+    pub size: u64,
+}
+
+struct Hook {
+    start: usize,
+    end: usize,
+    handler: Box<dyn ConfigHook>,
+}
+
+pub struct PciFunction {
+    config: ConfigSpace,
+    bars: Vec<Bar>,
+    hooks: Vec<Hook>,
+    msix: Option<(usize, SharedMsix)>,
+}
+
+impl PciFunction {
+    pub fn new(config: ConfigSpace) -> Self {
+        Self {
+            config,
+            bars: Vec::new(),
+            hooks: Vec::new(),
+            msix: None,
+        }
+    }
+
+    pub fn config_mut(&mut self) -> &mut ConfigSpace {
+        &mut self.config
+    }
+
+    /// Adds a memory BAR of `size` bytes (a power of two, >= 4 KiB) at BAR
+    /// slot `index` (a 64-bit BAR also takes `index + 1`).
+    pub fn add_bar(
+        &mut self,
+        index: usize,
+        size: u64,
+        kind: BarKind,
+        regs: Arc<Mutex<dyn BusDevice>>,
+    ) {
+        self.install_bar(index, size, kind, BarBacking::Regs(regs));
+    }
+
+    fn install_bar(&mut self, index: usize, size: u64, kind: BarKind, backing: BarBacking) {
+        let size = size.max(4096).next_power_of_two();
+        let reg = 4 + index;
+        let (type_bits, mask) = match kind {
+            BarKind::Mem32 => (0u32, !(size as u32 - 1) & 0xffff_fff0),
+            BarKind::Mem64 { prefetchable } => {
+                let pf = if prefetchable { 1 << 3 } else { 0 };
+                (0b100 | pf, (!(size - 1) as u32) & 0xffff_fff0)
+            }
+        };
+        self.config.set(reg, type_bits);
+        self.config.set_masks(reg, mask, 0);
+        if let BarKind::Mem64 { .. } = kind {
+            self.config.set(reg + 1, 0);
+            self.config
+                .set_masks(reg + 1, (!(size - 1) >> 32) as u32, 0);
+        }
+        self.bars.push(Bar {
+            index,
+            size,
+            kind,
+            backing,
+        });
+    }
+
+    /// Adds MSI-X with `vectors` entries in its own 64-bit BAR at `bar_index`,
+    /// plus the capability. Returns the shared table for raising vectors.
+    pub fn add_msix(
+        &mut self,
+        vectors: u16,
+        bar_index: usize,
+        sink: Arc<dyn MsiSink>,
+    ) -> SharedMsix {
+        let table = MsixTable::new(vectors, sink);
+        let pba_offset = table.table_size().next_multiple_of(4096);
+        let bar_size = pba_offset + table.pba_size().next_multiple_of(4096);
+        let n = table.len() as u32;
+        let shared = Arc::new(Mutex::new(table));
+        let mut body = [0u8; 12];
+        body[2..4].copy_from_slice(&((n - 1) as u16).to_le_bytes());
+        body[4..8].copy_from_slice(&(bar_index as u32).to_le_bytes());
+        body[8..12].copy_from_slice(&(pba_offset as u32 | bar_index as u32).to_le_bytes());
+        // Message control: enable (15) and function mask (14) are writable.
+        let off = self
+            .config
+            .add_capability(CAP_ID_MSIX, &body, &[(0, 0xc000_0000, 0)])
+            .unwrap_or(0);
+        self.install_bar(
+            bar_index,
+            bar_size,
+            BarKind::Mem64 {
+                prefetchable: false,
+            },
+            BarBacking::Msix { pba_offset },
+        );
+        self.msix = Some((off / 4, shared.clone()));
+        shared
+    }
+
+    /// Serves config dwords `[start, start + len)` (bytes) from `handler`.
+    pub fn add_config_hook(&mut self, start: usize, len: usize, handler: Box<dyn ConfigHook>) {
+        self.hooks.push(Hook {
+            start,
+            end: start + len,
+            handler,
+        });
+    }
+
+    fn hook_for(&mut self, byte: usize) -> Option<(&mut Hook, u16)> {
+        self.hooks
+            .iter_mut()
+            .find(|h| byte >= h.start && byte < h.end)
+            .map(|h| {
+                let off = (byte - h.start) as u16;
+                (h, off)
+            })
+    }
+
+    fn bar_base(&self, bar: &Bar) -> u64 {
+        let lo = u64::from(self.config.read(4 + bar.index) & 0xffff_fff0);
+        match bar.kind {
+            BarKind::Mem32 => lo,
+            BarKind::Mem64 { .. } => lo | (u64::from(self.config.read(5 + bar.index)) << 32),
+        }
+    }
+
+    /// Memory BARs that currently decode: memory enabled, base programmed.
+    pub fn mmio_bars(&self) -> Vec<BarRange> {
+        if self.config.read(1) & COMMAND_MEMORY == 0 {
+            return Vec::new();
+        }
+        self.bars
+            .iter()
+            .map(|b| BarRange {
+                index: b.index as u8,
+                base: self.bar_base(b),
+                size: b.size,
+            })
+            .filter(|r| r.base != 0)
+            .collect()
+    }
+
+    pub fn bar_read(&mut self, index: u8, offset: u64, data: &mut [u8]) {
+        let Some(bar) = self.bars.iter().find(|b| b.index == usize::from(index)) else {
+            data.fill(0xff);
+            return;
+        };
+        match &bar.backing {
+            BarBacking::Regs(r) => r
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .read(offset, data),
+            BarBacking::Msix { pba_offset } => {
+                if let Some((_, t)) = &self.msix {
+                    let t = t.lock().unwrap_or_else(|e| e.into_inner());
+                    if offset >= *pba_offset {
+                        t.read_pba(offset - pba_offset, data);
+                    } else {
+                        t.read_table(offset, data);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn bar_write(&mut self, index: u8, offset: u64, data: &[u8]) {
+        let Some(bar) = self.bars.iter().find(|b| b.index == usize::from(index)) else {
+            return;
+        };
+        match &bar.backing {
+            BarBacking::Regs(r) => r
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write(offset, data),
+            BarBacking::Msix { pba_offset } => {
+                // The PBA is read-only.
+                if offset < *pba_offset {
+                    if let Some((_, t)) = &self.msix {
+                        t.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .write_table(offset, data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl PciDevice for PciFunction {
+    fn read_config(&mut self, reg: usize) -> u32 {
+        if let Some((hook, off)) = self.hook_for(reg * 4) {
+            return hook.handler.read(off);
+        }
+        self.config.read(reg)
+    }
+
+    fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]) {
+        if offset + data.len() > 4 || data.is_empty() {
+            return;
+        }
+        if let Some((hook, off)) = self.hook_for(reg * 4) {
+            // Merge partial writes with the register's current value.
+            let mut bytes = hook.handler.read(off).to_le_bytes();
+            bytes[offset..offset + data.len()].copy_from_slice(data);
+            hook.handler.write(off, u32::from_le_bytes(bytes));
+            return;
+        }
+        self.config.write(reg, offset, data);
+        if let Some((msix_reg, table)) = &self.msix {
+            if reg == *msix_reg {
+                let ctl = self.config.read(reg) >> 16;
+                table
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .set_control(ctl & 0x8000 != 0, ctl & 0x4000 != 0);
+            }
+        }
+    }
+
+    fn mmio_bars(&self) -> Vec<BarRange> {
+        PciFunction::mmio_bars(self)
+    }
+
+    fn bar_read(&mut self, index: u8, offset: u64, data: &mut [u8]) {
+        PciFunction::bar_read(self, index, offset, data)
+    }
+
+    fn bar_write(&mut self, index: u8, offset: u64, data: &[u8]) {
+        PciFunction::bar_write(self, index, offset, data)
+    }
+}
+
+/// Adds a DVSEC (extended capability 0x23) for vendor `vendor`: `body`
+/// starts at DVSEC offset 0x0A (after header 2), masks index dwords from the
+/// capability header. Returns the capability offset.
+pub fn add_dvsec(
+    config: &mut ConfigSpace,
+    vendor: u16,
+    revision: u8,
+    dvsec_id: u16,
+    body: &[u8],
+    masks: CapMasks,
+) -> Option<usize> {
+    let len = 0x0a + body.len();
+    let mut b = vec![0u8; len - 4];
+    let header1 = u32::from(vendor) | (u32::from(revision & 0xf) << 16) | ((len as u32) << 20);
+    b[0..4].copy_from_slice(&header1.to_le_bytes());
+    b[4..6].copy_from_slice(&dvsec_id.to_le_bytes());
+    b[6..].copy_from_slice(body);
+    config.add_ext_capability(EXT_CAP_ID_DVSEC, 1, &b, masks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::msix::MsiSink;
+
+    struct Scratch([u8; 64]);
+    impl BusDevice for Scratch {
+        fn read(&mut self, offset: u64, data: &mut [u8]) {
+            for (i, d) in data.iter_mut().enumerate() {
+                *d = self.0.get(offset as usize + i).copied().unwrap_or(0);
+            }
+        }
+        fn write(&mut self, offset: u64, data: &[u8]) {
+            for (i, d) in data.iter().enumerate() {
+                if let Some(s) = self.0.get_mut(offset as usize + i) {
+                    *s = *d;
+                }
+            }
+        }
+    }
+
+    struct NoSink;
+    impl MsiSink for NoSink {
+        fn send(&self, _: u64, _: u32) {}
+    }
+
+    fn wr32(f: &mut PciFunction, reg: usize, v: u32) {
+        f.write_config(reg, 0, &v.to_le_bytes());
+    }
+
+    #[test]
+    fn bar_sizing_placement_and_decode_like_linux_does() {
+        let mut f = PciFunction::new(ConfigSpace::type0(0x8086, 0x0d93, 0x05_02_10, 0));
+        f.add_bar(
+            0,
+            0x10000,
+            BarKind::Mem64 {
+                prefetchable: false,
+            },
+            Arc::new(Mutex::new(Scratch([7; 64]))),
+        );
+        // Linux sizes a BAR by writing all ones and reading back.
+        wr32(&mut f, 4, 0xffff_ffff);
+        wr32(&mut f, 5, 0xffff_ffff);
+        assert_eq!(
+            f.read_config(4),
+            0xffff_0004,
+            "64 KiB, 64-bit, non-prefetchable"
+        );
+        assert_eq!(f.read_config(5), 0xffff_ffff);
+        wr32(&mut f, 4, 0xc000_0000);
+        wr32(&mut f, 5, 0x0000_0001);
+        assert!(f.mmio_bars().is_empty(), "memory decoding still off");
+        wr32(&mut f, 1, COMMAND_MEMORY);
+        assert_eq!(
+            f.mmio_bars(),
+            vec![BarRange {
+                index: 0,
+                base: 0x1_c000_0000,
+                size: 0x10000
+            }]
+        );
+        let mut d = [0u8; 4];
+        f.bar_read(0, 8, &mut d);
+        assert_eq!(d, [7; 4]);
+        f.bar_read(3, 0, &mut d);
+        assert_eq!(d, [0xff; 4], "no such BAR");
+    }
+
+    #[test]
+    fn msix_capability_and_table_bar() {
+        let mut f = PciFunction::new(ConfigSpace::type0(1, 2, 0, 0));
+        let table = f.add_msix(6, 4, Arc::new(NoSink));
+        let cap = f.read_config(0x40 / 4);
+        assert_eq!(cap & 0xff, u32::from(CAP_ID_MSIX));
+        assert_eq!(cap >> 16, 5, "table size N-1");
+        assert_eq!(f.read_config(0x44 / 4), 4, "table in BAR 4 at 0");
+        assert_eq!(f.read_config(0x48 / 4), 0x1000 | 4, "PBA in BAR 4 at 4 KiB");
+        wr32(&mut f, 0x40 / 4, 0x8000_0000);
+        assert!(table.lock().unwrap().len() == 6);
+        wr32(&mut f, 8, 0xffff_ffff);
+        assert_eq!(f.read_config(8), 0xffff_e004, "8 KiB BAR");
+    }
+
+    struct Counter(u32);
+    impl ConfigHook for Counter {
+        fn read(&mut self, offset: u16) -> u32 {
+            self.0 + u32::from(offset)
+        }
+        fn write(&mut self, _offset: u16, value: u32) {
+            self.0 = value;
+        }
+    }
+
+    #[test]
+    fn hooks_serve_their_range_and_merge_partial_writes() {
+        let mut f = PciFunction::new(ConfigSpace::type0(1, 2, 0, 0));
+        f.add_config_hook(0x104, 8, Box::new(Counter(0x100)));
+        assert_eq!(f.read_config(0x41), 0x100);
+        assert_eq!(f.read_config(0x42), 0x104);
+        f.write_config(0x41, 1, &[0x22]);
+        assert_eq!(f.read_config(0x41), 0x2200);
+        assert_eq!(f.read_config(0x43), 0, "outside the hook: plain config");
+    }
+
+    #[test]
+    fn dvsec_header_layout() {
+        let mut cs = ConfigSpace::type0(1, 2, 0, 0);
+        let off = add_dvsec(&mut cs, 0x1e98, 1, 8, &[0; 0x24 - 0x0a], &[]).unwrap();
+        assert_eq!(cs.read(off / 4) & 0xffff, 0x23);
+        assert_eq!(cs.read(off / 4 + 1), 0x1e98 | (1 << 16) | (0x24 << 20));
+        assert_eq!(cs.read(off / 4 + 2) & 0xffff, 8);
+    }
+}
