@@ -101,9 +101,11 @@ pub struct LinkParams {
     pub retimers: u32,
     /// Round-trip latency each retimer adds (30 ns, the Pond/zsim constant).
     pub retimer_latency_ns: f64,
-    /// Round-trip latency of the PHY/link-layer pipelines of the two ports at
-    /// the link's ends plus propagation. Switch ports are inside the switch's
-    /// own hop latency, so this is what the link adds on top.
+    /// Round-trip latency of the PHY/link-layer pipelines of the link's two
+    /// ports, plus propagation. A switch port's share is already inside the
+    /// switch's hop latency, so a link with one switch end charges half of
+    /// this and a link between two switches none; adding a switch therefore
+    /// adds its hop latency plus the added link's serialization and retimers.
     pub port_latency_ns: f64,
     /// Credits per message class the receiver advertises (its queue depth).
     pub credits: u32,
@@ -146,9 +148,11 @@ impl LinkParams {
         rate * self.width as f64 * enc / 8.0
     }
 
-    /// Fixed one-way latency of the link (half its round-trip contribution).
-    pub fn one_way_fixed_ns(&self) -> f64 {
-        (self.port_latency_ns + self.retimers as f64 * self.retimer_latency_ns) / 2.0
+    /// Fixed one-way latency of the link (half its round-trip contribution)
+    /// when `port_ends` of its two ports are not switch ports.
+    pub fn one_way_fixed_ns(&self, port_ends: u32) -> f64 {
+        let ports = self.port_latency_ns * port_ends.min(2) as f64 / 2.0;
+        (ports + self.retimers as f64 * self.retimer_latency_ns) / 2.0
     }
 }
 

@@ -1,0 +1,578 @@
+//! The timing engine: given a transaction (source, target, size, read or
+//! write, issue time) it returns the route and the completion time, charging
+//! every link, switch, bridge and media the transaction meets, including the
+//! queueing behind earlier transactions.
+//!
+//! Resources are first-come-first-served in the order [`Engine::request`] is
+//! called; many transactions may be outstanding at once (a call does not wait
+//! for earlier ones to complete). For faithful queueing, submit requests in
+//! non-decreasing issue time; out-of-order submissions are still
+//! deterministic. Nothing in the engine reads a clock or OS randomness: the
+//! same topology, seed and call sequence give bit-identical results.
+
+use std::collections::HashMap;
+
+use crate::decode::{AddressMap, DecodeError};
+use crate::link::flit::{M2S_REQ, M2S_RWD, S2M_DRS, S2M_NDR};
+use crate::link::tlp::{split, TlpKind};
+use crate::link::{Class, LinkDir};
+use crate::media::{Media, Memory, Server};
+use crate::rng::SplitMix64;
+use crate::route::{Completer, End, Graph, Hop, Route, Stage};
+use crate::time::Picos;
+use crate::topology::{Attach, ElementRef, Topology};
+
+/// Read or write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Read,
+    Write,
+}
+
+/// Who issues a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A CPU, through the host bridge above the target.
+    Host,
+    /// An accelerator's DMA engine (index into `accelerators`).
+    Accelerator(usize),
+}
+
+/// What a transaction addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A host physical address in a CXL window, decoded by the model.
+    Address(u64),
+    /// A type-3 device's memory at a device physical address (already decoded).
+    Type3 { device: usize, dpa: u64 },
+    /// An accelerator's BAR memory (peer-to-peer or MMIO).
+    Accelerator(usize),
+    /// Host DRAM (a DMA to system memory).
+    HostMemory,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("no such element: {0}")]
+    NoSuchElement(String),
+    #[error("no path from {0} to {1}")]
+    NoPath(String, String),
+    #[error("transfer size must be at least one byte")]
+    ZeroBytes,
+}
+
+/// Index of a route in [`Engine::route`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteId(pub u32);
+
+/// The answer to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion {
+    pub route: RouteId,
+    pub issue: Picos,
+    /// When the initiator sees the transaction complete: the last read data
+    /// arrives, or the write is acknowledged (CXL.mem NDR) or, for a posted
+    /// PCIe write, lands in the target.
+    pub complete: Picos,
+}
+
+impl Completion {
+    pub fn latency(&self) -> Picos {
+        self.complete.saturating_sub(self.issue)
+    }
+}
+
+/// One line of the optional trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceEntry {
+    pub source: Source,
+    pub target: Target,
+    pub bytes: u32,
+    pub op: Op,
+    pub issue: Picos,
+    pub complete: Picos,
+    pub route: RouteId,
+}
+
+/// Time a transaction's first piece left one hop (for latency breakdowns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopTime {
+    pub hop: Hop,
+    /// When the piece left this hop (arrived at the next).
+    pub leave: Picos,
+}
+
+/// Counters for reporting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub requests: u64,
+    /// CXL.mem messages / TLPs sent over all links.
+    pub messages: u64,
+    pub flits: u64,
+    pub replays: u64,
+}
+
+/// What travels on each link for one piece of a transaction.
+#[derive(Clone, Copy)]
+struct Piece {
+    write: bool,
+    /// Payload bytes of the piece (a 64 B line on CXL.mem routes).
+    bytes: u32,
+}
+
+/// The fabric timing model.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    topo: Topology,
+    graph: Graph,
+    map: AddressMap,
+    dirs: Vec<LinkDir>,
+    media: Vec<Media>,
+    bars: Vec<Memory>,
+    host_mem: Memory,
+    rc_cap: Option<Server>,
+    routes: Vec<Route>,
+    index: HashMap<(End, End), RouteId>,
+    /// Host → type-3 routes, the hot path.
+    host_t3: Vec<RouteId>,
+    trace: Option<Vec<TraceEntry>>,
+    requests: u64,
+}
+
+/// Default base of the first CXL window when the topology gives none (64 GiB).
+pub const DEFAULT_WINDOW_BASE: u64 = 64 << 30;
+
+impl Engine {
+    /// Engine for `topo`, seeded from `[fabric] seed`, windows from 64 GiB.
+    pub fn new(topo: &Topology) -> Engine {
+        Self::with_seed(topo, topo.fabric.seed)
+    }
+
+    /// Engine with an explicit seed.
+    pub fn with_seed(topo: &Topology, seed: u64) -> Engine {
+        Self::with_layout(topo, seed, DEFAULT_WINDOW_BASE)
+    }
+
+    /// Engine with an explicit seed and the HPA where unplaced windows start
+    /// (use the VMM's actual layout so that [`Target::Address`] decodes).
+    pub fn with_layout(topo: &Topology, seed: u64, window_base: u64) -> Engine {
+        let graph = Graph::new(topo);
+        let mut dirs = Vec::with_capacity(graph.links.len() * 2);
+        for (i, e) in graph.links.iter().enumerate() {
+            let p = topo.link_of(*e).cloned().unwrap_or_default();
+            let ends = port_ends(topo, *e);
+            for d in 0..2u64 {
+                dirs.push(LinkDir::new(
+                    &p,
+                    ends,
+                    SplitMix64::stream(seed, i as u64 * 2 + d),
+                ));
+            }
+        }
+        let f = &topo.fabric;
+        let mut engine = Engine {
+            graph,
+            map: AddressMap::new(topo, window_base),
+            dirs,
+            media: topo.type3.iter().map(|d| Media::new(&d.media)).collect(),
+            bars: topo
+                .accelerators
+                .iter()
+                .map(|a| Memory::new(a.bar_bandwidth_gbps, a.bar_latency_ns))
+                .collect(),
+            host_mem: Memory::new(f.host_memory_bandwidth_gbps, f.host_memory_latency_ns),
+            rc_cap: f.rc_p2p_bandwidth_gbps.map(Server::new),
+            routes: Vec::new(),
+            index: HashMap::new(),
+            host_t3: Vec::new(),
+            trace: None,
+            requests: 0,
+            topo: topo.clone(),
+        };
+        for d in 0..topo.type3.len() {
+            let id = engine
+                .route_for(End::Host, End::Element(ElementRef::Type3(d)))
+                .unwrap_or(RouteId(0));
+            engine.host_t3.push(id);
+        }
+        engine
+    }
+
+    /// The topology this engine models.
+    pub fn topology(&self) -> &Topology {
+        &self.topo
+    }
+
+    /// The address map (window placement and decode).
+    pub fn address_map(&self) -> &AddressMap {
+        &self.map
+    }
+
+    /// Start recording every request (for determinism checks and replays).
+    pub fn enable_trace(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
+    }
+
+    /// The recorded trace (empty unless enabled).
+    pub fn trace(&self) -> &[TraceEntry] {
+        self.trace.as_deref().unwrap_or(&[])
+    }
+
+    /// A route by id.
+    pub fn route(&self, id: RouteId) -> &Route {
+        &self.routes[id.0 as usize]
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            requests: self.requests,
+            messages: self.dirs.iter().map(|d| d.messages).sum(),
+            flits: self.dirs.iter().map(|d| d.flits()).sum(),
+            replays: self.dirs.iter().map(|d| d.replays()).sum(),
+        }
+    }
+
+    fn route_for(&mut self, src: End, dst: End) -> Option<RouteId> {
+        if let Some(id) = self.index.get(&(src, dst)) {
+            return Some(*id);
+        }
+        let r = self.graph.route(&self.topo, src, dst)?;
+        let id = RouteId(self.routes.len() as u32);
+        self.routes.push(r);
+        self.index.insert((src, dst), id);
+        Some(id)
+    }
+
+    /// Resolve source and target to a route (no time passes).
+    pub fn resolve(&mut self, source: Source, target: Target) -> Result<RouteId, RequestError> {
+        let dst = match target {
+            Target::Address(hpa) => {
+                let d = self.map.decode(hpa)?;
+                if source == Source::Host {
+                    return Ok(self.host_t3[d.device]);
+                }
+                End::Element(ElementRef::Type3(d.device))
+            }
+            Target::Type3 { device, .. } => {
+                if device >= self.topo.type3.len() {
+                    return Err(RequestError::NoSuchElement(format!("type3[{device}]")));
+                }
+                if source == Source::Host {
+                    return Ok(self.host_t3[device]);
+                }
+                End::Element(ElementRef::Type3(device))
+            }
+            Target::Accelerator(a) => {
+                if a >= self.topo.accelerators.len() {
+                    return Err(RequestError::NoSuchElement(format!("accelerator[{a}]")));
+                }
+                End::Element(ElementRef::Accelerator(a))
+            }
+            Target::HostMemory => End::HostMemory,
+        };
+        let src = match source {
+            Source::Host => End::Host,
+            Source::Accelerator(a) => {
+                if a >= self.topo.accelerators.len() {
+                    return Err(RequestError::NoSuchElement(format!("accelerator[{a}]")));
+                }
+                End::Element(ElementRef::Accelerator(a))
+            }
+        };
+        self.route_for(src, dst)
+            .ok_or_else(|| RequestError::NoPath(format!("{source:?}"), format!("{target:?}")))
+    }
+
+    /// Simulate one transaction of `bytes` issued at `issue` (picoseconds).
+    ///
+    /// CXL.mem routes move whole 64 B lines (a partial line costs a line);
+    /// PCIe routes split reads at the max read request size and return
+    /// completions of at most the max payload size, and split writes into
+    /// max-payload posted writes. All pieces are issued at `issue`.
+    pub fn request(
+        &mut self,
+        source: Source,
+        target: Target,
+        bytes: u32,
+        op: Op,
+        issue: Picos,
+    ) -> Result<Completion, RequestError> {
+        self.request_inner(source, target, bytes, op, issue, None)
+    }
+
+    /// Like [`Engine::request`], also returning when the first piece left
+    /// each hop, in route order.
+    pub fn request_breakdown(
+        &mut self,
+        source: Source,
+        target: Target,
+        bytes: u32,
+        op: Op,
+        issue: Picos,
+    ) -> Result<(Completion, Vec<HopTime>), RequestError> {
+        let mut times = Vec::new();
+        let c = self.request_inner(source, target, bytes, op, issue, Some(&mut times))?;
+        let route = &self.routes[c.route.0 as usize];
+        let out = route
+            .hops
+            .iter()
+            .zip(times)
+            .map(|(h, t)| HopTime { hop: *h, leave: t })
+            .collect();
+        Ok((c, out))
+    }
+
+    fn request_inner(
+        &mut self,
+        source: Source,
+        target: Target,
+        bytes: u32,
+        op: Op,
+        issue: Picos,
+        mut rec: Option<&mut Vec<Picos>>,
+    ) -> Result<Completion, RequestError> {
+        if bytes == 0 {
+            return Err(RequestError::ZeroBytes);
+        }
+        let rid = self.resolve(source, target)?;
+        let route = &self.routes[rid.0 as usize];
+        let write = op == Op::Write;
+        let mut complete = issue;
+        // Split-borrow the resources so the walk can read the route.
+        let mut res = Resources {
+            dirs: &mut self.dirs,
+            media: &mut self.media,
+            bars: &mut self.bars,
+            host_mem: &mut self.host_mem,
+            rc_cap: &mut self.rc_cap,
+        };
+        if route.mem {
+            for _ in 0..bytes.div_ceil(64) {
+                let p = Piece { write, bytes: 64 };
+                let t = res.walk(&route.fwd, issue, p, Dir::Fwd, rec.as_deref_mut());
+                let t = res.complete(route.completer, t, p, rec.as_deref_mut());
+                let t = res.walk_back(&route.rev, t, p, rec.as_deref_mut());
+                rec = None;
+                complete = complete.max(t);
+            }
+        } else if write {
+            let mps = first_io(route, res.dirs).map_or(256, |d| d.max_payload);
+            let (n, last) = split(bytes, mps);
+            for i in 0..n {
+                let p = Piece {
+                    write,
+                    bytes: if i + 1 == n { last } else { mps },
+                };
+                let t = res.walk(&route.fwd, issue, p, Dir::Fwd, rec.as_deref_mut());
+                let t = res.complete(route.completer, t, p, rec.as_deref_mut());
+                rec = None;
+                complete = complete.max(t);
+            }
+        } else {
+            let (mrrs, mps) = first_io(route, res.dirs)
+                .map_or((512, 256), |d| (d.max_read_request, d.max_payload));
+            let (n, last) = split(bytes, mrrs);
+            for i in 0..n {
+                let req = if i + 1 == n { last } else { mrrs };
+                let p = Piece { write, bytes: req };
+                let t = res.walk(&route.fwd, issue, p, Dir::Fwd, rec.as_deref_mut());
+                let t = res.complete(route.completer, t, p, rec.as_deref_mut());
+                let (m, mlast) = split(req, mps);
+                for j in 0..m {
+                    let c = Piece {
+                        write,
+                        bytes: if j + 1 == m { mlast } else { mps },
+                    };
+                    let done = res.walk_back(&route.rev, t, c, rec.as_deref_mut());
+                    rec = None;
+                    complete = complete.max(done);
+                }
+            }
+        }
+        self.requests += 1;
+        let c = Completion {
+            route: rid,
+            issue,
+            complete,
+        };
+        if let Some(tr) = &mut self.trace {
+            tr.push(TraceEntry {
+                source,
+                target,
+                bytes,
+                op,
+                issue,
+                complete,
+                route: rid,
+            });
+        }
+        Ok(c)
+    }
+
+    /// Idle latency of one `bytes` transaction on a fresh copy of this
+    /// engine (no queueing): what CDAT/HMAT report and what a single
+    /// dependent access sees.
+    pub fn idle_latency(
+        &self,
+        source: Source,
+        target: Target,
+        bytes: u32,
+        op: Op,
+    ) -> Result<Picos, RequestError> {
+        let mut fresh = Engine::with_layout(&self.topo, 0, 0);
+        fresh.map = self.map.clone();
+        fresh
+            .request(source, target, bytes, op, 0)
+            .map(|c| c.latency())
+    }
+}
+
+/// Ports of the link above `e` that are not switch ports.
+pub(crate) fn port_ends(topo: &Topology, e: ElementRef) -> u32 {
+    let upper = u32::from(matches!(topo.attach_of(e), Some(Attach::RootPort { .. })));
+    let lower = u32::from(!matches!(e, ElementRef::Switch(_)));
+    upper + lower
+}
+
+fn first_io<'a>(route: &Route, dirs: &'a [LinkDir]) -> Option<&'a LinkDir> {
+    route.fwd.iter().find_map(|s| match s {
+        Stage::Link { dir, .. } => dirs.get(*dir as usize),
+        _ => None,
+    })
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Dir {
+    Fwd,
+    Rev,
+}
+
+struct Resources<'a> {
+    dirs: &'a mut [LinkDir],
+    media: &'a mut [Media],
+    bars: &'a mut [Memory],
+    host_mem: &'a mut Memory,
+    rc_cap: &'a mut Option<Server>,
+}
+
+impl Resources<'_> {
+    /// Move one piece along `stages` from time `t`; returns the arrival time
+    /// at the end and the credit still held by the last link, if any. A
+    /// link's credit returns when its receiver passes the piece on: into a
+    /// bridge/switch pipeline at once, into a completer when admitted.
+    #[inline]
+    fn walk(
+        &mut self,
+        stages: &[Stage],
+        mut t: Picos,
+        p: Piece,
+        d: Dir,
+        mut rec: Option<&mut Vec<Picos>>,
+    ) -> (Picos, Option<(usize, Class)>) {
+        let mut pending: Option<(usize, Class)> = None;
+        for s in stages {
+            match *s {
+                Stage::Link { dir, mem } => {
+                    let di = dir as usize;
+                    let (class, placed, dllp) = {
+                        let ld = &mut self.dirs[di];
+                        if mem {
+                            let (msg, class, payload) = match (d, p.write) {
+                                (Dir::Fwd, false) => (M2S_REQ, Class::Req, 0),
+                                (Dir::Fwd, true) => (M2S_RWD, Class::Data, 64),
+                                (Dir::Rev, false) => (S2M_DRS, Class::Rsp, 64),
+                                (Dir::Rev, true) => (S2M_NDR, Class::Rsp, 0),
+                            };
+                            let ready = ld.credits[class as usize].ready(t);
+                            (class, ld.send_mem(ready, msg, payload), 0)
+                        } else {
+                            let (kind, class, payload) = match (d, p.write) {
+                                (Dir::Fwd, false) => (TlpKind::MemRead, Class::Req, 0),
+                                (Dir::Fwd, true) => (TlpKind::MemWrite, Class::Data, p.bytes),
+                                (Dir::Rev, _) => (TlpKind::Completion, Class::Rsp, p.bytes),
+                            };
+                            if d == Dir::Rev && p.write {
+                                // Posted writes have no completion on PCIe links.
+                                continue;
+                            }
+                            let ready = ld.credits[class as usize].ready(t);
+                            let (placed, dllp) = ld.send_tlp(ready, kind, payload);
+                            (class, placed, dllp)
+                        }
+                    };
+                    if dllp > 0 {
+                        self.dirs[di ^ 1].carry_dllp(placed.done, dllp);
+                    }
+                    self.release(pending.take(), placed.start);
+                    pending = Some((di, class));
+                    t = placed.done + self.dirs[di].fixed_ps;
+                }
+                Stage::Delay { ps } => {
+                    // The receiving port hands the piece to a pipeline (bridge
+                    // or switch core), freeing its buffer now.
+                    self.release(pending.take(), t);
+                    t += ps;
+                }
+                Stage::RcCap => {
+                    if let Some(cap) = self.rc_cap.as_mut() {
+                        t = cap.serve(t, p.bytes.max(16)).1;
+                    }
+                }
+            }
+            if let Some(r) = rec.as_deref_mut() {
+                r.push(t);
+            }
+        }
+        (t, pending)
+    }
+
+    /// The receiver of a link frees a buffer at `t`; the sender learns of
+    /// the credit one link traversal later (flit header / UpdateFC).
+    #[inline]
+    fn release(&mut self, pending: Option<(usize, Class)>, t: Picos) {
+        if let Some((pd, pc)) = pending {
+            let back = self.dirs[pd].fixed_ps;
+            self.dirs[pd].credits[pc as usize].release(t + back);
+        }
+    }
+
+    /// Serve a piece at the completer; the forward path's last credit
+    /// returns when the completer admits the piece into its queue.
+    #[inline]
+    fn complete(
+        &mut self,
+        c: Completer,
+        (t, pending): (Picos, Option<(usize, Class)>),
+        p: Piece,
+        rec: Option<&mut Vec<Picos>>,
+    ) -> Picos {
+        let s = match c {
+            Completer::Media(d) => self.media[d].access(t, p.bytes, p.write),
+            Completer::HostMemory => self.host_mem.access(t, p.bytes),
+            Completer::Bar(a) => self.bars[a].access(t, p.bytes),
+        };
+        self.release(pending, s.admitted);
+        if let Some(r) = rec {
+            r.push(s.done);
+        }
+        s.done
+    }
+
+    /// Walk the return path; the host (or initiator) sinks the last piece at once.
+    #[inline]
+    fn walk_back(
+        &mut self,
+        stages: &[Stage],
+        t: Picos,
+        p: Piece,
+        rec: Option<&mut Vec<Picos>>,
+    ) -> Picos {
+        let (t, pending) = self.walk(stages, t, p, Dir::Rev, rec);
+        self.release(pending, t);
+        t
+    }
+}

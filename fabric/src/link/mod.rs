@@ -1,0 +1,216 @@
+//! Link model, per direction: line encoding, flit packing (68B and 256B,
+//! standard and latency-optimised) or TLP framing, credit-based flow
+//! control per message class, and optional CRC errors with replay.
+//!
+//! * [`flit`]: slot layouts and CXL.mem message packing.
+//! * [`tlp`]: PCIe TLP sizes, framing, splitting, DLLP overhead.
+//! * [`capacity`]: closed-form peak bandwidths (for CDAT/HMAT and checks).
+
+pub mod capacity;
+pub(crate) mod crc;
+pub mod flit;
+pub mod tlp;
+
+use crate::rng::SplitMix64;
+use crate::time::{ns_to_ps, PsPerByte};
+use crate::topology::{FlitMode, LinkParams};
+use crc::CrcErrors;
+use flit::{FlitLayout, FlitPacker, Placed, SlotMsg};
+
+/// Direction of travel on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Away from the host bridge (M2S).
+    Down,
+    /// Toward the host bridge (S2M).
+    Up,
+}
+
+/// Credit classes of one direction: requests without data, requests/
+/// writes with data, responses (CXL.mem Req, RwD, DRS/NDR; PCIe NP, P, Cpl).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    Req = 0,
+    Data = 1,
+    Rsp = 2,
+}
+
+/// Return times of the credits a receiver advertised, oldest first: the
+/// k-th message may be sent once message k - credits has left the receiver.
+#[derive(Debug, Clone)]
+pub(crate) struct CreditRing {
+    ret: Vec<u64>,
+    head: usize,
+}
+
+impl CreditRing {
+    fn new(n: u32) -> Self {
+        CreditRing {
+            ret: vec![0; n.max(1) as usize],
+            head: 0,
+        }
+    }
+
+    /// Earliest time a message arriving at `t` holds a credit.
+    #[inline]
+    pub fn ready(&self, t: u64) -> u64 {
+        t.max(self.ret[self.head])
+    }
+
+    /// The message just sent returns its credit at `t`.
+    #[inline]
+    pub fn release(&mut self, t: u64) {
+        self.ret[self.head] = t;
+        self.head += 1;
+        if self.head == self.ret.len() {
+            self.head = 0;
+        }
+    }
+}
+
+/// A byte-serialized wire (non-flit PCIe framing).
+#[derive(Debug, Clone)]
+pub(crate) struct ByteWire {
+    ppb: PsPerByte,
+    free_at: u64,
+    crc: CrcErrors,
+}
+
+impl ByteWire {
+    fn send(&mut self, arrive: u64, bytes: u32) -> Placed {
+        let start = arrive.max(self.free_at);
+        let done = start + self.ppb.time(bytes as u64) + self.crc.draw();
+        self.free_at = done;
+        Placed { start, done }
+    }
+
+    /// Occupy the wire with overhead bytes (DLLPs) at `t`.
+    fn occupy(&mut self, t: u64, bytes: u32) {
+        self.free_at = t.max(self.free_at) + self.ppb.time(bytes as u64);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Wire {
+    Flit(FlitPacker),
+    Bytes(ByteWire),
+}
+
+/// One direction of one link.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkDir {
+    pub wire: Wire,
+    pub mode: FlitMode,
+    /// Fixed one-way latency: port pipelines, propagation, retimers.
+    pub fixed_ps: u64,
+    pub credits: [CreditRing; 3],
+    pub max_payload: u32,
+    pub max_read_request: u32,
+    /// Messages and payload bytes carried (statistics).
+    pub messages: u64,
+    pub payload_bytes: u64,
+}
+
+/// Wire time of one flit of `mode` on `link`, in picoseconds.
+pub fn flit_time_ps(link: &LinkParams) -> Option<u64> {
+    let layout = FlitLayout::for_mode(link.flit)?;
+    Some((layout.flit_bytes as f64 / link.encoded_bytes_per_sec() * 1e12).round() as u64)
+}
+
+impl LinkDir {
+    /// `port_ends`: how many of the link's two ports are not switch ports
+    /// (a switch's ports are inside its own hop latency).
+    pub fn new(p: &LinkParams, port_ends: u32, rng: SplitMix64) -> Self {
+        let fixed_ps = ns_to_ps(p.one_way_fixed_ns(port_ends));
+        let wire = match FlitLayout::for_mode(p.flit) {
+            Some(layout) => {
+                let flit_ps = flit_time_ps(p).unwrap_or(1);
+                let crc = CrcErrors::new(
+                    p.ber,
+                    layout.flit_bytes as u64 * 8,
+                    2 * fixed_ps + flit_ps,
+                    rng,
+                );
+                Wire::Flit(FlitPacker::new(layout, flit_ps, crc))
+            }
+            None => {
+                let ppb = PsPerByte::from_bytes_per_sec(p.encoded_bytes_per_sec());
+                let unit = tlp::tlp_bytes(p.flit, tlp::TlpKind::MemWrite, p.max_payload);
+                let crc = CrcErrors::new(
+                    p.ber,
+                    unit as u64 * 8,
+                    2 * fixed_ps + ppb.time(unit as u64),
+                    rng,
+                );
+                Wire::Bytes(ByteWire {
+                    ppb,
+                    free_at: 0,
+                    crc,
+                })
+            }
+        };
+        LinkDir {
+            wire,
+            mode: p.flit,
+            fixed_ps,
+            credits: [
+                CreditRing::new(p.credits),
+                CreditRing::new(p.credits),
+                CreditRing::new(p.credits),
+            ],
+            max_payload: p.max_payload,
+            max_read_request: p.max_read_request,
+            messages: 0,
+            payload_bytes: 0,
+        }
+    }
+
+    /// Send a CXL.mem message (flit links only; a TLP-framed link carries
+    /// the equivalent bytes instead).
+    #[inline]
+    pub fn send_mem(&mut self, arrive: u64, msg: SlotMsg, payload: u32) -> Placed {
+        self.messages += 1;
+        self.payload_bytes += payload as u64;
+        match &mut self.wire {
+            Wire::Flit(p) => p.place(arrive, msg),
+            Wire::Bytes(w) => w.send(arrive, 16 + msg.data_slots * 16 + tlp::FRAMING),
+        }
+    }
+
+    /// Send a TLP; returns placement and the DLLP bytes the reverse
+    /// direction must carry for it.
+    #[inline]
+    pub fn send_tlp(&mut self, arrive: u64, kind: tlp::TlpKind, payload: u32) -> (Placed, u32) {
+        self.messages += 1;
+        self.payload_bytes += payload as u64;
+        let bytes = tlp::tlp_bytes(self.mode, kind, payload);
+        match &mut self.wire {
+            Wire::Flit(p) => (p.place(arrive, flit::tlp_chunk(bytes)), 0),
+            Wire::Bytes(w) => (w.send(arrive, bytes), tlp::dllp_bytes_per_tlp(self.mode)),
+        }
+    }
+
+    /// Charge DLLP bytes to this direction at `t`.
+    #[inline]
+    pub fn carry_dllp(&mut self, t: u64, bytes: u32) {
+        if let Wire::Bytes(w) = &mut self.wire {
+            w.occupy(t, bytes);
+        }
+    }
+
+    /// Flits sent so far (0 for byte wires).
+    pub fn flits(&self) -> u64 {
+        match &self.wire {
+            Wire::Flit(p) => p.flits,
+            Wire::Bytes(_) => 0,
+        }
+    }
+
+    /// CRC replays so far.
+    pub fn replays(&self) -> u64 {
+        match &self.wire {
+            Wire::Flit(p) => p.crc.replays,
+            Wire::Bytes(w) => w.crc.replays,
+        }
+    }
+}
