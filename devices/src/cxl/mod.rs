@@ -5,4 +5,5 @@
 //! the block, so it can be unit-tested alone and mapped behind any BAR.
 
 pub mod component;
+pub mod dvsec;
 pub mod mailbox;

@@ -5,6 +5,7 @@ mod config;
 mod function;
 mod host_bridge;
 mod msix;
+mod pcie_cap;
 mod root;
 
 pub use config::{CapMasks, ConfigSpace};
@@ -14,6 +15,9 @@ pub use function::{
 };
 pub use host_bridge::HostBridge;
 pub use msix::{MsiSink, MsixTable, SharedMsix};
+pub use pcie_cap::{
+    add_aer, add_dsn, add_msi_capability, add_pcie_capability, LinkParams, PortType,
+};
 pub use root::{Bdf, ConfigIo, Ecam, PciMmio, PciRoot, ECAM_BUS_SIZE};
 
 /// A function on the PCI bus, seen through its configuration space.
