@@ -18,9 +18,9 @@ use devices::legacy::{PM1_CNT_OFFSET, PM1_EVT_LEN, SLP_TYP_S5};
 
 use crate::layout::*;
 
-const OEM_ID: [u8; 6] = *b"CXLVMM";
-const OEM_TABLE_ID: [u8; 8] = *b"CXLVMM  ";
-const OEM_REVISION: u32 = 1;
+pub const OEM_ID: [u8; 6] = *b"CXLVMM";
+pub const OEM_TABLE_ID: [u8; 8] = *b"CXLVMM  ";
+pub const OEM_REVISION: u32 = 1;
 /// FADT CENTURY: CMOS index of the century register.
 const CMOS_CENTURY: u8 = 0x32;
 
@@ -64,7 +64,7 @@ impl Placer {
     }
 }
 
-fn to_bytes(t: &dyn Aml) -> Vec<u8> {
+pub fn to_bytes(t: &dyn Aml) -> Vec<u8> {
     let mut v = Vec::new();
     t.to_aml_bytes(&mut v);
     v

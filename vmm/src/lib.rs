@@ -6,6 +6,7 @@ pub mod boot;
 pub mod cli;
 pub mod console;
 pub mod cpu;
+pub mod cxl;
 pub mod host;
 pub mod images;
 pub mod initramfs;

@@ -1,0 +1,5 @@
+//! The guest's CXL hierarchy: placing it (plan), building its devices, and
+//! describing it in ACPI.
+
+pub mod acpi;
+pub mod plan;
