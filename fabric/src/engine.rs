@@ -301,7 +301,21 @@ impl Engine {
         op: Op,
         issue: Picos,
     ) -> Result<Completion, RequestError> {
-        self.request_inner(source, target, bytes, op, issue, None)
+        // Hot path: a host access to one line of a CXL window.
+        if let (Source::Host, Target::Address(hpa)) = (source, target) {
+            if bytes <= 64 && bytes > 0 && self.trace.is_none() {
+                let d = self.map.decode(hpa)?;
+                let rid = self.host_t3[d.device];
+                let complete = self.simulate(rid, bytes, op, issue, &mut NoRecord);
+                self.requests += 1;
+                return Ok(Completion {
+                    route: rid,
+                    issue,
+                    complete,
+                });
+            }
+        }
+        self.request_inner(source, target, bytes, op, issue, &mut NoRecord)
     }
 
     /// Like [`Engine::request`], also returning when the first piece left
@@ -315,7 +329,11 @@ impl Engine {
         issue: Picos,
     ) -> Result<(Completion, Vec<HopTime>), RequestError> {
         let mut times = Vec::new();
-        let c = self.request_inner(source, target, bytes, op, issue, Some(&mut times))?;
+        let mut rec = FirstPiece {
+            out: &mut times,
+            done: false,
+        };
+        let c = self.request_inner(source, target, bytes, op, issue, &mut rec)?;
         let route = &self.routes[c.route.0 as usize];
         let out = route
             .hops
@@ -333,66 +351,13 @@ impl Engine {
         bytes: u32,
         op: Op,
         issue: Picos,
-        mut rec: Option<&mut Vec<Picos>>,
+        rec: &mut impl Recorder,
     ) -> Result<Completion, RequestError> {
         if bytes == 0 {
             return Err(RequestError::ZeroBytes);
         }
         let rid = self.resolve(source, target)?;
-        let route = &self.routes[rid.0 as usize];
-        let write = op == Op::Write;
-        let mut complete = issue;
-        // Split-borrow the resources so the walk can read the route.
-        let mut res = Resources {
-            dirs: &mut self.dirs,
-            media: &mut self.media,
-            bars: &mut self.bars,
-            host_mem: &mut self.host_mem,
-            rc_cap: &mut self.rc_cap,
-        };
-        if route.mem {
-            for _ in 0..bytes.div_ceil(64) {
-                let p = Piece { write, bytes: 64 };
-                let t = res.walk(&route.fwd, issue, p, Dir::Fwd, rec.as_deref_mut());
-                let t = res.complete(route.completer, t, p, rec.as_deref_mut());
-                let t = res.walk_back(&route.rev, t, p, rec.as_deref_mut());
-                rec = None;
-                complete = complete.max(t);
-            }
-        } else if write {
-            let mps = first_io(route, res.dirs).map_or(256, |d| d.max_payload);
-            let (n, last) = split(bytes, mps);
-            for i in 0..n {
-                let p = Piece {
-                    write,
-                    bytes: if i + 1 == n { last } else { mps },
-                };
-                let t = res.walk(&route.fwd, issue, p, Dir::Fwd, rec.as_deref_mut());
-                let t = res.complete(route.completer, t, p, rec.as_deref_mut());
-                rec = None;
-                complete = complete.max(t);
-            }
-        } else {
-            let (mrrs, mps) = first_io(route, res.dirs)
-                .map_or((512, 256), |d| (d.max_read_request, d.max_payload));
-            let (n, last) = split(bytes, mrrs);
-            for i in 0..n {
-                let req = if i + 1 == n { last } else { mrrs };
-                let p = Piece { write, bytes: req };
-                let t = res.walk(&route.fwd, issue, p, Dir::Fwd, rec.as_deref_mut());
-                let t = res.complete(route.completer, t, p, rec.as_deref_mut());
-                let (m, mlast) = split(req, mps);
-                for j in 0..m {
-                    let c = Piece {
-                        write,
-                        bytes: if j + 1 == m { mlast } else { mps },
-                    };
-                    let done = res.walk_back(&route.rev, t, c, rec.as_deref_mut());
-                    rec = None;
-                    complete = complete.max(done);
-                }
-            }
-        }
+        let complete = self.simulate(rid, bytes, op, issue, rec);
         self.requests += 1;
         let c = Completion {
             route: rid,
@@ -411,6 +376,73 @@ impl Engine {
             });
         }
         Ok(c)
+    }
+
+    /// Move every piece of a transaction along route `rid`.
+    #[inline]
+    fn simulate(
+        &mut self,
+        rid: RouteId,
+        bytes: u32,
+        op: Op,
+        issue: Picos,
+        rec: &mut impl Recorder,
+    ) -> Picos {
+        let route = &self.routes[rid.0 as usize];
+        let write = op == Op::Write;
+        let mut complete = issue;
+        // Split-borrow the resources so the walk can read the route.
+        let mut res = Resources {
+            dirs: &mut self.dirs,
+            media: &mut self.media,
+            bars: &mut self.bars,
+            host_mem: &mut self.host_mem,
+            rc_cap: &mut self.rc_cap,
+        };
+        if route.mem {
+            for _ in 0..bytes.div_ceil(64) {
+                let p = Piece { write, bytes: 64 };
+                let t = res.walk(&route.fwd, issue, p, Dir::Fwd, rec);
+                let t = res.complete(route.completer, t, p, rec);
+                let t = res.walk_back(&route.rev, t, p, rec);
+                rec.first_done();
+                complete = complete.max(t);
+            }
+        } else if write {
+            let mps = first_io(route, res.dirs).map_or(256, |d| d.max_payload);
+            let (n, last) = split(bytes, mps);
+            for i in 0..n {
+                let p = Piece {
+                    write,
+                    bytes: if i + 1 == n { last } else { mps },
+                };
+                let t = res.walk(&route.fwd, issue, p, Dir::Fwd, rec);
+                let t = res.complete(route.completer, t, p, rec);
+                rec.first_done();
+                complete = complete.max(t);
+            }
+        } else {
+            let (mrrs, mps) = first_io(route, res.dirs)
+                .map_or((512, 256), |d| (d.max_read_request, d.max_payload));
+            let (n, last) = split(bytes, mrrs);
+            for i in 0..n {
+                let req = if i + 1 == n { last } else { mrrs };
+                let p = Piece { write, bytes: req };
+                let t = res.walk(&route.fwd, issue, p, Dir::Fwd, rec);
+                let t = res.complete(route.completer, t, p, rec);
+                let (m, mlast) = split(req, mps);
+                for j in 0..m {
+                    let c = Piece {
+                        write,
+                        bytes: if j + 1 == m { mlast } else { mps },
+                    };
+                    let done = res.walk_back(&route.rev, t, c, rec);
+                    rec.first_done();
+                    complete = complete.max(done);
+                }
+            }
+        }
+        complete
     }
 
     /// Idle latency of one `bytes` transaction on a fresh copy of this
@@ -445,6 +477,40 @@ fn first_io<'a>(route: &Route, dirs: &'a [LinkDir]) -> Option<&'a LinkDir> {
     })
 }
 
+/// Where a walk reports per-hop times; the no-op version compiles away on
+/// the hot path.
+trait Recorder {
+    fn push(&mut self, t: Picos);
+    /// The first piece has completed its path; stop recording.
+    fn first_done(&mut self) {}
+}
+
+struct NoRecord;
+
+impl Recorder for NoRecord {
+    #[inline(always)]
+    fn push(&mut self, _: Picos) {}
+}
+
+/// Records only the first piece of a transaction.
+struct FirstPiece<'a> {
+    out: &'a mut Vec<Picos>,
+    done: bool,
+}
+
+impl Recorder for FirstPiece<'_> {
+    #[inline]
+    fn push(&mut self, t: Picos) {
+        if !self.done {
+            self.out.push(t);
+        }
+    }
+
+    fn first_done(&mut self) {
+        self.done = true;
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Dir {
     Fwd,
@@ -471,7 +537,7 @@ impl Resources<'_> {
         mut t: Picos,
         p: Piece,
         d: Dir,
-        mut rec: Option<&mut Vec<Picos>>,
+        rec: &mut impl Recorder,
     ) -> (Picos, Option<(usize, Class)>) {
         let mut pending: Option<(usize, Class)> = None;
         for s in stages {
@@ -523,9 +589,7 @@ impl Resources<'_> {
                     }
                 }
             }
-            if let Some(r) = rec.as_deref_mut() {
-                r.push(t);
-            }
+            rec.push(t);
         }
         (t, pending)
     }
@@ -548,7 +612,7 @@ impl Resources<'_> {
         c: Completer,
         (t, pending): (Picos, Option<(usize, Class)>),
         p: Piece,
-        rec: Option<&mut Vec<Picos>>,
+        rec: &mut impl Recorder,
     ) -> Picos {
         let s = match c {
             Completer::Media(d) => self.media[d].access(t, p.bytes, p.write),
@@ -556,9 +620,7 @@ impl Resources<'_> {
             Completer::Bar(a) => self.bars[a].access(t, p.bytes),
         };
         self.release(pending, s.admitted);
-        if let Some(r) = rec {
-            r.push(s.done);
-        }
+        rec.push(s.done);
         s.done
     }
 
@@ -569,7 +631,7 @@ impl Resources<'_> {
         stages: &[Stage],
         t: Picos,
         p: Piece,
-        rec: Option<&mut Vec<Picos>>,
+        rec: &mut impl Recorder,
     ) -> Picos {
         let (t, pending) = self.walk(stages, t, p, Dir::Rev, rec);
         self.release(pending, t);

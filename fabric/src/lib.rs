@@ -8,8 +8,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cdat;
 pub mod decode;
 pub mod engine;
+pub mod hmat;
 pub mod link;
 mod media;
 pub mod rng;

@@ -1,0 +1,99 @@
+//! CDAT / HMAT values agree with what the engine charges.
+
+use fabric::cdat::{device_cdat, switch_cdat, DataType, SSLBIS_UPSTREAM_PORT};
+use fabric::hmat::{generic_ports, path_performance};
+use fabric::Topology;
+
+fn example(name: &str) -> Topology {
+    let path = format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    Topology::from_toml_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn components_sum_to_engine_idle_latency() {
+    let mut topos = vec![Topology::default_topology()];
+    for name in ["direct.toml", "two-host-bridges.toml", "switch-4.toml"] {
+        topos.push(example(name));
+    }
+    topos.push(
+        Topology::from_toml_str(
+            "[[host_bridge]]\nid='h'\n[[switch]]\nid='s'\nport='h.rp0'\nlink={gen=6,width=16,flit='256B-lopt'}\n[[type3]]\nid='m'\nport='s.dp0'\nvolatile='256M'\nlink={gen=6,width=16,flit='256B',retimers=2}\n",
+        )
+        .unwrap(),
+    );
+    for t in &topos {
+        for d in 0..t.type3.len() {
+            let p = path_performance(t, d).unwrap();
+            let rd: u64 = p.components.iter().map(|c| c.1.read_latency_ps).sum();
+            let wr: u64 = p.components.iter().map(|c| c.1.write_latency_ps).sum();
+            assert_eq!(
+                rd, p.total.read_latency_ps,
+                "read, device {d}: {:?}",
+                p.components
+            );
+            assert_eq!(wr, p.total.write_latency_ps, "write, device {d}");
+        }
+    }
+}
+
+#[test]
+fn device_cdat_describes_partitions() {
+    let t = example("direct.toml");
+    let c = device_cdat(&t, 0).unwrap();
+    assert_eq!(c.dsmas.len(), 2);
+    assert_eq!(
+        (c.dsmas[0].dpa_base, c.dsmas[0].dpa_length, c.dsmas[0].flags),
+        (0, 256 << 20, 0)
+    );
+    assert_eq!((c.dsmas[1].dpa_base, c.dsmas[1].flags), (256 << 20, 4));
+    // Default media: 70 ns + 64 B at 64 GB/s (1 ns) + endpoint port share
+    // (half of the 25 ns pair figure: 6.25 ns each way) = 83.5 ns.
+    let rl = c
+        .dslbis
+        .iter()
+        .find(|s| s.handle == 0 && s.data_type == DataType::ReadLatency)
+        .unwrap();
+    assert_eq!(rl.entries[0] as u64 * rl.entry_base_unit, 83_500);
+    // Bandwidth: media 64 GB/s is above the x8 Gen5 read peak (27.37 GB/s).
+    let rb = c
+        .dslbis
+        .iter()
+        .find(|s| s.handle == 0 && s.data_type == DataType::ReadBandwidth)
+        .unwrap();
+    let mbps = rb.entries[0] as u64 * rb.entry_base_unit;
+    assert!((27_300..=27_400).contains(&mbps), "{mbps}");
+    // Bytes: header + 2 DSMAS + 8 DSLBIS, checksum makes the sum zero.
+    let b = c.to_bytes(0);
+    assert_eq!(b.len(), 16 + 2 * 24 + 8 * 24);
+    assert_eq!(
+        u32::from_le_bytes(b[0..4].try_into().unwrap()) as usize,
+        b.len()
+    );
+    assert_eq!(b.iter().fold(0u8, |a, x| a.wrapping_add(*x)), 0);
+    assert_eq!(&b[16..20], &[0, 0, 24, 0]);
+}
+
+#[test]
+fn switch_cdat_has_every_downstream_port() {
+    let t = example("switch-4.toml");
+    let c = switch_cdat(&t, 0).unwrap();
+    assert_eq!(c.sslbis.len(), 2);
+    let lat = &c.sslbis[0];
+    assert_eq!(lat.data_type, DataType::AccessLatency);
+    assert_eq!(lat.entries.len(), 4);
+    for (i, e) in lat.entries.iter().enumerate() {
+        assert_eq!((e.port_x, e.port_y), (SSLBIS_UPSTREAM_PORT, i as u16));
+        assert_eq!(e.value as u64 * lat.entry_base_unit, 90_000);
+    }
+    let b = c.to_bytes(1);
+    assert_eq!(b.len(), 16 + 2 * (16 + 4 * 8));
+}
+
+#[test]
+fn generic_port_per_host_bridge() {
+    let t = example("two-host-bridges.toml");
+    let g = generic_ports(&t);
+    assert_eq!(g.len(), 2);
+    assert_eq!(g[1].uid, 1);
+    assert_eq!(g[0].perf.read_latency_ps, 60_000);
+}
