@@ -5,6 +5,7 @@
 
 mod commands;
 mod events;
+mod fuzz;
 mod lsa;
 mod poison;
 mod registers;
