@@ -55,8 +55,9 @@ console_cmd() {
     timeout "$TIMEOUT" "$CXLVMM" run --serial-log "$log" <"$fifo" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
     local pid=$!
     exec 3>"$fifo"
-    # Wait for the banner (or for cxlvmm to die) before typing.
-    until grep -q 'interactive shell' "$log" 2>/dev/null || ! kill -0 "$pid" 2>/dev/null; do
+    # Wait for the shell's prompt (or for cxlvmm to die) before typing: the
+    # shell flushes input typed before it set up line editing.
+    until grep -q '^/ # ' "$log" 2>/dev/null || ! kill -0 "$pid" 2>/dev/null; do
         sleep 0.5
     done
     printf 'echo console-input-%s\n%s\n' reached-shell "$cmd" >&3

@@ -96,7 +96,7 @@ impl MsixTable {
 
     pub fn read_table(&self, offset: u64, data: &mut [u8]) {
         data.fill(0);
-        if !matches!(data.len(), 4 | 8) || offset % 4 != 0 {
+        if !matches!(data.len(), 4 | 8) || !offset.is_multiple_of(4) {
             return;
         }
         for (i, chunk) in data.chunks_mut(4).enumerate() {
@@ -108,7 +108,7 @@ impl MsixTable {
     }
 
     pub fn write_table(&mut self, offset: u64, data: &[u8]) {
-        if !matches!(data.len(), 4 | 8) || offset % 4 != 0 {
+        if !matches!(data.len(), 4 | 8) || !offset.is_multiple_of(4) {
             return;
         }
         for (i, chunk) in data.chunks(4).enumerate() {

@@ -21,6 +21,9 @@ impl Bdf {
     }
 }
 
+/// A function on the bus, shared between the bus and whoever built it.
+pub type SharedPciDevice = Arc<Mutex<dyn PciDevice>>;
+
 /// All functions of the segment. Absent functions read as all ones, which is
 /// how the guest learns that nothing is there.
 #[derive(Default)]
@@ -51,7 +54,7 @@ impl PciRoot {
 
 impl PciRoot {
     /// The function and BAR decoding guest-physical `addr`, if any.
-    fn bar_at(&self, addr: u64) -> Option<(&Arc<Mutex<dyn PciDevice>>, u8, u64)> {
+    fn bar_at(&self, addr: u64) -> Option<(&SharedPciDevice, u8, u64)> {
         self.functions.values().find_map(|f| {
             let bars = f.lock().unwrap_or_else(|e| e.into_inner()).mmio_bars();
             bars.into_iter()
