@@ -28,6 +28,10 @@ const CMOS_CENTURY: u8 = 0x32;
 #[derive(Clone, Debug)]
 pub struct AcpiConfig {
     pub vcpus: u8,
+    /// More complete tables (SRAT, CEDT, ...) to list in the XSDT.
+    pub extra_tables: Vec<Vec<u8>>,
+    /// More AML objects for the DSDT body (CXL host bridges, ...).
+    pub dsdt_extra: Vec<u8>,
 }
 
 /// The tables, each with the guest-physical address it must be written to.
@@ -79,14 +83,18 @@ pub fn build(cfg: &AcpiConfig) -> Result<AcpiTables, AcpiError> {
         blobs: Vec::new(),
     };
 
-    let dsdt = p.place(dsdt(), 16)?;
+    let dsdt = p.place(dsdt(&cfg.dsdt_extra), 16)?;
     let facs = p.place(to_bytes(&FACS::new()), 64)?;
     let fadt = p.place(fadt(dsdt, facs), 16)?;
     let madt = p.place(madt(cfg.vcpus), 16)?;
     let mcfg = p.place(mcfg(), 16)?;
+    let mut entries = vec![fadt, madt, mcfg];
+    for t in &cfg.extra_tables {
+        entries.push(p.place(t.clone(), 16)?);
+    }
 
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
-    for t in [fadt, madt, mcfg] {
+    for t in entries {
         xsdt.add_entry(t);
     }
     let xsdt_addr = p.place(to_bytes(&xsdt), 16)?;
@@ -158,11 +166,11 @@ fn mcfg() -> Vec<u8> {
     to_bytes(&t)
 }
 
-fn dsdt() -> Vec<u8> {
+fn dsdt(extra: &[u8]) -> Vec<u8> {
     // Each object is serialized in the statement that builds it: the AML
     // builders borrow their children, which are temporaries.
     let mut body = Vec::new();
-    let buses = AddressSpace::new_bus_number(0u16, ECAM_BUSES - 1);
+    let buses = AddressSpace::new_bus_number(0u16, PCI0_LAST_BUS);
     let cf8 = aml::IO::new(PORT_PCI_CONFIG as u16, PORT_PCI_CONFIG as u16, 1, 8);
     let io_low = AddressSpace::new_io(0u16, 0x0cf7, None);
     let io_high = AddressSpace::new_io(0x0d00u16, 0xffff, None);
@@ -170,7 +178,7 @@ fn dsdt() -> Vec<u8> {
         AddressSpaceCacheable::NotCacheable,
         true,
         PCI_MMIO32_START as u32,
-        (PCI_MMIO32_START + PCI_MMIO32_SIZE - 1) as u32,
+        (PCI_MMIO32_START + PCI0_MMIO_SIZE - 1) as u32,
         None,
     );
     let pci_crs = aml::ResourceTemplate::new(vec![&buses, &cf8, &io_low, &io_high, &mmio32]);
@@ -213,6 +221,7 @@ fn dsdt() -> Vec<u8> {
     let s5 = aml::Name::new("_S5_".into(), &s5_pkg);
 
     body.extend(to_bytes(&s5));
+    body.extend_from_slice(extra);
     let mut t = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     t.append_slice(&body);
     t.as_slice().to_vec()
@@ -279,7 +288,12 @@ mod tests {
 
     #[test]
     fn tables_parse_back() {
-        let t = build(&AcpiConfig { vcpus: 4 }).unwrap();
+        let t = build(&AcpiConfig {
+            vcpus: 4,
+            extra_tables: vec![],
+            dsdt_extra: vec![],
+        })
+        .unwrap();
         assert_eq!(t.rsdp_addr % 16, 0);
         let img = Image::from(&t);
         let tables = tables_by_signature(&img, t.rsdp_addr);
@@ -344,7 +358,12 @@ mod tests {
 
     #[test]
     fn tables_stay_inside_the_bios_area_and_do_not_overlap() {
-        let t = build(&AcpiConfig { vcpus: 255 }).unwrap();
+        let t = build(&AcpiConfig {
+            vcpus: 255,
+            extra_tables: vec![],
+            dsdt_extra: vec![],
+        })
+        .unwrap();
         let mut spans: Vec<_> = t
             .blobs
             .iter()

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use devices::ExitReason;
+use fabric::topology::Topology;
 
 use crate::vm::{self, VmConfig};
 use crate::{host, images};
@@ -35,6 +36,27 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest and run it until it powers off, resets or reports an exit code.
     Run(RunArgs),
+    /// Validate a topology without booting, and print its tree.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Topology file (TOML); without it, the built-in default is checked.
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
+}
+
+/// Reads and validates a topology file, or returns the built-in default.
+pub fn load_topology(path: Option<&std::path::Path>) -> Result<Topology, String> {
+    match path {
+        None => Ok(Topology::default_topology()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("--topology {}: {e}", p.display()))?;
+            Topology::from_toml_str(&text).map_err(|e| format!("--topology {}: {e}", p.display()))
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -54,6 +76,10 @@ pub struct RunArgs {
     /// Extra kernel command line, appended to the default one.
     #[arg(long, default_value = "")]
     pub cmdline: String,
+    /// CXL topology (TOML, see examples/); default: the built-in one
+    /// (host bridge -> root port -> switch -> 2 type-3 devices, one window).
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
     /// Which built guest image to use when --kernel is not given (6.12 or 6.1).
     #[arg(long, default_value = DEFAULT_GUEST)]
     pub guest: String,
@@ -153,7 +179,9 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
     } else {
         format!("{DEFAULT_CMDLINE} {}", args.cmdline.trim())
     };
+    let topology = load_topology(args.topology.as_deref())?;
     Ok(VmConfig {
+        topology,
         vcpus: args.vcpus,
         mem_size: args.memory,
         kernel,
@@ -170,6 +198,20 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(&args),
+        Command::Check(args) => check(&args),
+    }
+}
+
+fn check(args: &CheckArgs) -> ExitCode {
+    match load_topology(args.topology.as_deref()) {
+        Ok(t) => {
+            print!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cxlvmm: error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -256,6 +298,7 @@ mod tests {
             argv.extend_from_slice(extra);
             match Cli::parse_from(argv).command {
                 Command::Run(a) => a,
+                Command::Check(_) => unreachable!("parsed a run command"),
             }
         }
     }

@@ -35,9 +35,15 @@ pub const HIMEM_START: u64 = 0x100000;
 /// Start and end of the 32-bit MMIO hole.
 pub const MMIO32_START: u64 = 0xc000_0000;
 pub const MMIO32_END: u64 = 0x1_0000_0000;
-/// PCI 32-bit memory window for BARs.
+/// PCI 32-bit memory window for BARs: the main root bridge (PCI0) keeps
+/// the first 16 MiB, the CXL host bridges share the rest.
 pub const PCI_MMIO32_START: u64 = 0xc000_0000;
 pub const PCI_MMIO32_SIZE: u64 = 0x2000_0000;
+pub const PCI0_MMIO_SIZE: u64 = 0x0100_0000;
+pub const CXL_MMIO32_START: u64 = PCI_MMIO32_START + PCI0_MMIO_SIZE;
+pub const CXL_MMIO32_END: u64 = PCI_MMIO32_START + PCI_MMIO32_SIZE;
+/// PCI0 owns buses below the first CXL host bridge's.
+pub const PCI0_LAST_BUS: u16 = 0x0f;
 /// PCIe ECAM: 256 buses x 1 MiB.
 pub const ECAM_START: u64 = 0xe000_0000;
 pub const ECAM_SIZE: u64 = 0x1000_0000;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devices::legacy::{AcpiPm, Cmos, SerialPort, TestExit, I8042, PM_IO_LEN};
-use devices::pci::{Bdf, ConfigIo, Ecam, HostBridge, PciRoot};
+use devices::pci::{Bdf, ConfigIo, Ecam, HostBridge, MsiSink, PciMmio, PciRoot};
 use devices::{Bus, ExitReason, ExitRequest};
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
@@ -22,13 +22,14 @@ use crate::boot::{self, BootSpec};
 use crate::console::{self, Console, ConsoleOut, RawTerminal};
 use crate::cpu::{self, CpuidOptions};
 use crate::layout::*;
-use crate::memory::{ram_ranges, GuestMemory};
+use crate::memory::{e820_map, ram_end, ram_ranges, GuestMemory, E820_RAM};
 use crate::vcpu::{self, VcpuShared};
-use crate::{acpi, host};
+use crate::{acpi, cxl, host};
 
 /// Everything `cxlvmm run` needs, already validated by the CLI.
 #[derive(Clone, Debug)]
 pub struct VmConfig {
+    pub topology: fabric::topology::Topology,
     pub vcpus: u8,
     pub mem_size: u64,
     pub kernel: PathBuf,
@@ -75,8 +76,38 @@ pub enum VmError {
     },
     #[error("device layout: {0}")]
     Bus(#[from] devices::BusError),
+    #[error("CXL devices: {0}")]
+    CxlBuild(#[from] cxl::build::BuildError),
+    #[error("CXL layout: {0}")]
+    CxlPlan(#[from] cxl::plan::PlanError),
     #[error("{0}")]
     Fatal(String),
+}
+
+/// Delivers MSI/MSI-X messages by injecting them through KVM.
+struct KvmMsi(Arc<VmFd>);
+
+impl MsiSink for KvmMsi {
+    fn send(&self, address: u64, data: u32) {
+        let msi = kvm_bindings::kvm_msi {
+            address_lo: address as u32,
+            address_hi: (address >> 32) as u32,
+            data,
+            ..Default::default()
+        };
+        if let Err(e) = self.0.signal_msi(msi) {
+            log::warn!("MSI to {address:#x} (data {data:#x}) not delivered: {e}");
+        }
+    }
+}
+
+/// Guest RAM as (base, length) ranges, as the e820 map reports it.
+fn ram_map(mem_size: u64) -> Vec<(u64, u64)> {
+    e820_map(mem_size)
+        .into_iter()
+        .filter(|e| e.kind == E820_RAM)
+        .map(|e| (e.addr, e.size))
+        .collect()
 }
 
 fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
@@ -107,7 +138,7 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
             std::env::args().collect::<Vec<_>>().join(" "),
         ));
     }
-    let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
+    let vm = Arc::new(kvm.create_vm().map_err(kvm_err("create VM"))?);
     // Addresses KVM needs for its own use on Intel (TSS, identity map): just
     // below the IOAPIC, outside RAM and every MMIO window.
     vm.set_tss_address(0xfffb_d000)
@@ -124,9 +155,21 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
 
     let mem = create_memory(&vm, cfg.mem_size)?;
     let exit = ExitRequest::new().map_err(io_err("exit eventfd"))?;
-    let (pio, mmio, console) = create_devices(&vm, cfg, &exit)?;
+    let plan = cxl::plan::plan(
+        &cfg.topology,
+        (CXL_MMIO32_START, CXL_MMIO32_END),
+        ram_end(cfg.mem_size),
+    )?;
+    let (pio, mmio, console) = create_devices(&vm, cfg, &plan, &exit)?;
 
-    let tables = acpi::build(&acpi::AcpiConfig { vcpus: cfg.vcpus })?;
+    let tables = acpi::build(&acpi::AcpiConfig {
+        vcpus: cfg.vcpus,
+        extra_tables: vec![
+            cxl::acpi::srat(cfg.vcpus, &ram_map(cfg.mem_size)),
+            cxl::acpi::cedt(&cfg.topology, &plan),
+        ],
+        dsdt_extra: cxl::acpi::dsdt_objects(&cfg.topology, &plan),
+    })?;
     for (addr, blob) in &tables.blobs {
         mem.write_slice(blob, GuestAddress(*addr))
             .map_err(|e| VmError::Fatal(format!("writing ACPI tables: {e}")))?;
@@ -266,8 +309,9 @@ fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
 }
 
 fn create_devices(
-    vm: &VmFd,
+    vm: &Arc<VmFd>,
     cfg: &VmConfig,
+    plan: &cxl::plan::CxlPlan,
     exit: &ExitRequest,
 ) -> Result<(Bus, Bus, Console), VmError> {
     let log = cfg
@@ -290,6 +334,10 @@ fn create_devices(
         Bdf::new(0, 0, 0),
         Arc::new(Mutex::new(HostBridge::default())),
     );
+    let mut mmio = Bus::new();
+    let msi: Arc<dyn MsiSink> = Arc::new(KvmMsi(vm.clone()));
+    // The region map (next issue) will use the handles kept here.
+    let _cxl = cxl::build::build(&cfg.topology, plan, &mut pci, &mut mmio, msi)?;
     let pci = Arc::new(pci);
 
     let mut pio = Bus::new();
@@ -316,7 +364,15 @@ fn create_devices(
         PORT_PCI_CONFIG_LEN,
     )?;
 
-    let mut mmio = Bus::new();
-    mmio.insert(Arc::new(Mutex::new(Ecam::new(pci))), ECAM_START, ECAM_SIZE)?;
+    mmio.insert(
+        Arc::new(Mutex::new(Ecam::new(pci.clone()))),
+        ECAM_START,
+        ECAM_SIZE,
+    )?;
+    mmio.insert(
+        Arc::new(Mutex::new(PciMmio::new(pci, PCI_MMIO32_START))),
+        PCI_MMIO32_START,
+        PCI_MMIO32_SIZE,
+    )?;
     Ok((pio, mmio, console))
 }

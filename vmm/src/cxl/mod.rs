@@ -2,4 +2,5 @@
 //! describing it in ACPI.
 
 pub mod acpi;
+pub mod build;
 pub mod plan;

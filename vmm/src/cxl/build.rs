@@ -1,0 +1,202 @@
+//! Builds the CXL hierarchy's devices from the plan, puts them on the PCI
+//! segment and the MMIO bus, and programs bus numbers, bridge windows and
+//! BARs as firmware would, so the guest finds everything already placed.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use devices::cxl::component::{
+    AccessPerf, Cdat, ComponentKind, ComponentRegisters, HdmConfig, SwitchPortPerf,
+};
+use devices::cxl::mailbox::{FileLabels, LabelStorage, MemoryLabels};
+use devices::cxl::port::{build_port, PortRole};
+use devices::cxl::type3::{build_type3, Type3Spec};
+use devices::pci::{Bdf, LinkParams, MsiSink, PciDevice, PciFunction, PciRoot};
+use devices::Bus;
+use fabric::topology::{Attach, Topology};
+
+use super::plan::{CxlPlan, FunctionKind, FunctionPlan, CHBCR_SIZE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("type3[{index}] ({id}): label storage {path}: {source}")]
+    Labels {
+        index: usize,
+        id: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("placing CHBCR: {0}")]
+    Bus(#[from] devices::BusError),
+}
+
+/// Handles the VMM keeps to the built devices (for the region map later).
+pub struct CxlDevices {
+    pub host_bridges: Vec<Arc<Mutex<ComponentRegisters>>>,
+    pub type3: Vec<(usize, Arc<Mutex<ComponentRegisters>>)>,
+}
+
+const COMMAND_MEMORY_AND_MASTER: u32 = 0b110;
+
+fn link_params(topo: &Topology, kind: FunctionKind, port_number: u8) -> LinkParams {
+    let link = match kind {
+        FunctionKind::Type3 { index } => Some(&topo.type3[index].link),
+        FunctionKind::SwitchUpstream { switch } => Some(&topo.switches[switch].link),
+        // A port's own link is the one to whatever is plugged into it.
+        FunctionKind::RootPort { host_bridge, port } => topo
+            .child_at(Attach::RootPort { host_bridge, port })
+            .and_then(|c| topo.link_of(c)),
+        FunctionKind::SwitchDownstream { switch, port } => topo
+            .child_at(Attach::SwitchPort { switch, port })
+            .and_then(|c| topo.link_of(c)),
+    };
+    LinkParams {
+        gen: link.map_or(5, |l| l.gen),
+        width: link.map_or(16, |l| l.width),
+        port_number,
+    }
+}
+
+fn media_perf(topo: &Topology, index: usize) -> AccessPerf {
+    let m = &topo.type3[index].media;
+    AccessPerf {
+        read_latency_ns: m.read_latency_ns.round() as u64,
+        write_latency_ns: m.write_latency_ns.round() as u64,
+        read_bandwidth: (m.read_bandwidth_gbps * 1000.0).round() as u64,
+        write_bandwidth: (m.write_bandwidth_gbps * 1000.0).round() as u64,
+    }
+}
+
+fn switch_cdat(topo: &Topology, switch: usize) -> Cdat {
+    let sw = &topo.switches[switch];
+    // The switch forwards at its upstream link's raw rate, in MB/s.
+    let rate = fabric::topology::gen_rate_gtps(sw.link.gen).unwrap_or(32.0);
+    let link_mbps = (rate * f64::from(sw.link.width) * 1000.0 / 8.0) as u64;
+    let ports: Vec<SwitchPortPerf> = (0..sw.downstream_ports)
+        .map(|p| SwitchPortPerf {
+            port: p as u16,
+            perf: AccessPerf {
+                read_latency_ns: sw.latency_ns.round() as u64,
+                write_latency_ns: sw.latency_ns.round() as u64,
+                read_bandwidth: link_mbps,
+                write_bandwidth: link_mbps,
+            },
+        })
+        .collect();
+    Cdat::for_switch_upstream(&ports)
+}
+
+fn labels(topo: &Topology, index: usize) -> Result<Box<dyn LabelStorage>, BuildError> {
+    let d = &topo.type3[index];
+    match &d.persistent_path {
+        // Labels of a persistent device persist beside its media file.
+        Some(p) => {
+            let path = PathBuf::from(format!("{p}.lsa"));
+            FileLabels::open(&path, d.lsa)
+                .map(|l| Box::new(l) as Box<dyn LabelStorage>)
+                .map_err(|source| BuildError::Labels {
+                    index,
+                    id: d.id.clone(),
+                    path,
+                    source,
+                })
+        }
+        None => Ok(Box::new(MemoryLabels::new(d.lsa as usize))),
+    }
+}
+
+/// Writes a dword of config space the way the guest would.
+fn cfg_write(f: &mut PciFunction, reg: usize, v: u32) {
+    f.write_config(reg, 0, &v.to_le_bytes());
+}
+
+/// Firmware-style setup: BARs, bridge buses and windows, decode enabled.
+fn program(f: &mut PciFunction, p: &FunctionPlan) {
+    for &(bar, addr) in &p.bars {
+        cfg_write(f, 4 + bar, addr as u32);
+        cfg_write(f, 5 + bar, (addr >> 32) as u32);
+    }
+    if p.kind.is_bridge() {
+        cfg_write(
+            f,
+            6,
+            u32::from(p.bus) | (u32::from(p.secondary) << 8) | (u32::from(p.subordinate) << 16),
+        );
+        if let Some((base, limit)) = p.window {
+            cfg_write(
+                f,
+                8,
+                ((base >> 16) as u32 & 0xfff0) | (((limit >> 16) as u32 & 0xfff0) << 16),
+            );
+        }
+        // Prefetchable window closed (base above limit).
+        cfg_write(f, 9, 0x0000_fff0);
+        cfg_write(f, 10, 0);
+        cfg_write(f, 11, 0);
+    }
+    cfg_write(f, 1, COMMAND_MEMORY_AND_MASTER);
+}
+
+pub fn build(
+    topo: &Topology,
+    plan: &CxlPlan,
+    pci: &mut PciRoot,
+    mmio: &mut Bus,
+    msi: Arc<dyn MsiSink>,
+) -> Result<CxlDevices, BuildError> {
+    let mut devs = CxlDevices {
+        host_bridges: Vec::new(),
+        type3: Vec::new(),
+    };
+    for (h, hb) in plan.host_bridges.iter().enumerate() {
+        let hdm = HdmConfig {
+            target_count: topo.host_bridges[h].root_ports.clamp(1, 8) as u8,
+            ..HdmConfig::default()
+        };
+        let chbcr = Arc::new(Mutex::new(ComponentRegisters::new(
+            ComponentKind::HostBridge,
+            Some(hdm),
+        )));
+        mmio.insert(chbcr.clone(), hb.chbcr, CHBCR_SIZE)?;
+        devs.host_bridges.push(chbcr);
+    }
+    for p in &plan.functions {
+        let link = link_params(topo, p.kind, p.port_number);
+        let mut f = match p.kind {
+            FunctionKind::RootPort { .. } => build_port(PortRole::Root, link, None).function,
+            FunctionKind::SwitchUpstream { switch } => {
+                let n = topo.switches[switch].downstream_ports.min(255) as u8;
+                build_port(
+                    PortRole::SwitchUpstream {
+                        downstream_ports: n,
+                    },
+                    link,
+                    Some(switch_cdat(topo, switch)),
+                )
+                .function
+            }
+            FunctionKind::SwitchDownstream { .. } => {
+                build_port(PortRole::SwitchDownstream, link, None).function
+            }
+            FunctionKind::Type3 { index } => {
+                let d = &topo.type3[index];
+                let dev = build_type3(
+                    Type3Spec {
+                        volatile_bytes: d.volatile,
+                        persistent_bytes: d.persistent,
+                        serial: d.serial,
+                        lsa: labels(topo, index)?,
+                        link,
+                        perf: media_perf(topo, index),
+                    },
+                    msi.clone(),
+                );
+                devs.type3.push((index, dev.component.clone()));
+                dev.function
+            }
+        };
+        program(&mut f, p);
+        pci.add(Bdf::new(p.bus, p.device, 0), Arc::new(Mutex::new(f)));
+    }
+    Ok(devs)
+}
