@@ -15,6 +15,8 @@ pub enum ExitReason {
     TestExit(u8),
     /// The user asked cxlvmm to quit (the console escape, Ctrl-A x).
     Quit,
+    /// The run outlived `--timeout`.
+    Timeout,
     /// The VMM hit an error it cannot recover from (reported separately).
     Fatal,
 }

@@ -12,13 +12,22 @@ REPO=$PWD
 CXLVMM=${CXLVMM:-$REPO/target/release/cxlvmm}
 OUT=$REPO/build/e2e
 mkdir -p "$OUT"
-TIMEOUT=${E2E_TIMEOUT:-900}
+# Per guest run. A hung guest is stopped by cxlvmm itself (--timeout), which
+# prints each vCPU's registers; coreutils timeout is only a backstop.
+TIMEOUT=${E2E_TIMEOUT:-300}
+BACKSTOP=$((TIMEOUT + 60))
 passed=0; failed=0; failures=()
 
 note() { printf '[e2e %s] %s\n' "$(date +%T)" "$*"; }
 result() { # name, ok
     if [ "$2" = 0 ]; then passed=$((passed + 1)); note "PASS $1"
-    else failed=$((failed + 1)); failures+=("$1"); note "FAIL $1 (log: build/e2e/$1.log)"; fi
+    else
+        failed=$((failed + 1)); failures+=("$1"); note "FAIL $1 (log: build/e2e/$1.log)"
+        # Enough context in CI's output to see what went wrong.
+        for f in "$OUT/$1.stderr" "$OUT/$1.stdout" "$OUT/$1.log"; do
+            [ -s "$f" ] && { echo "    --- tail of ${f#"$REPO"/}"; tail -n 15 "$f" | tr -d '\r' | sed 's/^/    /'; }
+        done
+    fi
 }
 
 # boot-<variant>: the injected script checks uname/nproc/MemTotal/RTC/ACPI/PCI
@@ -34,7 +43,7 @@ boot_check() {
     } >"$script"
     note "$name: cxlvmm run --guest $variant --vcpus $vcpus --memory ${mem_mib}M --script ..."
     local start=$SECONDS rc
-    timeout "$TIMEOUT" "$CXLVMM" run --guest "$variant" --vcpus "$vcpus" --memory "${mem_mib}M" \
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --guest "$variant" --vcpus "$vcpus" --memory "${mem_mib}M" \
         --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>&1
     rc=$?
     grep '^CHECK' "$OUT/$name.log" | sed 's/^/    /'
@@ -52,7 +61,7 @@ console_cmd() {
     rm -f "$fifo" "$log"; mkfifo "$fifo"
     note "$name: cxlvmm run, then type '$cmd' on its console"
     local start=$SECONDS
-    timeout "$TIMEOUT" "$CXLVMM" run --serial-log "$log" <"$fifo" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --serial-log "$log" <"$fifo" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
     local pid=$!
     exec 3>"$fifo"
     # Wait for the shell's prompt (or for cxlvmm to die) before typing: the
@@ -69,14 +78,38 @@ console_cmd() {
     result "$name" $?
 }
 
+# cxl-<topology>: the stock drivers enumerate examples/<topology>.toml; the
+# guest's `cxl list` must match the topology exactly (check_cxl.py), with no
+# cxl warnings in dmesg and LSA label round trips.
+cxl_enumerate() {
+    local topo=$1 variant=${2:-6.12} name="cxl-$1${2:+-$2}" rc
+    local expected=$OUT/$name.expected.json
+    "$CXLVMM" check --json --topology "examples/$topo.toml" >"$expected" || { result "$name" 1; return; }
+    note "$name: cxlvmm run --guest $variant --topology examples/$topo.toml --script cxl-enumerate.sh"
+    local start=$SECONDS
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --guest "$variant" --topology "examples/$topo.toml" \
+        --script tests/e2e/guest/cxl-enumerate.sh --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>&1
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    $PYTHON tests/e2e/check_cxl.py "$expected" "$OUT/$name.log" | sed 's/^/    /'
+    local checked=${PIPESTATUS[0]}
+    [ "$rc" = 7 ] && [ "$checked" = 0 ]
+    result "$name" $?
+}
+
+PYTHON=python3
+[ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
+
 scenarios=("$@")
-[ ${#scenarios[@]} = 0 ] && scenarios=(boot-6.12 boot-6.1 poweroff reset)
+[ ${#scenarios[@]} = 0 ] && scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1)
 for s in "${scenarios[@]}"; do
     case $s in
         boot-6.12) boot_check 6.12 2 1024 ;;
         boot-6.1) boot_check 6.1 2 1024 ;;
         poweroff) console_cmd poweroff "poweroff -f" "" ;;
         reset) console_cmd reset "reboot -f" "guest reset" ;;
+        cxl-direct-6.1) cxl_enumerate direct 6.1 ;;
+        cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
     esac
 done

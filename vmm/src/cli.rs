@@ -45,6 +45,32 @@ pub struct CheckArgs {
     /// Topology file (TOML); without it, the built-in default is checked.
     #[arg(long)]
     pub topology: Option<PathBuf>,
+    /// Print what the guest should see (devices, ports, windows) as JSON
+    /// instead of the tree; end-to-end tests compare it with `cxl list`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The guest-visible facts of a topology, as JSON.
+pub fn topology_json(t: &Topology) -> serde_json::Value {
+    use serde_json::json;
+    json!({
+        "host_bridges": t.host_bridges.iter().map(|h| json!({
+            "id": h.id, "uid": h.uid, "root_ports": h.root_ports,
+        })).collect::<Vec<_>>(),
+        "switches": t.switches.iter().map(|s| json!({
+            "id": s.id, "downstream_ports": s.downstream_ports,
+        })).collect::<Vec<_>>(),
+        "type3": t.type3.iter().map(|d| json!({
+            "id": d.id, "volatile": d.volatile, "persistent": d.persistent,
+            "lsa": d.lsa, "serial": d.serial,
+        })).collect::<Vec<_>>(),
+        "windows": t.windows.iter().map(|w| json!({
+            "id": w.id, "size": w.size, "ways": w.ways, "granularity": w.granularity,
+            "ram": w.restrictions.ram, "pmem": w.restrictions.pmem,
+            "targets": w.targets.iter().map(|&h| t.host_bridges[h].uid).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Reads and validates a topology file, or returns the built-in default.
@@ -89,6 +115,10 @@ pub struct RunArgs {
     /// Also write the console transcript to this file.
     #[arg(long)]
     pub serial_log: Option<PathBuf>,
+    /// Stop the guest after this many seconds: exit status 124, and each
+    /// vCPU's registers on stderr (to see where a hung guest is).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
     /// Keep CPUID's hypervisor bit (hidden by default: stock kernels will not
     /// commit CXL regions under a hypervisor).
     #[arg(long)]
@@ -190,6 +220,7 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         script,
         show_hypervisor: args.show_hypervisor,
         serial_log: args.serial_log.clone(),
+        timeout: args.timeout.map(std::time::Duration::from_secs),
         check_host: !args.no_kvm_check,
     })
 }
@@ -204,6 +235,10 @@ pub fn main() -> ExitCode {
 
 fn check(args: &CheckArgs) -> ExitCode {
     match load_topology(args.topology.as_deref()) {
+        Ok(t) if args.json => {
+            println!("{}", topology_json(&t));
+            ExitCode::SUCCESS
+        }
         Ok(t) => {
             print!("{t}");
             ExitCode::SUCCESS
@@ -233,6 +268,7 @@ fn run(args: &RunArgs) -> ExitCode {
                 ExitReason::PowerOff => log::info!("guest powered off"),
                 ExitReason::Reset => eprintln!("cxlvmm: guest reset"),
                 ExitReason::Quit => eprintln!("cxlvmm: quit from the console"),
+                ExitReason::Timeout => eprintln!("cxlvmm: --timeout expired, guest stopped"),
                 _ => {}
             }
             if outcome.status == vm::STATUS_NO_SCRIPT_STATUS {

@@ -53,7 +53,23 @@ pub const EMULATION_HINT: &str =
 pub fn spawn(index: u8, mut vcpu: VcpuFd, shared: VcpuShared) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("vcpu{index}"))
-        .spawn(move || run_loop(index, &mut vcpu, &shared))
+        .spawn(move || {
+            run_loop(index, &mut vcpu, &shared);
+            if shared.exit.reason() == Some(ExitReason::Timeout) {
+                eprintln!("cxlvmm: {}", describe(index, &vcpu));
+            }
+        })
+}
+
+/// One line of vCPU state, for diagnosing a guest that hangs.
+fn describe(index: u8, vcpu: &VcpuFd) -> String {
+    match (vcpu.get_regs(), vcpu.get_sregs(), vcpu.get_mp_state()) {
+        (Ok(r), Ok(s), Ok(mp)) => format!(
+            "vcpu{index}: rip={:#x} rsp={:#x} rflags={:#x} rax={:#x} cr0={:#x} cr3={:#x} cs={:#x} mp_state={}",
+            r.rip, r.rsp, r.rflags, r.rax, s.cr0, s.cr3, s.cs.selector, mp.mp_state
+        ),
+        _ => format!("vcpu{index}: state unavailable"),
+    }
 }
 
 fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {

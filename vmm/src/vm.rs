@@ -38,6 +38,8 @@ pub struct VmConfig {
     pub script: Option<Vec<u8>>,
     pub show_hypervisor: bool,
     pub serial_log: Option<PathBuf>,
+    /// Stop the guest (exit status 124, vCPU state on stderr) after this long.
+    pub timeout: Option<Duration>,
     /// Refuse to start on a host whose /dev/kvm cannot run a stock kernel.
     pub check_host: bool,
 }
@@ -130,6 +132,41 @@ pub struct Outcome {
 pub const STATUS_NO_SCRIPT_STATUS: i32 = 125;
 /// Status after the console escape (Ctrl-A x), as for SIGINT.
 pub const STATUS_QUIT: i32 = 130;
+/// Status when `--timeout` expired, as timeout(1) uses.
+pub const STATUS_TIMEOUT: i32 = 124;
+
+/// Blocks until an exit is requested, or requests one at the deadline.
+fn wait_for_exit(exit: &ExitRequest, timeout: Option<Duration>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+    let epoll = Epoll::new()?;
+    epoll.ctl(
+        ControlOperation::Add,
+        exit.event().as_raw_fd(),
+        EpollEvent::new(EventSet::IN, 0),
+    )?;
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let mut events = [EpollEvent::default(); 1];
+    while !exit.is_requested() {
+        let wait_ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    exit.request(ExitReason::Timeout);
+                    break;
+                }
+                left.as_millis().min(i32::MAX as u128) as i32
+            }
+        };
+        match epoll.wait(wait_ms, &mut events) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
     let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
@@ -246,8 +283,9 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
         }
     }
 
-    // Sleep until a device, a vCPU or the console asks to stop.
-    while exit.event().read().is_err() && !exit.is_requested() {}
+    // Sleep until a device, a vCPU or the console asks to stop, or the
+    // time limit passes.
+    wait_for_exit(&exit, cfg.timeout).map_err(io_err("wait for the guest"))?;
     let reason = exit.reason().unwrap_or(ExitReason::Fatal);
 
     shared.stop.store(true, Ordering::Release);
@@ -275,6 +313,7 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
     let status = match reason {
         ExitReason::TestExit(code) => i32::from(code),
         ExitReason::Quit => STATUS_QUIT,
+        ExitReason::Timeout => STATUS_TIMEOUT,
         _ if cfg.script.is_some() => STATUS_NO_SCRIPT_STATUS,
         _ => 0,
     };

@@ -230,3 +230,34 @@ fn bad_inputs_fail_clearly_before_anything_starts() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn timeout_stops_a_hung_guest_and_shows_where_it_is() {
+    if !have_kvm() {
+        return;
+    }
+    let dir = scratch("hang");
+    let kernel = dir.join("spin.elf");
+    // jmp $ : spins at the entry point forever.
+    std::fs::write(&kernel, elf(&[0xeb, 0xfe])).unwrap();
+    let out = cxlvmm()
+        .args([
+            "run",
+            "--no-kvm-check",
+            "--vcpus",
+            "1",
+            "--memory",
+            "128M",
+            "--timeout",
+            "1",
+        ])
+        .arg("--kernel")
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "{stderr}");
+    assert!(stderr.contains("vcpu0: rip=0x100000 "), "{stderr}");
+    assert!(stderr.contains("--timeout expired"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
