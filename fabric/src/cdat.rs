@@ -1,13 +1,20 @@
-//! CDAT (Coherent Device Attribute Table) structures the devices serve over
+//! CDAT (Coherent Device Attribute Table) contents the devices serve over
 //! DOE: DSMAS and DSLBIS for each type-3 device, SSLBIS for each switch.
 //! Values come from the same parameters the timing engine charges, split so
 //! that the kernel's sum (generic port + links + switches + device) equals
 //! the engine's idle latency; see [`crate::hmat`].
 //!
-//! Layouts follow CDAT r1.03 (Linux `include/acpi/actbl1.h`:
-//! `acpi_cdat_header`, `acpi_cdat_dsmas`, `acpi_cdat_dslbis`,
-//! `acpi_cdat_sslbis` + `acpi_cdat_sslbe`). Latencies are picoseconds ×
-//! entry base unit, bandwidths MB/s × entry base unit.
+//! This module produces the *data* only (handles, flags, data types, base
+//! units, entries). The guest-facing bytes (CDAT header with checksum and
+//! sequence, structure types and lengths, and splitting SSLBIS so that no
+//! structure outgrows Linux 6.1's DOE read buffer) are the job of one encoder,
+//! `devices::cxl::component::cdat`, which converts from [`Cdat`]. Keeping a
+//! second encoder here let the two drift apart, so there is none.
+//!
+//! Entries follow Linux `drivers/cxl/core/cdat.c` (`cdat_normalize`): value =
+//! entry × base unit, in ps for latencies and MB/s for bandwidths; an entry of
+//! 0 or 0xFFFF means "no data", and a product above `u32::MAX` is treated as
+//! overflow and dropped. [`encode_values`] keeps every entry inside that.
 
 use crate::hmat::{device_share, switch_perf};
 use crate::topology::Topology;
@@ -78,14 +85,40 @@ pub struct Cdat {
     pub sslbis: Vec<Sslbis>,
 }
 
-/// Choose a base unit so that `value` fits a u16 entry; returns (unit, entry).
-/// Latency values are in ps, bandwidth in MB/s.
-pub fn encode_value(value: u64) -> (u64, u16) {
+/// Largest entry Linux reads as a value (0xFFFF means "no data").
+pub const ENTRY_MAX: u16 = 0xFFFE;
+
+/// Encode `values` (ps or MB/s) with one shared base unit, as DSLBIS and
+/// SSLBIS entries: the smallest power of ten in which the largest value,
+/// rounded to nearest like every entry, fits [`ENTRY_MAX`]. A non-zero value never encodes
+/// as 0 (Linux would read "no data"), and entry × unit never exceeds
+/// `u32::MAX` (Linux would discard it as overflow), so values beyond that
+/// saturate.
+pub fn encode_values(values: &[u64]) -> (u64, Vec<u16>) {
+    let limit = u64::from(ENTRY_MAX);
+    let ceiling = u64::from(u32::MAX);
+    let max = values.iter().map(|&v| v.min(ceiling)).max().unwrap_or(0);
+    let nearest = |v: u64, unit: u64| v / unit + u64::from(v % unit >= unit.div_ceil(2));
     let mut unit = 1u64;
-    while value / unit > u16::MAX as u64 {
+    while nearest(max, unit) > limit {
         unit *= 10;
     }
-    (unit, (value / unit) as u16)
+    let entries = values
+        .iter()
+        .map(|&v| {
+            let v = v.min(ceiling);
+            // Rounding up can cross u32::MAX, which Linux would drop.
+            let e = nearest(v, unit).min(ceiling / unit);
+            e.max(u64::from(v != 0)) as u16
+        })
+        .collect();
+    (unit, entries)
+}
+
+/// [`encode_values`] for one value: (base unit, entry).
+pub fn encode_value(value: u64) -> (u64, u16) {
+    let (unit, e) = encode_values(&[value]);
+    (unit, e[0])
 }
 
 fn dslbis(handle: u8, data_type: DataType, value: u64) -> Dslbis {
@@ -142,18 +175,21 @@ pub fn switch_cdat(t: &Topology, switch: usize) -> Option<Cdat> {
         lat.push((p as u16, perf.latency_ps));
         bw.push((p as u16, perf.bandwidth_mbps));
     }
+    // One logical SSLBIS per data type with every port pair; the encoder
+    // splits it into structures small enough for the guest's DOE buffer.
     let table = |data_type, vals: Vec<(u16, u64)>| {
-        let max = vals.iter().map(|v| v.1).max().unwrap_or(0);
-        let (unit, _) = encode_value(max);
+        let values: Vec<u64> = vals.iter().map(|v| v.1).collect();
+        let (entry_base_unit, encoded) = encode_values(&values);
         Sslbis {
             data_type,
-            entry_base_unit: unit,
+            entry_base_unit,
             entries: vals
-                .into_iter()
-                .map(|(p, v)| Sslbe {
+                .iter()
+                .zip(encoded)
+                .map(|(&(p, _), value)| Sslbe {
                     port_x: SSLBIS_UPSTREAM_PORT,
                     port_y: p,
-                    value: (v / unit) as u16,
+                    value,
                 })
                 .collect(),
         }
@@ -167,47 +203,5 @@ pub fn switch_cdat(t: &Topology, switch: usize) -> Option<Cdat> {
     })
 }
 
-impl Cdat {
-    /// The table as served by DOE: 16-byte header (length, revision 1,
-    /// checksum making all bytes sum to 0, sequence) and the structures.
-    pub fn to_bytes(&self, sequence: u32) -> Vec<u8> {
-        let mut b = vec![0u8; 16];
-        for s in &self.dsmas {
-            b.extend_from_slice(&[0, 0]);
-            b.extend_from_slice(&24u16.to_le_bytes());
-            b.extend_from_slice(&[s.handle, s.flags, 0, 0]);
-            b.extend_from_slice(&s.dpa_base.to_le_bytes());
-            b.extend_from_slice(&s.dpa_length.to_le_bytes());
-        }
-        for s in &self.dslbis {
-            b.extend_from_slice(&[1, 0]);
-            b.extend_from_slice(&24u16.to_le_bytes());
-            b.extend_from_slice(&[s.handle, 0, s.data_type as u8, 0]);
-            b.extend_from_slice(&s.entry_base_unit.to_le_bytes());
-            for e in s.entries {
-                b.extend_from_slice(&e.to_le_bytes());
-            }
-            b.extend_from_slice(&[0, 0]);
-        }
-        for s in &self.sslbis {
-            let len = 16 + 8 * s.entries.len();
-            b.extend_from_slice(&[4, 0]);
-            b.extend_from_slice(&(len as u16).to_le_bytes());
-            b.extend_from_slice(&[s.data_type as u8, 0, 0, 0]);
-            b.extend_from_slice(&s.entry_base_unit.to_le_bytes());
-            for e in &s.entries {
-                b.extend_from_slice(&e.port_x.to_le_bytes());
-                b.extend_from_slice(&e.port_y.to_le_bytes());
-                b.extend_from_slice(&e.value.to_le_bytes());
-                b.extend_from_slice(&[0, 0]);
-            }
-        }
-        let len = b.len() as u32;
-        b[0..4].copy_from_slice(&len.to_le_bytes());
-        b[4] = 1;
-        b[8..12].copy_from_slice(&sequence.to_le_bytes());
-        let sum = b.iter().fold(0u8, |a, x| a.wrapping_add(*x));
-        b[5] = 0u8.wrapping_sub(sum);
-        b
-    }
-}
+#[cfg(test)]
+mod tests;

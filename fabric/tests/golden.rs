@@ -70,11 +70,11 @@ fn mixed_direct(topo: &Topology, n: u64, d: &mut Digest) {
     let mut rng = SplitMix64::new(3);
     let mut now = 0u64;
     for i in 0..n {
-        if rng.next_u64() % 4 != 0 {
+        if !rng.next_u64().is_multiple_of(4) {
             now += rng.next_exp(4_000.0) as u64;
         }
         let bytes = [64, 64, 64, 1, 128, 4096][(rng.next_u64() % 6) as usize];
-        let op = if rng.next_u64() % 3 == 0 {
+        let op = if rng.next_u64().is_multiple_of(3) {
             Op::Write
         } else {
             Op::Read
@@ -180,7 +180,7 @@ fn p2p(n: u64, d: &mut Digest) {
             a => Target::Accelerator(((a + rng.next_u64()) % 4) as usize),
         };
         let bytes = [4, 64, 200, 256, 1000, 4096, 16384][(rng.next_u64() % 7) as usize];
-        let op = if rng.next_u64() % 2 == 0 {
+        let op = if rng.next_u64().is_multiple_of(2) {
             Op::Write
         } else {
             Op::Read

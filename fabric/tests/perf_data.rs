@@ -1,6 +1,6 @@
 //! CDAT / HMAT values agree with what the engine charges.
 
-use fabric::cdat::{device_cdat, switch_cdat, DataType, SSLBIS_UPSTREAM_PORT};
+use fabric::cdat::{device_cdat, switch_cdat, DataType, ENTRY_MAX, SSLBIS_UPSTREAM_PORT};
 use fabric::hmat::{generic_ports, path_performance};
 use fabric::Topology;
 
@@ -62,15 +62,30 @@ fn device_cdat_describes_partitions() {
         .unwrap();
     let mbps = rb.entries[0] as u64 * rb.entry_base_unit;
     assert!((27_300..=27_400).contains(&mbps), "{mbps}");
-    // Bytes: header + 2 DSMAS + 8 DSLBIS, checksum makes the sum zero.
-    let b = c.to_bytes(0);
-    assert_eq!(b.len(), 16 + 2 * 24 + 8 * 24);
-    assert_eq!(
-        u32::from_le_bytes(b[0..4].try_into().unwrap()) as usize,
-        b.len()
-    );
-    assert_eq!(b.iter().fold(0u8, |a, x| a.wrapping_add(*x)), 0);
-    assert_eq!(&b[16..20], &[0, 0, 24, 0]);
+    // Each partition has exactly one DSLBIS per data type, every entry a
+    // value Linux accepts (not 0, not 0xFFFF "no data").
+    for h in 0..2u8 {
+        let mut types: Vec<DataType> = c
+            .dslbis
+            .iter()
+            .filter(|s| s.handle == h)
+            .map(|s| s.data_type)
+            .collect();
+        types.sort_by_key(|t| *t as u8);
+        assert_eq!(
+            types,
+            [
+                DataType::ReadLatency,
+                DataType::WriteLatency,
+                DataType::ReadBandwidth,
+                DataType::WriteBandwidth
+            ]
+        );
+    }
+    assert!(c
+        .dslbis
+        .iter()
+        .all(|s| s.entries[0] != 0 && s.entries[0] <= ENTRY_MAX && s.entries[1..] == [0, 0]));
 }
 
 #[test]
@@ -85,8 +100,9 @@ fn switch_cdat_has_every_downstream_port() {
         assert_eq!((e.port_x, e.port_y), (SSLBIS_UPSTREAM_PORT, i as u16));
         assert_eq!(e.value as u64 * lat.entry_base_unit, 90_000);
     }
-    let b = c.to_bytes(1);
-    assert_eq!(b.len(), 16 + 2 * (16 + 4 * 8));
+    let bw = &c.sslbis[1];
+    assert_eq!(bw.data_type, DataType::AccessBandwidth);
+    assert_eq!(bw.entries.len(), 4);
 }
 
 #[test]
