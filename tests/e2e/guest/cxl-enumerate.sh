@@ -21,6 +21,12 @@ for m in $(cxl list -M | sed -n 's/.*"memdev":"\(mem[0-9]*\)".*/\1/p'); do
     # ndctl names a CXL nvdimm's id by the memdev's serial, in decimal.
     want="\"id\":\"$(($(cat /sys/bus/cxl/devices/$m/serial)))\""
     nmem=$(ndctl list -D | awk -v want="$want" '/"dev":/ { gsub(/[",]/, ""); split($0, a, ":"); dev = a[2] } index($0, want) { print dev }')
+    # Older kernels (6.1) give CXL nvdimms no id; with a single nvdimm there
+    # is nothing to match.
+    if [ -z "$nmem" ] && [ "$(ls -d /sys/bus/nd/devices/nmem* 2>/dev/null | wc -l)" = 1 ] &&
+        [ -d "$(readlink -f /sys/bus/cxl/devices/$m)/pmem${m#mem}" ]; then
+        nmem=$(basename /sys/bus/nd/devices/nmem*)
+    fi
     if [ -n "$nmem" ]; then
         tool="ndctl" dev=$nmem
     else
