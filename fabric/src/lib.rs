@@ -64,6 +64,7 @@ pub mod cdat;
 pub mod decode;
 pub mod engine;
 pub mod hmat;
+pub mod interleave;
 pub mod link;
 mod media;
 pub mod rng;
