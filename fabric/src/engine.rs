@@ -10,6 +10,8 @@
 //! deterministic. Nothing in the engine reads a clock or OS randomness: the
 //! same topology, seed and call sequence give bit-identical results.
 
+mod mem_path;
+
 use std::collections::HashMap;
 
 use crate::decode::{AddressMap, DecodeError};
@@ -21,6 +23,7 @@ use crate::rng::SplitMix64;
 use crate::route::{Completer, End, Graph, Hop, Route, Stage};
 use crate::time::Picos;
 use crate::topology::{Attach, ElementRef, Topology};
+use mem_path::MemPath;
 
 /// Read or write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,6 +138,8 @@ pub struct Engine {
     host_mem: Memory,
     rc_cap: Option<Server>,
     routes: Vec<Route>,
+    /// Per route, its compiled form if it is all CXL.mem (the hot path).
+    mem_paths: Vec<Option<MemPath>>,
     index: HashMap<(End, End), RouteId>,
     /// Host → type-3 routes, the hot path.
     host_t3: Vec<RouteId>,
@@ -186,6 +191,7 @@ impl Engine {
             host_mem: Memory::new(f.host_memory_bandwidth_gbps, f.host_memory_latency_ns),
             rc_cap: f.rc_p2p_bandwidth_gbps.map(Server::new),
             routes: Vec::new(),
+            mem_paths: Vec::new(),
             index: HashMap::new(),
             host_t3: Vec::new(),
             trace: None,
@@ -242,6 +248,7 @@ impl Engine {
         }
         let r = self.graph.route(&self.topo, src, dst)?;
         let id = RouteId(self.routes.len() as u32);
+        self.mem_paths.push(MemPath::new(&r));
         self.routes.push(r);
         self.index.insert((src, dst), id);
         Some(id)
@@ -380,16 +387,27 @@ impl Engine {
 
     /// Move every piece of a transaction along route `rid`.
     #[inline]
-    fn simulate(
+    fn simulate<R: Recorder>(
         &mut self,
         rid: RouteId,
         bytes: u32,
         op: Op,
         issue: Picos,
-        rec: &mut impl Recorder,
+        rec: &mut R,
     ) -> Picos {
-        let route = &self.routes[rid.0 as usize];
         let write = op == Op::Write;
+        if !R::RECORDS {
+            if let Some(Some(mp)) = self.mem_paths.get(rid.0 as usize) {
+                return mp.run(
+                    &mut self.dirs,
+                    &mut self.media,
+                    bytes.div_ceil(64),
+                    write,
+                    issue,
+                );
+            }
+        }
+        let route = &self.routes[rid.0 as usize];
         let mut complete = issue;
         // Split-borrow the resources so the walk can read the route.
         let mut res = Resources {
@@ -480,6 +498,9 @@ fn first_io<'a>(route: &Route, dirs: &'a [LinkDir]) -> Option<&'a LinkDir> {
 /// Where a walk reports per-hop times; the no-op version compiles away on
 /// the hot path.
 trait Recorder {
+    /// Whether anything is recorded (else the compiled CXL.mem path, which
+    /// has no per-stage times, may run).
+    const RECORDS: bool = true;
     fn push(&mut self, t: Picos);
     /// The first piece has completed its path; stop recording.
     fn first_done(&mut self) {}
@@ -488,6 +509,7 @@ trait Recorder {
 struct NoRecord;
 
 impl Recorder for NoRecord {
+    const RECORDS: bool = false;
     #[inline(always)]
     fn push(&mut self, _: Picos) {}
 }
@@ -547,14 +569,14 @@ impl Resources<'_> {
                     let (class, placed, dllp) = {
                         let ld = &mut self.dirs[di];
                         if mem {
-                            let (msg, class, payload) = match (d, p.write) {
-                                (Dir::Fwd, false) => (M2S_REQ, Class::Req, 0),
-                                (Dir::Fwd, true) => (M2S_RWD, Class::Data, 64),
-                                (Dir::Rev, false) => (S2M_DRS, Class::Rsp, 64),
-                                (Dir::Rev, true) => (S2M_NDR, Class::Rsp, 0),
+                            let (msg, class) = match (d, p.write) {
+                                (Dir::Fwd, false) => (M2S_REQ, Class::Req),
+                                (Dir::Fwd, true) => (M2S_RWD, Class::Data),
+                                (Dir::Rev, false) => (S2M_DRS, Class::Rsp),
+                                (Dir::Rev, true) => (S2M_NDR, Class::Rsp),
                             };
                             let ready = ld.credits[class as usize].ready(t);
-                            (class, ld.send_mem(ready, msg, payload), 0)
+                            (class, ld.send_mem(ready, msg), 0)
                         } else {
                             let (kind, class, payload) = match (d, p.write) {
                                 (Dir::Fwd, false) => (TlpKind::MemRead, Class::Req, 0),

@@ -9,13 +9,15 @@
 pub mod capacity;
 pub(crate) mod crc;
 pub mod flit;
+mod packer;
 pub mod tlp;
 
 use crate::rng::SplitMix64;
 use crate::time::{ns_to_ps, PsPerByte};
 use crate::topology::{FlitMode, LinkParams};
 use crc::CrcErrors;
-use flit::{FlitLayout, FlitPacker, Placed, SlotMsg};
+use flit::{FlitLayout, SlotMsg};
+use packer::{FlitPacker, Placed};
 
 /// Direction of travel on a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,6 +92,9 @@ impl ByteWire {
     }
 }
 
+// Flit links are the common case and every message goes through the packer:
+// boxing it to shrink the rarer byte wire would add a pointer chase there.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub(crate) enum Wire {
     Flit(FlitPacker),
@@ -106,9 +111,8 @@ pub(crate) struct LinkDir {
     pub credits: [CreditRing; 3],
     pub max_payload: u32,
     pub max_read_request: u32,
-    /// Messages and payload bytes carried (statistics).
+    /// Messages carried (statistics).
     pub messages: u64,
-    pub payload_bytes: u64,
 }
 
 /// Wire time of one flit of `mode` on `link`, in picoseconds.
@@ -161,16 +165,14 @@ impl LinkDir {
             max_payload: p.max_payload,
             max_read_request: p.max_read_request,
             messages: 0,
-            payload_bytes: 0,
         }
     }
 
     /// Send a CXL.mem message (flit links only; a TLP-framed link carries
     /// the equivalent bytes instead).
-    #[inline]
-    pub fn send_mem(&mut self, arrive: u64, msg: SlotMsg, payload: u32) -> Placed {
+    #[inline(always)]
+    pub fn send_mem(&mut self, arrive: u64, msg: SlotMsg) -> Placed {
         self.messages += 1;
-        self.payload_bytes += payload as u64;
         match &mut self.wire {
             Wire::Flit(p) => p.place(arrive, msg),
             Wire::Bytes(w) => w.send(arrive, 16 + msg.data_slots * 16 + tlp::FRAMING),
@@ -182,7 +184,6 @@ impl LinkDir {
     #[inline]
     pub fn send_tlp(&mut self, arrive: u64, kind: tlp::TlpKind, payload: u32) -> (Placed, u32) {
         self.messages += 1;
-        self.payload_bytes += payload as u64;
         let bytes = tlp::tlp_bytes(self.mode, kind, payload);
         match &mut self.wire {
             Wire::Flit(p) => (p.place(arrive, flit::tlp_chunk(bytes)), 0),
