@@ -1,11 +1,17 @@
-//! The hot path: a route whose every link carries CXL.mem (host → type-3),
-//! compiled once into a flat list of link crossings so that moving a 64 B
-//! line costs a credit check, a flit placement and a few additions per link.
+//! The hot path: a host → type-3 route, every link carrying CXL.mem,
+//! compiled once into flat lists of link crossings so that moving a 64 B
+//! line costs a credit, a flit placement and a few additions per link.
 //!
 //! It computes exactly what the general stage walk in [`super`] computes
 //! for such routes (`tests/golden.rs` pins this to the picosecond); the
 //! general walk remains for TLP routes, the RC P2P cap and per-hop
 //! breakdowns.
+//!
+//! Credits: a link's receiver frees the buffer (and the credit starts back)
+//! when it hands the line to the bridge or switch pipeline behind it, which
+//! on these routes is right after every link except the last one down, whose
+//! receiver is the device: there the credit returns when the media admits
+//! the line. Routes of any other shape are not compiled.
 
 use crate::link::flit::{SlotMsg, M2S_REQ, M2S_RWD, S2M_DRS, S2M_NDR};
 use crate::link::{Class, LinkDir};
@@ -13,78 +19,75 @@ use crate::media::Media;
 use crate::route::{Completer, Route, Stage};
 use crate::time::Picos;
 
-/// One link crossing.
+/// A link crossing followed by a pipeline.
 #[derive(Debug, Clone, Copy)]
-struct MemHop {
+struct Hop {
     /// Link direction (index into the engine's directions).
     dir: u32,
-    /// Whether a bridge or switch pipeline follows the link: its receiver
-    /// then frees the buffer (returns the credit) as soon as the line
-    /// arrives; otherwise only when the next link starts sending it.
-    then_pipeline: bool,
-    /// Pipeline delay after the link (sum of the delay stages).
+    /// Pipeline delay after the link (sum of its delay stages).
     after: Picos,
-}
-
-/// One direction of a compiled route.
-#[derive(Debug, Clone)]
-struct Leg {
-    /// Pipeline delay before the first link (host bridge on the way down).
-    lead: Picos,
-    hops: Box<[MemHop]>,
-}
-
-impl Leg {
-    /// Compile `stages`; None if a stage is not a CXL.mem link or a delay.
-    fn new(stages: &[Stage]) -> Option<Leg> {
-        let mut lead = 0;
-        let mut hops: Vec<MemHop> = Vec::new();
-        for s in stages {
-            match *s {
-                Stage::Link { dir, mem: true } => hops.push(MemHop {
-                    dir,
-                    then_pipeline: false,
-                    after: 0,
-                }),
-                Stage::Delay { ps } => match hops.last_mut() {
-                    Some(h) => {
-                        h.then_pipeline = true;
-                        h.after += ps;
-                    }
-                    None => lead += ps,
-                },
-                _ => return None,
-            }
-        }
-        Some(Leg {
-            lead,
-            hops: hops.into_boxed_slice(),
-        })
-    }
 }
 
 /// A route compiled for CXL.mem lines.
 #[derive(Debug, Clone)]
 pub(crate) struct MemPath {
-    down: Leg,
+    /// Pipeline delay before the first link down (the host bridge).
+    lead: Picos,
+    /// Links down but the last, each followed by a switch.
+    down: Box<[Hop]>,
+    /// The link into the device.
+    last_down: u32,
     media: usize,
-    up: Leg,
+    /// Links up, each followed by a switch or the host bridge.
+    up: Box<[Hop]>,
+}
+
+/// `stages` as delays before the first link, then links each followed by
+/// its delays; None if a stage is anything else.
+fn compile(stages: &[Stage]) -> Option<(Picos, Vec<(u32, Option<Picos>)>)> {
+    let mut lead = 0;
+    let mut links: Vec<(u32, Option<Picos>)> = Vec::new();
+    for s in stages {
+        match *s {
+            Stage::Link { dir, mem: true } => links.push((dir, None)),
+            Stage::Delay { ps } => match links.last_mut() {
+                Some((_, after)) => *after = Some(after.unwrap_or(0) + ps),
+                None => lead += ps,
+            },
+            _ => return None,
+        }
+    }
+    Some((lead, links))
+}
+
+/// Links that must each be followed by a pipeline.
+fn pipelined(links: &[(u32, Option<Picos>)]) -> Option<Box<[Hop]>> {
+    links
+        .iter()
+        .map(|&(dir, after)| after.map(|after| Hop { dir, after }))
+        .collect()
 }
 
 impl MemPath {
-    /// Compile `route` if it is all CXL.mem links and delays ending at a
-    /// type-3 device's media.
+    /// Compile `route` if it has the host → type-3 shape (see the module
+    /// documentation).
     pub fn new(route: &Route) -> Option<MemPath> {
         let Completer::Media(media) = route.completer else {
             return None;
         };
-        if !route.mem {
+        let (lead, down) = compile(&route.fwd)?;
+        let (0, up) = compile(&route.rev)? else {
             return None;
-        }
+        };
+        let (&(last_down, None), down) = down.split_last()? else {
+            return None;
+        };
         Some(MemPath {
-            down: Leg::new(&route.fwd)?,
+            lead,
+            down: pipelined(down)?,
+            last_down,
             media,
-            up: Leg::new(&route.rev)?,
+            up: pipelined(&up)?,
         })
     }
 
@@ -118,21 +121,35 @@ impl MemPath {
     ) -> Picos {
         let mut complete = issue;
         for _ in 0..lines {
-            let (t, held) = cross::<Down>(dirs, &self.down, issue);
+            let t = cross::<Down>(dirs, &self.down, issue + self.lead);
+            // Into the device: its credit returns when the media admits
+            // the line.
+            let ld = &mut dirs[self.last_down as usize];
+            let credit = &mut ld.credits[Down::CLASS as usize];
+            let ready = credit.ready(t);
+            let t = ld.send_mem(ready, Down::MSG).done + ld.fixed_ps;
             let s = media[self.media].access(t, 64, Down::WRITE);
-            // The last link's credit returns when the media admits the line.
-            if let Some(d) = held {
-                release(dirs, d, Down::CLASS, s.admitted);
-            }
-            let (t, held) = cross::<Up>(dirs, &self.up, s.done);
-            // The initiator sinks the response at once.
-            if let Some(d) = held {
-                release(dirs, d, Up::CLASS, t);
-            }
-            complete = complete.max(t);
+            let credit = &mut ld.credits[Down::CLASS as usize];
+            credit.release(s.admitted + ld.fixed_ps);
+            complete = complete.max(cross::<Up>(dirs, &self.up, s.done));
         }
         complete
     }
+}
+
+/// Send one message across `hops` from `t`; returns the arrival time.
+#[inline(always)]
+fn cross<M: Message>(dirs: &mut [LinkDir], hops: &[Hop], mut t: Picos) -> Picos {
+    for h in hops {
+        let ld = &mut dirs[h.dir as usize];
+        let ready = ld.credits[M::CLASS as usize].ready(t);
+        let arrive = ld.send_mem(ready, M::MSG).done + ld.fixed_ps;
+        // The pipeline takes the line at once: the credit returns one link
+        // traversal later.
+        ld.credits[M::CLASS as usize].release(arrive + ld.fixed_ps);
+        t = arrive + h.after;
+    }
+    t
 }
 
 /// A CXL.mem message kind, as types so that each walk is compiled for one.
@@ -174,39 +191,4 @@ impl Message for Ndr {
     const MSG: SlotMsg = S2M_NDR;
     const CLASS: Class = Class::Rsp;
     const WRITE: bool = true;
-}
-
-/// Send one message along `leg` from `t`; returns the arrival time and the
-/// direction whose credit is still held by the receiver at the end.
-#[inline(always)]
-fn cross<M: Message>(dirs: &mut [LinkDir], leg: &Leg, t: Picos) -> (Picos, Option<usize>) {
-    let mut t = t + leg.lead;
-    let mut held: Option<usize> = None;
-    for h in leg.hops.iter() {
-        let di = h.dir as usize;
-        let ld = &mut dirs[di];
-        let ready = ld.credits[M::CLASS as usize].ready(t);
-        let placed = ld.send_mem(ready, M::MSG);
-        let fixed = ld.fixed_ps;
-        t = placed.done + fixed;
-        if let Some(p) = held.take() {
-            release(dirs, p, M::CLASS, placed.start);
-        }
-        if h.then_pipeline {
-            release(dirs, di, M::CLASS, t);
-            t += h.after;
-        } else {
-            held = Some(di);
-        }
-    }
-    (t, held)
-}
-
-/// The receiver of direction `d` frees a buffer at `t`; the sender learns
-/// of it one link traversal later.
-#[inline(always)]
-fn release(dirs: &mut [LinkDir], d: usize, class: Class, t: Picos) {
-    let ld = &mut dirs[d];
-    let back = ld.fixed_ps;
-    ld.credits[class as usize].release(t + back);
 }

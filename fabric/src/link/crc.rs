@@ -33,6 +33,12 @@ impl CrcErrors {
         }
     }
 
+    /// Whether errors are injected at all.
+    #[inline(always)]
+    pub fn active(&self) -> bool {
+        self.p > 0.0
+    }
+
     /// Extra delay for the next unit: 0, or the replay penalty.
     #[inline]
     pub fn draw(&mut self) -> u64 {

@@ -130,7 +130,8 @@ impl FlitPacker {
     /// at `arrive`; otherwise open a new flit (which a CRC error may delay).
     #[inline(always)]
     fn ensure_open(&mut self, arrive: u64) {
-        if self.cur_next >= self.table.slots || self.cur_start < arrive {
+        // One branch for both reasons (`|`, not `||`).
+        if (self.cur_next >= self.table.slots) | (self.cur_start < arrive) {
             let start = arrive.max(self.free_at);
             let extra = self.crc.draw();
             self.cur_start = start;
@@ -153,30 +154,57 @@ impl FlitPacker {
         }
     }
 
+    /// Whether a message that arrived at `arrive` needs a new flit: the
+    /// newest is full, or already on the wire before it arrived.
+    #[inline(always)]
+    fn must_open(&self, arrive: u64) -> bool {
+        (self.cur_next >= self.table.slots) | (self.cur_start < arrive)
+    }
+
+    /// Open a new flit if `open` (simple layouts, which never read
+    /// `cur_base`). Selects rather than a branch: whether a flit opens
+    /// depends on the traffic, so a branch would often be mispredicted.
+    #[inline(always)]
+    fn open_simple_if(&mut self, open: bool, arrive: u64) {
+        // Only an opened flit draws, keeping the error stream per flit.
+        let extra = if self.crc.active() && open {
+            self.crc.draw()
+        } else {
+            0
+        };
+        let start = arrive.max(self.free_at);
+        self.cur_start = sel(open, start, self.cur_start);
+        self.free_at = sel(open, start + self.flit_ps + extra, self.free_at);
+        self.cur_next = sel(open, 0, self.cur_next);
+        self.flits += u64::from(open);
+    }
+
     /// [`FlitPacker::place_slots`] for a simple layout, where the table
-    /// lookups reduce to arithmetic: slot i of the newest flit is usable
-    /// when that flit ends (`free_at`), and a header slot can only be
-    /// joined by its own kind (no empty header-only slots exist).
+    /// lookups reduce to arithmetic: every slot of the newest flit is usable
+    /// when that flit ends (`free_at`), and a header slot can only be joined
+    /// by its own kind (no empty header-only slots exist).
     #[inline(always)]
     fn place_simple(&mut self, arrive: u64, msg: SlotMsg) -> Placed {
         let mut start = arrive;
         let mut done = arrive;
         if msg.kind != 0 {
-            if self.hdr_room > 0 && self.hdr_flit >= arrive && self.hdr_kind == msg.kind {
-                self.hdr_room -= 1;
-            } else {
-                self.ensure_open(arrive);
-                self.cur_next += 1;
-                self.hdr_flit = self.cur_start;
-                self.hdr_kind = msg.kind;
-                self.hdr_room = msg.per_slot - 1;
-                self.hdr_done = self.free_at;
-            }
+            // A kind that fills its slot alone never finds room (this folds
+            // away for requests and writes).
+            let join = (msg.per_slot > 1)
+                & (self.hdr_room > 0)
+                & (self.hdr_flit >= arrive)
+                & (self.hdr_kind == msg.kind);
+            self.open_simple_if(!join & self.must_open(arrive), arrive);
+            self.cur_next += u8::from(!join);
+            self.hdr_flit = sel(join, self.hdr_flit, self.cur_start);
+            self.hdr_room = sel(join, self.hdr_room.wrapping_sub(1), msg.per_slot - 1);
+            self.hdr_kind = msg.kind;
+            self.hdr_done = sel(join, self.hdr_done, self.free_at);
             start = self.hdr_flit;
             done = self.hdr_done;
         }
         if msg.data_slots > 0 {
-            self.ensure_open(arrive);
+            self.open_simple_if(self.must_open(arrive), arrive);
             if msg.kind == 0 {
                 start = self.cur_start;
             }
@@ -184,12 +212,19 @@ impl FlitPacker {
             let first = msg.data_slots.min(slots - u32::from(self.cur_next));
             self.cur_next += first as u8;
             let mut left = msg.data_slots - first;
-            while left > 0 {
-                // The newest flit is full: open the next.
-                self.ensure_open(arrive);
-                let take = left.min(slots);
-                self.cur_next = take as u8;
-                left -= take;
+            if left <= slots {
+                // At most one more flit (always so for a 64 B line).
+                let spill = left > 0;
+                self.open_simple_if(spill, arrive);
+                self.cur_next = sel(spill, left as u8, self.cur_next);
+            } else {
+                // Long TLPs: whole flits, then the rest.
+                while left > 0 {
+                    self.open_simple_if(true, arrive);
+                    let take = left.min(slots);
+                    self.cur_next = take as u8;
+                    left -= take;
+                }
             }
             done = self.free_at;
         }
@@ -254,4 +289,11 @@ impl FlitPacker {
             done,
         }
     }
+}
+
+/// `a` if `c`, else `b`, as a conditional move: told that `c` is
+/// unpredictable, the compiler keeps it a select, not a branch.
+#[inline(always)]
+fn sel<T>(c: bool, a: T, b: T) -> T {
+    std::hint::select_unpredictable(c, a, b)
 }
