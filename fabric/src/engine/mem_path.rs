@@ -42,11 +42,14 @@ pub(crate) struct MemPath {
     up: Box<[Hop]>,
 }
 
+/// A link direction and the pipeline delay after it, if any.
+type Link = (u32, Option<Picos>);
+
 /// `stages` as delays before the first link, then links each followed by
 /// its delays; None if a stage is anything else.
-fn compile(stages: &[Stage]) -> Option<(Picos, Vec<(u32, Option<Picos>)>)> {
+fn compile(stages: &[Stage]) -> Option<(Picos, Vec<Link>)> {
     let mut lead = 0;
-    let mut links: Vec<(u32, Option<Picos>)> = Vec::new();
+    let mut links: Vec<Link> = Vec::new();
     for s in stages {
         match *s {
             Stage::Link { dir, mem: true } => links.push((dir, None)),
@@ -61,7 +64,7 @@ fn compile(stages: &[Stage]) -> Option<(Picos, Vec<(u32, Option<Picos>)>)> {
 }
 
 /// Links that must each be followed by a pipeline.
-fn pipelined(links: &[(u32, Option<Picos>)]) -> Option<Box<[Hop]>> {
+fn pipelined(links: &[Link]) -> Option<Box<[Hop]>> {
     links
         .iter()
         .map(|&(dir, after)| after.map(|after| Hop { dir, after }))
