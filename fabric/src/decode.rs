@@ -34,10 +34,39 @@ struct WindowMap {
     base: u64,
     size: u64,
     gran_shift: u32,
-    ways: u64,
+    ways: Divisor,
     /// Per way: the devices below that host bridge, and the DPA base of the
     /// window's memory type (0 for ram, after the volatile part for pmem).
     devices: Vec<Vec<(usize, u64)>>,
+    /// Per way: the number of those devices.
+    per_way: Vec<Divisor>,
+}
+
+/// A divisor that divides power-of-two counts (the usual interleave ways)
+/// by shifting: a hardware division is slow, and decode runs per request.
+#[derive(Debug, Clone, Copy)]
+struct Divisor {
+    n: u64,
+    /// log2(n) when n is a power of two.
+    shift: Option<u32>,
+}
+
+impl Divisor {
+    fn new(n: u64) -> Divisor {
+        Divisor {
+            n,
+            shift: n.is_power_of_two().then(|| n.trailing_zeros()),
+        }
+    }
+
+    /// (x mod n, x / n); n must not be 0.
+    #[inline]
+    fn split(self, x: u64) -> (u64, u64) {
+        match self.shift {
+            Some(s) => (x & (self.n - 1), x >> s),
+            None => (x % self.n, x / self.n),
+        }
+    }
 }
 
 /// All windows of a topology placed at their bases.
@@ -54,12 +83,20 @@ impl AddressMap {
             .windows
             .iter()
             .zip(bases)
-            .map(|(w, base)| WindowMap {
-                base,
-                size: w.size,
-                gran_shift: w.granularity.trailing_zeros(),
-                ways: w.ways as u64,
-                devices: w.targets.iter().map(|&hb| devices_for(t, w, hb)).collect(),
+            .map(|(w, base)| {
+                let devices: Vec<Vec<(usize, u64)>> =
+                    w.targets.iter().map(|&hb| devices_for(t, w, hb)).collect();
+                WindowMap {
+                    base,
+                    size: w.size,
+                    gran_shift: w.granularity.trailing_zeros(),
+                    ways: Divisor::new(w.ways as u64),
+                    per_way: devices
+                        .iter()
+                        .map(|d| Divisor::new(d.len() as u64))
+                        .collect(),
+                    devices,
+                }
             })
             .collect();
         AddressMap { windows }
@@ -79,20 +116,15 @@ impl AddressMap {
             }
             let chunk = off >> w.gran_shift;
             let within = off & ((1u64 << w.gran_shift) - 1);
-            let (way, row) = if w.ways == 1 {
-                (0, chunk)
-            } else {
-                (chunk % w.ways, chunk / w.ways)
-            };
+            let (way, row) = w.ways.split(chunk);
             let devs = &w.devices[way as usize];
-            let n = devs.len() as u64;
-            if n == 0 {
+            if devs.is_empty() {
                 return Err(DecodeError::NoDevice {
                     window: wi,
                     way: way as usize,
                 });
             }
-            let (pick, line) = if n == 1 { (0, row) } else { (row % n, row / n) };
+            let (pick, line) = w.per_way[way as usize].split(row);
             let (device, dpa_base) = devs[pick as usize];
             return Ok(Decoded {
                 window: wi,
