@@ -104,8 +104,11 @@ pub struct RunArgs {
     pub cmdline: String,
     /// CXL topology (TOML, see examples/); default: the built-in one
     /// (host bridge -> root port -> switch -> 2 type-3 devices, one window).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_cxl")]
     pub topology: Option<PathBuf>,
+    /// A plain machine without any CXL hierarchy.
+    #[arg(long)]
+    pub no_cxl: bool,
     /// Which built guest image to use when --kernel is not given (6.12 or 6.1).
     #[arg(long, default_value = DEFAULT_GUEST)]
     pub guest: String,
@@ -209,7 +212,11 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
     } else {
         format!("{DEFAULT_CMDLINE} {}", args.cmdline.trim())
     };
-    let topology = load_topology(args.topology.as_deref())?;
+    let topology = if args.no_cxl {
+        None
+    } else {
+        Some(load_topology(args.topology.as_deref())?)
+    };
     Ok(VmConfig {
         topology,
         vcpus: args.vcpus,

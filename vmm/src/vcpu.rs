@@ -27,6 +27,8 @@ pub fn install_kick_handler() -> std::io::Result<()> {
 pub struct VcpuShared {
     pub pio: Arc<Bus>,
     pub mmio: Arc<Bus>,
+    /// Recomputed after MMIO writes that committed or reset a decoder.
+    pub regions: Option<Arc<crate::cxl::regions::RegionMapper>>,
     pub exit: ExitRequest,
     pub stop: Arc<AtomicBool>,
     /// The first fatal error's description, shown by the VMM on exit.
@@ -92,6 +94,11 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
                 }
                 VcpuExit::MmioWrite(addr, data) => {
                     shared.mmio.write(addr, data);
+                    // A decoder commit must be mapped before the guest can
+                    // touch the region it opens.
+                    if let Some(r) = &shared.regions {
+                        r.refresh_if_dirty();
+                    }
                 }
                 // With the in-kernel LAPIC, HLT only reaches us if the
                 // guest halted with interrupts off for good.

@@ -21,6 +21,7 @@ use vmm_sys_util::signal::Killable;
 use crate::boot::{self, BootSpec};
 use crate::console::{self, Console, ConsoleOut, RawTerminal};
 use crate::cpu::{self, CpuidOptions};
+use crate::cxl::regions::{RegionMapper, WindowTrap};
 use crate::layout::*;
 use crate::memory::{e820_map, ram_end, ram_ranges, GuestMemory, E820_RAM};
 use crate::vcpu::{self, VcpuShared};
@@ -29,7 +30,8 @@ use crate::{acpi, cxl, host};
 /// Everything `cxlvmm run` needs, already validated by the CLI.
 #[derive(Clone, Debug)]
 pub struct VmConfig {
-    pub topology: fabric::topology::Topology,
+    /// The CXL fabric; None boots a plain machine (`--no-cxl`).
+    pub topology: Option<fabric::topology::Topology>,
     pub vcpus: u8,
     pub mem_size: u64,
     pub kernel: PathBuf,
@@ -192,20 +194,30 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
 
     let mem = create_memory(&vm, cfg.mem_size)?;
     let exit = ExitRequest::new().map_err(io_err("exit eventfd"))?;
-    let plan = cxl::plan::plan(
-        &cfg.topology,
-        (CXL_MMIO32_START, CXL_MMIO32_END),
-        ram_end(cfg.mem_size),
-    )?;
-    let (pio, mmio, console) = create_devices(&vm, cfg, &plan, &exit)?;
+    let cxl = match &cfg.topology {
+        Some(t) => Some((
+            t,
+            cxl::plan::plan(t, (CXL_MMIO32_START, CXL_MMIO32_END), ram_end(cfg.mem_size))?,
+        )),
+        None => None,
+    };
+    let Devices {
+        pio,
+        mmio,
+        console,
+        regions,
+    } = create_devices(&vm, cfg, cxl.as_ref().map(|(t, p)| (*t, p)), &exit)?;
 
+    let mut extra_tables = vec![cxl::acpi::srat(cfg.vcpus, &ram_map(cfg.mem_size))];
+    let mut dsdt_extra = Vec::new();
+    if let Some((t, plan)) = &cxl {
+        extra_tables.push(cxl::acpi::cedt(t, plan));
+        dsdt_extra = cxl::acpi::dsdt_objects(t, plan);
+    }
     let tables = acpi::build(&acpi::AcpiConfig {
         vcpus: cfg.vcpus,
-        extra_tables: vec![
-            cxl::acpi::srat(cfg.vcpus, &ram_map(cfg.mem_size)),
-            cxl::acpi::cedt(&cfg.topology, &plan),
-        ],
-        dsdt_extra: cxl::acpi::dsdt_objects(&cfg.topology, &plan),
+        extra_tables,
+        dsdt_extra,
     })?;
     for (addr, blob) in &tables.blobs {
         mem.write_slice(blob, GuestAddress(*addr))
@@ -259,6 +271,7 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
     let shared = VcpuShared {
         pio: Arc::new(pio),
         mmio: Arc::new(mmio),
+        regions,
         exit: exit.clone(),
         stop: Arc::new(AtomicBool::new(false)),
         fatal: Arc::new(Mutex::new(None)),
@@ -347,12 +360,20 @@ fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
     Ok(mem)
 }
 
+/// The machine's device side, as the vCPUs and the console need it.
+struct Devices {
+    pio: Bus,
+    mmio: Bus,
+    console: Console,
+    regions: Option<Arc<RegionMapper>>,
+}
+
 fn create_devices(
     vm: &Arc<VmFd>,
     cfg: &VmConfig,
-    plan: &cxl::plan::CxlPlan,
+    cxl: Option<(&fabric::topology::Topology, &cxl::plan::CxlPlan)>,
     exit: &ExitRequest,
-) -> Result<(Bus, Bus, Console), VmError> {
+) -> Result<Devices, VmError> {
     let log = cfg
         .serial_log
         .as_ref()
@@ -375,8 +396,21 @@ fn create_devices(
     );
     let mut mmio = Bus::new();
     let msi: Arc<dyn MsiSink> = Arc::new(KvmMsi(vm.clone()));
-    // The region map (next issue) will use the handles kept here.
-    let _cxl = cxl::build::build(&cfg.topology, plan, &mut pci, &mut mmio, msi)?;
+    let mut regions = None;
+    if let Some((topo, plan)) = cxl {
+        let cxl_devs = cxl::build::build(topo, plan, &mut pci, &mut mmio, msi)?;
+        let mapper =
+            RegionMapper::new(vm.clone(), topo, plan, cxl_devs.decoders, cxl_devs.backings);
+        // Window addresses not mapped natively exit to the VMM and are decoded here.
+        for w in &plan.windows {
+            mmio.insert(
+                Arc::new(Mutex::new(WindowTrap::new(w.base, mapper.clone()))),
+                w.base,
+                w.size,
+            )?;
+        }
+        regions = Some(mapper);
+    }
     let pci = Arc::new(pci);
 
     let mut pio = Bus::new();
@@ -413,5 +447,10 @@ fn create_devices(
         PCI_MMIO32_START,
         PCI_MMIO32_SIZE,
     )?;
-    Ok((pio, mmio, console))
+    Ok(Devices {
+        pio,
+        mmio,
+        console,
+        regions,
+    })
 }

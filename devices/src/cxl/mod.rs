@@ -4,6 +4,7 @@
 //! Each register block is a [`crate::BusDevice`] addressed by offset within
 //! the block, so it can be unit-tested alone and mapped behind any BAR.
 
+pub mod backing;
 pub mod component;
 pub mod dvsec;
 pub mod mailbox;

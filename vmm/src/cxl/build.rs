@@ -16,6 +16,8 @@ use devices::Bus;
 use fabric::topology::{Attach, Topology};
 
 use super::plan::{CxlPlan, FunctionKind, FunctionPlan, CHBCR_SIZE};
+use super::regions::DecoderSources;
+use devices::cxl::backing::Type3Backing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -28,12 +30,20 @@ pub enum BuildError {
     },
     #[error("placing CHBCR: {0}")]
     Bus(#[from] devices::BusError),
+    #[error("type3[{index}] ({id}): memory backing: {source}")]
+    Backing {
+        index: usize,
+        id: String,
+        source: std::io::Error,
+    },
 }
 
-/// Handles the VMM keeps to the built devices (for the region map later).
+/// Handles the VMM keeps to the built devices: their decoders feed the
+/// region map, their backings serve it.
 pub struct CxlDevices {
-    pub host_bridges: Vec<Arc<Mutex<ComponentRegisters>>>,
-    pub type3: Vec<(usize, Arc<Mutex<ComponentRegisters>>)>,
+    pub decoders: DecoderSources,
+    /// Indexed like the topology's type-3 list.
+    pub backings: Vec<Arc<Type3Backing>>,
 }
 
 const COMMAND_MEMORY_AND_MASTER: u32 = 0b110;
@@ -144,9 +154,28 @@ pub fn build(
     mmio: &mut Bus,
     msi: Arc<dyn MsiSink>,
 ) -> Result<CxlDevices, BuildError> {
+    let mut backings = Vec::new();
+    for (index, d) in topo.type3.iter().enumerate() {
+        let b = Type3Backing::new(
+            &d.id,
+            d.volatile,
+            d.persistent,
+            d.persistent_path.as_deref().map(std::path::Path::new),
+        )
+        .map_err(|source| BuildError::Backing {
+            index,
+            id: d.id.clone(),
+            source,
+        })?;
+        backings.push(Arc::new(b));
+    }
     let mut devs = CxlDevices {
-        host_bridges: Vec::new(),
-        type3: Vec::new(),
+        decoders: DecoderSources {
+            host_bridges: Vec::new(),
+            switches: Vec::new(),
+            type3: Vec::new(),
+        },
+        backings,
     };
     for (h, hb) in plan.host_bridges.iter().enumerate() {
         let hdm = HdmConfig {
@@ -158,7 +187,7 @@ pub fn build(
             Some(hdm),
         )));
         mmio.insert(chbcr.clone(), hb.chbcr, CHBCR_SIZE)?;
-        devs.host_bridges.push(chbcr);
+        devs.decoders.host_bridges.push(chbcr);
     }
     for p in &plan.functions {
         let link = link_params(topo, p.kind, p.port_number);
@@ -166,14 +195,15 @@ pub fn build(
             FunctionKind::RootPort { .. } => build_port(PortRole::Root, link, None).function,
             FunctionKind::SwitchUpstream { switch } => {
                 let n = topo.switches[switch].downstream_ports.min(255) as u8;
-                build_port(
+                let port = build_port(
                     PortRole::SwitchUpstream {
                         downstream_ports: n,
                     },
                     link,
                     Some(switch_cdat(topo, switch)),
-                )
-                .function
+                );
+                devs.decoders.switches.push((switch, port.component));
+                port.function
             }
             FunctionKind::SwitchDownstream { .. } => {
                 build_port(PortRole::SwitchDownstream, link, None).function
@@ -191,7 +221,7 @@ pub fn build(
                     },
                     msi.clone(),
                 );
-                devs.type3.push((index, dev.component.clone()));
+                devs.decoders.type3.push((index, dev.component.clone()));
                 dev.function
             }
         };

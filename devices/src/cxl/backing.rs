@@ -1,0 +1,175 @@
+//! A type-3 device's capacity: volatile in an anonymous memfd, persistent in
+//! a file that outlives the VMM. DPA 0.. is volatile, then persistent
+//! (CXL's partition order). The VMM maps ranges of these files into the
+//! guest for native regions; the trapped path reads and writes them here.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Where a DPA lives: which file, at what offset, and how much of it is left
+/// in that partition.
+#[derive(Debug)]
+pub struct BackingSlice<'a> {
+    pub file: &'a File,
+    pub offset: u64,
+    pub len_to_end: u64,
+    pub persistent: bool,
+}
+
+#[derive(Debug)]
+pub struct Type3Backing {
+    volatile: Option<File>,
+    volatile_len: u64,
+    persistent: Option<File>,
+    persistent_len: u64,
+}
+
+impl Type3Backing {
+    /// Creates the backing: a sealed-size memfd of `volatile` bytes and, if
+    /// `persistent` > 0, the file at `persistent_path` grown (never shrunk)
+    /// to `persistent` bytes. Existing contents of the file are kept.
+    pub fn new(
+        name: &str,
+        volatile: u64,
+        persistent: u64,
+        persistent_path: Option<&Path>,
+    ) -> io::Result<Self> {
+        let volatile_file = if volatile > 0 {
+            let mfd = memfd::MemfdOptions::default()
+                .close_on_exec(true)
+                .create(format!("cxlvmm-{name}-volatile"))
+                .map_err(|e| io::Error::other(format!("memfd: {e}")))?;
+            let f = mfd.into_file();
+            f.set_len(volatile)?;
+            Some(f)
+        } else {
+            None
+        };
+        let persistent_file = match (persistent, persistent_path) {
+            (0, _) => None,
+            (_, Some(p)) => {
+                if let Some(dir) = p.parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                }
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(p)?;
+                if f.metadata()?.len() < persistent {
+                    f.set_len(persistent)?;
+                }
+                Some(f)
+            }
+            // No file given: persistent capacity that lasts as long as the VM.
+            (_, None) => {
+                let mfd = memfd::MemfdOptions::default()
+                    .close_on_exec(true)
+                    .create(format!("cxlvmm-{name}-persistent"))
+                    .map_err(|e| io::Error::other(format!("memfd: {e}")))?;
+                let f = mfd.into_file();
+                f.set_len(persistent)?;
+                Some(f)
+            }
+        };
+        Ok(Self {
+            volatile: volatile_file,
+            volatile_len: volatile,
+            persistent: persistent_file,
+            persistent_len: persistent,
+        })
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.volatile_len + self.persistent_len
+    }
+
+    /// The file and offset holding `dpa`, or None past the capacity.
+    pub fn locate(&self, dpa: u64) -> Option<BackingSlice<'_>> {
+        if dpa < self.volatile_len {
+            return self.volatile.as_ref().map(|file| BackingSlice {
+                file,
+                offset: dpa,
+                len_to_end: self.volatile_len - dpa,
+                persistent: false,
+            });
+        }
+        let off = dpa - self.volatile_len;
+        if off < self.persistent_len {
+            return self.persistent.as_ref().map(|file| BackingSlice {
+                file,
+                offset: off,
+                len_to_end: self.persistent_len - off,
+                persistent: true,
+            });
+        }
+        None
+    }
+
+    /// Reads at `dpa`; bytes past the capacity (or across the partition
+    /// boundary) read as all ones, as an undecoded access would.
+    pub fn read(&self, dpa: u64, buf: &mut [u8]) {
+        buf.fill(0xff);
+        if let Some(s) = self.locate(dpa) {
+            let n = (buf.len() as u64).min(s.len_to_end) as usize;
+            let _ = s.file.read_exact_at(&mut buf[..n], s.offset);
+        }
+    }
+
+    /// Writes at `dpa`; bytes past the capacity are dropped.
+    pub fn write(&self, dpa: u64, data: &[u8]) -> io::Result<()> {
+        if let Some(s) = self.locate(dpa) {
+            let n = (data.len() as u64).min(s.len_to_end) as usize;
+            s.file.write_all_at(&data[..n], s.offset)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes persistent media to stable storage.
+    pub fn sync(&self) -> io::Result<()> {
+        match &self.persistent {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dpa_space_is_volatile_then_persistent_and_persists() {
+        let dir = std::env::temp_dir().join(format!("cxlvmm-backing-{}", std::process::id()));
+        let path = dir.join("pmem.img");
+        let b = Type3Backing::new("t", 1 << 20, 2 << 20, Some(&path)).unwrap();
+        assert_eq!(b.capacity(), 3 << 20);
+        b.write(100, b"volatile").unwrap();
+        b.write((1 << 20) + 5, b"persistent").unwrap();
+        let mut buf = [0u8; 10];
+        b.read((1 << 20) + 5, &mut buf);
+        assert_eq!(&buf, b"persistent");
+        assert!(!b.locate(10).unwrap().persistent);
+        assert!(b.locate(1 << 20).unwrap().persistent);
+        assert!(b.locate(3 << 20).is_none());
+        // Reads straddling the end give the tail as all ones.
+        let mut tail = [0u8; 4];
+        b.read((3 << 20) - 2, &mut tail);
+        assert_eq!(tail[2..], [0xff, 0xff]);
+        b.sync().unwrap();
+        drop(b);
+        // A second VM run over the same file sees the data; the volatile part is new.
+        let b = Type3Backing::new("t", 1 << 20, 2 << 20, Some(&path)).unwrap();
+        b.read((1 << 20) + 5, &mut buf);
+        assert_eq!(&buf, b"persistent");
+        let mut v = [0u8; 8];
+        b.read(100, &mut v);
+        assert_eq!(v, [0; 8]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
