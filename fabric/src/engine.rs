@@ -248,7 +248,7 @@ impl Engine {
         }
         let r = self.graph.route(&self.topo, src, dst)?;
         let id = RouteId(self.routes.len() as u32);
-        self.mem_paths.push(MemPath::new(&r));
+        self.mem_paths.push(MemPath::new(&r, &self.dirs));
         self.routes.push(r);
         self.index.insert((src, dst), id);
         Some(id)

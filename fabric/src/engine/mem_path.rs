@@ -14,7 +14,7 @@
 //! the line. Routes of any other shape are not compiled.
 
 use crate::link::flit::{SlotMsg, M2S_REQ, M2S_RWD, S2M_DRS, S2M_NDR};
-use crate::link::{Class, LinkDir};
+use crate::link::{Class, LinkDir, MemWire};
 use crate::media::Media;
 use crate::route::{Completer, Route, Stage};
 use crate::time::Picos;
@@ -40,6 +40,8 @@ pub(crate) struct MemPath {
     media: usize,
     /// Links up, each followed by a switch or the host bridge.
     up: Box<[Hop]>,
+    /// The most general wire on the path, which picks the placement code.
+    wire: MemWire,
 }
 
 /// A link direction and the pipeline delay after it, if any.
@@ -73,8 +75,8 @@ fn pipelined(links: &[Link]) -> Option<Box<[Hop]>> {
 
 impl MemPath {
     /// Compile `route` if it has the host → type-3 shape (see the module
-    /// documentation).
-    pub fn new(route: &Route) -> Option<MemPath> {
+    /// documentation); `dirs` are the engine's link directions.
+    pub fn new(route: &Route, dirs: &[LinkDir]) -> Option<MemPath> {
         let Completer::Media(media) = route.completer else {
             return None;
         };
@@ -85,12 +87,25 @@ impl MemPath {
         let (&(last_down, None), down) = down.split_last()? else {
             return None;
         };
+        let down = pipelined(down)?;
+        let up = pipelined(&up)?;
+        let wire = down
+            .iter()
+            .chain(up.iter())
+            .map(|h| h.dir)
+            .chain([last_down])
+            .map(|d| {
+                dirs.get(d as usize)
+                    .map_or(MemWire::Other, LinkDir::mem_wire)
+            })
+            .max()?;
         Some(MemPath {
             lead,
-            down: pipelined(down)?,
+            down,
             last_down,
             media,
-            up: pipelined(&up)?,
+            up,
+            wire,
         })
     }
 
@@ -105,17 +120,20 @@ impl MemPath {
         write: bool,
         issue: Picos,
     ) -> Picos {
-        // One copy per op, so each message's shape is a constant the flit
-        // packer folds in.
-        if write {
-            self.lines::<RwD, Ndr>(dirs, media, lines, issue)
-        } else {
-            self.lines::<Req, Drs>(dirs, media, lines, issue)
+        // One copy per op and wire, so that each message's shape and the
+        // packer's case are constants folded into the placement.
+        match (write, self.wire) {
+            (false, MemWire::Plain) => self.lines::<Req, Drs, Plain>(dirs, media, lines, issue),
+            (true, MemWire::Plain) => self.lines::<RwD, Ndr, Plain>(dirs, media, lines, issue),
+            (false, MemWire::Simple) => self.lines::<Req, Drs, Simple>(dirs, media, lines, issue),
+            (true, MemWire::Simple) => self.lines::<RwD, Ndr, Simple>(dirs, media, lines, issue),
+            (false, MemWire::Other) => self.lines::<Req, Drs, Any>(dirs, media, lines, issue),
+            (true, MemWire::Other) => self.lines::<RwD, Ndr, Any>(dirs, media, lines, issue),
         }
     }
 
     #[inline(always)]
-    fn lines<Down: Message, Up: Message>(
+    fn lines<Down: Message, Up: Message, W: Wire>(
         &self,
         dirs: &mut [LinkDir],
         media: &mut [Media],
@@ -124,17 +142,17 @@ impl MemPath {
     ) -> Picos {
         let mut complete = issue;
         for _ in 0..lines {
-            let t = cross::<Down>(dirs, &self.down, issue + self.lead);
+            let t = cross::<Down, W>(dirs, &self.down, issue + self.lead);
             // Into the device: its credit returns when the media admits
             // the line.
             let ld = &mut dirs[self.last_down as usize];
             let credit = &mut ld.credits[Down::CLASS as usize];
             let ready = credit.ready(t);
-            let t = ld.send_mem(ready, Down::MSG).done + ld.fixed_ps;
+            let t = W::send(ld, ready, Down::MSG).done + ld.fixed_ps;
             let s = media[self.media].access(t, 64, Down::WRITE);
             let credit = &mut ld.credits[Down::CLASS as usize];
             credit.release(s.admitted + ld.fixed_ps);
-            complete = complete.max(cross::<Up>(dirs, &self.up, s.done));
+            complete = complete.max(cross::<Up, W>(dirs, &self.up, s.done));
         }
         complete
     }
@@ -142,11 +160,11 @@ impl MemPath {
 
 /// Send one message across `hops` from `t`; returns the arrival time.
 #[inline(always)]
-fn cross<M: Message>(dirs: &mut [LinkDir], hops: &[Hop], mut t: Picos) -> Picos {
+fn cross<M: Message, W: Wire>(dirs: &mut [LinkDir], hops: &[Hop], mut t: Picos) -> Picos {
     for h in hops {
         let ld = &mut dirs[h.dir as usize];
         let ready = ld.credits[M::CLASS as usize].ready(t);
-        let arrive = ld.send_mem(ready, M::MSG).done + ld.fixed_ps;
+        let arrive = W::send(ld, ready, M::MSG).done + ld.fixed_ps;
         // The pipeline takes the line at once: the credit returns one link
         // traversal later.
         ld.credits[M::CLASS as usize].release(arrive + ld.fixed_ps);
@@ -194,4 +212,37 @@ impl Message for Ndr {
     const MSG: SlotMsg = S2M_NDR;
     const CLASS: Class = Class::Rsp;
     const WRITE: bool = true;
+}
+
+/// How the path's links place messages, as types like [`Message`].
+trait Wire {
+    fn send(ld: &mut LinkDir, arrive: Picos, msg: SlotMsg) -> crate::link::Placed;
+}
+
+/// Every link 68B without CRC errors.
+struct Plain;
+/// Every link 68B.
+struct Simple;
+/// Any links.
+struct Any;
+
+impl Wire for Plain {
+    #[inline(always)]
+    fn send(ld: &mut LinkDir, arrive: Picos, msg: SlotMsg) -> crate::link::Placed {
+        ld.send_mem_simple(arrive, msg, false)
+    }
+}
+
+impl Wire for Simple {
+    #[inline(always)]
+    fn send(ld: &mut LinkDir, arrive: Picos, msg: SlotMsg) -> crate::link::Placed {
+        ld.send_mem_simple(arrive, msg, true)
+    }
+}
+
+impl Wire for Any {
+    #[inline(always)]
+    fn send(ld: &mut LinkDir, arrive: Picos, msg: SlotMsg) -> crate::link::Placed {
+        ld.send_mem(arrive, msg)
+    }
 }

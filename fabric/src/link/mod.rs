@@ -17,7 +17,8 @@ use crate::time::{ns_to_ps, PsPerByte};
 use crate::topology::{FlitMode, LinkParams};
 use crc::CrcErrors;
 use flit::{FlitLayout, SlotMsg};
-use packer::{FlitPacker, Placed};
+use packer::FlitPacker;
+pub(crate) use packer::Placed;
 
 /// Direction of travel on a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,6 +102,17 @@ pub(crate) enum Wire {
     Bytes(ByteWire),
 }
 
+/// What a compiled path may assume about a link direction's wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum MemWire {
+    /// 68B flits without CRC errors.
+    Plain,
+    /// 68B flits, CRC errors possible.
+    Simple,
+    /// Anything else (256B flits, TLP framing).
+    Other,
+}
+
 /// One direction of one link.
 #[derive(Debug, Clone)]
 pub(crate) struct LinkDir {
@@ -176,6 +188,27 @@ impl LinkDir {
         match &mut self.wire {
             Wire::Flit(p) => p.place(arrive, msg),
             Wire::Bytes(w) => w.send(arrive, 16 + msg.data_slots * 16 + tlp::FRAMING),
+        }
+    }
+
+    /// [`LinkDir::send_mem`] on a link known to be [`MemWire::Plain`] or
+    /// [`MemWire::Simple`] (see [`LinkDir::mem_wire`]): `crc` false skips
+    /// the error draws a plain link never makes.
+    #[inline(always)]
+    pub fn send_mem_simple(&mut self, arrive: u64, msg: SlotMsg, crc: bool) -> Placed {
+        self.messages += 1;
+        match &mut self.wire {
+            Wire::Flit(p) => p.place_simple(arrive, msg, crc),
+            Wire::Bytes(w) => w.send(arrive, 16 + msg.data_slots * 16 + tlp::FRAMING),
+        }
+    }
+
+    /// How CXL.mem messages may be placed on this direction.
+    pub fn mem_wire(&self) -> MemWire {
+        match &self.wire {
+            Wire::Flit(p) if p.is_simple() && !p.crc.active() => MemWire::Plain,
+            Wire::Flit(p) if p.is_simple() => MemWire::Simple,
+            _ => MemWire::Other,
         }
     }
 

@@ -142,13 +142,18 @@ impl FlitPacker {
         }
     }
 
+    /// Whether [`FlitPacker::place_simple`] applies (68B flits).
+    pub fn is_simple(&self) -> bool {
+        self.simple
+    }
+
     /// Place one message; returns when its first flit starts and when the
     /// receiver can use it (end of the (half-)flit holding its last slot).
     /// Inlined so that a caller's constant message folds into it.
     #[inline(always)]
     pub fn place(&mut self, arrive: u64, msg: SlotMsg) -> Placed {
         if self.simple {
-            self.place_simple(arrive, msg)
+            self.place_simple(arrive, msg, true)
         } else {
             self.place_slots(arrive, msg)
         }
@@ -165,9 +170,9 @@ impl FlitPacker {
     /// `cur_base`). Selects rather than a branch: whether a flit opens
     /// depends on the traffic, so a branch would often be mispredicted.
     #[inline(always)]
-    fn open_simple_if(&mut self, open: bool, arrive: u64) {
+    fn open_simple_if(&mut self, open: bool, arrive: u64, crc: bool) {
         // Only an opened flit draws, keeping the error stream per flit.
-        let extra = if self.crc.active() && open {
+        let extra = if crc && self.crc.active() && open {
             self.crc.draw()
         } else {
             0
@@ -183,8 +188,11 @@ impl FlitPacker {
     /// lookups reduce to arithmetic: every slot of the newest flit is usable
     /// when that flit ends (`free_at`), and a header slot can only be joined
     /// by its own kind (no empty header-only slots exist).
+    ///
+    /// `crc`: whether CRC errors may be injected; a caller that knows they
+    /// are not passes a constant false and the checks fold away.
     #[inline(always)]
-    fn place_simple(&mut self, arrive: u64, msg: SlotMsg) -> Placed {
+    pub fn place_simple(&mut self, arrive: u64, msg: SlotMsg, crc: bool) -> Placed {
         let mut start = arrive;
         let mut done = arrive;
         if msg.kind != 0 {
@@ -194,7 +202,7 @@ impl FlitPacker {
                 & (self.hdr_room > 0)
                 & (self.hdr_flit >= arrive)
                 & (self.hdr_kind == msg.kind);
-            self.open_simple_if(!join & self.must_open(arrive), arrive);
+            self.open_simple_if(!join & self.must_open(arrive), arrive, crc);
             self.cur_next += u8::from(!join);
             self.hdr_flit = sel(join, self.hdr_flit, self.cur_start);
             self.hdr_room = sel(join, self.hdr_room.wrapping_sub(1), msg.per_slot - 1);
@@ -204,7 +212,7 @@ impl FlitPacker {
             done = self.hdr_done;
         }
         if msg.data_slots > 0 {
-            self.open_simple_if(self.must_open(arrive), arrive);
+            self.open_simple_if(self.must_open(arrive), arrive, crc);
             if msg.kind == 0 {
                 start = self.cur_start;
             }
@@ -215,12 +223,12 @@ impl FlitPacker {
             if left <= slots {
                 // At most one more flit (always so for a 64 B line).
                 let spill = left > 0;
-                self.open_simple_if(spill, arrive);
+                self.open_simple_if(spill, arrive, crc);
                 self.cur_next = sel(spill, left as u8, self.cur_next);
             } else {
                 // Long TLPs: whole flits, then the rest.
                 while left > 0 {
-                    self.open_simple_if(true, arrive);
+                    self.open_simple_if(true, arrive, crc);
                     let take = left.min(slots);
                     self.cur_next = take as u8;
                     left -= take;
