@@ -211,12 +211,33 @@ impl FlitPacker {
             start = self.hdr_flit;
             done = self.hdr_done;
         }
+        let slots = u32::from(self.table.slots);
+        if msg.kind != 0 && msg.data_slots > 0 && msg.data_slots <= slots {
+            // Data right after its header (a 64 B line): the newest flit
+            // started at or after `arrive` (the header is in it or in an
+            // earlier one), so the data fills it from `cur_next` and spills
+            // into at most one new flit, which starts when the wire frees.
+            let end = u32::from(self.cur_next) + msg.data_slots;
+            let spill = end > slots;
+            let extra = if crc && self.crc.active() && spill {
+                self.crc.draw()
+            } else {
+                0
+            };
+            self.cur_start = sel(spill, self.free_at, self.cur_start);
+            self.free_at = sel(spill, self.free_at + self.flit_ps + extra, self.free_at);
+            self.cur_next = (end - sel(spill, slots, 0)) as u8;
+            self.flits += u64::from(spill);
+            return Placed {
+                start,
+                done: self.free_at,
+            };
+        }
         if msg.data_slots > 0 {
             self.open_simple_if(self.must_open(arrive), arrive, crc);
             if msg.kind == 0 {
                 start = self.cur_start;
             }
-            let slots = u32::from(self.table.slots);
             let first = msg.data_slots.min(slots - u32::from(self.cur_next));
             self.cur_next += first as u8;
             let mut left = msg.data_slots - first;
