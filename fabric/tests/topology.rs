@@ -61,7 +61,7 @@ fn example_switch_4() {
     assert_eq!(t.type3.len(), 4);
     let vol = t.type3.iter().filter(|d| d.volatile > 0).count();
     let pm = t.type3.iter().filter(|d| d.persistent > 0).count();
-    assert_eq!((vol, pm), (2, 2));
+    assert_eq!((vol, pm), (4, 2));
     assert_eq!(
         t.type3[2].persistent_path.as_deref(),
         Some("build/pmem0.img")
@@ -120,8 +120,8 @@ fn tree_printer_shows_every_element() {
         "hb0.rp0 root port",
         "sw0 switch (4 downstream port(s), 90 ns)",
         "sw0.dp3 downstream port",
-        "pmem1 type-3 (ram 0 B, pmem 256 MiB, lsa 128 KiB, serial 0x3003)",
-        "ram: 512 MiB ram, 1-way x 4096 B -> hb0",
+        "pmem1 type-3 (ram 256 MiB, pmem 256 MiB, lsa 128 KiB, serial 0x3003)",
+        "ram: 1 GiB ram, 1-way x 4096 B -> hb0",
     ] {
         assert!(s.contains(needle), "missing {needle:?} in\n{s}");
     }

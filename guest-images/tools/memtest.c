@@ -1,9 +1,10 @@
 /*
  * cxlvmm-memtest: data-verifying memory stress for the guest.
  *
- *   cxlvmm-memtest MIB [PASSES]
+ *   cxlvmm-memtest SIZE [PASSES]
  *
- * Maps MIB MiB of anonymous memory, and for each pass writes a pattern that
+ * SIZE is in MiB, or in KiB with a K suffix (trapped regions are slow).
+ * Maps SIZE of anonymous memory, and for each pass writes a pattern that
  * depends on the pass and on every 8-byte word's address, then reads it all
  * back. Different passes use different patterns so stale data cannot pass.
  * At the end it prints its own /proc/self/numa_maps lines for its text,
@@ -47,15 +48,17 @@ static void show_numa_maps(const void *buf)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s MIB [PASSES]\n", argv[0]);
+		fprintf(stderr, "usage: %s SIZE[K] [PASSES]\n", argv[0]);
 		return 2;
 	}
-	uint64_t mib = strtoull(argv[1], NULL, 0);
+	char *unit;
+	uint64_t n = strtoull(argv[1], &unit, 0);
+	uint64_t kib = (*unit == 'K' || *unit == 'k') ? n : n << 10;
 	uint64_t passes = argc > 2 ? strtoull(argv[2], NULL, 0) : 2;
-	size_t len = (size_t)mib << 20;
-	uint64_t *buf = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mib == 0 || buf == MAP_FAILED) {
-		fprintf(stderr, "memtest: cannot map %llu MiB\n", (unsigned long long)mib);
+	size_t len = (size_t)kib << 10;
+	uint64_t *buf = len ? mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+	if (buf == MAP_FAILED) {
+		fprintf(stderr, "memtest: cannot map %s\n", argv[1]);
 		return 2;
 	}
 	size_t words = len / sizeof *buf;
@@ -72,6 +75,6 @@ int main(int argc, char **argv)
 		}
 	}
 	show_numa_maps(buf);
-	printf("memtest: %llu MiB x %llu passes verified\n", (unsigned long long)mib, (unsigned long long)passes);
+	printf("memtest: %llu KiB x %llu passes verified\n", (unsigned long long)kib, (unsigned long long)passes);
 	return 0;
 }

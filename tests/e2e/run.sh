@@ -24,7 +24,10 @@ result() { # name, ok
     else
         failed=$((failed + 1)); failures+=("$1"); note "FAIL $1 (log: build/e2e/$1.log)"
         # Enough context in CI's output to see what went wrong.
-        for f in "$OUT/$1.stderr" "$OUT/$1.stdout" "$OUT/$1.log"; do
+        # (stdout repeats the serial log, so it is shown only without one).
+        local files=("$OUT/$1.stderr" "$OUT/$1.log")
+        [ -s "$OUT/$1.log" ] || files+=("$OUT/$1.stdout")
+        for f in "${files[@]}"; do
             [ -s "$f" ] && { echo "    --- tail of ${f#"$REPO"/}"; tail -n 15 "$f" | tr -d '\r' | sed 's/^/    /'; }
         done
     fi
@@ -97,11 +100,36 @@ cxl_enumerate() {
     result "$name" $?
 }
 
+# region-<case>: a RAM region through cxl create-region, onlined and stressed
+# in the guest (tests/e2e/guest/region-ram.sh); the VMM's log must show the
+# mapping mode the case expects (native KVM memory, or the trapped path).
+region_ram() { # name topology ways granularity memtest phases expected-mode
+    local name=$1 topo=$2 ways=$3 gran=$4 memtest=$5 phases=$6 mode=$7 rc
+    local script=$OUT/$name.sh
+    { echo "WAYS=$ways GRAN=$gran DECODER=decoder0.0 MEMTEST=$memtest PHASES=$phases"
+      cat tests/e2e/guest/region-ram.sh; } >"$script"
+    note "$name: $topo, cxl create-region -w $ways -g $gran, expect $mode mapping"
+    local start=$SECONDS
+    RUST_LOG=vmm::cxl::regions=info timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" \
+        --topology "examples/$topo.toml" --cmdline memhp_default_state=offline \
+        --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^REGION-CHECK' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    grep -a 'vmm::cxl::regions' "$OUT/$name.stderr" | sed 's/.*regions\] /    vmm: /'
+    # The last mapping the VMM installed for a region of this shape.
+    local last
+    last=$(grep -a "${ways}-way x ${gran} B:" "$OUT/$name.stderr" | tail -1)
+    [ "$rc" = 7 ] && [[ $last == *": $mode" ]] && ! grep -qa 'REGION-CHECK.*FAILED' "$OUT/$name.log"
+    result "$name" $?
+}
+
 PYTHON=python3
 [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
 
 scenarios=("$@")
-[ ${#scenarios[@]} = 0 ] && scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1)
+[ ${#scenarios[@]} = 0 ] && scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
+    region-1way region-4way region-2hb region-256b)
 for s in "${scenarios[@]}"; do
     case $s in
         boot-6.12) boot_check 6.12 2 1024 ;;
@@ -109,6 +137,10 @@ for s in "${scenarios[@]}"; do
         poweroff) console_cmd poweroff "poweroff -f" "" ;;
         reset) console_cmd reset "reboot -f" "guest reset" ;;
         cxl-direct-6.1) cxl_enumerate direct 6.1 ;;
+        region-1way) region_ram region-1way direct 1 4096 128 full Native ;;
+        region-4way) region_ram region-4way switch-4 4 4096 256 full Native ;;
+        region-2hb) region_ram region-2hb two-host-bridges 2 4096 256 full Native ;;
+        region-256b) region_ram region-256b switch-4 2 256 512 dax Trapped ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
     esac
