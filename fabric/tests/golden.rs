@@ -249,3 +249,46 @@ fn pcie_and_p2p_unchanged() {
     p2p(30_000, &mut d);
     check("p2p", d, 0x5044_7264_469c_4d53);
 }
+
+/// The compiled CXL.mem path (used by `request`) against the general stage
+/// walk (used by `request_breakdown`, which records per-hop times): the
+/// same sequence on two engines must complete identically.
+#[test]
+fn compiled_path_matches_stage_walk() {
+    let chain = |flit: &str, ber: &str| {
+        format!(
+            "[fabric]\nseed = 3\n[[host_bridge]]\nid='h'\n[[switch]]\nid='s0'\nport='h.rp0'\nlink={{gen=5,width=8,flit='{flit}'{ber}}}\n[[switch]]\nid='s1'\nport='s0.dp0'\nlatency_ns=0\n[[type3]]\nid='a'\nport='s1.dp0'\nvolatile='256M'\nlink={{gen=5,width=4,flit='68B',credits=4{ber}}}\n[[type3]]\nid='b'\nport='s0.dp1'\nvolatile='256M'\nmedia={{queue_depth=2}}\n"
+        )
+    };
+    let topos = [
+        chain("256B", ""),
+        chain("256B-lopt", ", ber=1e-6"),
+        chain("68B", ", ber=1e-6"),
+    ]
+    .map(|text| Topology::from_toml_str(&text).unwrap());
+    let narrow = direct("gen = 4, width = 2, flit = '68B', credits = 2", "");
+    for t in topos.iter().chain([&narrow]) {
+        let (mut fast, mut walk) = (Engine::new(&t), Engine::new(&t));
+        let mut rng = SplitMix64::new(9);
+        let mut now = 0u64;
+        for i in 0..20_000u64 {
+            now += rng.next_exp(3_000.0) as u64;
+            let target = Target::Type3 {
+                device: (rng.next_u64() % t.type3.len() as u64) as usize,
+                dpa: i * 64 % (256 << 20),
+            };
+            let bytes = [64, 64, 64, 128, 512][(rng.next_u64() % 5) as usize];
+            let op = if rng.next_u64().is_multiple_of(3) {
+                Op::Write
+            } else {
+                Op::Read
+            };
+            let a = fast.request(Source::Host, target, bytes, op, now).unwrap();
+            let (b, _) = walk
+                .request_breakdown(Source::Host, target, bytes, op, now)
+                .unwrap();
+            assert_eq!(a, b, "request {i} on\n{t}");
+        }
+        assert_eq!(fast.stats(), walk.stats());
+    }
+}

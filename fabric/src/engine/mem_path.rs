@@ -3,9 +3,10 @@
 //! line costs a credit, a flit placement and a few additions per link.
 //!
 //! It computes exactly what the general stage walk in [`super`] computes
-//! for such routes (`tests/golden.rs` pins this to the picosecond); the
-//! general walk remains for TLP routes, the RC P2P cap and per-hop
-//! breakdowns.
+//! for such routes: `tests/golden.rs` pins both to digests recorded before
+//! this path existed and checks them against each other request by
+//! request. The general walk remains for TLP routes, the RC P2P cap and
+//! per-hop breakdowns.
 //!
 //! Credits: a link's receiver frees the buffer (and the credit starts back)
 //! when it hands the line to the bridge or switch pipeline behind it, which

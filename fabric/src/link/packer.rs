@@ -5,7 +5,12 @@
 //! This is the innermost loop of the engine (every CXL.mem message of every
 //! transaction passes through it), so a layout's per-slot facts are
 //! tabulated once ([`SlotTable`]) and a message costs a few lookups per flit
-//! it touches, not a step per slot.
+//! it touches, not a step per slot. 68B flits, where every slot is usable at
+//! the end of its flit, skip the tables ([`FlitPacker::place_simple`]) and
+//! decide with selects instead of branches: whether a message opens a flit
+//! or joins a header slot depends on the traffic, so branches there are
+//! mispredicted often. Both compute what the slot-by-slot rules say, to the
+//! picosecond (`tests/golden.rs`).
 
 use super::crc::CrcErrors;
 use super::flit::{FlitLayout, SlotMsg};
@@ -88,7 +93,8 @@ pub(crate) struct FlitPacker {
     /// Start of the newest flit on the wire schedule.
     cur_start: u64,
     /// Its start plus its CRC replay delay: slot i is usable at
-    /// `cur_base + ready_ps[i]`.
+    /// `cur_base + ready_ps[i]` (not kept for simple layouts, which use
+    /// `free_at`).
     cur_base: u64,
     /// Next free slot in it (== slots: full).
     cur_next: u8,
@@ -130,8 +136,7 @@ impl FlitPacker {
     /// at `arrive`; otherwise open a new flit (which a CRC error may delay).
     #[inline(always)]
     fn ensure_open(&mut self, arrive: u64) {
-        // One branch for both reasons (`|`, not `||`).
-        if (self.cur_next >= self.table.slots) | (self.cur_start < arrive) {
+        if self.must_open(arrive) {
             let start = arrive.max(self.free_at);
             let extra = self.crc.draw();
             self.cur_start = start;
@@ -160,7 +165,8 @@ impl FlitPacker {
     }
 
     /// Whether a message that arrived at `arrive` needs a new flit: the
-    /// newest is full, or already on the wire before it arrived.
+    /// newest is full, or already on the wire before it arrived (`|`, not
+    /// `||`: one branch or select for both reasons).
     #[inline(always)]
     fn must_open(&self, arrive: u64) -> bool {
         (self.cur_next >= self.table.slots) | (self.cur_start < arrive)
@@ -234,6 +240,7 @@ impl FlitPacker {
             };
         }
         if msg.data_slots > 0 {
+            // Data alone (a TLP chunk) or longer than a flit.
             self.open_simple_if(self.must_open(arrive), arrive, crc);
             if msg.kind == 0 {
                 start = self.cur_start;
@@ -242,7 +249,7 @@ impl FlitPacker {
             self.cur_next += first as u8;
             let mut left = msg.data_slots - first;
             if left <= slots {
-                // At most one more flit (always so for a 64 B line).
+                // At most one more flit.
                 let spill = left > 0;
                 self.open_simple_if(spill, arrive, crc);
                 self.cur_next = sel(spill, left as u8, self.cur_next);
