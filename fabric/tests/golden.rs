@@ -268,7 +268,7 @@ fn compiled_path_matches_stage_walk() {
     .map(|text| Topology::from_toml_str(&text).unwrap());
     let narrow = direct("gen = 4, width = 2, flit = '68B', credits = 2", "");
     for t in topos.iter().chain([&narrow]) {
-        let (mut fast, mut walk) = (Engine::new(&t), Engine::new(&t));
+        let (mut fast, mut walk) = (Engine::new(t), Engine::new(t));
         let mut rng = SplitMix64::new(9);
         let mut now = 0u64;
         for i in 0..20_000u64 {
