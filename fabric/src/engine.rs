@@ -12,8 +12,6 @@
 
 mod mem_path;
 
-use std::collections::HashMap;
-
 use crate::decode::{AddressMap, DecodeError};
 use crate::link::flit::{M2S_REQ, M2S_RWD, S2M_DRS, S2M_NDR};
 use crate::link::tlp::{split, TlpKind};
@@ -140,7 +138,9 @@ pub struct Engine {
     routes: Vec<Route>,
     /// Per route, its compiled form if it is all CXL.mem (the hot path).
     mem_paths: Vec<Option<MemPath>>,
-    index: HashMap<(End, End), RouteId>,
+    /// Routes found so far, as a dense (source end, destination end) table
+    /// (see [`Engine::end_slot`]): a lookup per request, no hashing.
+    index: Vec<Option<RouteId>>,
     /// Host → type-3 routes, the hot path.
     host_t3: Vec<RouteId>,
     trace: Option<Vec<TraceEntry>>,
@@ -192,7 +192,7 @@ impl Engine {
             rc_cap: f.rc_p2p_bandwidth_gbps.map(Server::new),
             routes: Vec::new(),
             mem_paths: Vec::new(),
-            index: HashMap::new(),
+            index: vec![None; end_slots(topo) * end_slots(topo)],
             host_t3: Vec::new(),
             trace: None,
             requests: 0,
@@ -242,15 +242,36 @@ impl Engine {
         }
     }
 
+    /// Index of a transaction end in the route table: the host, host
+    /// memory, each type-3 device, each accelerator (nothing else can start
+    /// or end a transaction).
+    fn end_slot(&self, e: End) -> Option<usize> {
+        let t3 = self.topo.type3.len();
+        let slot = match e {
+            End::Host => 0,
+            End::HostMemory => 1,
+            End::Element(ElementRef::Type3(d)) => 2 + d,
+            End::Element(ElementRef::Accelerator(a)) => 2 + t3 + a,
+            End::Element(_) => return None,
+        };
+        (slot < end_slots(&self.topo)).then_some(slot)
+    }
+
     fn route_for(&mut self, src: End, dst: End) -> Option<RouteId> {
-        if let Some(id) = self.index.get(&(src, dst)) {
-            return Some(*id);
+        let key = match (self.end_slot(src), self.end_slot(dst)) {
+            (Some(s), Some(d)) => Some(s * end_slots(&self.topo) + d),
+            _ => None,
+        };
+        if let Some(id) = key.and_then(|k| self.index[k]) {
+            return Some(id);
         }
         let r = self.graph.route(&self.topo, src, dst)?;
         let id = RouteId(self.routes.len() as u32);
         self.mem_paths.push(MemPath::new(&r, &self.dirs));
         self.routes.push(r);
-        self.index.insert((src, dst), id);
+        if let Some(k) = key {
+            self.index[k] = Some(id);
+        }
         Some(id)
     }
 
@@ -487,6 +508,11 @@ impl Engine {
             .request(source, target, bytes, op, 0)
             .map(|c| c.latency())
     }
+}
+
+/// Rows (and columns) of the engine's route table.
+fn end_slots(topo: &Topology) -> usize {
+    2 + topo.type3.len() + topo.accelerators.len()
 }
 
 /// Ports of the link above `e` that are not switch ports.
