@@ -29,6 +29,8 @@ use super::plan::CxlPlan;
 
 /// KVM memory slots for regions start here (RAM uses the first few).
 const FIRST_REGION_SLOT: u32 = 16;
+/// What a passthrough port decodes: every address a window can hold.
+const PASSTHROUGH_SPAN: u64 = 1 << 52;
 /// Native mapping needs whole pages per interleave chunk.
 const PAGE: u64 = 4096;
 
@@ -204,6 +206,22 @@ impl RegionMapper {
         decoders: Vec<DecoderState>,
         children: &BTreeMap<u8, ElementRef>,
     ) -> Vec<PortDecode> {
+        // A port with a single downstream port and nothing committed forwards
+        // everything to it: Linux treats such ports as passthrough and (6.1)
+        // does not program their decoders.
+        if decoders.is_empty() && children.len() == 1 {
+            let only = children.values().next().and_then(|&c| self.layout.node_of(c));
+            return only
+                .map(|child| PortDecode {
+                    base: 0,
+                    size: PASSTHROUGH_SPAN,
+                    ways: 1,
+                    granularity: 256,
+                    targets: vec![child],
+                })
+                .into_iter()
+                .collect();
+        }
         decoders
             .into_iter()
             .filter_map(|d| {
