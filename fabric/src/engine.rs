@@ -136,7 +136,8 @@ pub struct Engine {
     host_mem: Memory,
     rc_cap: Option<Server>,
     routes: Vec<Route>,
-    /// Per route, its compiled form if it is all CXL.mem (the hot path).
+    /// Per route, its compiled form if it is a host → type-3 CXL.mem route
+    /// (the hot path; see `mem_path`).
     mem_paths: Vec<Option<MemPath>>,
     /// Routes found so far, as a dense (source end, destination end) table
     /// (see [`Engine::end_slot`]): a lookup per request, no hashing.
