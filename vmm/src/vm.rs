@@ -208,10 +208,12 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
         regions,
     } = create_devices(&vm, cfg, cxl.as_ref().map(|(t, p)| (*t, p)), &exit)?;
 
-    let mut extra_tables = vec![cxl::acpi::srat(cfg.vcpus, &ram_map(cfg.mem_size))];
+    let topo = cxl.as_ref().map(|(t, _)| *t);
+    let mut extra_tables = vec![cxl::acpi::srat(cfg.vcpus, &ram_map(cfg.mem_size), topo)];
     let mut dsdt_extra = Vec::new();
     if let Some((t, plan)) = &cxl {
         extra_tables.push(cxl::acpi::cedt(t, plan));
+        extra_tables.push(cxl::acpi::hmat(t));
         dsdt_extra = cxl::acpi::dsdt_objects(t, plan);
     }
     let tables = acpi::build(&acpi::AcpiConfig {
