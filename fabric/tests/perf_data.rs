@@ -110,6 +110,6 @@ fn generic_port_per_host_bridge() {
     let t = example("two-host-bridges.toml");
     let g = generic_ports(&t);
     assert_eq!(g.len(), 2);
-    assert_eq!(g[1].uid, 1);
+    assert_eq!(g[1].uid, 2);
     assert_eq!(g[0].perf.read_latency_ps, 60_000);
 }

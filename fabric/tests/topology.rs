@@ -108,7 +108,7 @@ fn minimal_toml_gets_defaults() {
     assert_eq!(t.type3[0].serial, 1);
     assert_eq!(t.type3[0].lsa, 0);
     assert_eq!(t.type3[0].media.queue_depth, 48);
-    assert_eq!(t.host_bridges[0].uid, 0);
+    assert_eq!(t.host_bridges[0].uid, 1, "default uid is index + 1");
 }
 
 #[test]

@@ -27,7 +27,10 @@ pub(super) fn validate(raw: RawTopology) -> R<Topology> {
         ids.add(&format!("{key}.id"), &h.id)?;
         let uid = match h.uid {
             Some(u) => int_in(&format!("{key}.uid"), u, 0, u32::MAX as i64)? as u32,
-            None => i as u32,
+            // Index + 1, not index: Linux finds a host bridge's generic port
+            // in the HMAT by _UID among targets whose handles are all zero
+            // for ordinary memory, so _UID 0 would match node 0 instead.
+            None => i as u32 + 1,
         };
         if let Some(other) = uids.insert(uid, h.id.clone()) {
             return Err(E::new(
