@@ -1,15 +1,16 @@
 /*
  * cxlvmm-membench: memory bandwidth and latency from inside the guest.
  *
- *   cxlvmm-membench [-s SIZE] [-i ITERS] [-c CHASE_SIZE] [-n LOADS] [-l LABEL] [-m NODE]
+ *   cxlvmm-membench [-s SIZE] [-i ITERS] [-c CHASE_SIZE] [-n LOADS] [-l LABEL] [-m NODE] [-t MHZ]
  *
  *   -s SIZE        bandwidth buffer (default 64M; K/M/G suffixes)
  *   -i ITERS       timed passes over it for each of read and write (default 5)
- *   -c CHASE_SIZE  pointer-chase buffer (default 64M, larger than the LLC)
+ *   -c CHASE_SIZE  pointer-chase buffer (default 64M, larger than most LLCs)
  *   -n LOADS       dependent loads timed in the chase (default 4 per node)
  *   -l LABEL       copied into the output
  *   -m NODE        bind just the two buffers to NODE (mbind); code, stack
  *                  and page tables stay where the process policy puts them
+ *   -t MHZ         the TSC rate (default: measured against CLOCK_MONOTONIC)
  *
  * Sequential read and write bandwidth: ITERS passes of 8-byte loads (summed
  * into four accumulators) and of 8-byte stores over SIZE, after one untimed
@@ -17,16 +18,25 @@
  * 64-byte nodes linked into one cycle in random order, so every load depends
  * on the previous one and lands on a line the prefetcher cannot guess.
  *
- * Accesses go through volatile pointers: plain 8-byte moves and adds, never
- * vector instructions, so that a VMM that traps the memory (and must emulate
- * every access) can run it too. Run it under `numactl --membind=N` to put
- * the buffers on node N; the output says which node they landed on.
- * Trapped memory is ~1000x slower: give small sizes (e.g. -s 256K -i 1
- * -c 64K -n 1024) there; the sizes used are part of the output.
+ * The buffers are accessed through volatile pointers: plain 8-byte moves
+ * and adds, never vector instructions, which KVM cannot emulate when the
+ * memory is trapped (every access exits to the VMM). Put the buffers on node
+ * N with `numactl --membind=N` (the whole process: stack and heap too) or
+ * with -m N (only the buffers). On trapped memory use -m: glibc and the
+ * compiler use SSE/AVX moves on the stack and heap, and a process wholly
+ * bound there dies of SIGILL. Trapped memory is also 10^3-10^5x slower: give
+ * small sizes there (e.g. -s 64K -i 1 -c 16K -n 256); the sizes used are
+ * part of the output, and so is the node each buffer landed on.
  *
- * Prints one JSON line: {"tool":"cxlvmm-membench", "label", "node",
- * "size_bytes", "iters", "read_MBps", "write_MBps", "chase_bytes",
- * "chase_nodes", "chase_loads", "latency_ns", "seconds"}. MB = 10^6 bytes.
+ * Prints one JSON line: {"tool":"cxlvmm-membench", "label", "node" and
+ * "chase_node" (where the buffers landed), "size_bytes", "iters",
+ * "segment_bytes", "read_MBps" and "write_MBps" (over all timed passes),
+ * "read_MBps_best" and "write_MBps_best" (the fastest segment, see SEGMENT),
+ * "chase_bytes", "chase_nodes", "chase_loads", "chunk_loads", "latency_ns"
+ * (over all loads), "latency_ns_best" (the fastest chunk), "thp_kib" and
+ * "chase_thp_kib" (the process's memory in transparent huge pages while each
+ * buffer was in use), "tsc_MHz" (the rate used) and "tsc_MHz_measured"
+ * (against CLOCK_MONOTONIC), "seconds", "checksum"}. MB = 10^6 bytes.
  * Exit status 0, or 2 on bad usage or an allocation failure.
  */
 #define _GNU_SOURCE
@@ -38,6 +48,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 struct node {
 	struct node *next;
@@ -50,6 +61,17 @@ static uint64_t now(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return t.tv_sec * 1000000000ull + t.tv_nsec;
+}
+
+/*
+ * Intervals are timed with the TSC: a guest may have no better clocksource
+ * than jiffies (4 ms steps, and slow when the vCPU misses ticks), as the
+ * nested rig's guests do. Ticks become seconds at the rate given with -t, or
+ * else at the rate measured against CLOCK_MONOTONIC over the whole run.
+ */
+static uint64_t ticks(void)
+{
+	return __rdtsc();
 }
 
 static size_t parse_size(const char *s)
@@ -93,6 +115,39 @@ static int node_of(void *addr)
 	return node;
 }
 
+/* Anonymous memory of this process in transparent huge pages, in KiB. */
+static long thp_kib(void)
+{
+	char line[128];
+	long kib = -1;
+	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+	while (f && fgets(line, sizeof line, f))
+		sscanf(line, "AnonHugePages: %ld kB", &kib);
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/*
+ * Passes are timed in segments of SEGMENT bytes and the chase in chunks of
+ * CHUNK loads: besides the overall rate, the fastest full segment or chunk
+ * shows what the memory does while the vCPU is not preempted (on a shared
+ * host, or in the nested rig, the overall rate mostly measures the host).
+ */
+#define SEGMENT (4 << 20)
+#define CHUNK 16384
+
+struct timing {
+	uint64_t total, best; /* ns: all of it, the fastest full segment or chunk */
+};
+
+static void record(struct timing *t, uint64_t ns, int full)
+{
+	t->total += ns;
+	if (full && ns < t->best)
+		t->best = ns;
+}
+
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint64_t next_random(void)
 {
@@ -107,8 +162,9 @@ int main(int argc, char **argv)
 	size_t size = 64 << 20, chase = 64 << 20, loads = 0;
 	unsigned iters = 5;
 	const char *label = "";
+	double tsc_mhz = 0;
 	int opt;
-	while ((opt = getopt(argc, argv, "s:i:c:n:l:m:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:i:c:n:l:m:t:")) != -1) {
 		switch (opt) {
 		case 's': size = parse_size(optarg); break;
 		case 'i': iters = strtoul(optarg, NULL, 0); break;
@@ -116,8 +172,9 @@ int main(int argc, char **argv)
 		case 'n': loads = strtoull(optarg, NULL, 0); break;
 		case 'l': label = optarg; break;
 		case 'm': bind_node = atoi(optarg) & 63; break;
+		case 't': tsc_mhz = strtod(optarg, NULL); break;
 		default:
-			fprintf(stderr, "usage: %s [-s SIZE] [-i ITERS] [-c CHASE_SIZE] [-n LOADS] [-l LABEL] [-m NODE]\n",
+			fprintf(stderr, "usage: %s [-s SIZE] [-i ITERS] [-c CHASE_SIZE] [-n LOADS] [-l LABEL] [-m NODE] [-t MHZ]\n",
 				argv[0]);
 			return 2;
 		}
@@ -129,59 +186,84 @@ int main(int argc, char **argv)
 	}
 	if (loads == 0)
 		loads = 4 * nodes;
-	uint64_t start = now();
+	uint64_t start = now(), start_ticks = ticks();
 
 	/* Bandwidth. The first pass writes every word, which faults the pages in. */
 	volatile uint64_t *buf = map(words * 8);
 	for (size_t i = 0; i < words; i++)
 		buf[i] = i;
+	long thp = thp_kib();
+	size_t seg = words < SEGMENT / 8 ? words : SEGMENT / 8;
+	struct timing rd = {0, UINT64_MAX}, wr = {0, UINT64_MAX};
 	uint64_t sum = 0;
-	uint64_t t0 = now();
 	for (unsigned it = 0; it < iters; it++) {
-		uint64_t a = 0, b = 0, c = 0, d = 0;
-		for (size_t i = 0; i < words; i += 4) {
-			a += buf[i];
-			b += buf[i + 1];
-			c += buf[i + 2];
-			d += buf[i + 3];
+		for (size_t s = 0; s < words; s += seg) {
+			size_t end = s + seg < words ? s + seg : words;
+			uint64_t a = 0, b = 0, c = 0, d = 0, t = ticks();
+			for (size_t i = s; i < end; i += 4) {
+				a += buf[i];
+				b += buf[i + 1];
+				c += buf[i + 2];
+				d += buf[i + 3];
+			}
+			record(&rd, ticks() - t, end - s == seg);
+			sum += a + b + c + d;
 		}
-		sum += a + b + c + d;
 	}
-	uint64_t t1 = now();
-	for (unsigned it = 0; it < iters; it++)
-		for (size_t i = 0; i < words; i++)
-			buf[i] = i ^ it;
-	uint64_t t2 = now();
+	for (unsigned it = 0; it < iters; it++) {
+		for (size_t s = 0; s < words; s += seg) {
+			size_t end = s + seg < words ? s + seg : words;
+			uint64_t t = ticks();
+			for (size_t i = s; i < end; i++)
+				buf[i] = i ^ it;
+			record(&wr, ticks() - t, end - s == seg);
+		}
+	}
 	int node = node_of((void *)buf);
 	munmap((void *)buf, words * 8);
 
-	/* Latency: the nodes linked into one cycle in a random (Fisher-Yates) order. */
+	/*
+	 * Latency: the nodes linked into one cycle in random order. Sattolo's
+	 * shuffle of the successor links (each node its own at first) gives a
+	 * uniformly random single cycle through all of them.
+	 */
 	struct node *chain = map(nodes * sizeof(struct node));
-	size_t *order = map(nodes * sizeof(size_t));
 	for (size_t i = 0; i < nodes; i++)
-		order[i] = i;
+		chain[i].next = &chain[i];
 	for (size_t i = nodes - 1; i > 0; i--) {
-		size_t j = next_random() % (i + 1), t = order[i];
-		order[i] = order[j];
-		order[j] = t;
+		size_t j = next_random() % i;
+		struct node *t = chain[i].next;
+		chain[i].next = chain[j].next;
+		chain[j].next = t;
 	}
-	for (size_t i = 0; i < nodes; i++)
-		chain[order[i]].next = &chain[order[(i + 1) % nodes]];
-	munmap(order, nodes * sizeof(size_t));
+
+	long chase_thp = thp_kib();
+	size_t chunk = loads < CHUNK ? loads : CHUNK;
+	struct timing lat = {0, UINT64_MAX};
 	struct node *p = chain;
-	uint64_t t3 = now();
-	for (size_t i = 0; i < loads; i++)
-		p = *(struct node *volatile *)&p->next;
-	uint64_t t4 = now();
+	for (size_t done = 0; done < loads; done += chunk) {
+		size_t n = loads - done < chunk ? loads - done : chunk;
+		uint64_t t = ticks();
+		for (size_t i = 0; i < n; i++)
+			p = *(struct node *volatile *)&p->next;
+		record(&lat, ticks() - t, n == chunk);
+	}
 	int chase_node = node_of(chain);
 
-	double bytes = (double)words * 8 * iters; /* bytes per ns = GB/s */
+	double secs = (now() - start) * 1e-9, measured_mhz = (ticks() - start_ticks) / secs / 1e6;
+	double tick_ns = 1e3 / (tsc_mhz > 0 ? tsc_mhz : measured_mhz);
+	double bytes = (double)words * 8 * iters, seg_bytes = (double)seg * 8; /* B/ns = GB/s */
 	printf("{\"tool\":\"cxlvmm-membench\",\"label\":\"%s\",\"node\":%d,\"chase_node\":%d,"
-	       "\"size_bytes\":%zu,\"iters\":%u,\"read_MBps\":%.1f,\"write_MBps\":%.1f,"
-	       "\"chase_bytes\":%zu,\"chase_nodes\":%zu,\"chase_loads\":%zu,\"latency_ns\":%.1f,"
-	       "\"seconds\":%.2f,\"checksum\":%llu}\n",
-	       label, node, chase_node, words * 8, iters, bytes * 1e3 / (t1 - t0), bytes * 1e3 / (t2 - t1),
-	       nodes * sizeof(struct node), nodes, loads, (double)(t4 - t3) / loads, (now() - start) * 1e-9,
-	       (unsigned long long)(sum + (uintptr_t)p % 2));
+	       "\"size_bytes\":%zu,\"iters\":%u,\"segment_bytes\":%zu,"
+	       "\"read_MBps\":%.6g,\"read_MBps_best\":%.6g,\"write_MBps\":%.6g,\"write_MBps_best\":%.6g,"
+	       "\"chase_bytes\":%zu,\"chase_nodes\":%zu,\"chase_loads\":%zu,\"chunk_loads\":%zu,"
+	       "\"latency_ns\":%.6g,\"latency_ns_best\":%.6g,\"thp_kib\":%ld,\"chase_thp_kib\":%ld,"
+	       "\"tsc_MHz\":%.6g,\"tsc_MHz_measured\":%.6g,\"seconds\":%.2f,\"checksum\":%llu}\n",
+	       label, node, chase_node, words * 8, iters, seg * 8,
+	       bytes * 1e3 / (rd.total * tick_ns), seg_bytes * 1e3 / (rd.best * tick_ns),
+	       bytes * 1e3 / (wr.total * tick_ns), seg_bytes * 1e3 / (wr.best * tick_ns),
+	       nodes * sizeof(struct node), nodes, loads, chunk,
+	       lat.total * tick_ns / loads, lat.best * tick_ns / chunk, thp, chase_thp,
+	       1e3 / tick_ns, measured_mhz, secs, (unsigned long long)(sum + (uintptr_t)p % 2));
 	return 0;
 }
