@@ -210,7 +210,10 @@ impl RegionMapper {
         // everything to it: Linux treats such ports as passthrough and (6.1)
         // does not program their decoders.
         if decoders.is_empty() && children.len() == 1 {
-            let only = children.values().next().and_then(|&c| self.layout.node_of(c));
+            let only = children
+                .values()
+                .next()
+                .and_then(|&c| self.layout.node_of(c));
             return only
                 .map(|child| PortDecode {
                     base: 0,
