@@ -16,6 +16,6 @@ if command -v cxl >/dev/null; then
     echo "cxl list:"
     cxl list -M -P -D -T -E -u 2>&1 | sed 's/^/  /'
 fi
-echo "kernel messages mentioning cxl/acpi errors:"
+echo "kernel messages about ACPI tables and CXL:"
 dmesg | grep -iE 'cxl|acpi.*(error|fail)' | sed 's/^/  /' | head -20
 echo "===== end ====="
