@@ -161,42 +161,19 @@ impl HdmConfig {
     }
 }
 
-/// Interleave ways from the control register's IW encoding.
-pub fn ways_from_eiw(eiw: u8) -> Option<u8> {
-    match eiw {
-        0..=4 => Some(1 << eiw),
-        8..=10 => Some(3 << (eiw - 8)),
-        _ => None,
-    }
-}
-
-/// The IW encoding of `ways`.
-pub fn eiw_from_ways(ways: u8) -> Option<u8> {
-    match ways {
-        1 => Some(0),
-        2 => Some(1),
-        4 => Some(2),
-        8 => Some(3),
-        16 => Some(4),
-        3 => Some(8),
-        6 => Some(9),
-        12 => Some(10),
-        _ => None,
-    }
-}
+// The IW/IG encodings are the ones the fabric's decoder uses too; one
+// definition serves both.
+pub use fabric::interleave::{decode_ways as ways_from_eiw, encode_ways as eiw_from_ways};
 
 /// Granularity in bytes from the IG encoding; Linux accepts 0..=6
 /// (256 B – 16 KiB).
 pub fn granularity_from_eig(eig: u8) -> Option<u32> {
-    (eig <= 6).then(|| 256u32 << eig)
+    fabric::interleave::decode_granularity(eig).map(|g| g as u32)
 }
 
 /// The IG encoding of `granularity` bytes.
 pub fn eig_from_granularity(granularity: u32) -> Option<u8> {
-    if !(256..=16384).contains(&granularity) || !granularity.is_power_of_two() {
-        return None;
-    }
-    Some((granularity.trailing_zeros() - 8) as u8)
+    fabric::interleave::encode_granularity(u64::from(granularity))
 }
 
 /// HPA bits a decoder uses to pick its interleave position, per Linux's
