@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod cxl;
 pub mod host;
 pub mod images;
+pub mod irq;
 pub mod initramfs;
 pub mod layout;
 pub mod memory;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devices::legacy::{AcpiPm, Cmos, SerialPort, TestExit, I8042, PM_IO_LEN};
-use devices::pci::{Bdf, ConfigIo, Ecam, HostBridge, MsiSink, PciMmio, PciRoot};
+use devices::pci::{Bdf, ConfigIo, Ecam, HostBridge, PciMmio, PciRoot};
 use devices::{Bus, ExitReason, ExitRequest};
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
@@ -22,6 +22,7 @@ use crate::boot::{self, BootSpec};
 use crate::console::{self, Console, ConsoleOut, RawTerminal};
 use crate::cpu::{self, CpuidOptions};
 use crate::cxl::regions::{RegionMapper, WindowTrap};
+use crate::irq::GsiRouter;
 use crate::layout::*;
 use crate::memory::{e820_map, ram_end, ram_ranges, GuestMemory, E820_RAM};
 use crate::vcpu::{self, VcpuShared};
@@ -86,23 +87,6 @@ pub enum VmError {
     CxlPlan(#[from] cxl::plan::PlanError),
     #[error("{0}")]
     Fatal(String),
-}
-
-/// Delivers MSI/MSI-X messages by injecting them through KVM.
-struct KvmMsi(Arc<VmFd>);
-
-impl MsiSink for KvmMsi {
-    fn send(&self, address: u64, data: u32) {
-        let msi = kvm_bindings::kvm_msi {
-            address_lo: address as u32,
-            address_hi: (address >> 32) as u32,
-            data,
-            ..Default::default()
-        };
-        if let Err(e) = self.0.signal_msi(msi) {
-            log::warn!("MSI to {address:#x} (data {data:#x}) not delivered: {e}");
-        }
-    }
 }
 
 /// Guest RAM as (base, length) ranges, as the e820 map reports it.
@@ -397,10 +381,10 @@ fn create_devices(
         Arc::new(Mutex::new(HostBridge::default())),
     );
     let mut mmio = Bus::new();
-    let msi: Arc<dyn MsiSink> = Arc::new(KvmMsi(vm.clone()));
+    let irq_router = GsiRouter::new(vm.clone());
     let mut regions = None;
     if let Some((topo, plan)) = cxl {
-        let cxl_devs = cxl::build::build(topo, plan, &mut pci, &mut mmio, msi)?;
+        let cxl_devs = cxl::build::build(topo, plan, &mut pci, &mut mmio, &irq_router)?;
         let mapper =
             RegionMapper::new(vm.clone(), topo, plan, cxl_devs.decoders, cxl_devs.backings);
         // Window addresses not mapped natively exit to the VMM and are decoded here.

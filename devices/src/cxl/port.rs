@@ -76,6 +76,7 @@ pub fn build_port(role: PortRole, link: LinkParams, cdat: Option<Cdat>) -> PortD
     }
 
     let mut f = PciFunction::new(cs);
+    f.add_power_management();
     if let (Some(off), Some(cdat)) = (doe_off, cdat) {
         f.add_config_hook(
             off + 4,
@@ -102,5 +103,32 @@ pub fn build_port(role: PortRole, link: LinkParams, cdat: Option<Cdat>) -> PortD
     PortDevice {
         function: f,
         component,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pci::{CAP_ID_MSI, CAP_ID_PCIE, CAP_ID_PM};
+
+    #[test]
+    fn every_port_has_pcie_msi_and_power_management_capabilities() {
+        for role in [
+            PortRole::Root,
+            PortRole::SwitchUpstream {
+                downstream_ports: 4,
+            },
+            PortRole::SwitchDownstream,
+        ] {
+            let link = LinkParams {
+                gen: 5,
+                width: 16,
+                port_number: 0,
+            };
+            let f = build_port(role, link, None).function;
+            for id in [CAP_ID_PCIE, CAP_ID_MSI, CAP_ID_PM] {
+                assert!(f.find_capability(id).is_some(), "{role:?}: capability {id:#x}");
+            }
+        }
     }
 }

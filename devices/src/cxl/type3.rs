@@ -22,7 +22,8 @@ const DEVICE: u16 = 0x0d93;
 /// Class 05 (memory controller), subclass 02 (CXL), prog-if 0x10 (CXL 2.0 memory device).
 const CLASS_CXL_MEMORY: u32 = 0x05_02_10;
 /// Mailbox on vector 0, four event logs on 1-4; a few spare.
-const MSIX_VECTORS: u16 = 8;
+/// MSI-X vectors each type-3 function exposes.
+pub const MSIX_VECTORS: u16 = 8;
 
 pub const BAR_COMPONENT: usize = 0;
 pub const BAR_DEVICE_REGS: usize = 2;
@@ -76,6 +77,7 @@ pub fn build_type3(spec: Type3Spec, msi: Arc<dyn MsiSink>) -> Type3Device {
     add_aer(&mut cs);
 
     let mut f = PciFunction::new(cs);
+    f.add_power_management();
     let msix = f.add_msix(MSIX_VECTORS, BAR_MSIX, msi);
     if let Some(off) = doe_off {
         let cdat = Cdat::for_type3(spec.volatile_bytes, spec.persistent_bytes, spec.perf);

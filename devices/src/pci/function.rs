@@ -70,7 +70,13 @@ pub struct PciFunction {
     bars: Vec<Bar>,
     hooks: Vec<Hook>,
     msix: Option<(usize, SharedMsix)>,
+    /// Register (dword index) of the power-management control/status.
+    pm_csr: Option<usize>,
 }
+
+/// PMCSR PowerState field; D0 and D3hot are the only states offered.
+const PM_STATE_MASK: u32 = 0b11;
+const PM_STATE_D3HOT: u32 = 0b11;
 
 impl PciFunction {
     pub fn new(config: ConfigSpace) -> Self {
@@ -79,7 +85,49 @@ impl PciFunction {
             bars: Vec::new(),
             hooks: Vec::new(),
             msix: None,
+            pm_csr: None,
         }
+    }
+
+    /// Adds the PCI Power Management capability (version 3): D0 and D3hot
+    /// only, no PME, and No_Soft_Reset set, because nothing is lost in D3hot
+    /// (the device keeps its state, as the spec allows). Writes asking for
+    /// D1 or D2 are discarded, as the spec requires for unsupported states.
+    pub fn add_power_management(&mut self) -> Option<usize> {
+        const PMC_VERSION_3: u32 = 0b011;
+        const PMCSR_NO_SOFT_RESET: u32 = 1 << 3;
+        let mut b = [0u8; 8];
+        b[0..4].copy_from_slice(&(PMC_VERSION_3 << 16).to_le_bytes());
+        b[4..8].copy_from_slice(&PMCSR_NO_SOFT_RESET.to_le_bytes());
+        let off = self
+            .config
+            .add_capability(CAP_ID_PM, &b, &[(1, PM_STATE_MASK, 0)])?;
+        self.pm_csr = Some(off / 4 + 1);
+        Some(off)
+    }
+
+    /// Walks the capability list from the Capabilities Pointer, as Linux's
+    /// pci_find_capability does; the offset of capability `id`.
+    pub fn find_capability(&self, id: u8) -> Option<usize> {
+        let mut ptr = (self.config.read(13) & 0xfc) as usize;
+        // A well-formed list is at most 48 entries long.
+        for _ in 0..48 {
+            if ptr == 0 {
+                return None;
+            }
+            let hdr = self.config.read(ptr / 4);
+            if hdr as u8 == id {
+                return Some(ptr);
+            }
+            ptr = ((hdr >> 8) & 0xfc) as usize;
+        }
+        None
+    }
+
+    /// The PowerState the guest last set (0 = D0, 3 = D3hot).
+    pub fn power_state(&self) -> u8 {
+        self.pm_csr
+            .map_or(0, |r| (self.config.read(r) & PM_STATE_MASK) as u8)
     }
 
     pub fn config_mut(&mut self) -> &mut ConfigSpace {
@@ -265,7 +313,14 @@ impl PciDevice for PciFunction {
             hook.handler.write(off, u32::from_le_bytes(bytes));
             return;
         }
+        let before = self.config.read(reg);
         self.config.write(reg, offset, data);
+        if Some(reg) == self.pm_csr {
+            let state = self.config.read(reg) & PM_STATE_MASK;
+            if state != 0 && state != PM_STATE_D3HOT {
+                self.config.set(reg, before);
+            }
+        }
         if let Some((msix_reg, table)) = &self.msix {
             if reg == *msix_reg {
                 let ctl = self.config.read(reg) >> 16;
@@ -333,7 +388,8 @@ mod tests {
 
     struct NoSink;
     impl MsiSink for NoSink {
-        fn send(&self, _: u64, _: u32) {}
+        fn route(&self, _: u16, _: u64, _: u32) {}
+        fn trigger(&self, _: u16) {}
     }
 
     fn wr32(f: &mut PciFunction, reg: usize, v: u32) {
@@ -377,6 +433,28 @@ mod tests {
         assert_eq!(d, [7; 4]);
         f.bar_read(3, 0, &mut d);
         assert_eq!(d, [0xff; 4], "no such BAR");
+    }
+
+    #[test]
+    fn power_management_offers_d0_and_d3hot_only() {
+        let mut f = PciFunction::new(ConfigSpace::type0(0x8086, 0x0d93, 0x05_02_10, 0));
+        f.add_power_management().unwrap();
+        let pm = f.find_capability(CAP_ID_PM).expect("PM capability in the list");
+        assert_ne!(f.read_config(1) & (1 << 20), 0, "status: capabilities list");
+        let pmc = f.read_config(pm / 4) >> 16;
+        assert_eq!(pmc & 0b111, 3, "version 3");
+        assert_eq!(pmc & 0xfe00, 0, "no D1/D2, no PME");
+        let csr = pm / 4 + 1;
+        assert_eq!(f.read_config(csr), 1 << 3, "D0, No_Soft_Reset");
+        wr32(&mut f, csr, 0xffff_ffff);
+        assert_eq!(f.read_config(csr), (1 << 3) | 3, "D3hot; PME_En/status read-only 0");
+        assert_eq!(f.power_state(), 3);
+        f.write_config(csr, 0, &[1]); // D1: unsupported, discarded
+        assert_eq!(f.power_state(), 3);
+        f.write_config(csr, 0, &[0]);
+        assert_eq!(f.power_state(), 0);
+        f.write_config(csr, 0, &[2]); // D2: unsupported, discarded
+        assert_eq!(f.read_config(csr), 1 << 3);
     }
 
     #[test]

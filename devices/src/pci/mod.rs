@@ -14,7 +14,7 @@ pub use function::{
     EXT_CAP_ID_AER, EXT_CAP_ID_DOE, EXT_CAP_ID_DSN, EXT_CAP_ID_DVSEC,
 };
 pub use host_bridge::HostBridge;
-pub use msix::{MsiSink, MsixTable, SharedMsix};
+pub use msix::{MsiAllocator, MsiSink, MsixTable, SharedMsix};
 pub use pcie_cap::{
     add_aer, add_dsn, add_msi_capability, add_pcie_capability, LinkParams, PortType,
 };

@@ -1,11 +1,25 @@
 //! MSI-X: the vector table and pending-bit array a function exposes in one of
 //! its BARs, and delivery of messages through an [`MsiSink`].
+//!
+//! The sink is told each vector's message (address, data) once, before the
+//! first trigger after the guest changed it, and then only triggered: the VMM
+//! turns a message into a KVM GSI route and a trigger into an irqfd write.
 
 use std::sync::{Arc, Mutex};
 
-/// Where MSI messages go (the VMM implements this with KVM).
+/// Where a function's MSI-X vectors go (the VMM implements this with KVM GSI
+/// routes and irqfds).
 pub trait MsiSink: Send + Sync {
-    fn send(&self, address: u64, data: u32);
+    /// Vector `vector` now carries this message.
+    fn route(&self, vector: u16, address: u64, data: u32);
+    /// Signals `vector` with the message last routed for it.
+    fn trigger(&self, vector: u16);
+}
+
+/// Hands each function its own group of MSI-X vectors (the VMM: one GSI and
+/// one irqfd per vector).
+pub trait MsiAllocator {
+    fn msix_vectors(&self, vectors: u16) -> std::io::Result<Arc<dyn MsiSink>>;
 }
 
 /// Table entry layout: address low, address high, data, vector control.
@@ -15,6 +29,8 @@ const VECTOR_MASKED: u32 = 1;
 pub struct MsixTable {
     entries: Vec<[u32; 4]>,
     pending: Vec<bool>,
+    /// The message the sink last routed for each vector.
+    routed: Vec<Option<(u64, u32)>>,
     enabled: bool,
     function_masked: bool,
     sink: Arc<dyn MsiSink>,
@@ -29,6 +45,7 @@ impl MsixTable {
             // Vectors come out of reset masked.
             entries: vec![[0, 0, 0, VECTOR_MASKED]; n],
             pending: vec![false; n],
+            routed: vec![None; n],
             enabled: false,
             function_masked: false,
             sink,
@@ -76,10 +93,16 @@ impl MsixTable {
         self.send(v);
     }
 
-    fn send(&self, v: usize) {
+    fn send(&mut self, v: usize) {
         let e = self.entries[v];
-        self.sink
-            .send(u64::from(e[0]) | (u64::from(e[1]) << 32), e[2]);
+        let message = (u64::from(e[0]) | (u64::from(e[1]) << 32), e[2]);
+        // Routing only changes when the guest reprogrammed the entry, so a
+        // steady stream of interrupts costs no routing updates.
+        if self.routed[v] != Some(message) {
+            self.sink.route(v as u16, message.0, message.1);
+            self.routed[v] = Some(message);
+        }
+        self.sink.trigger(v as u16);
     }
 
     fn flush_pending(&mut self) {
@@ -147,11 +170,28 @@ impl MsixTable {
 mod tests {
     use super::*;
 
+    /// Delivers like the VMM does (route, then trigger) and records the
+    /// message each trigger lands on, plus how many routing updates it took.
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<(u64, u32)>>);
+    struct Recorder {
+        routes: Mutex<Vec<Option<(u64, u32)>>>,
+        route_updates: Mutex<usize>,
+        sent: Mutex<Vec<(u64, u32)>>,
+    }
     impl MsiSink for Recorder {
-        fn send(&self, address: u64, data: u32) {
-            self.0.lock().unwrap().push((address, data));
+        fn route(&self, vector: u16, address: u64, data: u32) {
+            let mut r = self.routes.lock().unwrap();
+            let v = usize::from(vector);
+            if r.len() <= v {
+                r.resize(v + 1, None);
+            }
+            r[v] = Some((address, data));
+            *self.route_updates.lock().unwrap() += 1;
+        }
+        fn trigger(&self, vector: u16) {
+            let r = self.routes.lock().unwrap();
+            let msg = r[usize::from(vector)].expect("triggered before routed");
+            self.sent.lock().unwrap().push(msg);
         }
     }
 
@@ -164,16 +204,22 @@ mod tests {
         t.trigger(1); // MSI-X disabled: dropped
         t.set_control(true, false);
         t.trigger(1); // vector still masked: pends
-        assert!(rec.0.lock().unwrap().is_empty());
+        assert!(rec.sent.lock().unwrap().is_empty());
         let mut pba = [0u8; 8];
         t.read_pba(0, &mut pba);
         assert_eq!(pba[0], 0b10);
         t.write_table(28, &0u32.to_le_bytes()); // unmask vector 1
-        assert_eq!(*rec.0.lock().unwrap(), vec![(0xfee0_0000, 0x41)]);
+        assert_eq!(*rec.sent.lock().unwrap(), vec![(0xfee0_0000, 0x41)]);
         t.read_pba(0, &mut pba);
         assert_eq!(pba[0], 0);
         t.trigger(1);
-        assert_eq!(rec.0.lock().unwrap().len(), 2);
+        assert_eq!(rec.sent.lock().unwrap().len(), 2);
+        assert_eq!(*rec.route_updates.lock().unwrap(), 1, "unchanged entry re-routed");
+        // Reprogramming the entry re-routes before the next trigger.
+        t.write_table(24, &0x42u32.to_le_bytes());
+        t.trigger(1);
+        assert_eq!(rec.sent.lock().unwrap()[2], (0xfee0_0000, 0x42));
+        assert_eq!(*rec.route_updates.lock().unwrap(), 2);
         t.trigger(200); // out of range: ignored
         let mut d = [0u8; 4];
         t.read_table(28, &mut d);

@@ -10,8 +10,8 @@ use devices::cxl::component::{
 };
 use devices::cxl::mailbox::{FileLabels, LabelStorage, MemoryLabels};
 use devices::cxl::port::{build_port, PortRole};
-use devices::cxl::type3::{build_type3, Type3Spec};
-use devices::pci::{Bdf, LinkParams, MsiSink, PciDevice, PciFunction, PciRoot};
+use devices::cxl::type3::{build_type3, Type3Spec, MSIX_VECTORS};
+use devices::pci::{Bdf, LinkParams, MsiAllocator, PciDevice, PciFunction, PciRoot};
 use devices::Bus;
 use fabric::topology::{Attach, Topology};
 
@@ -21,6 +21,12 @@ use devices::cxl::backing::Type3Backing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error("type3[{index}] ({id}): interrupt vectors: {source}")]
+    Interrupts {
+        index: usize,
+        id: String,
+        source: std::io::Error,
+    },
     #[error("type3[{index}] ({id}): label storage {path}: {source}")]
     Labels {
         index: usize,
@@ -152,7 +158,7 @@ pub fn build(
     plan: &CxlPlan,
     pci: &mut PciRoot,
     mmio: &mut Bus,
-    msi: Arc<dyn MsiSink>,
+    msi: &dyn MsiAllocator,
 ) -> Result<CxlDevices, BuildError> {
     let mut backings = Vec::new();
     for (index, d) in topo.type3.iter().enumerate() {
@@ -219,7 +225,12 @@ pub fn build(
                         link,
                         perf: media_perf(topo, index),
                     },
-                    msi.clone(),
+                    msi.msix_vectors(MSIX_VECTORS)
+                        .map_err(|source| BuildError::Interrupts {
+                            index,
+                            id: d.id.clone(),
+                            source,
+                        })?,
                 );
                 devs.decoders.type3.push((index, dev.component.clone()));
                 dev.function

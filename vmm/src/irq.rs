@@ -1,0 +1,211 @@
+//! Interrupt routing: KVM's GSI routing table and the irqfds behind it.
+//!
+//! KVM_SET_GSI_ROUTING replaces the whole table, including the irqchip routes
+//! KVM_CREATE_IRQCHIP installed, so [`GsiRouter`] keeps the complete table:
+//! KVM's default PIC/IOAPIC routes for GSIs 0-23 (legacy devices and INTx
+//! stay on them) and one MSI route per MSI-X vector from GSI 24 up. Each MSI
+//! vector has its own irqfd, so a device raises it with an eventfd write and
+//! no ioctl; the route changes only when the guest reprograms the vector.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use devices::pci::{MsiAllocator, MsiSink};
+use kvm_bindings::{
+    kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
+    KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
+};
+use kvm_ioctls::VmFd;
+use vmm_sys_util::eventfd::EventFd;
+
+/// Pins of KVM's in-kernel IOAPIC; GSIs below this are irqchip routes.
+pub const IOAPIC_PINS: u32 = 24;
+/// KVM_MAX_IRQ_ROUTES on x86.
+const MAX_ROUTES: usize = 4096;
+
+/// The routing table as KVM sees it, keyed by GSI (a GSI may have several
+/// entries: the legacy ones go to both the PIC and the IOAPIC).
+struct RoutingTable {
+    entries: BTreeMap<u32, Vec<kvm_irq_routing_entry>>,
+    next_gsi: u32,
+}
+
+fn irqchip_route(gsi: u32, irqchip: u32, pin: u32) -> kvm_irq_routing_entry {
+    let mut e = kvm_irq_routing_entry {
+        gsi,
+        type_: KVM_IRQ_ROUTING_IRQCHIP,
+        ..Default::default()
+    };
+    e.u.irqchip.irqchip = irqchip;
+    e.u.irqchip.pin = pin;
+    e
+}
+
+fn msi_route(gsi: u32, address: u64, data: u32) -> kvm_irq_routing_entry {
+    let mut e = kvm_irq_routing_entry {
+        gsi,
+        type_: KVM_IRQ_ROUTING_MSI,
+        ..Default::default()
+    };
+    e.u.msi.address_lo = address as u32;
+    e.u.msi.address_hi = (address >> 32) as u32;
+    e.u.msi.data = data;
+    e
+}
+
+impl RoutingTable {
+    /// KVM's own default table (arch/x86/kvm/irq_comm.c): GSIs 0-15 to the
+    /// PIC and the IOAPIC pin of the same number, 16-23 to the IOAPIC only.
+    fn with_irqchip_defaults() -> Self {
+        let mut entries = BTreeMap::new();
+        for gsi in 0..IOAPIC_PINS {
+            let mut routes = vec![irqchip_route(gsi, KVM_IRQCHIP_IOAPIC, gsi)];
+            if gsi < 16 {
+                let chip = if gsi < 8 {
+                    KVM_IRQCHIP_PIC_MASTER
+                } else {
+                    KVM_IRQCHIP_PIC_SLAVE
+                };
+                routes.push(irqchip_route(gsi, chip, gsi % 8));
+            }
+            entries.insert(gsi, routes);
+        }
+        Self {
+            entries,
+            next_gsi: IOAPIC_PINS,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.values().map(Vec::len).sum()
+    }
+
+    fn to_kvm(&self) -> Result<KvmIrqRouting, String> {
+        let all: Vec<_> = self.entries.values().flatten().copied().collect();
+        KvmIrqRouting::from_entries(&all).map_err(|e| format!("{e:?}"))
+    }
+}
+
+/// Owns the VM's GSI routing table (clones share it).
+#[derive(Clone)]
+pub struct GsiRouter {
+    vm: Arc<VmFd>,
+    table: Arc<Mutex<RoutingTable>>,
+}
+
+impl GsiRouter {
+    pub fn new(vm: Arc<VmFd>) -> Self {
+        Self {
+            vm,
+            table: Arc::new(Mutex::new(RoutingTable::with_irqchip_defaults())),
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, RoutingTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves `n` consecutive GSIs for MSI routes (routed to nothing yet).
+    fn reserve(&self, n: u32) -> std::io::Result<u32> {
+        let mut t = self.table();
+        if t.len() + n as usize > MAX_ROUTES {
+            return Err(std::io::Error::other(format!(
+                "{n} more MSI vectors would exceed KVM's {MAX_ROUTES} interrupt routes"
+            )));
+        }
+        let first = t.next_gsi;
+        t.next_gsi += n;
+        Ok(first)
+    }
+
+    /// Points `gsi` at an MSI message and installs the whole table in KVM.
+    fn set_msi(&self, gsi: u32, address: u64, data: u32) {
+        let mut t = self.table();
+        t.entries.insert(gsi, vec![msi_route(gsi, address, data)]);
+        let result = t
+            .to_kvm()
+            .and_then(|r| self.vm.set_gsi_routing(&r).map_err(|e| e.to_string()));
+        if let Err(e) = result {
+            log::warn!("GSI {gsi}: MSI route to {address:#x} (data {data:#x}) not installed: {e}");
+        }
+    }
+}
+
+impl MsiAllocator for GsiRouter {
+    fn msix_vectors(&self, vectors: u16) -> std::io::Result<Arc<dyn MsiSink>> {
+        let first = self.reserve(u32::from(vectors))?;
+        let mut irqfds = Vec::with_capacity(usize::from(vectors));
+        for i in 0..u32::from(vectors) {
+            let fd = EventFd::new(libc::EFD_NONBLOCK)?;
+            self.vm
+                .register_irqfd(&fd, first + i)
+                .map_err(|e| std::io::Error::other(format!("irqfd for GSI {}: {e}", first + i)))?;
+            irqfds.push(fd);
+        }
+        Ok(Arc::new(IrqfdVectors {
+            router: self.clone(),
+            first_gsi: first,
+            irqfds,
+        }))
+    }
+}
+
+/// One function's MSI-X vectors: GSI `first_gsi + v` and its irqfd.
+struct IrqfdVectors {
+    router: GsiRouter,
+    first_gsi: u32,
+    irqfds: Vec<EventFd>,
+}
+
+impl MsiSink for IrqfdVectors {
+    fn route(&self, vector: u16, address: u64, data: u32) {
+        if usize::from(vector) < self.irqfds.len() {
+            self.router
+                .set_msi(self.first_gsi + u32::from(vector), address, data);
+        }
+    }
+
+    fn trigger(&self, vector: u16) {
+        if let Some(fd) = self.irqfds.get(usize::from(vector)) {
+            if let Err(e) = fd.write(1) {
+                log::warn!("MSI-X vector {vector}: irqfd write failed: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_table_matches_kvm_irqchip_routes() {
+        let t = RoutingTable::with_irqchip_defaults();
+        // 16 GSIs on PIC + IOAPIC, 8 on the IOAPIC alone.
+        assert_eq!(t.len(), 16 * 2 + 8);
+        let gsi9 = &t.entries[&9];
+        // SAFETY: irqchip routes were built with the irqchip union member.
+        let (chip0, pin0, chip1, pin1) = unsafe {
+            (
+                gsi9[0].u.irqchip.irqchip,
+                gsi9[0].u.irqchip.pin,
+                gsi9[1].u.irqchip.irqchip,
+                gsi9[1].u.irqchip.pin,
+            )
+        };
+        assert_eq!((chip0, pin0), (KVM_IRQCHIP_IOAPIC, 9));
+        assert_eq!((chip1, pin1), (KVM_IRQCHIP_PIC_SLAVE, 1));
+        assert_eq!(t.entries[&20].len(), 1);
+        assert_eq!(t.next_gsi, IOAPIC_PINS);
+        assert_eq!(t.to_kvm().unwrap().as_slice().len(), 40);
+    }
+
+    #[test]
+    fn msi_route_carries_the_message() {
+        let e = msi_route(30, 0x1_fee0_1000, 0x4041);
+        assert_eq!(e.type_, KVM_IRQ_ROUTING_MSI);
+        // SAFETY: built with the msi union member.
+        let m = unsafe { e.u.msi };
+        assert_eq!((m.address_lo, m.address_hi, m.data), (0xfee0_1000, 1, 0x4041));
+    }
+}
