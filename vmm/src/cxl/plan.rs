@@ -2,8 +2,10 @@
 //! device/function addresses, BAR addresses and bridge windows (assigned the
 //! way firmware would, so the guest keeps them), CHBCR blocks and CFMWS
 //! windows. Pure arithmetic over the topology; testable without KVM.
+//! Addresses come from vm-allocator's `AddressAllocator`, one per bus window.
 
 use fabric::topology::{Attach, ElementRef, Topology};
+use vm_allocator::{AddressAllocator, AllocPolicy};
 
 /// First bus number used by CXL host bridges; buses below stay with the
 /// main PCI root bridge (PCI0).
@@ -72,6 +74,27 @@ pub struct CxlPlan {
     pub high_end: u64,
 }
 
+impl CxlPlan {
+    /// Where INTx `pin` of the function at (`bus`, `device`) arrives on its
+    /// root bus: (slot there, pin there), swizzled through every bridge on
+    /// the way up as the OS computes it. None if `bus` hangs off no root bus.
+    pub fn intx_root_route(&self, mut bus: u8, mut device: u8, mut pin: u8) -> Option<(u8, u8)> {
+        // Each step moves one bus closer to the root; 256 buses bound it.
+        for _ in 0..256 {
+            if self.host_bridges.iter().any(|hb| hb.root_bus == bus) {
+                return Some((device, pin));
+            }
+            let bridge = self
+                .functions
+                .iter()
+                .find(|f| f.kind.is_bridge() && f.secondary == bus)?;
+            pin = crate::irq::swizzle(device, pin);
+            (bus, device) = (bridge.bus, bridge.device);
+        }
+        None
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
     #[error("the CXL hierarchy needs more than 256 PCI buses")]
@@ -91,12 +114,21 @@ fn bar_indices(kind: FunctionKind) -> &'static [usize] {
     }
 }
 
+/// Assigns buses depth-first and addresses top-down, as PCI firmware does:
+/// first every subtree's footprint is sized, then each bus's bridge windows
+/// and BARs are carved out of its parent window with a vm-allocator
+/// [`AddressAllocator`] (windows first: they have the larger alignment).
 struct Planner<'a> {
     topo: &'a Topology,
     next_bus: u16,
-    mmio: u64,
-    mmio_end: u64,
     functions: Vec<FunctionPlan>,
+}
+
+/// What hangs below a bridge: (kind, device number, LNKCAP port number).
+type Child = (FunctionKind, u8, u8);
+
+fn align_window(size: u64) -> u64 {
+    size.max(1).next_multiple_of(WINDOW_ALIGN)
 }
 
 impl Planner<'_> {
@@ -106,82 +138,102 @@ impl Planner<'_> {
         Ok(b)
     }
 
-    fn take_slot(&mut self) -> Result<u64, PlanError> {
-        let a = self.mmio.next_multiple_of(BAR_SLOT);
-        if a + BAR_SLOT > self.mmio_end {
-            return Err(PlanError::OutOfMmio(self.mmio, self.mmio_end));
-        }
-        self.mmio = a + BAR_SLOT;
-        Ok(a)
-    }
-
-    /// Places the function at (bus, device) and, for bridges, everything below.
-    fn place(
-        &mut self,
-        kind: FunctionKind,
-        bus: u8,
-        device: u8,
-        port_number: u8,
-    ) -> Result<(), PlanError> {
-        let mut bars = Vec::new();
-        for &i in bar_indices(kind) {
-            bars.push((i, self.take_slot()?));
-        }
-        let idx = self.functions.len();
-        self.functions.push(FunctionPlan {
-            kind,
-            bus,
-            device,
-            secondary: 0,
-            subordinate: 0,
-            bars,
-            window: None,
-            port_number,
-        });
-        if !kind.is_bridge() {
-            return Ok(());
-        }
-        let secondary = self.take_bus()?;
-        self.mmio = self.mmio.next_multiple_of(WINDOW_ALIGN);
-        let win_start = self.mmio;
+    /// The functions on the secondary bus of a bridge of this kind.
+    fn children(&self, kind: FunctionKind) -> Vec<Child> {
+        let below = |at| match self.topo.child_at(at) {
+            Some(ElementRef::Switch(s)) => vec![(FunctionKind::SwitchUpstream { switch: s }, 0, 0)],
+            Some(ElementRef::Type3(t)) => vec![(FunctionKind::Type3 { index: t }, 0, 0)],
+            _ => Vec::new(),
+        };
         match kind {
             FunctionKind::RootPort { host_bridge, port } => {
-                self.place_child(Attach::RootPort { host_bridge, port }, secondary)?
+                below(Attach::RootPort { host_bridge, port })
             }
             FunctionKind::SwitchDownstream { switch, port } => {
-                self.place_child(Attach::SwitchPort { switch, port }, secondary)?
+                below(Attach::SwitchPort { switch, port })
             }
-            FunctionKind::SwitchUpstream { switch } => {
-                for p in 0..self.topo.switches[switch].downstream_ports {
-                    let kind = FunctionKind::SwitchDownstream { switch, port: p };
-                    self.place(kind, secondary, p as u8, p as u8)?;
-                }
-            }
-            FunctionKind::Type3 { .. } => {}
+            FunctionKind::SwitchUpstream { switch } => (0..self.topo.switches[switch]
+                .downstream_ports)
+                .map(|p| {
+                    (
+                        FunctionKind::SwitchDownstream { switch, port: p },
+                        p as u8,
+                        p as u8,
+                    )
+                })
+                .collect(),
+            FunctionKind::Type3 { .. } => Vec::new(),
         }
-        // A bridge with nothing behind still gets a 1 MiB window: harmless,
-        // and keeps the arithmetic uniform.
-        let win_end = self.mmio.max(win_start + 1).next_multiple_of(WINDOW_ALIGN);
-        self.mmio = win_end;
-        if win_end > self.mmio_end {
-            return Err(PlanError::OutOfMmio(win_start, self.mmio_end));
-        }
-        let subordinate = (self.next_bus - 1) as u8;
-        let f = &mut self.functions[idx];
-        f.secondary = secondary;
-        f.subordinate = subordinate;
-        f.window = Some((win_start, win_end - 1));
-        Ok(())
     }
 
-    fn place_child(&mut self, at: Attach, bus: u8) -> Result<(), PlanError> {
-        match self.topo.child_at(at) {
-            Some(ElementRef::Switch(s)) => {
-                self.place(FunctionKind::SwitchUpstream { switch: s }, bus, 0, 0)
-            }
-            Some(ElementRef::Type3(t)) => self.place(FunctionKind::Type3 { index: t }, bus, 0, 0),
-            _ => Ok(()),
+    /// Bytes the functions of one bus need from the window above them.
+    fn bus_footprint(&self, children: &[Child]) -> u64 {
+        children
+            .iter()
+            .map(|&(kind, ..)| {
+                let bars = bar_indices(kind).len() as u64 * BAR_SLOT;
+                let window = if kind.is_bridge() {
+                    // A bridge with nothing behind still gets a 1 MiB window:
+                    // harmless, and keeps the arithmetic uniform.
+                    align_window(self.bus_footprint(&self.children(kind)))
+                } else {
+                    0
+                };
+                bars + window
+            })
+            .sum()
+    }
+
+    /// Places `children` on `bus`, carving their windows and BARs out of
+    /// `space` (the bus's window), and recursively everything below them.
+    fn place_bus(
+        &mut self,
+        bus: u8,
+        children: &[Child],
+        space: &mut AddressAllocator,
+    ) -> Result<(), PlanError> {
+        let out_of_mmio =
+            |space: &AddressAllocator| PlanError::OutOfMmio(space.base(), space.end() + 1);
+        let first = self.functions.len();
+        for &(kind, device, port_number) in children {
+            self.functions.push(FunctionPlan {
+                kind,
+                bus,
+                device,
+                secondary: 0,
+                subordinate: 0,
+                bars: Vec::new(),
+                window: None,
+                port_number,
+            });
         }
+        for (i, &(kind, ..)) in children.iter().enumerate() {
+            if !kind.is_bridge() {
+                continue;
+            }
+            let grandchildren = self.children(kind);
+            let size = align_window(self.bus_footprint(&grandchildren));
+            let window = space
+                .allocate(size, WINDOW_ALIGN, AllocPolicy::FirstMatch)
+                .map_err(|_| out_of_mmio(space))?;
+            let mut below =
+                AddressAllocator::new(window.start(), size).map_err(|_| out_of_mmio(space))?;
+            let secondary = self.take_bus()?;
+            self.place_bus(secondary, &grandchildren, &mut below)?;
+            let f = &mut self.functions[first + i];
+            f.secondary = secondary;
+            f.subordinate = (self.next_bus - 1) as u8;
+            f.window = Some((window.start(), window.end()));
+        }
+        for (i, &(kind, ..)) in children.iter().enumerate() {
+            for &bar in bar_indices(kind) {
+                let slot = space
+                    .allocate(BAR_SLOT, BAR_SLOT, AllocPolicy::FirstMatch)
+                    .map_err(|_| out_of_mmio(space))?;
+                self.functions[first + i].bars.push((bar, slot.start()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -191,29 +243,32 @@ pub fn plan(topo: &Topology, mmio: (u64, u64), ram_end: u64) -> Result<CxlPlan, 
     let mut p = Planner {
         topo,
         next_bus: u16::from(FIRST_CXL_BUS),
-        mmio: mmio.0,
-        mmio_end: mmio.1,
         functions: Vec::new(),
     };
+    let mut space = AddressAllocator::new(mmio.0, mmio.1.saturating_sub(mmio.0))
+        .map_err(|_| PlanError::OutOfMmio(mmio.0, mmio.1))?;
     let chbcr_base = ram_end.next_multiple_of(1 << 30);
     let mut hbs = Vec::new();
     for (h, hb) in topo.host_bridges.iter().enumerate() {
         let root_bus = p.take_bus()?;
-        p.mmio = p.mmio.next_multiple_of(WINDOW_ALIGN);
-        let mmio_start = p.mmio;
-        for port in 0..hb.root_ports {
-            p.place(
-                FunctionKind::RootPort {
+        let root_ports: Vec<Child> = (0..hb.root_ports)
+            .map(|port| {
+                let kind = FunctionKind::RootPort {
                     host_bridge: h,
                     port,
-                },
-                root_bus,
-                port as u8,
-                port as u8,
-            )?;
-        }
-        let mmio_end = p.mmio.max(mmio_start + 1).next_multiple_of(WINDOW_ALIGN);
-        p.mmio = mmio_end;
+                };
+                (kind, port as u8, port as u8)
+            })
+            .collect();
+        // The host bridge's share of the PCI window (its _CRS).
+        let size = align_window(p.bus_footprint(&root_ports));
+        let window = space
+            .allocate(size, WINDOW_ALIGN, AllocPolicy::FirstMatch)
+            .map_err(|_| PlanError::OutOfMmio(space.base(), space.end() + 1))?;
+        let mut bus_space = AddressAllocator::new(window.start(), size)
+            .map_err(|_| PlanError::OutOfMmio(space.base(), space.end() + 1))?;
+        p.place_bus(root_bus, &root_ports, &mut bus_space)?;
+        let (mmio_start, mmio_end) = (window.start(), window.end() + 1);
         hbs.push(HostBridgePlan {
             uid: hb.uid,
             root_bus,
@@ -263,6 +318,36 @@ mod tests {
     }
 
     const MMIO: (u64, u64) = (0xc100_0000, 0xe000_0000);
+
+    #[test]
+    fn intx_of_devices_below_the_switch_swizzles_by_downstream_port() {
+        let t = load("switch-4.toml");
+        let p = plan(&t, MMIO, 1 << 30).unwrap();
+        let hb = &p.host_bridges[0];
+        let mut routes = Vec::new();
+        for f in &p.functions {
+            if let FunctionKind::Type3 { .. } = f.kind {
+                let dsp = p
+                    .functions
+                    .iter()
+                    .find(|d| d.kind.is_bridge() && d.secondary == f.bus)
+                    .unwrap();
+                let (slot, pin) = p.intx_root_route(f.bus, f.device, 1).unwrap();
+                // Arrives at the root port's slot, rotated by the DSP's slot.
+                let rp = p
+                    .functions
+                    .iter()
+                    .find(|r| r.kind.is_bridge() && r.bus == hb.root_bus)
+                    .unwrap();
+                assert_eq!(slot, rp.device);
+                assert_eq!(pin, dsp.device % 4 + 1);
+                routes.push(pin);
+            }
+        }
+        routes.sort();
+        assert_eq!(routes, vec![1, 2, 3, 4], "the four devices get four pins");
+        assert_eq!(p.intx_root_route(0xee, 0, 1), None, "no such bus");
+    }
 
     #[test]
     fn switch_topology_buses_and_windows_nest() {
