@@ -3,5 +3,6 @@
 
 pub mod acpi;
 pub mod build;
+pub mod composed;
 pub mod plan;
 pub mod regions;

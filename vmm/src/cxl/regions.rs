@@ -4,15 +4,15 @@
 //! After every decoder commit or reset the map is recomputed from the
 //! decoders themselves (root window -> host bridge -> switch -> endpoint),
 //! and installed:
-//! - **native**: a KVM memory slot over the device's backing — the device's
-//!   own file for a 1-way region; for an interleaved volatile region at
-//!   4 KiB granularity or more, a fresh memfd in HPA order (a new volatile
-//!   region has no defined contents, so nothing is lost);
+//! - **native**: a KVM memory slot over the devices' backings — the device's
+//!   own memfd/file for a 1-way region; for an interleaved region at 4 KiB
+//!   granularity or more, one host range stitched from page-granular shared
+//!   mappings of every device's backing ([`super::composed`]), so each byte
+//!   stays in its device (volatile or persistent alike);
 //! - **trapped**: no slot; every access exits to the VMM, which decodes it
 //!   exactly and serves it from the device backing (any granularity).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -25,14 +25,13 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use vm_memory::{FileOffset, MmapRegion};
 
+use super::composed::{coalesce, map_budget, ComposedMapping, Piece, PAGE};
 use super::plan::CxlPlan;
 
 /// KVM memory slots for regions start here (RAM uses the first few).
 const FIRST_REGION_SLOT: u32 = 16;
 /// What a passthrough port decodes: every address a window can hold.
 const PASSTHROUGH_SPAN: u64 = 1 << 52;
-/// Native mapping needs whole pages per interleave chunk.
-const PAGE: u64 = 4096;
 
 /// (base, size) of a region.
 type HpaRange = (u64, u64);
@@ -56,11 +55,28 @@ pub struct RegionInfo {
     pub mode: RegionMode,
 }
 
+/// The host memory behind a native region's slot.
+enum HostMapping {
+    /// One device's backing, 1-way.
+    Device(MmapRegion<()>),
+    /// Several devices' backings, interleaved.
+    Composed(ComposedMapping),
+}
+
+impl HostMapping {
+    fn as_ptr(&self) -> *mut u8 {
+        match self {
+            HostMapping::Device(m) => m.as_ptr(),
+            HostMapping::Composed(m) => m.as_ptr(),
+        }
+    }
+}
+
 struct Installed {
     info: RegionInfo,
     slot: Option<u32>,
     /// Keeps the host mapping alive while KVM uses it.
-    _mapping: Option<MmapRegion<()>>,
+    _mapping: Option<HostMapping>,
 }
 
 /// The decode tree's node order: host bridges, then switches, then type-3s.
@@ -405,8 +421,10 @@ impl RegionMapper {
         };
         let mapping = if ways == 1 {
             self.device_mapping(tree, base, size, &eps[0])
-        } else if gran >= PAGE && eps.iter().all(|(t, d)| self.is_volatile(*t, d)) {
-            fresh_memfd(size)
+                .map(HostMapping::Device)
+        } else if gran >= PAGE {
+            self.composed_mapping(tree, base, size, gran)
+                .map(HostMapping::Composed)
         } else {
             None
         };
@@ -423,11 +441,51 @@ impl RegionMapper {
         }
     }
 
-    fn is_volatile(&self, t: usize, d: &DecoderState) -> bool {
-        self.backings
-            .get(t)
-            .and_then(|b| b.locate(d.dpa_base))
-            .is_some_and(|s| !s.persistent && s.len_to_end >= d.dpa_len())
+    /// An interleaved region: every granule decoded through the tree and
+    /// mapped from the backing that holds it.
+    fn composed_mapping(
+        &self,
+        tree: &DecodeTree,
+        base: u64,
+        size: u64,
+        gran: u64,
+    ) -> Option<ComposedMapping> {
+        let mut pieces = Vec::with_capacity(usize::try_from(size / gran).ok()?);
+        for at in (0..size).step_by(usize::try_from(gran).ok()?) {
+            let t = tree.decode(base + at)?;
+            let slice = self.backings.get(t.device)?.locate(t.dpa)?;
+            if slice.len_to_end < gran {
+                return None;
+            }
+            pieces.push(Piece {
+                at,
+                file: slice.file,
+                offset: slice.offset,
+                len: gran,
+            });
+        }
+        let pieces = coalesce(pieces);
+        // Leave room for everything else the process maps.
+        let budget = map_budget(4096);
+        if pieces.len() > budget {
+            log::warn!(
+                "region [{base:#x}, +{size:#x}) needs {} host mappings, {budget} left under \
+                 vm.max_map_count: serving it trapped (raise it with \
+                 `sysctl vm.max_map_count=...` for native speed)",
+                pieces.len()
+            );
+            return None;
+        }
+        match ComposedMapping::new(size, &pieces) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                log::warn!(
+                    "region [{base:#x}, +{size:#x}): stitching {} mappings failed: {e}",
+                    pieces.len()
+                );
+                None
+            }
+        }
     }
 
     /// A 1-way region maps the device's backing file directly, after
@@ -458,13 +516,7 @@ impl RegionMapper {
         .ok()
     }
 
-    fn add_slot(
-        &self,
-        used: &[u32],
-        base: u64,
-        size: u64,
-        mapping: &MmapRegion<()>,
-    ) -> Option<u32> {
+    fn add_slot(&self, used: &[u32], base: u64, size: u64, mapping: &HostMapping) -> Option<u32> {
         let slot = (FIRST_REGION_SLOT..).find(|s| !used.contains(s))?;
         let region = kvm_userspace_memory_region {
             slot,
@@ -511,17 +563,6 @@ impl RegionMapper {
             .map(|i| i.info.clone())
             .collect()
     }
-}
-
-/// A new memfd-backed mapping for an interleaved volatile region.
-fn fresh_memfd(size: u64) -> Option<MmapRegion<()>> {
-    let mfd = memfd::MemfdOptions::default()
-        .close_on_exec(true)
-        .create("cxlvmm-region")
-        .ok()?;
-    let file: File = mfd.into_file();
-    file.set_len(size).ok()?;
-    MmapRegion::from_file(FileOffset::new(file, 0), usize::try_from(size).ok()?).ok()
 }
 
 /// Serves a CXL window's accesses that KVM did not handle natively: decoded
