@@ -122,5 +122,10 @@ allowed = ("ok",) if require_msix else ("ok", "skipped")
 check("MSI-X event interrupt", event is not None and event.group(2) in allowed,
       event.group(0).strip() if event else "no MSIX-EVENT line in the guest log")
 
+# INTx through the IOAPIC (_PRT routing, level semantics).
+intx = re.search(r"INTX-CHECK (\S+) (ok|FAILED)(.*)", log)
+check("INTx via IOAPIC", intx is not None and intx.group(2) == "ok",
+      intx.group(0).strip() if intx else "no INTX-CHECK line in the guest log")
+
 print(f"check_cxl: {'passed' if failures == 0 else f'{failures} check(s) failed'}")
 sys.exit(1 if failures else 0)

@@ -16,6 +16,7 @@ use acpi_tables::xsdt::XSDT;
 use acpi_tables::Aml;
 use devices::legacy::{PM1_CNT_OFFSET, PM1_EVT_LEN, SLP_TYP_S5};
 
+use crate::irq::intx_gsi;
 use crate::layout::*;
 
 pub const OEM_ID: [u8; 6] = *b"CXLVMM";
@@ -66,6 +67,40 @@ impl Placer {
         self.blobs.push((addr, bytes));
         Ok(addr)
     }
+}
+
+/// Already-encoded AML, for objects built from parts that would otherwise
+/// have to borrow from each other.
+pub struct Encoded(pub Vec<u8>);
+
+impl Aml for Encoded {
+    fn to_aml_bytes(&self, sink: &mut dyn acpi_tables::AmlSink) {
+        sink.vec(&self.0);
+    }
+}
+
+/// `_PRT` for a root bus: every slot's INTA#-INTD# to the IOAPIC input
+/// [`intx_gsi`] gives (GSI form: Source 0, Source Index = GSI), so the OS
+/// and the VMM agree on where each pin lands.
+pub fn prt() -> Vec<u8> {
+    // (Address: slot in the high word, any function; Pin 0-3; GSI).
+    let rows: Vec<(u32, u8, u32)> = (0..32u8)
+        .flat_map(|slot| {
+            (1..=4u8).map(move |pin| {
+                (
+                    (u32::from(slot) << 16) | 0xffff,
+                    pin - 1,
+                    intx_gsi(slot, pin),
+                )
+            })
+        })
+        .collect();
+    let entries: Vec<aml::Package> = rows
+        .iter()
+        .map(|(address, pin, gsi)| aml::Package::new(vec![address, pin, &aml::ZERO, gsi]))
+        .collect();
+    let refs: Vec<&dyn Aml> = entries.iter().map(|e| e as &dyn Aml).collect();
+    to_bytes(&aml::Name::new("_PRT".into(), &aml::Package::new(refs)))
 }
 
 pub fn to_bytes(t: &dyn Aml) -> Vec<u8> {
@@ -192,6 +227,7 @@ fn dsdt(extra: &[u8]) -> Vec<u8> {
             &aml::Name::new("_UID".into(), &aml::ZERO),
             &aml::Name::new("_BBN".into(), &aml::ZERO),
             &aml::Name::new("_CRS".into(), &pci_crs),
+            &Encoded(prt()),
         ],
     )));
     // Reserves the ECAM window, which Linux requires before trusting MCFG.
@@ -230,6 +266,58 @@ fn dsdt(extra: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Skips an AML PkgLength, returning the offset after it.
+    fn skip_pkg_length(b: &[u8], at: usize) -> usize {
+        at + 1 + usize::from(b[at] >> 6)
+    }
+
+    #[test]
+    fn prt_lists_every_slot_and_pin_with_its_gsi() {
+        let b = prt();
+        assert_eq!(&b[..6], &[0x08, b'_', b'P', b'R', b'T', 0x12]);
+        let mut at = skip_pkg_length(&b, 6);
+        assert_eq!(b[at], 128, "32 slots x 4 pins");
+        at += 1;
+        // Decode every entry: Package(4) { Address, Pin, Source 0, GSI }.
+        let int = |b: &[u8], at: &mut usize| -> u32 {
+            let (v, n) = match b[*at] {
+                0x00 => (0, 1),
+                0x01 => (1, 1),
+                0x0a => (u32::from(b[*at + 1]), 2),
+                0x0b => (u32::from(u16::from_le_bytes([b[*at + 1], b[*at + 2]])), 3),
+                0x0c => (
+                    u32::from_le_bytes(b[*at + 1..*at + 5].try_into().unwrap()),
+                    5,
+                ),
+                op => panic!("unexpected AML opcode {op:#x} at {at}"),
+            };
+            *at += n;
+            v
+        };
+        for slot in 0..32u8 {
+            for pin in 1..=4u8 {
+                assert_eq!(b[at], 0x12);
+                at = skip_pkg_length(&b, at + 1);
+                assert_eq!(b[at], 4);
+                at += 1;
+                let row = [
+                    int(&b, &mut at),
+                    int(&b, &mut at),
+                    int(&b, &mut at),
+                    int(&b, &mut at),
+                ];
+                let want = [
+                    (u32::from(slot) << 16) | 0xffff,
+                    u32::from(pin - 1),
+                    0,
+                    intx_gsi(slot, pin),
+                ];
+                assert_eq!(row, want, "slot {slot} pin {pin}");
+            }
+        }
+        assert_eq!(at, b.len());
+    }
 
     /// The guest's view: a flat image of [ACPI_START, ACPI_END).
     struct Image(Vec<u8>);

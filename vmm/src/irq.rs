@@ -6,11 +6,14 @@
 //! stay on them) and one MSI route per MSI-X vector from GSI 24 up. Each MSI
 //! vector has its own irqfd, so a device raises it with an eventfd write and
 //! no ioctl; the route changes only when the guest reprograms the vector.
+//!
+//! PCI INTx pins go to IOAPIC inputs 16-23 by the fixed table [`intx_gsi`],
+//! which the DSDT publishes as each root bus's `_PRT`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use devices::pci::{MsiAllocator, MsiSink};
+use devices::pci::{InterruptAllocator, IntxLine, MsiSink};
 use kvm_bindings::{
     kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_MASTER,
     KVM_IRQCHIP_PIC_SLAVE, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI,
@@ -20,6 +23,24 @@ use vmm_sys_util::eventfd::EventFd;
 
 /// Pins of KVM's in-kernel IOAPIC; GSIs below this are irqchip routes.
 pub const IOAPIC_PINS: u32 = 24;
+/// IOAPIC inputs that PCI INTx pins share (16-23, as on PC chipsets).
+pub const INTX_FIRST_GSI: u32 = 16;
+pub const INTX_GSIS: u32 = 8;
+
+/// The IOAPIC input of INTx `pin` (1 = INTA# .. 4 = INTD#) of the device in
+/// `slot` on a root bus. Rotating by slot spreads the devices' INTA# over
+/// the eight inputs. Below bridges, pins are first swizzled to the root-bus
+/// slot (see [`swizzle`]), as the OS does when `_PRT` names no deeper bus.
+pub fn intx_gsi(slot: u8, pin: u8) -> u32 {
+    INTX_FIRST_GSI + (u32::from(slot) + u32::from(pin.clamp(1, 4)) - 1) % INTX_GSIS
+}
+
+/// The pin a device's INTx `pin` arrives on at its bridge, for a device in
+/// `slot` below it (PCI-to-PCI bridge spec; Linux pci_swizzle_interrupt_pin).
+pub fn swizzle(slot: u8, pin: u8) -> u8 {
+    ((pin.clamp(1, 4) - 1 + slot % 4) % 4) + 1
+}
+
 /// KVM_MAX_IRQ_ROUTES on x86.
 const MAX_ROUTES: usize = 4096;
 
@@ -91,6 +112,8 @@ impl RoutingTable {
 pub struct GsiRouter {
     vm: Arc<VmFd>,
     table: Arc<Mutex<RoutingTable>>,
+    /// How many INTx pins assert each IOAPIC input (wired-OR).
+    intx_asserted: Arc<Mutex<[u32; IOAPIC_PINS as usize]>>,
 }
 
 impl GsiRouter {
@@ -98,6 +121,7 @@ impl GsiRouter {
         Self {
             vm,
             table: Arc::new(Mutex::new(RoutingTable::with_irqchip_defaults())),
+            intx_asserted: Arc::new(Mutex::new([0; IOAPIC_PINS as usize])),
         }
     }
 
@@ -131,7 +155,14 @@ impl GsiRouter {
     }
 }
 
-impl MsiAllocator for GsiRouter {
+impl InterruptAllocator for GsiRouter {
+    fn intx_line(&self, gsi: u32) -> Arc<dyn IntxLine> {
+        Arc::new(IoapicLine {
+            router: self.clone(),
+            gsi: gsi.min(IOAPIC_PINS - 1),
+        })
+    }
+
     fn msix_vectors(&self, vectors: u16) -> std::io::Result<Arc<dyn MsiSink>> {
         let first = self.reserve(u32::from(vectors))?;
         let mut irqfds = Vec::with_capacity(usize::from(vectors));
@@ -147,6 +178,34 @@ impl MsiAllocator for GsiRouter {
             first_gsi: first,
             irqfds,
         }))
+    }
+}
+
+/// One INTx pin's connection to an IOAPIC input. The pin only reports level
+/// changes, so the per-input count is exact.
+struct IoapicLine {
+    router: GsiRouter,
+    gsi: u32,
+}
+
+impl IntxLine for IoapicLine {
+    fn set_level(&self, asserted: bool) {
+        let mut counts = self
+            .router
+            .intx_asserted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = &mut counts[self.gsi as usize];
+        *n = if asserted {
+            n.saturating_add(1)
+        } else {
+            n.saturating_sub(1)
+        };
+        // KVM_IRQ_LINE: the in-kernel IOAPIC latches level-triggered inputs
+        // and re-delivers after EOI while the line stays high.
+        if let Err(e) = self.router.vm.set_irq_line(self.gsi, *n > 0) {
+            log::warn!("INTx on GSI {}: {e}", self.gsi);
+        }
     }
 }
 
@@ -201,11 +260,30 @@ mod tests {
     }
 
     #[test]
+    fn intx_routing_matches_the_pci_swizzle() {
+        // INTA# of slots 0..7 covers all eight inputs once.
+        let mut gsis: Vec<u32> = (0..8).map(|slot| intx_gsi(slot, 1)).collect();
+        gsis.sort();
+        assert_eq!(gsis, (16..24).collect::<Vec<_>>());
+        assert_eq!(intx_gsi(0, 4), 19);
+        assert_eq!(intx_gsi(7, 2), 16);
+        // A device in slot 0 below a bridge keeps its pin (every PCIe device
+        // below a port); slot 2 turns INTA# into INTC#, INTD# into INTB#.
+        assert_eq!(swizzle(0, 1), 1);
+        assert_eq!(swizzle(2, 1), 3);
+        assert_eq!(swizzle(2, 4), 2);
+        assert_eq!(swizzle(5, 3), 4);
+    }
+
+    #[test]
     fn msi_route_carries_the_message() {
         let e = msi_route(30, 0x1_fee0_1000, 0x4041);
         assert_eq!(e.type_, KVM_IRQ_ROUTING_MSI);
         // SAFETY: built with the msi union member.
         let m = unsafe { e.u.msi };
-        assert_eq!((m.address_lo, m.address_hi, m.data), (0xfee0_1000, 1, 0x4041));
+        assert_eq!(
+            (m.address_lo, m.address_hi, m.data),
+            (0xfee0_1000, 1, 0x4041)
+        );
     }
 }

@@ -127,7 +127,10 @@ mod tests {
             };
             let f = build_port(role, link, None).function;
             for id in [CAP_ID_PCIE, CAP_ID_MSI, CAP_ID_PM] {
-                assert!(f.find_capability(id).is_some(), "{role:?}: capability {id:#x}");
+                assert!(
+                    f.find_capability(id).is_some(),
+                    "{role:?}: capability {id:#x}"
+                );
             }
         }
     }

@@ -12,8 +12,8 @@ use super::dvsec::{self, LocatorEntry, RegisterBlock};
 use super::mailbox::{DeviceRegisters, LabelStorage, Type3Config, DEVICE_REGS_SIZE};
 use super::DoeHook;
 use crate::pci::{
-    add_aer, add_dsn, add_pcie_capability, BarKind, ConfigSpace, LinkParams, MsiSink, PciFunction,
-    PortType, SharedMsix, EXT_CAP_ID_DOE,
+    add_aer, add_dsn, add_pcie_capability, BarKind, ConfigSpace, IntxPin, LinkParams, MsiSink,
+    PciFunction, PortType, SharedMsix, EXT_CAP_ID_DOE,
 };
 
 /// IDs QEMU's cxl-type3 uses; tools and docs know them.
@@ -37,6 +37,8 @@ pub struct Type3Spec {
     pub link: LinkParams,
     /// What CDAT reports for the device's own media.
     pub perf: AccessPerf,
+    /// INTA#, used while MSI-X is off (None: no INTx pin).
+    pub intx: Option<Arc<IntxPin>>,
 }
 
 pub struct Type3Device {
@@ -115,9 +117,21 @@ pub fn build_type3(spec: Type3Spec, msi: Arc<dyn MsiSink>) -> Type3Device {
         lsa: spec.lsa,
         fw_revision: format!("cxlvmm {}", env!("CARGO_PKG_VERSION")),
     });
+    // MSI-X when the host enabled it; otherwise INTA#, held until the host
+    // next writes the mailbox control register.
+    let intx = spec.intx.clone();
+    if let Some(pin) = &intx {
+        f.set_intx(pin.clone());
+        let pin = pin.clone();
+        regs.set_interrupt_ack(Box::new(move || pin.set_pending(false)));
+    }
     let irq = msix.clone();
     regs.set_interrupt(Box::new(move |v| {
-        irq.lock().unwrap_or_else(|e| e.into_inner()).trigger(v)
+        let mut table = irq.lock().unwrap_or_else(|e| e.into_inner());
+        match &intx {
+            Some(pin) if !table.enabled() => pin.set_pending(true),
+            _ => table.trigger(v),
+        }
     }));
     let registers = Arc::new(Mutex::new(regs));
     f.add_bar(

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::config::{CapMasks, ConfigSpace};
+use super::intx::IntxPin;
 use super::msix::{MsiSink, MsixTable, SharedMsix};
 use super::PciDevice;
 use crate::BusDevice;
@@ -21,6 +22,10 @@ pub const EXT_CAP_ID_DVSEC: u16 = 0x0023;
 pub const EXT_CAP_ID_DOE: u16 = 0x002e;
 
 const COMMAND_MEMORY: u32 = 1 << 1;
+const COMMAND_INTX_DISABLE: u32 = 1 << 10;
+const STATUS_INTERRUPT: u32 = 1 << 19;
+const REG_COMMAND_STATUS: usize = 1;
+const REG_INTERRUPT: usize = 15;
 
 /// Registers inside configuration space whose reads/writes have effects.
 pub trait ConfigHook: Send {
@@ -72,6 +77,7 @@ pub struct PciFunction {
     msix: Option<(usize, SharedMsix)>,
     /// Register (dword index) of the power-management control/status.
     pm_csr: Option<usize>,
+    intx: Option<Arc<IntxPin>>,
 }
 
 /// PMCSR PowerState field; D0 and D3hot are the only states offered.
@@ -86,6 +92,7 @@ impl PciFunction {
             hooks: Vec::new(),
             msix: None,
             pm_csr: None,
+            intx: None,
         }
     }
 
@@ -104,6 +111,16 @@ impl PciFunction {
             .add_capability(CAP_ID_PM, &b, &[(1, PM_STATE_MASK, 0)])?;
         self.pm_csr = Some(off / 4 + 1);
         Some(off)
+    }
+
+    /// Gives the function an INTx pin: the Interrupt Pin register names it,
+    /// Command.Interrupt Disable masks it, Status.Interrupt Status shows it.
+    pub fn set_intx(&mut self, pin: Arc<IntxPin>) {
+        let reg = self.config.read(REG_INTERRUPT);
+        self.config
+            .set(REG_INTERRUPT, (reg & !0xff00) | (u32::from(pin.pin()) << 8));
+        pin.set_disabled(self.config.read(REG_COMMAND_STATUS) & COMMAND_INTX_DISABLE != 0);
+        self.intx = Some(pin);
     }
 
     /// Walks the capability list from the Capabilities Pointer, as Linux's
@@ -299,7 +316,11 @@ impl PciDevice for PciFunction {
         if let Some((hook, off)) = self.hook_for(reg * 4) {
             return hook.handler.read(off);
         }
-        self.config.read(reg)
+        let value = self.config.read(reg);
+        match &self.intx {
+            Some(pin) if reg == REG_COMMAND_STATUS && pin.pending() => value | STATUS_INTERRUPT,
+            _ => value,
+        }
     }
 
     fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]) {
@@ -315,6 +336,9 @@ impl PciDevice for PciFunction {
         }
         let before = self.config.read(reg);
         self.config.write(reg, offset, data);
+        if let (REG_COMMAND_STATUS, Some(pin)) = (reg, &self.intx) {
+            pin.set_disabled(self.config.read(reg) & COMMAND_INTX_DISABLE != 0);
+        }
         if Some(reg) == self.pm_csr {
             let state = self.config.read(reg) & PM_STATE_MASK;
             if state != 0 && state != PM_STATE_D3HOT {
@@ -436,10 +460,48 @@ mod tests {
     }
 
     #[test]
+    fn intx_pin_register_status_and_disable_as_uio_pci_generic_uses_them() {
+        use crate::pci::intx::tests::LineRecorder;
+        let mut f = PciFunction::new(ConfigSpace::type0(0x8086, 0x0d93, 0x05_02_10, 0));
+        assert_eq!(f.read_config(15) & 0xff00, 0, "no pin before one is wired");
+        let line = Arc::new(LineRecorder::default());
+        let pin = IntxPin::new(1, line.clone());
+        f.set_intx(pin.clone());
+        wr32(&mut f, 15, 0xffff_ff2b);
+        assert_eq!(
+            f.read_config(15),
+            0x0000_012b,
+            "line RW, pin INTA# read-only"
+        );
+        pin.set_pending(true);
+        assert_ne!(f.read_config(1) & STATUS_INTERRUPT, 0);
+        // pci_check_and_mask_intx: set Interrupt Disable while pending.
+        f.write_config(1, 1, &[0x04]);
+        assert_eq!(
+            f.read_config(1) & COMMAND_INTX_DISABLE,
+            COMMAND_INTX_DISABLE
+        );
+        assert_ne!(
+            f.read_config(1) & STATUS_INTERRUPT,
+            0,
+            "status still shows it"
+        );
+        // Status is read-only: writing ones there does not clear it.
+        wr32(&mut f, 1, 0xffff_0000 | COMMAND_INTX_DISABLE);
+        assert_ne!(f.read_config(1) & STATUS_INTERRUPT, 0);
+        f.write_config(1, 1, &[0x00]); // unmask: pending, so it fires again
+        pin.set_pending(false);
+        assert_eq!(f.read_config(1) & STATUS_INTERRUPT, 0);
+        assert_eq!(*line.0.lock().unwrap(), vec![true, false, true, false]);
+    }
+
+    #[test]
     fn power_management_offers_d0_and_d3hot_only() {
         let mut f = PciFunction::new(ConfigSpace::type0(0x8086, 0x0d93, 0x05_02_10, 0));
         f.add_power_management().unwrap();
-        let pm = f.find_capability(CAP_ID_PM).expect("PM capability in the list");
+        let pm = f
+            .find_capability(CAP_ID_PM)
+            .expect("PM capability in the list");
         assert_ne!(f.read_config(1) & (1 << 20), 0, "status: capabilities list");
         let pmc = f.read_config(pm / 4) >> 16;
         assert_eq!(pmc & 0b111, 3, "version 3");
@@ -447,7 +509,11 @@ mod tests {
         let csr = pm / 4 + 1;
         assert_eq!(f.read_config(csr), 1 << 3, "D0, No_Soft_Reset");
         wr32(&mut f, csr, 0xffff_ffff);
-        assert_eq!(f.read_config(csr), (1 << 3) | 3, "D3hot; PME_En/status read-only 0");
+        assert_eq!(
+            f.read_config(csr),
+            (1 << 3) | 3,
+            "D3hot; PME_En/status read-only 0"
+        );
         assert_eq!(f.power_state(), 3);
         f.write_config(csr, 0, &[1]); // D1: unsupported, discarded
         assert_eq!(f.power_state(), 3);

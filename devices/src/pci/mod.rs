@@ -4,6 +4,7 @@
 mod config;
 mod function;
 mod host_bridge;
+mod intx;
 mod msix;
 mod pcie_cap;
 mod root;
@@ -14,11 +15,21 @@ pub use function::{
     EXT_CAP_ID_AER, EXT_CAP_ID_DOE, EXT_CAP_ID_DSN, EXT_CAP_ID_DVSEC,
 };
 pub use host_bridge::HostBridge;
-pub use msix::{MsiAllocator, MsiSink, MsixTable, SharedMsix};
+pub use intx::{IntxLine, IntxPin};
+pub use msix::{MsiSink, MsixTable, SharedMsix};
 pub use pcie_cap::{
     add_aer, add_dsn, add_msi_capability, add_pcie_capability, LinkParams, PortType,
 };
 pub use root::{Bdf, ConfigIo, Ecam, PciMmio, PciRoot, ECAM_BUS_SIZE};
+
+/// Gives functions their interrupt resources (the VMM implements it with KVM).
+pub trait InterruptAllocator {
+    /// A group of `vectors` MSI-X vectors of one function's own.
+    fn msix_vectors(&self, vectors: u16) -> std::io::Result<std::sync::Arc<dyn MsiSink>>;
+    /// The interrupt controller input `gsi`, as an INTx line (shared lines
+    /// are wired-OR: asserted while any pin on them is).
+    fn intx_line(&self, gsi: u32) -> std::sync::Arc<dyn IntxLine>;
+}
 
 /// A function on the PCI bus, seen through its configuration space.
 pub trait PciDevice: Send {

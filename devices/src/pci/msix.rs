@@ -16,12 +16,6 @@ pub trait MsiSink: Send + Sync {
     fn trigger(&self, vector: u16);
 }
 
-/// Hands each function its own group of MSI-X vectors (the VMM: one GSI and
-/// one irqfd per vector).
-pub trait MsiAllocator {
-    fn msix_vectors(&self, vectors: u16) -> std::io::Result<Arc<dyn MsiSink>>;
-}
-
 /// Table entry layout: address low, address high, data, vector control.
 const ENTRY_SIZE: u64 = 16;
 const VECTOR_MASKED: u32 = 1;
@@ -68,6 +62,11 @@ impl MsixTable {
     /// Bytes the pending-bit array occupies (whole qwords).
     pub fn pba_size(&self) -> u64 {
         (self.entries.len() as u64).div_ceil(64) * 8
+    }
+
+    /// MSI-X Enable (message control bit 15).
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Message control bits 15 (enable) and 14 (function mask) changed.
@@ -214,7 +213,11 @@ mod tests {
         assert_eq!(pba[0], 0);
         t.trigger(1);
         assert_eq!(rec.sent.lock().unwrap().len(), 2);
-        assert_eq!(*rec.route_updates.lock().unwrap(), 1, "unchanged entry re-routed");
+        assert_eq!(
+            *rec.route_updates.lock().unwrap(),
+            1,
+            "unchanged entry re-routed"
+        );
         // Reprogramming the entry re-routes before the next trigger.
         t.write_table(24, &0x42u32.to_le_bytes());
         t.trigger(1);

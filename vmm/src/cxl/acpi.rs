@@ -11,14 +11,14 @@
 
 use acpi_tables::aml::{self, AddressSpace, AddressSpaceCacheable};
 use acpi_tables::sdt::Sdt;
-use acpi_tables::{Aml, AmlSink};
+use acpi_tables::Aml;
 use devices::cxl::component::cdat::hmat_encode;
 use fabric::hmat::{generic_ports, path_performance, Perf};
 use fabric::time::ns_to_ps;
 use fabric::topology::{ElementRef, Topology, Window};
 
 use super::plan::{CxlPlan, CHBCR_SIZE};
-use crate::acpi::{to_bytes, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
+use crate::acpi::{prt, to_bytes, Encoded, OEM_ID, OEM_REVISION, OEM_TABLE_ID};
 
 const CEDT_CHBS: u8 = 0;
 const CEDT_CFMWS: u8 = 1;
@@ -328,16 +328,6 @@ pub fn qtg_class_of(classes: &[QtgClass], ps_or_ns: u64) -> usize {
     limits.iter().position(|&l| ps <= l).unwrap_or(limits.len())
 }
 
-/// Already-encoded AML, so that the _DSM's per-class answers need not
-/// borrow from each other.
-struct Encoded(Vec<u8>);
-
-impl Aml for Encoded {
-    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
-        sink.vec(&self.0);
-    }
-}
-
 /// `Return (Package { max, Package { ids } })`, the QTG _DSM's answer.
 fn qtg_answer(max: u32, ids: &[u32]) -> Encoded {
     let refs: Vec<&dyn Aml> = ids.iter().map(|v| v as &dyn Aml).collect();
@@ -451,6 +441,7 @@ pub fn dsdt_objects(topo: &Topology, plan: &CxlPlan) -> Vec<u8> {
         // UUIDs alike (returning the capabilities buffer unchanged).
         let ret_arg3 = aml::Return::new(&aml::Arg(3));
         let osc = aml::Method::new("_OSC".into(), 4, false, vec![&ret_arg3]);
+        let prt = Encoded(prt());
         body.extend(to_bytes(&aml::Device::new(
             path.as_str().into(),
             vec![
@@ -461,6 +452,7 @@ pub fn dsdt_objects(topo: &Topology, plan: &CxlPlan) -> Vec<u8> {
                 &aml::Name::new("_UID".into(), &hb.uid),
                 &aml::Name::new("_BBN".into(), &u32::from(hb.root_bus)),
                 &aml::Name::new("_CRS".into(), &crs),
+                &prt,
                 &osc,
             ],
         )));

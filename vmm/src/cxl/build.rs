@@ -11,9 +11,14 @@ use devices::cxl::component::{
 use devices::cxl::mailbox::{FileLabels, LabelStorage, MemoryLabels};
 use devices::cxl::port::{build_port, PortRole};
 use devices::cxl::type3::{build_type3, Type3Spec, MSIX_VECTORS};
-use devices::pci::{Bdf, LinkParams, MsiAllocator, PciDevice, PciFunction, PciRoot};
+use devices::pci::{Bdf, InterruptAllocator, IntxPin, LinkParams, PciDevice, PciFunction, PciRoot};
 use devices::Bus;
 use fabric::topology::{Attach, Topology};
+
+use crate::irq::intx_gsi;
+
+/// Type-3 functions signal INTx on INTA#.
+const INTA: u8 = 1;
 
 use super::plan::{CxlPlan, FunctionKind, FunctionPlan, CHBCR_SIZE};
 use super::regions::DecoderSources;
@@ -158,7 +163,7 @@ pub fn build(
     plan: &CxlPlan,
     pci: &mut PciRoot,
     mmio: &mut Bus,
-    msi: &dyn MsiAllocator,
+    irq: &dyn InterruptAllocator,
 ) -> Result<CxlDevices, BuildError> {
     let mut backings = Vec::new();
     for (index, d) in topo.type3.iter().enumerate() {
@@ -224,8 +229,13 @@ pub fn build(
                         lsa: labels(topo, index)?,
                         link,
                         perf: media_perf(topo, index),
+                        intx: plan
+                            .intx_root_route(p.bus, p.device, INTA)
+                            .map(|(slot, pin)| {
+                                IntxPin::new(INTA, irq.intx_line(intx_gsi(slot, pin)))
+                            }),
                     },
-                    msi.msix_vectors(MSIX_VECTORS)
+                    irq.msix_vectors(MSIX_VECTORS)
                         .map_err(|source| BuildError::Interrupts {
                             index,
                             id: d.id.clone(),

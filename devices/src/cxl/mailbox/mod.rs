@@ -134,6 +134,7 @@ pub struct DeviceRegisters {
     status: u64,
     payload: Box<[u8; MAILBOX_PAYLOAD_SIZE]>,
     interrupt: Option<Box<dyn Fn(u16) + Send>>,
+    interrupt_ack: Option<Box<dyn Fn() + Send>>,
     /// Test-only: leave a rung doorbell set instead of executing, to observe
     /// the device while a command is in flight.
     #[cfg(test)]
@@ -149,6 +150,7 @@ impl DeviceRegisters {
             status: 0,
             payload: Box::new([0; MAILBOX_PAYLOAD_SIZE]),
             interrupt: None,
+            interrupt_ack: None,
             #[cfg(test)]
             hold_doorbell: false,
         }
@@ -160,6 +162,13 @@ impl DeviceRegisters {
     /// log the host enabled interrupts for. Default: none.
     pub fn set_interrupt(&mut self, f: Box<dyn Fn(u16) + Send>) {
         self.interrupt = Some(f);
+    }
+
+    /// Installs what runs when the host writes the mailbox control register
+    /// (to ring the doorbell or change the interrupt enable): a level
+    /// interrupt (INTx) raised for earlier completions is acknowledged then.
+    pub fn set_interrupt_ack(&mut self, f: Box<dyn Fn() + Send>) {
+        self.interrupt_ack = Some(f);
     }
 
     /// Installs the writer Clear Poison uses to store its 64 bytes of data
@@ -242,6 +251,11 @@ impl DeviceRegisters {
             _ if at == MAILBOX + MBOX_CAPS => {
                 // Low dword: capabilities (read-only); high dword: control.
                 let (val, mask) = ((val >> 32) as u32, (mask >> 32) as u32);
+                if mask != 0 {
+                    if let Some(ack) = &self.interrupt_ack {
+                        ack();
+                    }
+                }
                 self.control =
                     (self.control & !(mask & CTRL_WRITABLE)) | (val & mask & CTRL_WRITABLE);
                 if val & mask & CTRL_DOORBELL != 0 {
