@@ -17,6 +17,13 @@ mkdir -p "$OUT"
 TIMEOUT=${E2E_TIMEOUT:-300}
 BACKSTOP=$((TIMEOUT + 60))
 passed=0; failed=0; failures=(); retried=()
+# Interleaved regions are stitched from one host mapping per interleave
+# granule (a 1 GiB 4-way region at 4 KiB: 262144), beyond the default
+# vm.max_map_count; cxlvmm would fall back to the trapped path. Raise it
+# where we may (the rig's throwaway L1 runs us as root).
+if [ -w /proc/sys/vm/max_map_count ] && [ "$(cat /proc/sys/vm/max_map_count)" -lt 1048576 ]; then
+    echo 1048576 >/proc/sys/vm/max_map_count
+fi
 
 note() { printf '[e2e %s] %s\n' "$(date +%T)" "$*"; }
 result() { # name, ok

@@ -104,7 +104,12 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
                 // guest halted with interrupts off for good.
                 VcpuExit::Hlt => {}
                 VcpuExit::Shutdown => {
-                    log::info!("vcpu{index}: triple fault, treating as reset");
+                    // Linux resets through the keyboard controller or ACPI;
+                    // a triple fault is a guest crash, so say where it was.
+                    eprintln!(
+                        "cxlvmm: triple fault, treating it as a reset: {}",
+                        describe(index, vcpu)
+                    );
                     shared.exit.request(ExitReason::Reset);
                     return;
                 }

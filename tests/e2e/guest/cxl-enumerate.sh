@@ -117,9 +117,18 @@ intx_check() {
     irq=$(cat /sys/bus/pci/devices/$d/irq)
     [ -n "$uio" ] && [ "$irq" -gt 0 ] || { echo "INTX-CHECK $m FAILED (uio '$uio', irq $irq)"; return 1; }
     count() { awk -v n="$irq:" '$1 == n { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts; }
-    # uio's read blocks until the next interrupt: the wait is bounded.
-    wait_irq() { timeout 10 dd if=/dev/$uio bs=4 count=1 2>/dev/null | od -An -tu4 | tr -d ' '; }
-    unmask() { printf '\001\000\000\000' >/dev/$uio; }
+    # uio counts interrupts from when /dev/uioN is opened: open it before
+    # anything can fire; each read blocks until the next one (bounded wait).
+    exec 5</dev/$uio
+    wait_irq() { timeout 10 dd bs=4 count=1 <&5 2>/dev/null | od -An -tu4 | tr -d ' '; }
+    # uio_pci_generic leaves unmasking to user space: clear Interrupt
+    # Disable (Command bit 10: bit 2 of config byte 5), as its HOWTO does.
+    unmask() {
+        local hi
+        hi=$(od -An -tu1 -j5 -N1 "$cfg" | tr -d ' ')
+        printf "\\$(printf %o $((hi & ~4 & 255)))" >/tmp/cmd-hi
+        dd if=/tmp/cmd-hi of="$cfg" bs=1 seek=5 count=1 conv=notrunc 2>/dev/null
+    }
     devmem $((mbox + 8)) 32 $((0x4000))    # IDENTIFY, no input payload
     devmem $((mbox + 12)) 32 0
     devmem $((mbox + 4)) 32 3              # doorbell interrupt enable + doorbell
@@ -131,7 +140,8 @@ intx_check() {
     devmem $((mbox + 4)) 32 2              # acknowledge: control write, no doorbell
     unmask
     # Nothing may arrive now: give a wrongly held line time to show.
-    timeout 2 dd if=/dev/$uio bs=4 count=1 2>/dev/null | od -An -tu4 >/tmp/late
+    timeout 2 dd bs=4 count=1 <&5 2>/dev/null | od -An -tu4 >/tmp/late
+    exec 5<&-
     n3=$(count)
     grep "^ *$irq:" /proc/interrupts | sed 's/^/INTX-IRQ /'
     echo "INTX-COUNTS $m irq=$irq mailbox_rc=$rc_mb events=$e1,$e2 counts=$n1,$n2,$n3 late=$(tr -d ' \n' </tmp/late)"
