@@ -126,6 +126,10 @@ region_ram() { # name topology ways granularity memtest phases expected-mode
     rc=$?
     note "$name: exit $rc after $((SECONDS - start))s"
     grep -a '^REGION-CHECK' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    # Beside the guest's own estimate, the model's (first device's) latency.
+    grep -a '^REGION-PERF' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    guest /'
+    "$CXLVMM" check --json --topology "examples/$topo.toml" |
+        $PYTHON -c 'import json,sys; d=json.load(sys.stdin)["type3"][0]; print("    model read_latency=%.1f write_latency=%.1f (ns, idle 64 B, device 0)" % (d["read_latency_ps"]/1000, d["write_latency_ps"]/1000))' 2>/dev/null
     grep -a 'vmm::cxl::regions' "$OUT/$name.stderr" | sed 's/.*regions\] /    vmm: /'
     # The last mapping the VMM installed for a region of this shape.
     local last

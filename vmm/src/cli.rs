@@ -61,10 +61,16 @@ pub fn topology_json(t: &Topology) -> serde_json::Value {
         "switches": t.switches.iter().map(|s| json!({
             "id": s.id, "downstream_ports": s.downstream_ports,
         })).collect::<Vec<_>>(),
-        "type3": t.type3.iter().map(|d| json!({
-            "id": d.id, "volatile": d.volatile, "persistent": d.persistent,
-            "lsa": d.lsa, "serial": d.serial,
-        })).collect::<Vec<_>>(),
+        "type3": t.type3.iter().enumerate().map(|(i, d)| {
+            // The fabric model's idle 64 B path latency from the host.
+            let path = fabric::hmat::path_performance(t, i).map(|p| p.total);
+            json!({
+                "id": d.id, "volatile": d.volatile, "persistent": d.persistent,
+                "lsa": d.lsa, "serial": d.serial,
+                "read_latency_ps": path.map(|p| p.read_latency_ps),
+                "write_latency_ps": path.map(|p| p.write_latency_ps),
+            })
+        }).collect::<Vec<_>>(),
         "windows": t.windows.iter().map(|w| json!({
             "id": w.id, "size": w.size, "ways": w.ways, "granularity": w.granularity,
             "ram": w.restrictions.ram, "pmem": w.restrictions.pmem,

@@ -47,6 +47,10 @@ cxl list -R -r "$region" >/tmp/r.json
 size=$(json_field size </tmp/r.json)
 grep -q '"decode_state":"commit"' /tmp/r.json; check committed $? "$region decode_state commit, size $size"
 ! grep -q qos_class_mismatch /tmp/r.json; check qos-class $? "no qos_class_mismatch"
+# The performance the kernel computed for the region from HMAT, CDAT and
+# the links (ns, MB/s), for the harness to set beside the fabric model's.
+a=/sys/bus/cxl/devices/$region/access0
+[ -r "$a/read_latency" ] && echo "REGION-PERF read_latency=$(cat $a/read_latency) write_latency=$(cat $a/write_latency) read_bandwidth=$(cat $a/read_bandwidth) write_bandwidth=$(cat $a/write_bandwidth)"
 dax=$(daxctl list | json_field chardev)
 if [ "$PHASES" = dax ]; then
     daxctl reconfigure-device -m devdax -f "$dax" >/dev/null 2>&1

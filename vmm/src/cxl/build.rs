@@ -78,30 +78,33 @@ fn link_params(topo: &Topology, kind: FunctionKind, port_number: u8) -> LinkPara
     }
 }
 
+/// DSLBIS values: the device's own share of a host access (media, its
+/// port and retimers), from the fabric model, the same numbers HMAT and the
+/// timing engine use, so the guest's sum along the path matches the model.
 fn media_perf(topo: &Topology, index: usize) -> AccessPerf {
-    let m = &topo.type3[index].media;
+    let p = fabric::hmat::device_share(topo, index);
     AccessPerf {
-        read_latency_ns: m.read_latency_ns.round() as u64,
-        write_latency_ns: m.write_latency_ns.round() as u64,
-        read_bandwidth: (m.read_bandwidth_gbps * 1000.0).round() as u64,
-        write_bandwidth: (m.write_bandwidth_gbps * 1000.0).round() as u64,
+        read_latency_ps: p.read_latency_ps,
+        write_latency_ps: p.write_latency_ps,
+        read_bandwidth: p.read_mbps,
+        write_bandwidth: p.write_mbps,
     }
 }
 
+/// SSLBIS values of each downstream port, from the fabric model.
 fn switch_cdat(topo: &Topology, switch: usize) -> Cdat {
-    let sw = &topo.switches[switch];
-    // The switch forwards at its upstream link's raw rate, in MB/s.
-    let rate = fabric::topology::gen_rate_gtps(sw.link.gen).unwrap_or(32.0);
-    let link_mbps = (rate * f64::from(sw.link.width) * 1000.0 / 8.0) as u64;
-    let ports: Vec<SwitchPortPerf> = (0..sw.downstream_ports)
-        .map(|p| SwitchPortPerf {
-            port: p as u16,
-            perf: AccessPerf {
-                read_latency_ns: sw.latency_ns.round() as u64,
-                write_latency_ns: sw.latency_ns.round() as u64,
-                read_bandwidth: link_mbps,
-                write_bandwidth: link_mbps,
-            },
+    let ports: Vec<SwitchPortPerf> = (0..topo.switches[switch].downstream_ports)
+        .map(|p| {
+            let s = fabric::hmat::switch_perf(topo, switch, p);
+            SwitchPortPerf {
+                port: p as u16,
+                perf: AccessPerf {
+                    read_latency_ps: s.latency_ps,
+                    write_latency_ps: s.latency_ps,
+                    read_bandwidth: s.bandwidth_mbps,
+                    write_bandwidth: s.bandwidth_mbps,
+                },
+            }
         })
         .collect();
     Cdat::for_switch_upstream(&ports)

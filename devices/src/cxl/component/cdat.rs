@@ -179,8 +179,9 @@ fn structure_header(kind: u8, len: usize) -> Vec<u8> {
 /// Latency and bandwidth of a path, in the units Linux reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AccessPerf {
-    pub read_latency_ns: u64,
-    pub write_latency_ns: u64,
+    /// Picoseconds, HMAT's latency unit.
+    pub read_latency_ps: u64,
+    pub write_latency_ps: u64,
     /// MB/s.
     pub read_bandwidth: u64,
     /// MB/s.
@@ -191,11 +192,8 @@ impl AccessPerf {
     /// The four HMAT data types with their values in HMAT units (ps, MB/s).
     fn hmat_values(self) -> [(u8, u64); 4] {
         [
-            (HMAT_READ_LATENCY, self.read_latency_ns.saturating_mul(1000)),
-            (
-                HMAT_WRITE_LATENCY,
-                self.write_latency_ns.saturating_mul(1000),
-            ),
+            (HMAT_READ_LATENCY, self.read_latency_ps),
+            (HMAT_WRITE_LATENCY, self.write_latency_ps),
             (HMAT_READ_BANDWIDTH, self.read_bandwidth),
             (HMAT_WRITE_BANDWIDTH, self.write_bandwidth),
         ]

@@ -196,8 +196,8 @@ fn hmat_encoding_fits_sixteen_bits_and_round_trips() {
 #[test]
 fn type3_table_describes_both_partitions() {
     let perf = AccessPerf {
-        read_latency_ns: 150,
-        write_latency_ns: 250,
+        read_latency_ps: 150_000,
+        write_latency_ps: 250_000,
         read_bandwidth: 16_000,
         write_bandwidth: 12_000,
     };
@@ -237,8 +237,8 @@ fn type3_table_with_only_persistent_memory_starts_at_dpa_zero() {
 #[test]
 fn switch_table_has_one_sslbis_per_data_type() {
     let perf = |lat: u64, bw: u64| AccessPerf {
-        read_latency_ns: lat,
-        write_latency_ns: lat + 5,
+        read_latency_ps: lat * 1000,
+        write_latency_ps: (lat + 5) * 1000,
         read_bandwidth: bw,
         write_bandwidth: bw / 2,
     };
@@ -270,8 +270,8 @@ fn switch_table_splits_many_ports_into_small_structures() {
         .map(|port| SwitchPortPerf {
             port,
             perf: AccessPerf {
-                read_latency_ns: 10,
-                write_latency_ns: 10,
+                read_latency_ps: 10_000,
+                write_latency_ps: 10_000,
                 read_bandwidth: 1000,
                 write_bandwidth: 1000,
             },

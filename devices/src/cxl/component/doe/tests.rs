@@ -97,8 +97,8 @@ fn sample_cdat() -> Cdat {
         1 << 30,
         1 << 29,
         AccessPerf {
-            read_latency_ns: 150,
-            write_latency_ns: 250,
+            read_latency_ps: 150_000,
+            write_latency_ps: 250_000,
             read_bandwidth: 16_000,
             write_bandwidth: 16_000,
         },
@@ -170,8 +170,8 @@ fn switch_cdat_round_trips() {
         .map(|port| SwitchPortPerf {
             port,
             perf: AccessPerf {
-                read_latency_ns: 25 + u64::from(port),
-                write_latency_ns: 30,
+                read_latency_ps: (25 + u64::from(port)) * 1000,
+                write_latency_ps: 30_000,
                 read_bandwidth: 64_000,
                 write_bandwidth: 64_000,
             },
