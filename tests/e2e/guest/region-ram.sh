@@ -47,10 +47,6 @@ cxl list -R -r "$region" >/tmp/r.json
 size=$(json_field size </tmp/r.json)
 grep -q '"decode_state":"commit"' /tmp/r.json; check committed $? "$region decode_state commit, size $size"
 ! grep -q qos_class_mismatch /tmp/r.json; check qos-class $? "no qos_class_mismatch"
-# The performance the kernel computed for the region from HMAT, CDAT and
-# the links (ns, MB/s), for the harness to set beside the fabric model's.
-a=/sys/bus/cxl/devices/$region/access0
-[ -r "$a/read_latency" ] && echo "REGION-PERF read_latency=$(cat $a/read_latency) write_latency=$(cat $a/write_latency) read_bandwidth=$(cat $a/read_bandwidth) write_bandwidth=$(cat $a/write_bandwidth)"
 dax=$(daxctl list | json_field chardev)
 if [ "$PHASES" = dax ]; then
     daxctl reconfigure-device -m devdax -f "$dax" >/dev/null 2>&1
@@ -64,6 +60,11 @@ if [ "$PHASES" = dax ]; then
 fi
 online "$dax" movable
 node=$(daxctl list -d "$dax" | json_field target_node)
+# The performance the kernel computed for the region from HMAT, CDAT and
+# the links (ns, MB/s; published once the memory is online), for the
+# harness to set beside the fabric model's.
+a=/sys/bus/cxl/devices/$region/access0
+[ -r "$a/read_latency" ] && echo "REGION-PERF read_latency=$(cat $a/read_latency) write_latency=$(cat $a/write_latency) read_bandwidth=$(cat $a/read_bandwidth) write_bandwidth=$(cat $a/write_bandwidth)"
 mb=$(node_size_mb "$node")
 [ "$((mb * 1024 * 1024))" = "$size" ]; check numa-node $? "node $node size ${mb} MB, region $size bytes"
 [ -z "$(node_cpus "$node")" ]; check cpu-less $? "node $node cpus: '$(node_cpus "$node")'"
