@@ -17,6 +17,11 @@ mkdir -p "$OUT"
 TIMEOUT=${E2E_TIMEOUT:-300}
 BACKSTOP=$((TIMEOUT + 60))
 passed=0; failed=0; failures=(); retried=()
+# Guests boot without KASLR, so that the addresses in a hung guest's vCPU
+# state (cxlvmm prints RIP and the kernel-text words on each stack at
+# --timeout) are the same in every boot and can be looked up in the
+# guest's /proc/kallsyms afterwards (Debian ships no real System.map).
+GUEST_CMDLINE=nokaslr
 # Interleaved regions are stitched from one host mapping per interleave
 # granule (a 1 GiB 4-way region at 4 KiB: 262144), beyond the default
 # vm.max_map_count; cxlvmm would fall back to the trapped path. Raise it
@@ -53,7 +58,7 @@ boot_check() {
     } >"$script"
     note "$name: cxlvmm run --guest $variant --vcpus $vcpus --memory ${mem_mib}M --script ..."
     local start=$SECONDS rc
-    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --guest "$variant" --vcpus "$vcpus" --memory "${mem_mib}M" \
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --cmdline "$GUEST_CMDLINE" --guest "$variant" --vcpus "$vcpus" --memory "${mem_mib}M" \
         --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>&1
     rc=$?
     grep '^CHECK' "$OUT/$name.log" | sed 's/^/    /'
@@ -71,7 +76,7 @@ console_cmd() {
     rm -f "$fifo" "$log"; mkfifo "$fifo"
     note "$name: cxlvmm run, then type '$cmd' on its console"
     local start=$SECONDS
-    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --serial-log "$log" <"$fifo" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --cmdline "$GUEST_CMDLINE" --serial-log "$log" <"$fifo" >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
     local pid=$!
     exec 3>"$fifo"
     # Wait for the shell's prompt (or for cxlvmm to die) before typing: the
@@ -97,7 +102,7 @@ cxl_enumerate() {
     "$CXLVMM" check --json --topology "examples/$topo.toml" >"$expected" || { result "$name" 1; return; }
     note "$name: cxlvmm run --guest $variant --topology examples/$topo.toml --script cxl-enumerate.sh"
     local start=$SECONDS
-    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --guest "$variant" --topology "examples/$topo.toml" \
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --cmdline "$GUEST_CMDLINE" --guest "$variant" --topology "examples/$topo.toml" \
         --script tests/e2e/guest/cxl-enumerate.sh --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>&1
     rc=$?
     note "$name: exit $rc after $((SECONDS - start))s"
@@ -121,7 +126,7 @@ region_ram() { # name topology ways granularity memtest phases expected-mode
     # Trapped regions are slow (every access is an exit): they may ask for more.
     local limit=${REGION_TIMEOUT:-$TIMEOUT}
     RUST_LOG=vmm::cxl::regions=info timeout "$((limit + 60))" "$CXLVMM" run --timeout "$limit" \
-        --topology "examples/$topo.toml" --cmdline memhp_default_state=offline \
+        --topology "examples/$topo.toml" --cmdline "memhp_default_state=offline $GUEST_CMDLINE" \
         --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
     rc=$?
     note "$name: exit $rc after $((SECONDS - start))s"
@@ -148,7 +153,7 @@ pmem_run() { # name variant mode [hold]
     # A stale log from an earlier run would satisfy the wait below at once.
     rm -f "$OUT/$name.log" "$OUT/$name.rc"
     # No timeout(1) wrapper: $! must be cxlvmm itself, for the kill -9.
-    "$CXLVMM" run --timeout "$TIMEOUT" --guest "$variant" --topology examples/switch-4.toml \
+    "$CXLVMM" run --timeout "$TIMEOUT" --cmdline "$GUEST_CMDLINE" --guest "$variant" --topology examples/switch-4.toml \
         --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>&1 &
     local pid=$!
     if [ "$mode" = write-hold ]; then
@@ -219,7 +224,8 @@ for s in "${scenarios[@]}"; do
         # Keep the first try's files, and show where its vCPUs were.
         mkdir -p "$OUT/first-try"
         cp "$OUT/$s"*.log "$OUT/$s"*.stdout "$OUT/$s"*.stderr "$OUT/first-try/" 2>/dev/null
-        grep -ah 'cxlvmm: vcpu[0-9]*:' "$OUT/$s"*.stderr "$OUT/$s"*.stdout 2>/dev/null | sed 's/^/    first try: /'
+        grep -ah 'cxlvmm: vcpu[0-9]*' "$OUT/$s"*.stderr "$OUT/$s"*.stdout 2>/dev/null | sort -u |
+            sed 's/^/    first try: /'
         failed=$before
         unset 'failures[${#failures[@]}-1]'
         retried+=("$s")

@@ -33,6 +33,8 @@ pub struct VcpuShared {
     pub stop: Arc<AtomicBool>,
     /// The first fatal error's description, shown by the VMM on exit.
     pub fatal: Arc<Mutex<Option<String>>>,
+    /// Guest RAM, read only to show a hung guest's stack.
+    pub mem: crate::memory::GuestMemory,
 }
 
 impl VcpuShared {
@@ -59,6 +61,7 @@ pub fn spawn(index: u8, mut vcpu: VcpuFd, shared: VcpuShared) -> std::io::Result
             run_loop(index, &mut vcpu, &shared);
             if shared.exit.reason() == Some(ExitReason::Timeout) {
                 eprintln!("cxlvmm: {}", describe(index, &vcpu));
+                eprintln!("cxlvmm: {}", kernel_stack(index, &vcpu, &shared.mem));
             }
         })
 }
@@ -72,6 +75,17 @@ fn describe(index: u8, vcpu: &VcpuFd) -> String {
         ),
         _ => format!("vcpu{index}: state unavailable"),
     }
+}
+
+/// The kernel-text words on a vCPU's stack (a rough backtrace; symbolize
+/// with the guest kernel's System.map, booted with `nokaslr`).
+fn kernel_stack(index: u8, vcpu: &VcpuFd, mem: &crate::memory::GuestMemory) -> String {
+    let (Ok(r), Ok(s)) = (vcpu.get_regs(), vcpu.get_sregs()) else {
+        return format!("vcpu{index} stack: state unavailable");
+    };
+    let words = crate::guest_stack::kernel_text_words(mem, s.cr3, s.cr4, r.rsp, 512);
+    let list: Vec<String> = words.iter().take(24).map(|w| format!("{w:#x}")).collect();
+    format!("vcpu{index} stack: {}", list.join(" "))
 }
 
 fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {

@@ -261,6 +261,7 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
         exit: exit.clone(),
         stop: Arc::new(AtomicBool::new(false)),
         fatal: Arc::new(Mutex::new(None)),
+        mem: mem.clone(),
     };
     let _raw = RawTerminal::enter();
     let input_stop = EventFd::new(0).map_err(io_err("console eventfd"))?;

@@ -1,0 +1,102 @@
+//! A hung guest's kernel stack, for diagnostics: virtual addresses are
+//! translated through the guest's own 4-level page tables in guest RAM, and
+//! the stack words that look like kernel text addresses are reported (the
+//! return addresses of a backtrace, plus some noise), to be symbolized
+//! against the kernel's System.map.
+
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::memory::GuestMemory;
+
+const PRESENT: u64 = 1;
+const PAGE_SIZE_BIT: u64 = 1 << 7;
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// CR4.LA57: 5-level paging, which this walker does not handle.
+const CR4_LA57: u64 = 1 << 12;
+/// Kernel text and modules live in the top 2 GiB on x86-64.
+const KERNEL_TEXT_START: u64 = 0xffff_ffff_8000_0000;
+
+fn entry(mem: &GuestMemory, table: u64, index: u64) -> Option<u64> {
+    let e: u64 = mem
+        .read_obj(GuestAddress((table & ADDR_MASK) + index * 8))
+        .ok()?;
+    (e & PRESENT != 0).then_some(e)
+}
+
+/// The guest-physical address of `va` under `cr3`, or None if unmapped.
+pub fn translate(mem: &GuestMemory, cr3: u64, cr4: u64, va: u64) -> Option<u64> {
+    if cr4 & CR4_LA57 != 0 {
+        return None;
+    }
+    let idx = |shift: u32| (va >> shift) & 0x1ff;
+    let pml4e = entry(mem, cr3, idx(39))?;
+    let pdpte = entry(mem, pml4e, idx(30))?;
+    if pdpte & PAGE_SIZE_BIT != 0 {
+        return Some((pdpte & ADDR_MASK & !0x3fff_ffff) | (va & 0x3fff_ffff));
+    }
+    let pde = entry(mem, pdpte, idx(21))?;
+    if pde & PAGE_SIZE_BIT != 0 {
+        return Some((pde & ADDR_MASK & !0x1f_ffff) | (va & 0x1f_ffff));
+    }
+    let pte = entry(mem, pde, idx(12))?;
+    Some((pte & ADDR_MASK) | (va & 0xfff))
+}
+
+/// Up to `words` stack words from `rsp` (stopping at the first unmapped
+/// page) that point into kernel text or modules.
+pub fn kernel_text_words(mem: &GuestMemory, cr3: u64, cr4: u64, rsp: u64, words: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    for i in 0..words {
+        let Some(va) = rsp.checked_add(i * 8) else {
+            break;
+        };
+        let Some(pa) = translate(mem, cr3, cr4, va) else {
+            break;
+        };
+        match mem.read_obj::<u64>(GuestAddress(pa)) {
+            Ok(w) if w >= KERNEL_TEXT_START && w != u64::MAX => out.push(w),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_4k_and_2m_mappings_and_finds_text_words() {
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap();
+        let w = |a: u64, v: u64| mem.write_obj(v, GuestAddress(a)).unwrap();
+        // PML4 at 0x1000 -> PDPT 0x2000 -> PD 0x3000 -> PT 0x4000.
+        let va: u64 = 0xffff_c900_0000_5000;
+        let i = |s: u32| (va >> s) & 0x1ff;
+        w(0x1000 + i(39) * 8, 0x2000 | PRESENT);
+        w(0x2000 + i(30) * 8, 0x3000 | PRESENT);
+        w(0x3000 + i(21) * 8, 0x4000 | PRESENT);
+        w(0x4000 + i(12) * 8, 0x10_0000 | PRESENT);
+        assert_eq!(translate(&mem, 0x1000, 0, va + 0x18), Some(0x10_0018));
+        assert_eq!(translate(&mem, 0x1000, CR4_LA57, va), None);
+        // A 2 MiB page one PD slot further.
+        w(
+            0x3000 + (i(21) + 1) * 8,
+            0x20_0000 | PRESENT | PAGE_SIZE_BIT,
+        );
+        assert_eq!(
+            translate(&mem, 0x1000, 0, va + 0x20_0000 + 0x123),
+            Some(0x20_5123)
+        );
+        // Stack: a text address, a data word, a module address; then the
+        // next page is unmapped and the scan stops there.
+        let stack = va + 0xfe8;
+        w(0x10_0fe8, 0xffff_ffff_8100_1234);
+        w(0x10_0ff0, 0xffff_8880_0000_0000);
+        w(0x10_0ff8, 0xffff_ffff_c043_c20c);
+        assert_eq!(
+            kernel_text_words(&mem, 0x1000, 0, stack, 8),
+            vec![0xffff_ffff_8100_1234, 0xffff_ffff_c043_c20c]
+        );
+    }
+}
