@@ -35,6 +35,9 @@ pub struct VcpuShared {
     pub fatal: Arc<Mutex<Option<String>>>,
     /// Guest RAM, read only to show a hung guest's stack.
     pub mem: crate::memory::GuestMemory,
+    /// Set when a vCPU triple-faulted: the others then show their state
+    /// (KVM has already reset the faulting one's registers).
+    pub triple_fault: Arc<AtomicBool>,
 }
 
 impl VcpuShared {
@@ -59,7 +62,8 @@ pub fn spawn(index: u8, mut vcpu: VcpuFd, shared: VcpuShared) -> std::io::Result
         .name(format!("vcpu{index}"))
         .spawn(move || {
             run_loop(index, &mut vcpu, &shared);
-            if shared.exit.reason() == Some(ExitReason::Timeout) {
+            let crashed = shared.triple_fault.load(Ordering::Acquire);
+            if shared.exit.reason() == Some(ExitReason::Timeout) || crashed {
                 eprintln!("cxlvmm: {}", describe(index, &vcpu));
                 eprintln!("cxlvmm: {}", kernel_stack(index, &vcpu, &shared.mem));
             }
@@ -121,9 +125,10 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
                     // Linux resets through the keyboard controller or ACPI;
                     // a triple fault is a guest crash, so say where it was.
                     eprintln!(
-                        "cxlvmm: triple fault, treating it as a reset: {}",
-                        describe(index, vcpu)
+                        "cxlvmm: vcpu{index} triple fault, treating it as a reset \
+                         (its registers are already reset; the other vCPUs follow)"
                     );
+                    shared.triple_fault.store(true, Ordering::Release);
                     shared.exit.request(ExitReason::Reset);
                     return;
                 }

@@ -261,6 +261,7 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
         exit: exit.clone(),
         stop: Arc::new(AtomicBool::new(false)),
         fatal: Arc::new(Mutex::new(None)),
+        triple_fault: Arc::new(AtomicBool::new(false)),
         mem: mem.clone(),
     };
     let _raw = RawTerminal::enter();
