@@ -97,8 +97,15 @@ impl RoutingTable {
         }
     }
 
-    fn len(&self) -> usize {
-        self.entries.values().map(Vec::len).sum()
+    /// Routes the table will hold once every reserved MSI GSI is routed
+    /// (MSI routes are installed lazily, on first use).
+    fn len_when_routed(&self) -> usize {
+        let irqchip: usize = self
+            .entries
+            .range(..IOAPIC_PINS)
+            .map(|(_, r)| r.len())
+            .sum();
+        irqchip + (self.next_gsi - IOAPIC_PINS) as usize
     }
 
     fn to_kvm(&self) -> Result<KvmIrqRouting, String> {
@@ -132,7 +139,7 @@ impl GsiRouter {
     /// Reserves `n` consecutive GSIs for MSI routes (routed to nothing yet).
     fn reserve(&self, n: u32) -> std::io::Result<u32> {
         let mut t = self.table();
-        if t.len() + n as usize > MAX_ROUTES {
+        if t.len_when_routed() + n as usize > MAX_ROUTES {
             return Err(std::io::Error::other(format!(
                 "{n} more MSI vectors would exceed KVM's {MAX_ROUTES} interrupt routes"
             )));
@@ -241,7 +248,7 @@ mod tests {
     fn default_table_matches_kvm_irqchip_routes() {
         let t = RoutingTable::with_irqchip_defaults();
         // 16 GSIs on PIC + IOAPIC, 8 on the IOAPIC alone.
-        assert_eq!(t.len(), 16 * 2 + 8);
+        assert_eq!(t.len_when_routed(), 16 * 2 + 8);
         let gsi9 = &t.entries[&9];
         // SAFETY: irqchip routes were built with the irqchip union member.
         let (chip0, pin0, chip1, pin1) = unsafe {
@@ -273,6 +280,20 @@ mod tests {
         assert_eq!(swizzle(2, 1), 3);
         assert_eq!(swizzle(2, 4), 2);
         assert_eq!(swizzle(5, 3), 4);
+    }
+
+    #[test]
+    fn reserved_but_unrouted_vectors_count_against_kvms_route_limit() {
+        let mut t = RoutingTable::with_irqchip_defaults();
+        t.next_gsi += 100; // reserved, routed lazily: nothing in `entries` yet
+        assert_eq!(t.len_when_routed(), 40 + 100);
+        t.entries
+            .insert(IOAPIC_PINS, vec![msi_route(IOAPIC_PINS, 0xfee0_0000, 0)]);
+        assert_eq!(
+            t.len_when_routed(),
+            40 + 100,
+            "a routed reserved GSI is not counted twice"
+        );
     }
 
     #[test]
