@@ -1,8 +1,9 @@
 //! A hung guest's kernel stack, for diagnostics: virtual addresses are
 //! translated through the guest's own 4-level page tables in guest RAM, and
 //! the stack words that look like kernel text addresses are reported (the
-//! return addresses of a backtrace, plus some noise), to be symbolized
-//! against the kernel's System.map.
+//! return addresses of a backtrace, plus some noise), to be named from the
+//! guest's /proc/kallsyms (scripts/guest-symbols; Debian ships no real
+//! System.map).
 
 use vm_memory::{Bytes, GuestAddress};
 

@@ -81,8 +81,8 @@ fn describe(index: u8, vcpu: &VcpuFd) -> String {
     }
 }
 
-/// The kernel-text words on a vCPU's stack (a rough backtrace; symbolize
-/// with the guest kernel's System.map, booted with `nokaslr`).
+/// The kernel-text words on a vCPU's stack (a rough backtrace; with the
+/// guest booted `nokaslr`, scripts/guest-symbols names them).
 fn kernel_stack(index: u8, vcpu: &VcpuFd, mem: &crate::memory::GuestMemory) -> String {
     let (Ok(r), Ok(s)) = (vcpu.get_regs(), vcpu.get_sregs()) else {
         return format!("vcpu{index} stack: state unavailable");
@@ -123,7 +123,8 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
                 VcpuExit::Hlt => {}
                 VcpuExit::Shutdown => {
                     // Linux resets through the keyboard controller or ACPI;
-                    // a triple fault is a guest crash, so say where it was.
+                    // a triple fault is a guest crash. KVM has reset this
+                    // vCPU's registers already, so the others show theirs.
                     eprintln!(
                         "cxlvmm: vcpu{index} triple fault, treating it as a reset \
                          (its registers are already reset; the other vCPUs follow)"

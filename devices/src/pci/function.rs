@@ -251,7 +251,7 @@ impl PciFunction {
 
     /// Memory BARs that currently decode: memory enabled, base programmed.
     pub fn mmio_bars(&self) -> Vec<BarRange> {
-        if self.config.read(1) & COMMAND_MEMORY == 0 {
+        if self.config.read(REG_COMMAND_STATUS) & COMMAND_MEMORY == 0 {
             return Vec::new();
         }
         self.bars
