@@ -1,7 +1,9 @@
 # Runs inside the guest. The harness prepends MODE: "write", "write-hold"
-# or "verify". Builds a pmem region over the first memdev with persistent
-# capacity and checks that data written through an fsdax namespace in one
-# cxlvmm run reads back intact in the next run over the same backing files.
+# or "verify", and WAYS: 1 (a region over the first memdev with persistent
+# capacity) or 2 (interleaved at 4 KiB over the first two, which cxlvmm maps
+# natively by stitching pages of both backing files). Checks that data
+# written through an fsdax namespace in one cxlvmm run reads back intact in
+# the next run over the same backing files.
 #   write:      new region + fsdax namespace (labels go to the LSA) + a devdax
 #               namespace exercised with plain loads/stores; writes 4 MiB of
 #               random data to /dev/pmem*, syncs, prints its md5
@@ -23,11 +25,15 @@ other=$(echo "$pmem_memdevs" | sed -n 2p)
 # The root decoder of the pmem window.
 decoder=$(cxl list -D -d root | awk '/"decoder":/ { gsub(/[",]/, ""); split($0, a, ":"); d = a[2] }
                                      /"pmem_capable":true/ { print d }' | head -1)
-cxl create-region -m -t pmem -d "$decoder" -w 1 "$memdev" >/tmp/region.json 2>/dev/null
+# The same memdevs in the same positions every run: the namespace labels
+# describe the interleave set by position.
+targets=$memdev; [ "${WAYS:-1}" = 2 ] && targets="$memdev $other"
+cxl create-region -m -t pmem -d "$decoder" -w "${WAYS:-1}" -g 4096 $targets >/tmp/region.json 2>/dev/null
 region=$(json_field region </tmp/region.json)
-[ -n "$region" ]; check region $? "cxl create-region -t pmem -d $decoder $memdev -> $region"
+[ -n "$region" ]; check region $? "cxl create-region -t pmem -d $decoder -w ${WAYS:-1} -g 4096 $targets -> $region"
 ndregion=$(ndctl list -R | json_field dev)
-echo "pmem region $region over $memdev (serial $(cat /sys/bus/cxl/devices/$memdev/serial)), nd $ndregion"
+serials=$(for m in $targets; do cat "/sys/bus/cxl/devices/$m/serial"; done | tr '\n' ' ')
+echo "pmem region $region over $targets (serials $serials), nd $ndregion"
 
 if [ "$MODE" = verify ]; then
     ndctl list -N -r "$ndregion" >/tmp/ns.json
@@ -38,17 +44,18 @@ if [ "$MODE" = verify ]; then
 else
     # A namespace an earlier run left in the labels is replaced.
     ndctl destroy-namespace all -r "$ndregion" -f >/dev/null 2>&1
-    # Linux 6.1 cannot attach a second region below this switch ("failed to
-    # set target0"), so there the devdax namespace shares this region
-    # (labels hold both): fsdax takes half of it.
-    six_one=; [ "$(uname -r | cut -d. -f1,2)" = 6.1 ] && six_one=1
-    size=; [ -n "$six_one" ] && size="-s $(($(cat /sys/bus/nd/devices/$ndregion/size) / 2))"
+    # The devdax namespace shares this region (labels hold both; fsdax takes
+    # half) when the region already spans both persistent devices, and on
+    # Linux 6.1, which cannot attach a second region below this switch
+    # ("failed to set target0"). Otherwise it gets a region of its own.
+    shared=; [ "$(uname -r | cut -d. -f1,2)" = 6.1 ] || [ "${WAYS:-1}" = 2 ] && shared=1
+    size=; [ -n "$shared" ] && size="-s $(($(cat /sys/bus/nd/devices/$ndregion/size) / 2))"
     ndctl create-namespace -m fsdax -r "$ndregion" $size >/tmp/ns.json 2>&1
     blockdev=$(json_field blockdev </tmp/ns.json)
     [ -b "/dev/$blockdev" ]; check fsdax $? "ndctl create-namespace -m fsdax -> /dev/$blockdev"
-    # devdax: on 6.1 in the rest of this region; elsewhere on a second
-    # region over the other persistent device.
-    if [ -n "$six_one" ] && [ "$MODE" = write ]; then
+    # devdax: in the rest of this region, or on a second region over the
+    # other persistent device.
+    if [ -n "$shared" ] && [ "$MODE" = write ]; then
         ndctl create-namespace -m devdax -r "$ndregion" >/tmp/ns2.json 2>&1
         chardev=$(json_field chardev </tmp/ns2.json)
         cxlvmm-daxtest "/dev/$chardev" 2048 1 >/tmp/daxtest.out 2>&1
