@@ -3,6 +3,10 @@
 
     rig-console.py LOG STATUS [READY-MESSAGE-PREFIX]
 
+With RIG_HEARTBEAT=FILE in the environment, FILE's mtime is bumped (at most
+once a second) whenever L1 writes anything, so that scripts/rig can tell a
+silent, hung L1 from a busy one.
+
 L1's /init (scripts/lib/rig-init.sh) frames CMD's output with two markers:
 \\036rig-start\\036 before CMD runs and \\036rig-exit=N\\036 after it ended.
 Only what lies between them goes to stdout (with "\\r\\n" turned into "\\n");
@@ -35,6 +39,18 @@ def main():
     out_ok = True
     state = "pre"  # pre -> run -> post
     held = b""  # bytes not yet classified (possible marker prefix or "\r")
+    heartbeat = os.environ.get("RIG_HEARTBEAT")
+    beat_at = 0.0
+
+    def beat():
+        nonlocal beat_at
+        now = time.monotonic()
+        if heartbeat and now - beat_at >= 1.0:
+            beat_at = now
+            try:
+                os.utime(heartbeat)
+            except OSError:
+                pass
 
     def emit(data):
         nonlocal out_ok
@@ -52,6 +68,7 @@ def main():
         chunk = os.read(0, 65536)
         if not chunk:
             break
+        beat()
         buf = held + chunk
         held = b""
         if state == "pre":

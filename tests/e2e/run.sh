@@ -4,10 +4,15 @@
 # the nested rig (`scripts/rig -- tests/e2e/run.sh`) on hosts without VT-x/AMD-V.
 #
 #   tests/e2e/run.sh [SCENARIO...]     default: all
+#   tests/e2e/run.sh --list            the default scenarios, one a line
 #
 # Ends with one line "e2e: N passed, M failed"; exits non-zero on any failure.
+# The scenarios that passed are listed in build/e2e/passed.txt as they pass.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
+    region-1way region-4way region-2hb region-256b pmem-persist-6.12 pmem-persist-6.1)
+if [ "${1:-}" = --list ]; then printf '%s\n' "${all_scenarios[@]}"; exit 0; fi
 REPO=$PWD
 CXLVMM=${CXLVMM:-$REPO/target/release/cxlvmm}
 OUT=$REPO/build/e2e
@@ -198,8 +203,7 @@ PYTHON=python3
 [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
 
 scenarios=("$@")
-[ ${#scenarios[@]} = 0 ] && scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
-    region-1way region-4way region-2hb region-256b pmem-persist-6.12 pmem-persist-6.1)
+[ ${#scenarios[@]} = 0 ] && scenarios=("${all_scenarios[@]}")
 run_scenario() {
     local s=$1
     case $s in
@@ -256,6 +260,7 @@ crash_kind() { # scenario: prints what kind of guest crash ended it, or nothing
     fi
     echo "$kind"
 }
+: >"$OUT/passed.txt"
 for s in "${scenarios[@]}"; do
     for try in $(seq "$TRIES"); do
         # Files an earlier run left must not decide this one's verdict.
@@ -273,6 +278,7 @@ for s in "${scenarios[@]}"; do
         unset 'failures[${#failures[@]}-1]'
         retried+=("$s (try $try: $kind)")
     done
+    [ "$failed" = "$before" ] && echo "$s" >>"$OUT/passed.txt"
 done
 for r in "${retried[@]}"; do note "retried: $r"; done
 [ ${#failures[@]} = 0 ] || note "failed: ${failures[*]}"
