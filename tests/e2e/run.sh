@@ -130,9 +130,7 @@ region_ram() { # name topology ways granularity memtest phases expected-mode
       cat tests/e2e/guest/region-ram.sh; } >"$script"
     note "$name: $topo, cxl create-region -w $ways -g $gran, expect $mode mapping"
     local start=$SECONDS
-    # Trapped regions are slow (every access is an exit): they may ask for more.
-    local limit=${REGION_TIMEOUT:-$TIMEOUT}
-    RUST_LOG=vmm::cxl::regions=info timeout "$((limit + 60))" "$CXLVMM" run --timeout "$limit" \
+    RUST_LOG=vmm::cxl::regions=info timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" \
         --topology "examples/$topo.toml" --cmdline "memhp_default_state=offline $GUEST_CMDLINE" \
         --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
     rc=$?

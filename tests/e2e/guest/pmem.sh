@@ -44,33 +44,19 @@ if [ "$MODE" = verify ]; then
 else
     # A namespace an earlier run left in the labels is replaced.
     ndctl destroy-namespace all -r "$ndregion" -f >/dev/null 2>&1
-    # The devdax namespace shares this region (labels hold both; fsdax takes
-    # half) when the region already spans both persistent devices, and on
-    # Linux 6.1, which cannot attach a second region below this switch
-    # ("failed to set target0"). Otherwise it gets a region of its own.
-    shared=; [ "$(uname -r | cut -d. -f1,2)" = 6.1 ] || [ "${WAYS:-1}" = 2 ] && shared=1
-    size=; [ -n "$shared" ] && size="-s $(($(cat /sys/bus/nd/devices/$ndregion/size) / 2))"
-    ndctl create-namespace -m fsdax -r "$ndregion" $size >/tmp/ns.json 2>&1
+    # fsdax takes half of the region, a devdax namespace the rest (the
+    # labels hold both; one region also suits Linux 6.1, which cannot attach
+    # a second region below this switch: "failed to set target0").
+    size=$(($(cat /sys/bus/nd/devices/$ndregion/size) / 2))
+    ndctl create-namespace -m fsdax -r "$ndregion" -s "$size" >/tmp/ns.json 2>&1
     blockdev=$(json_field blockdev </tmp/ns.json)
     [ -b "/dev/$blockdev" ]; check fsdax $? "ndctl create-namespace -m fsdax -> /dev/$blockdev"
-    # devdax: in the rest of this region, or on a second region over the
-    # other persistent device.
-    if [ -n "$shared" ] && [ "$MODE" = write ]; then
+    if [ "$MODE" = write ]; then
         ndctl create-namespace -m devdax -r "$ndregion" >/tmp/ns2.json 2>&1
         chardev=$(json_field chardev </tmp/ns2.json)
         cxlvmm-daxtest "/dev/$chardev" 2048 1 >/tmp/daxtest.out 2>&1
         check devdax $? "$(tail -1 /tmp/daxtest.out) (second namespace of $ndregion)"
         [ -n "$chardev" ] || cat /tmp/ns2.json
-    elif [ -n "$other" ] && [ "$MODE" = write ]; then
-        cxl create-region -m -t pmem -d "$decoder" -w 1 "$other" >/tmp/region2.json 2>&1
-        ndregion2=$(ndctl list -R | awk '/"dev":/ { gsub(/[",]/, ""); split($0, a, ":"); print a[2] }' |
-            grep -vx "$ndregion" | head -1)
-        ndctl destroy-namespace all -r "$ndregion2" -f >/dev/null 2>&1
-        ndctl create-namespace -m devdax -r "$ndregion2" >/tmp/ns2.json 2>&1
-        chardev=$(json_field chardev </tmp/ns2.json)
-        cxlvmm-daxtest "/dev/$chardev" 2048 1 >/tmp/daxtest.out 2>&1
-        check devdax $? "$(tail -1 /tmp/daxtest.out)"
-        [ -n "$chardev" ] || { echo "second region / devdax namespace:"; cat /tmp/region2.json /tmp/ns2.json; ndctl list -R; }
     fi
     head -c 4194304 /dev/urandom >/tmp/data
     dd if=/tmp/data of="/dev/$blockdev" bs=1M count=4 conv=fsync 2>/dev/null
