@@ -2,7 +2,7 @@
 
 use std::fmt::{self, Display, Formatter, Write};
 
-use super::{Attach, ElementRef, Topology};
+use super::{Attach, ElementRef, Topology, WindowMode};
 
 /// Binary size for humans: "256 MiB", "1 GiB", "128 KiB", "0".
 pub fn human_size(bytes: u64) -> String {
@@ -70,7 +70,25 @@ impl Display for Topology {
             if let Some(b) = w.base {
                 write!(f, " at {b:#x}")?;
             }
+            if w.mode != WindowMode::Native {
+                write!(f, " ({})", w.mode)?;
+            }
             writeln!(f)?;
+        }
+        if self.windows.iter().any(|w| w.mode == WindowMode::Timed) {
+            let c = &self.cpu_cache;
+            if c.enabled {
+                writeln!(
+                    f,
+                    "cpu cache: {}, {}-way, {} B lines, {} ns hit",
+                    human_size(c.size),
+                    c.ways,
+                    c.line,
+                    c.hit_latency_ns
+                )?;
+            } else {
+                writeln!(f, "cpu cache: off")?;
+            }
         }
         Ok(())
     }

@@ -61,6 +61,10 @@ pub enum ErrorKind {
     NoCapacity,
     #[error("windows overlap: {0}")]
     Overlap(String),
+    #[error("unknown memory mode (native, trapped, timed)")]
+    UnknownMemoryMode,
+    #[error("this id is reserved for the [{0}] table")]
+    ReservedId(String),
 }
 
 /// A rejected topology: where (`key`), what (`value`), why (`kind`).

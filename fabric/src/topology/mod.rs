@@ -30,13 +30,17 @@
 mod display;
 pub use display::human_size;
 mod error;
+mod live;
 mod params;
 mod raw;
 mod validate;
 
 pub use error::{ErrorKind, TopologyError};
+pub(crate) use live::Changed;
+pub use live::{Param, ParamError, ParamValue};
 pub use params::{
-    gen_rate_gtps, FabricParams, FlitMode, LinkParams, MediaParams, SUPPORTED_WIDTHS,
+    gen_rate_gtps, CpuCacheParams, FabricParams, FlitMode, LinkParams, MediaParams,
+    SUPPORTED_WIDTHS,
 };
 
 /// 256 MiB: the alignment of CFMWS windows and of HDM decoder sizes.
@@ -121,6 +125,46 @@ pub struct Restrictions {
     pub pmem: bool,
 }
 
+/// How the VMM serves guest accesses to regions in a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WindowMode {
+    /// Mapped into the guest: DRAM speed, latency only reported (HMAT/CDAT).
+    #[default]
+    Native,
+    /// Every access exits to the VMM, which decodes and serves it.
+    Trapped,
+    /// Trapped, and each access is charged the fabric model's latency
+    /// (behind the `[cpu_cache]` model) in the guest's virtual time.
+    Timed,
+}
+
+impl WindowMode {
+    /// Spelling in TOML and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowMode::Native => "native",
+            WindowMode::Trapped => "trapped",
+            WindowMode::Timed => "timed",
+        }
+    }
+
+    /// Parse the TOML / command-line spelling (exact, lower case).
+    pub fn parse(s: &str) -> Option<WindowMode> {
+        match s {
+            "native" => Some(WindowMode::Native),
+            "trapped" => Some(WindowMode::Trapped),
+            "timed" => Some(WindowMode::Timed),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for WindowMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A CXL fixed memory window (one CFMWS).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
@@ -138,6 +182,8 @@ pub struct Window {
     pub base: Option<u64>,
     /// QoS throttling group.
     pub qtg: u16,
+    /// How regions in this window are served (`mode`, default native).
+    pub mode: WindowMode,
 }
 
 impl Window {
@@ -184,6 +230,8 @@ pub struct Topology {
     pub type3: Vec<Type3>,
     pub accelerators: Vec<Accelerator>,
     pub windows: Vec<Window>,
+    /// The cache modelled in front of timed memory (`[cpu_cache]`).
+    pub cpu_cache: CpuCacheParams,
 }
 
 /// A reference to any element of a topology, by kind and index.
@@ -219,6 +267,7 @@ impl Topology {
             type3: Vec::new(),
             accelerators: Vec::new(),
             windows: Vec::new(),
+            cpu_cache: CpuCacheParams::default(),
         }
     }
 

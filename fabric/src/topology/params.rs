@@ -235,3 +235,47 @@ impl Default for FabricParams {
         }
     }
 }
+
+/// The host CPU cache modelled in front of timed memory (`[cpu_cache]`).
+///
+/// Timed memory is not mapped into the guest, so the host's real caches
+/// never hold it: without a model every load would be a fabric read. The
+/// model is the guest's whole cache hierarchy for timed memory, one shared
+/// set-associative cache ([`crate::cache::Cache`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuCacheParams {
+    /// Off: every load is a fabric read and every store a fabric write.
+    pub enabled: bool,
+    /// Capacity in bytes (`ways` x `line` x a power-of-two number of sets).
+    pub size: u64,
+    /// Associativity, 1 to 64.
+    pub ways: u32,
+    /// Line size in bytes: 64, 128 or 256 (never more than the smallest
+    /// interleave granularity, so a line always lies on one device).
+    pub line: u32,
+    /// What a hit costs the guest.
+    pub hit_latency_ns: f64,
+}
+
+impl Default for CpuCacheParams {
+    fn default() -> Self {
+        // 1 MiB keeps the default small enough that a pointer chase over a
+        // few MiB of timed memory (affordable at one VM exit per access)
+        // sees the fabric; 16 ways and 64 B lines are the common server
+        // figures; 20 ns is a round figure between L2 and LLC hit latency.
+        CpuCacheParams {
+            enabled: true,
+            size: 1 << 20,
+            ways: 16,
+            line: 64,
+            hit_latency_ns: 20.0,
+        }
+    }
+}
+
+impl CpuCacheParams {
+    /// Number of sets (size / (ways x line)).
+    pub fn sets(&self) -> u64 {
+        self.size / (u64::from(self.ways) * u64::from(self.line)).max(1)
+    }
+}

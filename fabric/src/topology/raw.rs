@@ -28,6 +28,8 @@ pub struct RawTopology {
     pub accelerators: Vec<RawAccelerator>,
     #[serde(default, rename = "window")]
     pub windows: Vec<RawWindow>,
+    #[serde(default)]
+    pub cpu_cache: RawCpuCache,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,4 +134,15 @@ pub struct RawWindow {
     pub restrictions: Option<Vec<String>>,
     pub base: Option<RawSize>,
     pub qtg: Option<i64>,
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCpuCache {
+    pub enabled: Option<bool>,
+    pub size: Option<RawSize>,
+    pub ways: Option<i64>,
+    pub line: Option<i64>,
+    pub hit_latency_ns: Option<f64>,
 }

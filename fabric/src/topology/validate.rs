@@ -3,11 +3,13 @@
 use std::collections::{HashMap, HashSet};
 
 use super::error::{ErrorKind as K, TopologyError as E};
-use super::params::{gen_rate_gtps, FabricParams, FlitMode, LinkParams, MediaParams};
-use super::raw::{RawFabric, RawLink, RawMedia, RawSize, RawTopology};
+use super::params::{
+    gen_rate_gtps, CpuCacheParams, FabricParams, FlitMode, LinkParams, MediaParams,
+};
+use super::raw::{RawCpuCache, RawFabric, RawLink, RawMedia, RawSize, RawTopology};
 use super::{
-    Accelerator, Attach, HostBridge, Restrictions, Switch, Topology, Type3, Window, SIZE_ALIGN,
-    SUPPORTED_WAYS,
+    Accelerator, Attach, HostBridge, Restrictions, Switch, Topology, Type3, Window, WindowMode,
+    SIZE_ALIGN, SUPPORTED_WAYS,
 };
 
 type R<T> = Result<T, E>;
@@ -334,6 +336,7 @@ pub(super) fn validate(raw: RawTopology) -> R<Topology> {
             restrictions,
             base,
             qtg,
+            mode: window_mode(&format!("{key}.mode"), w.mode.as_deref())?,
         });
     }
     for (i, a) in windows.iter().enumerate() {
@@ -357,6 +360,7 @@ pub(super) fn validate(raw: RawTopology) -> R<Topology> {
         type3,
         accelerators,
         windows,
+        cpu_cache: cpu_cache_params("cpu_cache", &raw.cpu_cache, &CpuCacheParams::default())?,
     })
 }
 
@@ -369,6 +373,9 @@ impl Ids {
     fn add(&mut self, key: &str, id: &str) -> R<()> {
         if !valid_id(id) {
             return Err(E::new(key, quoted(id), K::BadId));
+        }
+        if RESERVED_IDS.contains(&id) {
+            return Err(E::new(key, quoted(id), K::ReservedId(id.into())));
         }
         if !self.seen.insert(id.to_string()) {
             return Err(E::new(key, quoted(id), K::DuplicateId));
@@ -384,7 +391,7 @@ fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn quoted(s: &str) -> String {
+pub(super) fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
 
@@ -500,7 +507,7 @@ fn fabric_params(f: &RawFabric) -> R<FabricParams> {
     })
 }
 
-fn link_params(key: &str, r: &RawLink, d: &LinkParams, cxl_mem: bool) -> R<LinkParams> {
+pub(super) fn link_params(key: &str, r: &RawLink, d: &LinkParams, cxl_mem: bool) -> R<LinkParams> {
     let gen = match r.gen {
         Some(g) => {
             if gen_rate_gtps(u8::try_from(g).unwrap_or(0)).is_none() {
@@ -609,7 +616,7 @@ fn link_params(key: &str, r: &RawLink, d: &LinkParams, cxl_mem: bool) -> R<LinkP
     })
 }
 
-fn media_params(key: &str, r: &RawMedia, d: &MediaParams) -> R<MediaParams> {
+pub(super) fn media_params(key: &str, r: &RawMedia, d: &MediaParams) -> R<MediaParams> {
     Ok(MediaParams {
         read_latency_ns: latency(
             &format!("{key}.read_latency_ns"),
@@ -634,7 +641,7 @@ fn media_params(key: &str, r: &RawMedia, d: &MediaParams) -> R<MediaParams> {
     })
 }
 
-fn latency(key: &str, v: f64) -> R<f64> {
+pub(super) fn latency(key: &str, v: f64) -> R<f64> {
     if !v.is_finite() {
         return Err(E::new(key, v, K::NotFinite));
     }
@@ -648,7 +655,7 @@ fn latency(key: &str, v: f64) -> R<f64> {
     Ok(v)
 }
 
-fn bandwidth(key: &str, v: f64) -> R<f64> {
+pub(super) fn bandwidth(key: &str, v: f64) -> R<f64> {
     if !v.is_finite() {
         return Err(E::new(key, v, K::NotFinite));
     }
@@ -704,7 +711,7 @@ pub(crate) fn parse_size(s: &str) -> Option<u64> {
     n.checked_mul(1u64 << shift)
 }
 
-fn size(key: &str, s: &RawSize) -> R<u64> {
+pub(super) fn size(key: &str, s: &RawSize) -> R<u64> {
     match s {
         RawSize::Int(v) if *v < 0 => Err(E::new(key, v, K::Negative)),
         RawSize::Int(v) => Ok(*v as u64),
@@ -729,4 +736,83 @@ fn aligned_size(key: &str, s: Option<&RawSize>, zero_ok: bool) -> R<u64> {
         return Err(E::new(key, shown(), K::NotAligned));
     }
     Ok(v)
+}
+
+/// Ids that name the topology's tables rather than elements (the control
+/// API addresses `[fabric]` and `[cpu_cache]` parameters by these).
+pub(super) const RESERVED_IDS: [&str; 2] = ["fabric", "cpu_cache"];
+
+fn window_mode(key: &str, v: Option<&str>) -> R<WindowMode> {
+    match v {
+        None => Ok(WindowMode::Native),
+        Some(s) => WindowMode::parse(s).ok_or_else(|| E::new(key, quoted(s), K::UnknownMemoryMode)),
+    }
+}
+
+/// `[cpu_cache]` over `d` (the defaults, or the current values when one
+/// parameter changes at run time).
+pub(super) fn cpu_cache_params(
+    key: &str,
+    r: &RawCpuCache,
+    d: &CpuCacheParams,
+) -> R<CpuCacheParams> {
+    let ways = match r.ways {
+        Some(w) => int_in(&format!("{key}.ways"), w, 1, 64)? as u32,
+        None => d.ways,
+    };
+    let line = match r.line {
+        Some(l) if [64, 128, 256].contains(&l) => l as u32,
+        Some(l) => {
+            return Err(E::new(
+                format!("{key}.line"),
+                l,
+                K::OutOfRange(
+                    "64, 128 or 256 (at most the smallest interleave granularity)".into(),
+                ),
+            ))
+        }
+        None => d.line,
+    };
+    let size = match &r.size {
+        Some(s) => size(&format!("{key}.size"), s)?,
+        None => d.size,
+    };
+    let shown = || match &r.size {
+        Some(RawSize::Str(t)) => quoted(t),
+        _ => size.to_string(),
+    };
+    // The model keeps 16 bytes per line: 256 MiB of cache is 64 MiB of model.
+    if size == 0 || size > 256 << 20 {
+        return Err(E::new(
+            format!("{key}.size"),
+            shown(),
+            K::OutOfRange("1 line to 256 MiB".into()),
+        ));
+    }
+    let set_bytes = u64::from(ways) * u64::from(line);
+    if size % set_bytes != 0 || !(size / set_bytes).is_power_of_two() {
+        // Name the key the user wrote (size first, then ways, then line).
+        let (k, v) = match (r.size.is_some(), r.ways, r.line) {
+            (false, Some(w), _) => ("ways", w.to_string()),
+            (false, None, Some(l)) => ("line", l.to_string()),
+            _ => ("size", shown()),
+        };
+        return Err(E::new(
+            format!("{key}.{k}"),
+            v,
+            K::OutOfRange(format!(
+                "must be {ways} ways x {line} B x a power-of-two number of sets"
+            )),
+        ));
+    }
+    Ok(CpuCacheParams {
+        enabled: r.enabled.unwrap_or(d.enabled),
+        size,
+        ways,
+        line,
+        hit_latency_ns: latency(
+            &format!("{key}.hit_latency_ns"),
+            r.hit_latency_ns.unwrap_or(d.hit_latency_ns),
+        )?,
+    })
 }
