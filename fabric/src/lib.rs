@@ -60,9 +60,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod cdat;
 pub mod decode;
 pub mod engine;
+pub mod histogram;
 pub mod hmat;
 pub mod interleave;
 pub mod link;
@@ -73,9 +75,11 @@ pub mod time;
 pub mod topology;
 pub mod workload;
 
+pub use cache::{Cache, CacheOutcome, CacheStats, LineOutcome};
 pub use engine::{
     Completion, Engine, HopTime, Op, RequestError, RouteId, Source, Stats, Target, TraceEntry,
 };
+pub use histogram::LatencyHistogram;
 pub use route::{Hop, PathClass, Route};
 pub use time::Picos;
 pub use topology::{Topology, TopologyError};
