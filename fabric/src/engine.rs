@@ -10,8 +10,13 @@
 //! deterministic. Nothing in the engine reads a clock or OS randomness: the
 //! same topology, seed and call sequence give bit-identical results.
 
+mod live;
 mod mem_path;
+mod stats;
 
+pub use stats::{DeviceStats, DmaBytes, DmaStats, FabricStats, LinkStats, TimedStats};
+
+use crate::cache::Cache;
 use crate::decode::{AddressMap, DecodeError};
 use crate::link::flit::{M2S_REQ, M2S_RWD, S2M_DRS, S2M_NDR};
 use crate::link::tlp::{split, TlpKind};
@@ -63,6 +68,8 @@ pub enum RequestError {
     NoPath(String, String),
     #[error("transfer size must be at least one byte")]
     ZeroBytes,
+    #[error("an access of {bytes} bytes is larger than {max}")]
+    TooLarge { bytes: u32, max: u32 },
 }
 
 /// Index of a route in [`Engine::route`].
@@ -144,8 +151,15 @@ pub struct Engine {
     index: Vec<Option<RouteId>>,
     /// Host → type-3 routes, the hot path.
     host_t3: Vec<RouteId>,
+    /// Per route, its ends (to rebuild it when a parameter changes).
+    route_ends: Vec<(End, End)>,
     trace: Option<Vec<TraceEntry>>,
     requests: u64,
+    /// The host CPU cache in front of timed memory (see `timed`).
+    pub(crate) cache: Cache,
+    /// Per accelerator, DMA bytes by path class.
+    dma: Vec<DmaBytes>,
+    pub(crate) timed: TimedStats,
 }
 
 /// Default base of the first CXL window when the topology gives none (64 GiB).
@@ -195,8 +209,12 @@ impl Engine {
             mem_paths: Vec::new(),
             index: vec![None; end_slots(topo) * end_slots(topo)],
             host_t3: Vec::new(),
+            route_ends: Vec::new(),
             trace: None,
             requests: 0,
+            cache: Cache::new(&topo.cpu_cache),
+            dma: vec![DmaBytes::default(); topo.accelerators.len()],
+            timed: TimedStats::default(),
             topo: topo.clone(),
         };
         for d in 0..topo.type3.len() {
@@ -270,6 +288,7 @@ impl Engine {
         let id = RouteId(self.routes.len() as u32);
         self.mem_paths.push(MemPath::new(&r, &self.dirs));
         self.routes.push(r);
+        self.route_ends.push((src, dst));
         if let Some(k) = key {
             self.index[k] = Some(id);
         }
@@ -334,10 +353,14 @@ impl Engine {
         op: Op,
         issue: Picos,
     ) -> Result<Completion, RequestError> {
-        if let (Source::Host, Target::Address(hpa)) = (source, target) {
-            if bytes <= 64 && bytes > 0 && self.trace.is_none() {
-                if let Ok(d) = self.map.decode(hpa) {
-                    let rid = self.host_t3[d.device];
+        if source == Source::Host && bytes <= 64 && bytes > 0 && self.trace.is_none() {
+            let device = match target {
+                Target::Address(hpa) => self.map.decode(hpa).ok().map(|d| d.device),
+                Target::Type3 { device, .. } => Some(device),
+                _ => None,
+            };
+            if let Some(device) = device {
+                if let Some(&rid) = self.host_t3.get(device) {
                     if let Some(Some(mp)) = self.mem_paths.get(rid.0 as usize) {
                         let complete =
                             mp.run(&mut self.dirs, &mut self.media, 1, op == Op::Write, issue);
@@ -396,6 +419,12 @@ impl Engine {
         let rid = self.resolve(source, target)?;
         let complete = self.simulate(rid, bytes, op, issue, rec);
         self.requests += 1;
+        if let Source::Accelerator(a) = source {
+            let class = self.routes[rid.0 as usize].class;
+            if let Some(d) = self.dma.get_mut(a) {
+                d.add(class, bytes);
+            }
+        }
         let c = Completion {
             route: rid,
             issue,
@@ -627,6 +656,7 @@ impl Resources<'_> {
                             (class, placed, dllp)
                         }
                     };
+                    self.dirs[di].note_queue(t, placed.start);
                     if dllp > 0 {
                         self.dirs[di ^ 1].carry_dllp(placed.done, dllp);
                     }

@@ -77,9 +77,11 @@ pub mod workload;
 
 pub use cache::{Cache, CacheOutcome, CacheStats, LineOutcome};
 pub use engine::{
-    Completion, Engine, HopTime, Op, RequestError, RouteId, Source, Stats, Target, TraceEntry,
+    Completion, DeviceStats, DmaBytes, DmaStats, Engine, FabricStats, HopTime, LinkStats, Op,
+    RequestError, RouteId, Source, Stats, Target, TimedStats, TraceEntry,
 };
 pub use histogram::LatencyHistogram;
 pub use route::{Hop, PathClass, Route};
 pub use time::Picos;
+pub use topology::{Param, ParamError, ParamValue};
 pub use topology::{Topology, TopologyError};

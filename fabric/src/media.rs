@@ -21,6 +21,14 @@ impl Server {
         }
     }
 
+    /// A server at a new rate that stays busy as long as this one was.
+    pub fn retuned(&self, gbps: f64) -> Self {
+        Server {
+            free_at: self.free_at,
+            ..Server::new(gbps)
+        }
+    }
+
     /// Serve `bytes` arriving at `t`: returns (start, end).
     #[inline]
     pub fn serve(&mut self, t: u64, bytes: u32) -> (u64, u64) {
@@ -45,6 +53,8 @@ pub(crate) struct Media {
     head: usize,
     pub reads: u64,
     pub writes: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
 }
 
 /// When a media access was admitted (its link credit returns) and when
@@ -67,7 +77,29 @@ impl Media {
             head: 0,
             reads: 0,
             writes: 0,
+            read_bytes: 0,
+            write_bytes: 0,
         }
+    }
+
+    /// The media with new parameters, continuing its schedule: busy as
+    /// long as it was; queue slots still held stay held (all until the
+    /// latest one frees if the depth changed); counters carry on.
+    pub fn retuned(&self, p: &MediaParams) -> Self {
+        let mut m = Media::new(p);
+        m.free_at = self.free_at;
+        if m.slots.len() == self.slots.len() {
+            m.slots.clone_from(&self.slots);
+            m.head = self.head;
+        } else {
+            let last = self.slots.iter().copied().max().unwrap_or(0);
+            m.slots.fill(last);
+        }
+        m.reads = self.reads;
+        m.writes = self.writes;
+        m.read_bytes = self.read_bytes;
+        m.write_bytes = self.write_bytes;
+        m
     }
 
     #[inline]
@@ -76,9 +108,11 @@ impl Media {
         let start = admitted.max(self.free_at);
         let (ppb, lat) = if write {
             self.writes += 1;
+            self.write_bytes += u64::from(bytes);
             (self.write_ppb, self.write_ps)
         } else {
             self.reads += 1;
+            self.read_bytes += u64::from(bytes);
             (self.read_ppb, self.read_ps)
         };
         self.free_at = start + ppb.time(bytes as u64);
@@ -105,6 +139,14 @@ impl Memory {
     pub fn new(gbps: f64, latency_ns: f64) -> Self {
         Memory {
             server: Server::new(gbps),
+            latency_ps: ns_to_ps(latency_ns),
+        }
+    }
+
+    /// New parameters, busy as long as before.
+    pub fn retuned(&self, gbps: f64, latency_ns: f64) -> Self {
+        Memory {
+            server: self.server.retuned(gbps),
             latency_ps: ns_to_ps(latency_ns),
         }
     }

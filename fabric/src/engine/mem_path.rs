@@ -149,7 +149,9 @@ impl MemPath {
             let ld = &mut dirs[self.last_down as usize];
             let credit = &mut ld.credits[Down::CLASS as usize];
             let ready = credit.ready(t);
-            let t = W::send(ld, ready, Down::MSG).done + ld.fixed_ps;
+            let placed = W::send(ld, ready, Down::MSG);
+            ld.note_queue(t, placed.start);
+            let t = placed.done + ld.fixed_ps;
             let s = media[self.media].access(t, 64, Down::WRITE);
             let credit = &mut ld.credits[Down::CLASS as usize];
             credit.release(s.admitted + ld.fixed_ps);
@@ -165,7 +167,9 @@ fn cross<M: Message, W: Wire>(dirs: &mut [LinkDir], hops: &[Hop], mut t: Picos) 
     for h in hops {
         let ld = &mut dirs[h.dir as usize];
         let ready = ld.credits[M::CLASS as usize].ready(t);
-        let arrive = W::send(ld, ready, M::MSG).done + ld.fixed_ps;
+        let placed = W::send(ld, ready, M::MSG);
+        ld.note_queue(t, placed.start);
+        let arrive = placed.done + ld.fixed_ps;
         // The pipeline takes the line at once: the credit returns one link
         // traversal later.
         ld.credits[M::CLASS as usize].release(arrive + ld.fixed_ps);

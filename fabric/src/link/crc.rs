@@ -39,6 +39,11 @@ impl CrcErrors {
         self.p > 0.0
     }
 
+    /// The error stream's generator (carried over when a link is retuned).
+    pub fn rng(&self) -> SplitMix64 {
+        self.rng.clone()
+    }
+
     /// Extra delay for the next unit: 0, or the replay penalty.
     #[inline]
     pub fn draw(&mut self) -> u64 {

@@ -60,6 +60,19 @@ impl CreditRing {
         t.max(self.ret[self.head])
     }
 
+    /// A ring of `n` credits continuing this one: the same ring if `n` is
+    /// unchanged, else every credit returns when the last one did.
+    fn resized(&self, n: u32) -> Self {
+        if n.max(1) as usize == self.ret.len() {
+            return self.clone();
+        }
+        let last = self.ret.iter().copied().max().unwrap_or(0);
+        CreditRing {
+            ret: vec![last; n.max(1) as usize],
+            head: 0,
+        }
+    }
+
     /// The message just sent returns its credit at `t`.
     #[inline]
     pub fn release(&mut self, t: u64) {
@@ -77,19 +90,25 @@ pub(crate) struct ByteWire {
     ppb: PsPerByte,
     free_at: u64,
     crc: CrcErrors,
+    /// Serialization time so far (statistics).
+    busy_ps: u64,
 }
 
 impl ByteWire {
     fn send(&mut self, arrive: u64, bytes: u32) -> Placed {
         let start = arrive.max(self.free_at);
-        let done = start + self.ppb.time(bytes as u64) + self.crc.draw();
+        let wire = self.ppb.time(bytes as u64);
+        self.busy_ps += wire;
+        let done = start + wire + self.crc.draw();
         self.free_at = done;
         Placed { start, done }
     }
 
     /// Occupy the wire with overhead bytes (DLLPs) at `t`.
     fn occupy(&mut self, t: u64, bytes: u32) {
-        self.free_at = t.max(self.free_at) + self.ppb.time(bytes as u64);
+        let wire = self.ppb.time(bytes as u64);
+        self.busy_ps += wire;
+        self.free_at = t.max(self.free_at) + wire;
     }
 }
 
@@ -125,6 +144,22 @@ pub(crate) struct LinkDir {
     pub max_read_request: u32,
     /// Messages carried (statistics).
     pub messages: u64,
+    /// Payload bytes carried (64 per CXL.mem data message, TLP payloads).
+    pub bytes: u64,
+    /// Total and largest wait of a message between reaching the link and
+    /// the start of its first flit (credits and wire).
+    pub queue_ps: u64,
+    pub queue_max_ps: u64,
+    /// Counters of the wires this direction had before it was retuned.
+    carry: Carry,
+}
+
+/// What a retuned link direction keeps of its earlier wires' counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Carry {
+    flits: u64,
+    replays: u64,
+    busy_ps: u64,
 }
 
 /// Wire time of one flit of `mode` on `link`, in picoseconds.
@@ -162,6 +197,7 @@ impl LinkDir {
                     ppb,
                     free_at: 0,
                     crc,
+                    busy_ps: 0,
                 })
             }
         };
@@ -177,7 +213,63 @@ impl LinkDir {
             max_payload: p.max_payload,
             max_read_request: p.max_read_request,
             messages: 0,
+            bytes: 0,
+            queue_ps: 0,
+            queue_max_ps: 0,
+            carry: Carry::default(),
         }
+    }
+
+    /// This direction with new parameters, continuing its schedule: the
+    /// wire stays busy as long as it was, credits in flight still return
+    /// (all at the latest return time if the credit count changed), CRC
+    /// errors continue the same stream, counters carry on. Used when a
+    /// parameter changes at run time.
+    pub fn retuned(&self, p: &LinkParams, port_ends: u32) -> LinkDir {
+        let rng = match &self.wire {
+            Wire::Flit(f) => f.crc.rng(),
+            Wire::Bytes(w) => w.crc.rng(),
+        };
+        let mut n = LinkDir::new(p, port_ends, rng);
+        let busy_until = match &self.wire {
+            Wire::Flit(f) => f.busy_until(),
+            Wire::Bytes(w) => w.free_at,
+        };
+        match &mut n.wire {
+            Wire::Flit(f) => f.resume_at(busy_until),
+            Wire::Bytes(w) => w.free_at = busy_until,
+        }
+        for (new, old) in n.credits.iter_mut().zip(&self.credits) {
+            *new = old.resized(p.credits);
+        }
+        n.messages = self.messages;
+        n.bytes = self.bytes;
+        n.queue_ps = self.queue_ps;
+        n.queue_max_ps = self.queue_max_ps;
+        n.carry = Carry {
+            flits: self.flits(),
+            replays: self.replays(),
+            busy_ps: self.busy_ps(),
+        };
+        n
+    }
+
+    /// Record that a message reaching the link at `arrive` started at `start`.
+    #[inline(always)]
+    pub fn note_queue(&mut self, arrive: u64, start: u64) {
+        let q = start.saturating_sub(arrive);
+        self.queue_ps += q;
+        self.queue_max_ps = self.queue_max_ps.max(q);
+    }
+
+    /// Time the wire has spent sending: flits x flit time (replays not
+    /// counted), or serialization of TLPs and DLLPs.
+    pub fn busy_ps(&self) -> u64 {
+        self.carry.busy_ps
+            + match &self.wire {
+                Wire::Flit(p) => p.flits * p.flit_ps(),
+                Wire::Bytes(w) => w.busy_ps,
+            }
     }
 
     /// Send a CXL.mem message (flit links only; a TLP-framed link carries
@@ -185,6 +277,7 @@ impl LinkDir {
     #[inline(always)]
     pub fn send_mem(&mut self, arrive: u64, msg: SlotMsg) -> Placed {
         self.messages += 1;
+        self.bytes += u64::from(msg.data_slots) * 16;
         match &mut self.wire {
             Wire::Flit(p) => p.place(arrive, msg),
             Wire::Bytes(w) => w.send(arrive, 16 + msg.data_slots * 16 + tlp::FRAMING),
@@ -197,6 +290,7 @@ impl LinkDir {
     #[inline(always)]
     pub fn send_mem_simple(&mut self, arrive: u64, msg: SlotMsg, crc: bool) -> Placed {
         self.messages += 1;
+        self.bytes += u64::from(msg.data_slots) * 16;
         match &mut self.wire {
             Wire::Flit(p) => p.place_simple(arrive, msg, crc),
             Wire::Bytes(w) => w.send(arrive, 16 + msg.data_slots * 16 + tlp::FRAMING),
@@ -217,6 +311,7 @@ impl LinkDir {
     #[inline]
     pub fn send_tlp(&mut self, arrive: u64, kind: tlp::TlpKind, payload: u32) -> (Placed, u32) {
         self.messages += 1;
+        self.bytes += u64::from(payload);
         let bytes = tlp::tlp_bytes(self.mode, kind, payload);
         match &mut self.wire {
             Wire::Flit(p) => (p.place(arrive, flit::tlp_chunk(bytes)), 0),
@@ -234,17 +329,19 @@ impl LinkDir {
 
     /// Flits sent so far (0 for byte wires).
     pub fn flits(&self) -> u64 {
-        match &self.wire {
-            Wire::Flit(p) => p.flits,
-            Wire::Bytes(_) => 0,
-        }
+        self.carry.flits
+            + match &self.wire {
+                Wire::Flit(p) => p.flits,
+                Wire::Bytes(_) => 0,
+            }
     }
 
     /// CRC replays so far.
     pub fn replays(&self) -> u64 {
-        match &self.wire {
-            Wire::Flit(p) => p.crc.replays,
-            Wire::Bytes(w) => w.crc.replays,
-        }
+        self.carry.replays
+            + match &self.wire {
+                Wire::Flit(p) => p.crc.replays,
+                Wire::Bytes(w) => w.crc.replays,
+            }
     }
 }

@@ -147,6 +147,24 @@ impl FlitPacker {
         }
     }
 
+    /// Wire time of one flit.
+    pub fn flit_ps(&self) -> u64 {
+        self.flit_ps
+    }
+
+    /// When the wire is free after the newest flit.
+    pub fn busy_until(&self) -> u64 {
+        self.free_at
+    }
+
+    /// Continue a schedule that ended at `t` (after the link was retuned):
+    /// the next message opens a new flit, no earlier than `t`.
+    pub fn resume_at(&mut self, t: u64) {
+        self.free_at = t;
+        self.cur_next = self.table.slots;
+        self.hdr_room = 0;
+    }
+
     /// Whether [`FlitPacker::place_simple`] applies (68B flits).
     pub fn is_simple(&self) -> bool {
         self.simple
