@@ -57,6 +57,10 @@
 //! * [`decode`]: host physical address → device and DPA.
 //! * [`cdat`], [`hmat`]: guest-visible performance data.
 //! * [`workload`]: open- and closed-loop load generators for curves.
+//! * [`cache`], [`timed`]: the CPU cache model and the timed front end
+//!   ([`Engine::timed_access`]): a guest access to timed memory in, its
+//!   latency and fabric transactions out.
+//! * [`histogram`]: [`LatencyHistogram`] for latency reports.
 
 #![forbid(unsafe_code)]
 
@@ -72,6 +76,7 @@ mod media;
 pub mod rng;
 pub mod route;
 pub mod time;
+pub mod timed;
 pub mod topology;
 pub mod workload;
 
@@ -83,5 +88,6 @@ pub use engine::{
 pub use histogram::LatencyHistogram;
 pub use route::{Hop, PathClass, Route};
 pub use time::Picos;
+pub use timed::{TimedAccess, Transaction, TxnKind};
 pub use topology::{Param, ParamError, ParamValue};
 pub use topology::{Topology, TopologyError};
