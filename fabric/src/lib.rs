@@ -66,6 +66,7 @@
 
 pub mod cache;
 pub mod cdat;
+pub mod control;
 pub mod decode;
 pub mod engine;
 pub mod histogram;
