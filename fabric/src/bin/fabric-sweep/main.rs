@@ -8,7 +8,12 @@
 //!   50/50, plus an open-loop Poisson read sweep;
 //! * `hop-latency.svg/.csv`: idle 64 B read latency split per hop for a
 //!   direct-attached device and behind one and two switches.
+//!
+//! `fabric-sweep --loaded-latency [--topology FILE] [--loaders K]
+//! [--delays NS,NS,...] [--chase-loads N] [OUT_DIR]` writes only
+//! `loaded-latency.svg/.csv/.json` instead (see `loaded.rs`).
 
+mod loaded;
 mod svg;
 
 use std::fmt::Write as _;
@@ -50,13 +55,51 @@ fn hop_name(h: &Hop, t: &Topology) -> String {
     }
 }
 
-fn main() -> std::io::Result<()> {
-    let out = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .unwrap_or_else(|| "build/plots".to_string()),
+fn usage() -> ! {
+    eprintln!(
+        "usage: fabric-sweep [OUT_DIR]\n       fabric-sweep --loaded-latency [--topology FILE] \
+         [--loaders K] [--delays NS,NS,...] [--chase-loads N] [OUT_DIR]"
     );
+    std::process::exit(2)
+}
+
+fn main() -> std::io::Result<()> {
+    let mut out = None;
+    let mut loaded_mode = false;
+    let mut opts = loaded::Options {
+        topology: None,
+        loaders: 4,
+        delays_ns: vec![10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0],
+        chase_loads: 20_000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--loaded-latency" => loaded_mode = true,
+            "--topology" => opts.topology = Some(value()),
+            "--loaders" => opts.loaders = value().parse().unwrap_or_else(|_| usage()),
+            "--chase-loads" => opts.chase_loads = value().parse().unwrap_or_else(|_| usage()),
+            "--delays" => {
+                opts.delays_ns = value()
+                    .split(',')
+                    .map(|d| d.trim().parse().unwrap_or_else(|_| usage()))
+                    .collect()
+            }
+            "--help" | "-h" => usage(),
+            s if s.starts_with('-') => usage(),
+            _ if out.is_none() => out = Some(a),
+            _ => usage(),
+        }
+    }
+    let out = PathBuf::from(out.unwrap_or_else(|| "build/plots".to_string()));
     std::fs::create_dir_all(&out)?;
+    if loaded_mode {
+        if opts.delays_ns.is_empty() {
+            usage();
+        }
+        return loaded::run(&opts, &out);
+    }
     let t = topo(0);
     let link = &t.type3[0].link;
     let mut csv =

@@ -5,7 +5,14 @@
 //!   utilisation sweeps);
 //! * **closed loop**: `k` generators, each with one request outstanding and
 //!   an exponential think time between requests (MLC `--loaded_latency` /
-//!   Mess: the x axis is the bandwidth actually achieved).
+//!   Mess: the x axis is the bandwidth actually achieved);
+//! * **loaded latency through the timed front end** ([`loaded_latency`]):
+//!   a pointer chaser beside `k` loaders, each access through the CPU cache
+//!   model, as a guest on timed memory measures it.
+
+mod loaded;
+
+pub use loaded::{loaded_latency, LoadedLatencyConfig, LoadedLatencyPoint};
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

@@ -1,6 +1,8 @@
 //! Single-core throughput of the detailed timing engine, as one JSON object.
 //!
 //! `cargo run --release -p fabric --bin fabric-bench [-- --transactions N]`
+//! `cargo run --release -p fabric --bin fabric-bench -- --timed [--transactions N]`
+//! (the host cost of one timed guest access, see `timed.rs`)
 //!
 //! Scenario: the default topology (host bridge → root port → switch → two
 //! type-3 devices, x8 Gen5 68B links), the host issuing 64 B accesses to
@@ -9,6 +11,8 @@
 //! walks the full path (bridge, two links each way with flit packing and
 //! credits, switch, media) and queues where the fabric is busy.
 
+mod timed;
+
 use std::time::Instant;
 
 use fabric::link::capacity::mem_peak_bandwidth;
@@ -16,15 +20,21 @@ use fabric::rng::SplitMix64;
 use fabric::{Engine, Op, Source, Target, Topology};
 
 fn main() {
-    let mut n: u64 = 20_000_000;
+    let mut n: Option<u64> = None;
+    let mut timed = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--transactions" | "-n" => {
-                n = args.next().and_then(|v| v.parse().ok()).unwrap_or(n);
-            }
+            "--transactions" | "-n" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(v) => n = Some(v),
+                None => {
+                    eprintln!("fabric-bench: --transactions needs a count");
+                    std::process::exit(2);
+                }
+            },
+            "--timed" => timed = true,
             "--help" | "-h" => {
-                println!("usage: fabric-bench [--transactions N]");
+                println!("usage: fabric-bench [--timed] [--transactions N]");
                 return;
             }
             other => {
@@ -33,6 +43,11 @@ fn main() {
             }
         }
     }
+    if timed {
+        println!("{}", timed::run(n.unwrap_or(1_000_000)));
+        return;
+    }
+    let n = n.unwrap_or(20_000_000);
     let topo = Topology::default_topology();
     let mut engine = Engine::new(&topo);
     let base = engine.address_map().window_base(0).unwrap_or(0);
