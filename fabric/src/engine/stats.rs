@@ -75,11 +75,11 @@ impl DmaBytes {
 
     fn minus(&self, o: &DmaBytes) -> DmaBytes {
         DmaBytes {
-            local: self.local - o.local,
-            switch_local: self.switch_local - o.switch_local,
-            same_host_bridge: self.same_host_bridge - o.same_host_bridge,
-            cross_host_bridge: self.cross_host_bridge - o.cross_host_bridge,
-            device_to_host: self.device_to_host - o.device_to_host,
+            local: self.local.saturating_sub(o.local),
+            switch_local: self.switch_local.saturating_sub(o.switch_local),
+            same_host_bridge: self.same_host_bridge.saturating_sub(o.same_host_bridge),
+            cross_host_bridge: self.cross_host_bridge.saturating_sub(o.cross_host_bridge),
+            device_to_host: self.device_to_host.saturating_sub(o.device_to_host),
         }
     }
 }
@@ -112,12 +112,12 @@ pub struct TimedStats {
 impl TimedStats {
     fn minus(&self, o: &TimedStats) -> TimedStats {
         TimedStats {
-            accesses: self.accesses - o.accesses,
-            hits: self.hits - o.hits,
-            fills: self.fills - o.fills,
-            writebacks: self.writebacks - o.writebacks,
-            uncached: self.uncached - o.uncached,
-            dropped_writebacks: self.dropped_writebacks - o.dropped_writebacks,
+            accesses: self.accesses.saturating_sub(o.accesses),
+            hits: self.hits.saturating_sub(o.hits),
+            fills: self.fills.saturating_sub(o.fills),
+            writebacks: self.writebacks.saturating_sub(o.writebacks),
+            uncached: self.uncached.saturating_sub(o.uncached),
+            dropped_writebacks: self.dropped_writebacks.saturating_sub(o.dropped_writebacks),
         }
     }
 }
@@ -148,7 +148,8 @@ fn ratio(a: u64, b: u64) -> f64 {
 impl FabricStats {
     /// The counts between `earlier` (a report of the same engine) and this
     /// one, utilisations over that interval. Largest queueing delays are
-    /// kept as they are (since the start).
+    /// kept as they are (since the start). Counters never go below zero
+    /// (an `earlier` from another engine gives zeros, not a panic).
     pub fn since(&self, earlier: &FabricStats) -> FabricStats {
         let span = self.span_ps.saturating_sub(earlier.span_ps);
         let links = self
@@ -156,14 +157,14 @@ impl FabricStats {
             .iter()
             .zip(&earlier.links)
             .map(|(l, e)| {
-                let messages = l.messages - e.messages;
-                let queue = l.queue_total_ps - e.queue_total_ps;
-                let busy = l.busy_ps - e.busy_ps;
+                let messages = l.messages.saturating_sub(e.messages);
+                let queue = l.queue_total_ps.saturating_sub(e.queue_total_ps);
+                let busy = l.busy_ps.saturating_sub(e.busy_ps);
                 LinkStats {
-                    bytes: l.bytes - e.bytes,
-                    flits: l.flits - e.flits,
+                    bytes: l.bytes.saturating_sub(e.bytes),
+                    flits: l.flits.saturating_sub(e.flits),
                     messages,
-                    replays: l.replays - e.replays,
+                    replays: l.replays.saturating_sub(e.replays),
                     busy_ps: busy,
                     utilisation: ratio(busy, span),
                     queue_total_ps: queue,
@@ -178,10 +179,10 @@ impl FabricStats {
             .zip(&earlier.devices)
             .map(|(d, e)| DeviceStats {
                 id: d.id.clone(),
-                reads: d.reads - e.reads,
-                writes: d.writes - e.writes,
-                read_bytes: d.read_bytes - e.read_bytes,
-                write_bytes: d.write_bytes - e.write_bytes,
+                reads: d.reads.saturating_sub(e.reads),
+                writes: d.writes.saturating_sub(e.writes),
+                read_bytes: d.read_bytes.saturating_sub(e.read_bytes),
+                write_bytes: d.write_bytes.saturating_sub(e.write_bytes),
             })
             .collect();
         let accelerators = self
@@ -194,13 +195,19 @@ impl FabricStats {
             })
             .collect();
         let cpu_cache = CacheStats {
-            hits: self.cpu_cache.hits - earlier.cpu_cache.hits,
-            misses: self.cpu_cache.misses - earlier.cpu_cache.misses,
-            writebacks: self.cpu_cache.writebacks - earlier.cpu_cache.writebacks,
+            hits: self.cpu_cache.hits.saturating_sub(earlier.cpu_cache.hits),
+            misses: self
+                .cpu_cache
+                .misses
+                .saturating_sub(earlier.cpu_cache.misses),
+            writebacks: self
+                .cpu_cache
+                .writebacks
+                .saturating_sub(earlier.cpu_cache.writebacks),
         };
         FabricStats {
             span_ps: span,
-            requests: self.requests - earlier.requests,
+            requests: self.requests.saturating_sub(earlier.requests),
             links,
             devices,
             accelerators,
