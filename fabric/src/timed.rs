@@ -23,7 +23,7 @@
 //! the committed HDM decoders and passes `Target::Type3 { device, dpa }`;
 //! `Target::Address(hpa)` lets the model's own decode pick.
 
-use crate::cache::MAX_ACCESS;
+use crate::cache::{Cache, MAX_ACCESS};
 use crate::engine::{Engine, Op, RequestError, Source, Target};
 use crate::time::Picos;
 
@@ -88,6 +88,17 @@ const NO_TXN: Transaction = Transaction {
 };
 
 impl Engine {
+    /// The CPU cache model in front of timed memory.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The cache, to flush or invalidate it (e.g. when a region goes away).
+    /// Its geometry changes only through `set_param("cpu_cache", ...)`.
+    pub fn cache_mut(&mut self) -> &mut Cache {
+        &mut self.cache
+    }
+
     /// Serve one guest access of `size` bytes (1 to 64) at `hpa`, issued at
     /// guest time `issue`, through the CPU cache model and the fabric.
     /// `decode` maps a line's address (aligned, or a 64 B piece's with the
