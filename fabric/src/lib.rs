@@ -55,6 +55,7 @@
 //! * [`link`]: per-direction link model (68B/256B flits, TLPs, credits, CRC replay).
 //! * [`route`]: PCIe/CXL routing, including switch-local peer-to-peer.
 //! * [`decode`]: host physical address → device and DPA.
+//! * [`dma`]: how an accelerator's DMA transfer is cut and booked; per-path figures.
 //! * [`cdat`], [`hmat`]: guest-visible performance data.
 //! * [`workload`]: open- and closed-loop load generators for curves.
 //! * [`cache`], [`timed`]: the CPU cache model and the timed front end
@@ -68,6 +69,7 @@ pub mod cache;
 pub mod cdat;
 pub mod control;
 pub mod decode;
+pub mod dma;
 pub mod engine;
 pub mod histogram;
 pub mod hmat;

@@ -368,3 +368,78 @@ fn error_message_names_key_and_value() {
     let msg = e.to_string();
     assert!(msg.starts_with("window[1].granularity = 100: "), "{msg}");
 }
+
+#[test]
+fn example_accelerators() {
+    let t = example("accelerators.toml");
+    assert_eq!(t.accelerators.len(), 3);
+    let a = &t.accelerators[0];
+    assert_eq!(
+        (a.vram_size, a.queues, a.dma_engines, a.compute_gflops),
+        (64 << 20, 4, 2, 1000.0)
+    );
+    let s = t.to_string();
+    assert!(
+        s.contains("gpu0 accelerator (vram 64 MiB, 4 queue(s), 2 DMA engine(s), 1000 GFLOP/s) link gen4 x16 none"),
+        "{s}"
+    );
+}
+
+#[test]
+fn accelerator_defaults_and_old_bar_size_key() {
+    let acc = "[[accelerator]]\nid = 'g'\nport = 'hb0.rp1'\n";
+    let t = Topology::from_toml_str(&format!("{BASE}\n{acc}")).unwrap();
+    let a = &t.accelerators[0];
+    assert_eq!(
+        (a.vram_size, a.queues, a.dma_engines, a.compute_gflops),
+        (256 << 20, 4, 2, 1000.0)
+    );
+    let t = Topology::from_toml_str(&format!("{BASE}\n{acc}bar_size = '32M'\n")).unwrap();
+    assert_eq!(t.accelerators[0].vram_size, 32 << 20);
+}
+
+#[test]
+fn rejects_bad_accelerators_naming_the_key() {
+    let acc = "[[accelerator]]\nid = 'g'\nport = 'hb0.rp1'\n";
+    let bad = |line: &str| err(&format!("{acc}{line}"));
+    for (line, key, value) in [
+        ("vram = '1M'", "accelerator[0].vram", "1048576"),
+        ("vram = '96M'", "accelerator[0].vram", "100663296"),
+        ("vram = '128G'", "accelerator[0].vram", "137438953472"),
+        ("bar_size = '3M'", "accelerator[0].vram", "3145728"),
+    ] {
+        let e = bad(line);
+        assert_eq!((e.key.as_str(), e.value.as_str()), (key, value), "{line}");
+        assert!(matches!(e.kind, ErrorKind::OutOfRange(_)), "{line}: {e}");
+        assert!(e.to_string().contains("power of two from 2 MiB"), "{e}");
+    }
+    let e = bad("vram = 'lots'");
+    assert_eq!(
+        (e.key.as_str(), e.kind),
+        ("accelerator[0].vram", ErrorKind::BadSize)
+    );
+    let e = bad("queues = 0");
+    assert_eq!(
+        (e.key.as_str(), e.kind),
+        ("accelerator[0].queues", ErrorKind::NotPositive)
+    );
+    let e = bad("queues = 9");
+    assert_eq!(
+        e.to_string(),
+        "accelerator[0].queues = 9: out of range: 1 to 8"
+    );
+    let e = bad("dma_engines = 17");
+    assert_eq!(
+        e.to_string(),
+        "accelerator[0].dma_engines = 17: out of range: 1 to 16"
+    );
+    let e = bad("compute_gflops = 0");
+    assert_eq!(
+        (e.key.as_str(), e.kind),
+        ("accelerator[0].compute_gflops", ErrorKind::NotPositive)
+    );
+    let e = bad("compute_gflops = inf");
+    assert_eq!(e.kind, ErrorKind::NotFinite);
+    let e = bad("vram = '64M'\nbar_size = '64M'");
+    assert!(matches!(e.kind, ErrorKind::Syntax(_)), "both names: {e}");
+}

@@ -153,9 +153,12 @@ impl Topology {
                 let acc = &self.accelerators[a];
                 writeln!(
                     f,
-                    "{inner}└─ {} accelerator (bar {}) link {}",
+                    "{inner}└─ {} accelerator (vram {}, {} queue(s), {} DMA engine(s), {} GFLOP/s) link {}",
                     acc.id,
-                    human_size(acc.bar_size),
+                    human_size(acc.vram_size),
+                    acc.queues,
+                    acc.dma_engines,
+                    acc.compute_gflops,
                     acc.link
                 )
             }

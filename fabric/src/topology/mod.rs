@@ -103,19 +103,37 @@ pub struct Type3 {
     pub media: MediaParams,
 }
 
-/// A PCIe accelerator endpoint (DMA initiator, peer-to-peer target).
+/// A PCIe accelerator endpoint (DMA initiator, peer-to-peer target);
+/// `docs/accelerator.md` is its device specification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accelerator {
     pub id: String,
     pub attach: Attach,
-    /// Size of the memory BAR (VRAM) in bytes.
-    pub bar_size: u64,
-    /// Round-trip latency of the BAR memory behind the device's port.
+    /// VRAM size in bytes, which is also the size of its memory BAR: a
+    /// power of two of at least [`ACCEL_MIN_VRAM`] (TOML `vram`, formerly
+    /// `bar_size`, still accepted).
+    pub vram_size: u64,
+    /// Round-trip latency of the VRAM behind the device's port.
     pub bar_latency_ns: f64,
-    /// BAR memory bandwidth, GB/s.
+    /// VRAM bandwidth, GB/s.
     pub bar_bandwidth_gbps: f64,
+    /// Command queues, 1 to [`ACCEL_MAX_QUEUES`].
+    pub queues: u32,
+    /// DMA engines (commands that move data at once), 1 to [`ACCEL_MAX_DMA_ENGINES`].
+    pub dma_engines: u32,
+    /// Compute throughput of the kernels, 10^9 operations per second.
+    pub compute_gflops: f64,
     pub link: LinkParams,
 }
+
+/// Smallest VRAM: 2 MiB, so that the VRAM BAR is 2 MiB aligned (huge pages).
+pub const ACCEL_MIN_VRAM: u64 = 2 << 20;
+/// Largest VRAM the schema admits (64 GiB).
+pub const ACCEL_MAX_VRAM: u64 = 64 << 30;
+/// Most command queues an accelerator can have (one interrupt cause bit each).
+pub const ACCEL_MAX_QUEUES: u32 = 8;
+/// Most DMA engines an accelerator can have.
+pub const ACCEL_MAX_DMA_ENGINES: u32 = 16;
 
 /// Memory types a window admits (CFMWS restriction bits b2/b3; b1
 /// host-only/type-3 is implied).

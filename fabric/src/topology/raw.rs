@@ -116,9 +116,14 @@ pub struct RawType3 {
 pub struct RawAccelerator {
     pub id: String,
     pub port: String,
-    pub bar_size: Option<RawSize>,
+    /// VRAM (and memory BAR) size; `bar_size` is the older name.
+    #[serde(alias = "bar_size")]
+    pub vram: Option<RawSize>,
     pub bar_latency_ns: Option<f64>,
     pub bar_bandwidth_gbps: Option<f64>,
+    pub queues: Option<i64>,
+    pub dma_engines: Option<i64>,
+    pub compute_gflops: Option<f64>,
     #[serde(default)]
     pub link: RawLink,
 }

@@ -9,7 +9,8 @@ use super::params::{
 use super::raw::{RawCpuCache, RawFabric, RawLink, RawMedia, RawSize, RawTopology};
 use super::{
     Accelerator, Attach, HostBridge, Restrictions, Switch, Topology, Type3, Window, WindowMode,
-    SIZE_ALIGN, SUPPORTED_WAYS,
+    ACCEL_MAX_DMA_ENGINES, ACCEL_MAX_QUEUES, ACCEL_MAX_VRAM, ACCEL_MIN_VRAM, SIZE_ALIGN,
+    SUPPORTED_WAYS,
 };
 
 type R<T> = Result<T, E>;
@@ -198,21 +199,33 @@ pub(super) fn validate(raw: RawTopology) -> R<Topology> {
     let mut accelerators = Vec::new();
     for (i, a) in raw.accelerators.iter().enumerate() {
         let key = format!("accelerator[{i}]");
-        let bar_size = match &a.bar_size {
-            Some(s) => size(&format!("{key}.bar_size"), s)?,
+        let vram_size = match &a.vram {
+            Some(s) => size(&format!("{key}.vram"), s)?,
             None => 256 << 20,
         };
-        if bar_size == 0 || !bar_size.is_power_of_two() {
+        if !vram_size.is_power_of_two() || !(ACCEL_MIN_VRAM..=ACCEL_MAX_VRAM).contains(&vram_size) {
             return Err(E::new(
-                format!("{key}.bar_size"),
-                bar_size,
-                K::OutOfRange("a BAR size must be a non-zero power of two".into()),
+                format!("{key}.vram"),
+                vram_size,
+                K::OutOfRange("a power of two from 2 MiB to 64 GiB".into()),
             ));
         }
+        let queues = match a.queues {
+            Some(n) => count(&format!("{key}.queues"), n, ACCEL_MAX_QUEUES.into())?,
+            None => 4,
+        };
+        let dma_engines = match a.dma_engines {
+            Some(n) => count(
+                &format!("{key}.dma_engines"),
+                n,
+                ACCEL_MAX_DMA_ENGINES.into(),
+            )?,
+            None => 2,
+        };
         accelerators.push(Accelerator {
             id: a.id.clone(),
             attach: acc_attach[i],
-            bar_size,
+            vram_size,
             bar_latency_ns: latency(
                 &format!("{key}.bar_latency_ns"),
                 a.bar_latency_ns.unwrap_or(100.0),
@@ -220,6 +233,13 @@ pub(super) fn validate(raw: RawTopology) -> R<Topology> {
             bar_bandwidth_gbps: bandwidth(
                 &format!("{key}.bar_bandwidth_gbps"),
                 a.bar_bandwidth_gbps.unwrap_or(500.0),
+            )?,
+            queues,
+            dma_engines,
+            // Same range as a bandwidth: positive, finite, at most 1e6.
+            compute_gflops: bandwidth(
+                &format!("{key}.compute_gflops"),
+                a.compute_gflops.unwrap_or(1000.0),
             )?,
             link: link_params(&format!("{key}.link"), &a.link, &fabric.link, false)?,
         });
