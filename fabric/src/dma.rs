@@ -429,6 +429,25 @@ size = "256M"
     }
 
     #[test]
+    fn large_reads_keep_many_requests_outstanding() {
+        // Gen4 x16 non-flit completions: 256 B payload per 256 + 12 + 8 B,
+        // less the DLLPs the requests' acknowledgements put on the same
+        // direction (8 B per 4 read requests of 512 B: under 0.1 %).
+        let t = topo();
+        let bound = 16e9 * 16.0 / 8.0 * 128.0 / 130.0 * 256.0 / 276.0 / 1e9;
+        let p = path_table(&t);
+        let host = p
+            .iter()
+            .find(|p| p.accelerator == 2 && p.peer == Peer::HostMemory)
+            .unwrap();
+        assert!(
+            host.read_gbps <= bound && host.read_gbps > 0.97 * bound,
+            "{} vs {bound}",
+            host.read_gbps
+        );
+    }
+
+    #[test]
     fn path_table_covers_every_pair_and_orders_p2p() {
         let t = topo();
         let p = path_table(&t);

@@ -89,6 +89,8 @@ impl CreditRing {
 pub(crate) struct ByteWire {
     ppb: PsPerByte,
     free_at: u64,
+    /// DLLP bytes owed: sent ahead of the next TLP.
+    dllp_debt: u64,
     crc: CrcErrors,
     /// Serialization time so far (statistics).
     busy_ps: u64,
@@ -97,18 +99,23 @@ pub(crate) struct ByteWire {
 impl ByteWire {
     fn send(&mut self, arrive: u64, bytes: u32) -> Placed {
         let start = arrive.max(self.free_at);
-        let wire = self.ppb.time(bytes as u64);
-        self.busy_ps += wire;
+        let debt = std::mem::take(&mut self.dllp_debt);
+        self.busy_ps += self.ppb.time(bytes as u64);
+        let wire = self.ppb.time(bytes as u64 + debt);
         let done = start + wire + self.crc.draw();
         self.free_at = done;
         Placed { start, done }
     }
 
-    /// Occupy the wire with overhead bytes (DLLPs) at `t`.
-    fn occupy(&mut self, t: u64, bytes: u32) {
-        let wire = self.ppb.time(bytes as u64);
-        self.busy_ps += wire;
-        self.free_at = t.max(self.free_at) + wire;
+    /// Overhead bytes (DLLPs) the wire must carry. They take wire time from
+    /// the next TLP rather than being booked at the time they are due:
+    /// requests are simulated one after another, so a DLLP due when a read's
+    /// completions arrive is known before later read requests are placed,
+    /// and booking it at its (later) time would hold those requests behind
+    /// it, allowing one outstanding read per link.
+    fn occupy(&mut self, _t: u64, bytes: u32) {
+        self.busy_ps += self.ppb.time(bytes as u64);
+        self.dllp_debt += u64::from(bytes);
     }
 }
 
@@ -196,6 +203,7 @@ impl LinkDir {
                 Wire::Bytes(ByteWire {
                     ppb,
                     free_at: 0,
+                    dllp_debt: 0,
                     crc,
                     busy_ps: 0,
                 })
