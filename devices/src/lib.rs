@@ -4,7 +4,9 @@
 //! [`Bus`] (one for port I/O, one for MMIO). Nothing here issues KVM ioctls, so
 //! every device can be exercised by plain unit tests.
 
+pub mod accel;
 pub mod bus;
+pub mod clock;
 pub mod cxl;
 pub mod exit;
 pub mod legacy;
