@@ -71,12 +71,35 @@ pub fn topology_json(t: &Topology) -> serde_json::Value {
                 "write_latency_ps": path.map(|p| p.write_latency_ps),
             })
         }).collect::<Vec<_>>(),
+        "accelerators": accelerators_json(t),
         "windows": t.windows.iter().map(|w| json!({
             "id": w.id, "size": w.size, "ways": w.ways, "granularity": w.granularity,
             "ram": w.restrictions.ram, "pmem": w.restrictions.pmem,
             "targets": w.targets.iter().map(|&h| t.host_bridges[h].uid).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// Accelerators with the fabric model's figures for each DMA path.
+fn accelerators_json(t: &Topology) -> serde_json::Value {
+    use fabric::dma::{class_name, path_table, peer_name};
+    use serde_json::json;
+    let paths = path_table(t);
+    t.accelerators
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            json!({
+                "id": a.id, "vram": a.vram_size, "queues": a.queues,
+                "dma_engines": a.dma_engines, "compute_gflops": a.compute_gflops,
+                "paths": paths.iter().filter(|p| p.accelerator == i).map(|p| json!({
+                    "peer": peer_name(t, p.peer), "class": class_name(p.class),
+                    "small_read_ps": p.small_read_ps, "small_write_ps": p.small_write_ps,
+                    "read_gbps": p.read_gbps, "write_gbps": p.write_gbps,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
 }
 
 /// Reads and validates a topology file, or returns the built-in default.
@@ -254,6 +277,10 @@ fn check(args: &CheckArgs) -> ExitCode {
         }
         Ok(t) => {
             print!("{t}");
+            print!(
+                "{}",
+                fabric::dma::describe(&t, &fabric::dma::path_table(&t))
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -73,6 +73,11 @@ impl Exec<'_> {
 
     /// Time the compute unit needs for `ops` operations.
     fn ops_ps(&self, ops: u64) -> Picos {
+        // The topology admits only positive rates; anything else costs nothing.
+        if self.compute_gflops.is_nan() || self.compute_gflops <= 0.0 {
+            return 0;
+        }
+        // Saturates at u64::MAX for absurd rates rather than wrapping.
         (ops as f64 * 1000.0 / self.compute_gflops).round() as Picos
     }
 
@@ -211,7 +216,7 @@ impl Exec<'_> {
         let at = self
             .book(|e| {
                 let read = fdma::read(e, self.me, &spans(inputs), start)?;
-                let out = read.max(start + self.ops_ps(ops));
+                let out = read.max(start.saturating_add(self.ops_ps(ops)));
                 fdma::write(e, self.me, outputs, out)
             })
             .map_err(fault)?;
