@@ -368,6 +368,37 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[test]
+    fn check_json_lists_accelerators_with_their_dma_paths() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/accelerators.toml");
+        let t = load_topology(Some(std::path::Path::new(path))).unwrap();
+        let j = topology_json(&t);
+        let accs = j["accelerators"].as_array().unwrap();
+        assert_eq!(accs.len(), 3);
+        assert_eq!(accs[0]["id"], "gpu0");
+        assert_eq!(accs[0]["vram"], 64 << 20);
+        assert_eq!(accs[0]["queues"], 4);
+        // Host memory, the two other accelerators, the type-3 device.
+        let paths = accs[0]["paths"].as_array().unwrap();
+        let class = |peer: &str| {
+            paths.iter().find(|p| p["peer"] == peer).unwrap()["class"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(paths.len(), 4);
+        assert_eq!(class("host memory"), "host bridge");
+        assert_eq!(class("gpu1"), "switch-local");
+        assert_eq!(class("gpu2"), "root complex");
+        assert_eq!(class("mem0"), "host bridge");
+        let ps = |peer: &str| {
+            paths.iter().find(|p| p["peer"] == peer).unwrap()["small_write_ps"]
+                .as_u64()
+                .unwrap()
+        };
+        assert!(ps("gpu1") < ps("gpu2"));
+    }
+
     impl RunArgs {
         fn parse_from_run(extra: &[&str]) -> RunArgs {
             let mut argv = vec!["cxlvmm", "run"];
