@@ -443,3 +443,41 @@ fn rejects_bad_accelerators_naming_the_key() {
     let e = bad("vram = '64M'\nbar_size = '64M'");
     assert!(matches!(e.kind, ErrorKind::Syntax(_)), "both names: {e}");
 }
+
+#[test]
+fn capacities_and_windows_must_fit_the_guest_address_space() {
+    use fabric::topology::AddressLimits;
+    // 1024 TiB is beyond 46 bits (64 TiB).
+    let e = err_replace("volatile = \"256M\"", "volatile = \"1048576G\"");
+    assert_eq!(e.key, "type3[0].volatile");
+    assert_eq!(e.value, "\"1048576G\"");
+    assert!(matches!(e.kind, ErrorKind::BeyondAddressSpace(_)), "{e}");
+    assert!(e.to_string().contains("46-bit"), "{e}");
+    // The persistent part is named when it is what breaks the limit.
+    let e = err_replace(
+        "volatile = \"256M\"",
+        "volatile = \"40T\"\npersistent = \"40T\"",
+    );
+    assert_eq!(e.key, "type3[0].persistent");
+    // One window too large, then windows that only together are.
+    let e = err("[[window]]\ntargets=['hb0']\nsize='64T'");
+    assert_eq!(
+        (e.key.as_str(), e.value.as_str()),
+        ("window[1].size", "\"64T\"")
+    );
+    let e = err("[[window]]\ntargets=['hb0']\nsize='40T'\n[[window]]\ntargets=['hb0']\nsize='40T'");
+    assert_eq!(e.key, "window[2].size");
+    assert!(e.to_string().contains("windows up to this one need"), "{e}");
+    // A fixed base whose window ends past the top.
+    let e = err("[[window]]\ntargets=['hb0']\nsize='2G'\nbase='65535G'");
+    assert_eq!(e.key, "window[1].base");
+    assert!(matches!(e.kind, ErrorKind::BeyondAddressSpace(_)), "{e}");
+    // The same file fits a machine with more address bits, and the limit
+    // is the one the caller gives.
+    let big = BASE.replacen("volatile = \"256M\"", "volatile = \"1048576G\"", 1);
+    let t = Topology::from_toml_str_for(&big, AddressLimits { phys_addr_bits: 52 }).unwrap();
+    assert_eq!(t.type3[0].volatile, 1 << 50);
+    assert_eq!(t.limits.phys_addr_bits, 52);
+    let e = Topology::from_toml_str_for(BASE, AddressLimits { phys_addr_bits: 32 }).unwrap_err();
+    assert_eq!(e.key, "type3[0].volatile", "no room at all above 4 GiB");
+}

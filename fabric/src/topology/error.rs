@@ -65,6 +65,10 @@ pub enum ErrorKind {
     UnknownMemoryMode,
     #[error("this id is reserved for the [{0}] table")]
     ReservedId(String),
+    /// Too large for the guest physical address space (the text says how
+    /// much room there is).
+    #[error("{0}")]
+    BeyondAddressSpace(String),
 }
 
 /// A rejected topology: where (`key`), what (`value`), why (`kind`).

@@ -49,6 +49,53 @@ pub const SIZE_ALIGN: u64 = 256 << 20;
 /// Interleave ways a CFMWS / HDM decoder can express.
 pub const SUPPORTED_WAYS: [u32; 8] = [1, 2, 3, 4, 6, 8, 12, 16];
 
+/// The guest physical address space a topology must fit: CXL windows sit
+/// above 4 GiB (and above RAM, which only the VMM knows), so every device's
+/// capacity, every window and all windows together must fit between 4 GiB
+/// and `1 << phys_addr_bits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressLimits {
+    /// CPUID 0x8000_0008 EAX[7:0] of the guest (MAXPHYADDR).
+    pub phys_addr_bits: u8,
+}
+
+impl AddressLimits {
+    /// 46 bits (64 TiB), what recent server CPUs without 5-level paging
+    /// report; the VMM passes the real value.
+    pub const DEFAULT_PHYS_ADDR_BITS: u8 = 46;
+
+    /// The first address past the guest physical address space.
+    pub fn address_space_end(&self) -> u64 {
+        1u64.checked_shl(u32::from(self.phys_addr_bits))
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Bytes between 4 GiB and the end of the address space.
+    pub fn window_room(&self) -> u64 {
+        self.address_space_end().saturating_sub(WINDOWS_FLOOR)
+    }
+
+    /// Why a value is too large, for error messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "beyond what a {}-bit guest physical address space holds above 4 GiB ({})",
+            self.phys_addr_bits,
+            human_size(self.window_room())
+        )
+    }
+}
+
+impl Default for AddressLimits {
+    fn default() -> Self {
+        AddressLimits {
+            phys_addr_bits: Self::DEFAULT_PHYS_ADDR_BITS,
+        }
+    }
+}
+
+/// CXL windows start at or above this guest physical address.
+pub const WINDOWS_FLOOR: u64 = 1 << 32;
+
 /// Where an element's upstream link plugs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Attach {
@@ -237,6 +284,14 @@ impl Window {
     pub fn hbig(&self) -> u32 {
         self.granularity.trailing_zeros().saturating_sub(8)
     }
+
+    /// Alignment of the window's base when the VMM places it: 256 MiB per
+    /// interleave way. Linux (drivers/cxl/acpi.c, `cxl_acpi_cfmws_verify`)
+    /// needs 256 MiB; a multiple of the ways keeps every way's share of an
+    /// aligned window (the size is 256 MiB x ways already) aligned too.
+    pub fn base_align(&self) -> u64 {
+        SIZE_ALIGN * u64::from(self.ways.max(1))
+    }
 }
 
 /// A validated topology.
@@ -250,6 +305,8 @@ pub struct Topology {
     pub windows: Vec<Window>,
     /// The cache modelled in front of timed memory (`[cpu_cache]`).
     pub cpu_cache: CpuCacheParams,
+    /// The address space the topology was validated for.
+    pub limits: AddressLimits,
 }
 
 /// A reference to any element of a topology, by kind and index.
@@ -262,10 +319,16 @@ pub enum ElementRef {
 }
 
 impl Topology {
-    /// Parse and validate a TOML topology.
+    /// Parse and validate a TOML topology for the default address space
+    /// ([`AddressLimits::default`]).
     pub fn from_toml_str(text: &str) -> Result<Topology, TopologyError> {
+        Self::from_toml_str_for(text, AddressLimits::default())
+    }
+
+    /// Parse and validate a TOML topology for a guest with `limits`.
+    pub fn from_toml_str_for(text: &str, limits: AddressLimits) -> Result<Topology, TopologyError> {
         let raw: raw::RawTopology = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
-        validate::validate(raw)
+        validate::validate(&raw, limits)
     }
 
     /// The built-in topology used when no file is given: one host bridge →
@@ -286,6 +349,7 @@ impl Topology {
             accelerators: Vec::new(),
             windows: Vec::new(),
             cpu_cache: CpuCacheParams::default(),
+            limits: AddressLimits::default(),
         }
     }
 
@@ -404,17 +468,36 @@ impl Topology {
         }
     }
 
-    /// Bases for all windows: the given ones, others back to back from
-    /// `first_base` (rounded up to 256 MiB) in file order.
+    /// Bases for all windows: the given ones, the others in file order from
+    /// `first_base` up, each at the lowest multiple of its alignment
+    /// ([`Window::base_align`]) that is not below the previous placed
+    /// window's end and overlaps no window with a given base.
     pub fn window_bases(&self, first_base: u64) -> Vec<u64> {
-        let mut next = first_base.div_ceil(SIZE_ALIGN).saturating_mul(SIZE_ALIGN);
+        let fixed: Vec<(u64, u64)> = self
+            .windows
+            .iter()
+            .filter_map(|w| w.base.map(|b| (b, b.saturating_add(w.size))))
+            .collect();
+        let mut next = first_base;
         self.windows
             .iter()
             .map(|w| match w.base {
                 Some(b) => b,
                 None => {
-                    let b = next;
-                    next = next.saturating_add(w.size);
+                    let align = w.base_align();
+                    let mut b = next.div_ceil(align).saturating_mul(align);
+                    // Each step moves past one fixed window (the bound only
+                    // matters once addresses saturate).
+                    for _ in 0..=fixed.len() {
+                        let Some(&(_, end)) = fixed
+                            .iter()
+                            .find(|&&(fb, fe)| b < fe && fb < b.saturating_add(w.size))
+                        else {
+                            break;
+                        };
+                        b = end.div_ceil(align).saturating_mul(align);
+                    }
+                    next = b.saturating_add(w.size);
                     b
                 }
             })
