@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use devices::ExitReason;
-use fabric::topology::Topology;
+use fabric::topology::{AddressLimits, Topology, DEFAULT_TOPOLOGY_TOML};
 
 use crate::vm::{self, VmConfig};
 use crate::{host, images};
@@ -102,14 +102,20 @@ fn accelerators_json(t: &Topology) -> serde_json::Value {
         .collect()
 }
 
-/// Reads and validates a topology file, or returns the built-in default.
+/// Reads and validates a topology file, or the built-in default, for the
+/// physical address space a guest on this host gets.
 pub fn load_topology(path: Option<&std::path::Path>) -> Result<Topology, String> {
+    let limits = AddressLimits {
+        phys_addr_bits: host::guest_phys_addr_bits(),
+    };
     match path {
-        None => Ok(Topology::default_topology()),
+        None => Topology::from_toml_str_for(DEFAULT_TOPOLOGY_TOML, limits)
+            .map_err(|e| format!("built-in topology: {e}")),
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .map_err(|e| format!("--topology {}: {e}", p.display()))?;
-            Topology::from_toml_str(&text).map_err(|e| format!("--topology {}: {e}", p.display()))
+            Topology::from_toml_str_for(&text, limits)
+                .map_err(|e| format!("--topology {}: {e}", p.display()))
         }
     }
 }

@@ -19,6 +19,43 @@ pub fn cpu_has_hw_virt() -> bool {
         .unwrap_or(false)
 }
 
+/// Physical address bits (MAXPHYADDR) a guest on this host gets: KVM's
+/// supported CPUID leaf 0x8000_0008, which cxlvmm passes to the guest
+/// unchanged, or the CPU's own where /dev/kvm cannot be asked; the fabric
+/// crate's default if neither answers.
+pub fn guest_phys_addr_bits() -> u8 {
+    kvm_phys_addr_bits()
+        .or_else(cpu_phys_addr_bits)
+        .unwrap_or(fabric::topology::AddressLimits::DEFAULT_PHYS_ADDR_BITS)
+}
+
+fn kvm_phys_addr_bits() -> Option<u8> {
+    let kvm = kvm_ioctls::Kvm::new().ok()?;
+    let cpuid = kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .ok()?;
+    let leaf = cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == 0x8000_0008)?;
+    phys_bits_of(leaf.eax)
+}
+
+fn cpu_phys_addr_bits() -> Option<u8> {
+    use std::arch::x86_64::__cpuid;
+    // Leaf 0x8000_0000 says whether 0x8000_0008 exists.
+    if __cpuid(0x8000_0000).eax < 0x8000_0008 {
+        return None;
+    }
+    phys_bits_of(__cpuid(0x8000_0008).eax)
+}
+
+/// EAX[7:0] of leaf 0x8000_0008, if it is a plausible MAXPHYADDR.
+fn phys_bits_of(eax: u32) -> Option<u8> {
+    let bits = (eax & 0xff) as u8;
+    (36..=52).contains(&bits).then_some(bits)
+}
+
 /// Host RAM in bytes (`MemTotal`), if it can be read.
 pub fn total_memory() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -41,5 +78,13 @@ mod tests {
         assert_eq!(parse_mem_total(s), Some(24_576_000 * 1024));
         assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
         assert_eq!(parse_mem_total("MemTotal: lots kB\n"), None);
+    }
+
+    #[test]
+    fn phys_bits_come_from_eax_low_byte() {
+        assert_eq!(phys_bits_of(0x3030), Some(48));
+        assert_eq!(phys_bits_of(0x302e), Some(46));
+        assert_eq!(phys_bits_of(0), None);
+        assert!((36..=52).contains(&guest_phys_addr_bits()));
     }
 }

@@ -5,9 +5,23 @@
 //! 0x0009_fc00  reserved           EBDA, VGA hole
 //! 0x000e_0000  ACPI tables        RSDP .. DSDT (inside the ISA hole Linux never uses as RAM)
 //! 0x0010_0000  RAM                kernel at 1 MiB, initrd at the top of low RAM
-//! 0xc000_0000  32-bit MMIO hole   PCI MMIO window, ECAM, IOAPIC, LAPIC
+//! 0xc000_0000  32-bit MMIO hole   (up to 3 GiB of RAM sits below it)
+//!   0xc000_0000  PCI MMIO window  PCI0 16 MiB, then the CXL host bridges' bus windows and BARs
+//!   0xe000_0000  ECAM             256 buses x 1 MiB (e820 reserved)
+//!   0xf000_0000  CHBCRs           64 KiB of component registers per CXL host bridge
+//!   0xfec0_0000  IOAPIC
+//!   0xfee0_0000  LAPIC / MSI
+//!   0xfffb_c000  KVM              identity-map page and TSS (Intel)
 //! 0x1_0000_0000 RAM (high)        whatever did not fit below the hole
+//! max(4 GiB, end of RAM)
+//!              CXL windows        every CFMWS, each aligned to 256 MiB x its ways
+//!              64-bit PCI MMIO    from the first 1 GiB boundary above the last window
 //! ```
+//!
+//! Everything from the 32-bit hole up is independent of the RAM size except
+//! the high area, which starts above all RAM: no size of `--memory` moves
+//! RAM under a device. `guest_map` checks the whole map is disjoint before
+//! the VM is built.
 
 /// Start of the boot GDT (four entries).
 pub const BOOT_GDT_START: u64 = 0x500;
@@ -48,10 +62,38 @@ pub const PCI0_LAST_BUS: u16 = 0x0f;
 pub const ECAM_START: u64 = 0xe000_0000;
 pub const ECAM_SIZE: u64 = 0x1000_0000;
 pub const ECAM_BUSES: u16 = 256;
+/// CXL host bridge component registers (CHBCR, CXL 3.1 8.2.3): one 64 KiB
+/// block per host bridge, in an area of the hole nothing else uses; 256
+/// blocks, more than the 240 buses left to CXL could ever need (each host
+/// bridge takes at least two).
+pub const CHBCR_START: u64 = 0xf000_0000;
+pub const CHBCR_AREA_SIZE: u64 = 0x0100_0000;
 pub const IOAPIC_START: u64 = 0xfec0_0000;
+pub const IOAPIC_SIZE: u64 = 0x1000;
+/// The LAPIC page; MSI writes target the whole 1 MiB from here.
 pub const LAPIC_START: u64 = 0xfee0_0000;
+pub const MSI_AREA_SIZE: u64 = 0x10_0000;
+/// Pages KVM needs for itself on Intel: the identity-map page table and
+/// the 3-page TSS right after it, below the top of the hole.
+pub const KVM_IDENTITY_MAP_START: u64 = 0xfffb_c000;
+pub const KVM_TSS_START: u64 = 0xfffb_d000;
+pub const KVM_PRIVATE_SIZE: u64 = 0x4000;
 /// RAM resumes here once the hole is passed.
 pub const HIGH_RAM_START: u64 = 0x1_0000_0000;
+/// 64-bit PCI windows start at a multiple of this above the CXL windows.
+pub const PCI_MMIO64_ALIGN: u64 = 1 << 30;
+
+/// First address of the high MMIO area, where the CXL windows go: above
+/// 4 GiB and above all RAM (`ram_end`), as real platforms place CFMWS
+/// windows; each window then aligns itself.
+pub fn high_mmio_start(ram_end: u64) -> u64 {
+    ram_end.max(HIGH_RAM_START)
+}
+
+/// Where 64-bit PCI windows may start, given the end of the CXL windows.
+pub fn pci_mmio64_start(cxl_end: u64) -> u64 {
+    cxl_end.next_multiple_of(PCI_MMIO64_ALIGN)
+}
 
 /// Port I/O.
 pub const PORT_I8042: u64 = 0x60;

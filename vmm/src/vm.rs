@@ -85,6 +85,8 @@ pub enum VmError {
     CxlBuild(#[from] cxl::build::BuildError),
     #[error("CXL layout: {0}")]
     CxlPlan(#[from] cxl::plan::PlanError),
+    #[error(transparent)]
+    Map(#[from] crate::guest_map::MapOverlap),
     #[error("{0}")]
     Fatal(String),
 }
@@ -162,11 +164,11 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
         ));
     }
     let vm = Arc::new(kvm.create_vm().map_err(kvm_err("create VM"))?);
-    // Addresses KVM needs for its own use on Intel (TSS, identity map): just
-    // below the IOAPIC, outside RAM and every MMIO window.
-    vm.set_tss_address(0xfffb_d000)
+    // Pages KVM needs for its own use on Intel (TSS, identity map), at the
+    // top of the 32-bit hole where `layout` keeps them free.
+    vm.set_tss_address(KVM_TSS_START as usize)
         .map_err(kvm_err("set TSS address"))?;
-    vm.set_identity_map_address(0xfffb_c000)
+    vm.set_identity_map_address(KVM_IDENTITY_MAP_START)
         .map_err(kvm_err("set identity map address"))?;
     vm.create_irq_chip()
         .map_err(kvm_err("create in-kernel irqchip"))?;
@@ -185,6 +187,7 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
         )),
         None => None,
     };
+    crate::guest_map::guest_map(cfg.mem_size, cxl.as_ref().map(|(t, p)| (*t, p)))?;
     let Devices {
         pio,
         mmio,

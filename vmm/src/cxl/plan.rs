@@ -7,6 +7,8 @@
 use fabric::topology::{Attach, ElementRef, Topology};
 use vm_allocator::{AddressAllocator, AllocPolicy};
 
+use crate::layout::{high_mmio_start, CHBCR_AREA_SIZE, CHBCR_START};
+
 /// First bus number used by CXL host bridges; buses below stay with the
 /// main PCI root bridge (PCI0).
 pub const FIRST_CXL_BUS: u8 = 0x10;
@@ -15,9 +17,9 @@ pub const FIRST_CXL_BUS: u8 = 0x10;
 pub const BAR_SLOT: u64 = 0x1_0000;
 /// PCI bridge memory windows have 1 MiB granularity.
 const WINDOW_ALIGN: u64 = 1 << 20;
-/// CHBCR blocks are 64 KiB each, in a 1 MiB region.
+/// CHBCR blocks are 64 KiB each (CHBS version 1, CXL 2.0+), one per host
+/// bridge in the CHBCR area of the 32-bit hole.
 pub const CHBCR_SIZE: u64 = 0x1_0000;
-const CHBCR_REGION: u64 = 1 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FunctionKind {
@@ -70,7 +72,8 @@ pub struct CxlPlan {
     pub host_bridges: Vec<HostBridgePlan>,
     pub functions: Vec<FunctionPlan>,
     pub windows: Vec<WindowPlan>,
-    /// End of everything placed above RAM (CHBCRs and windows).
+    /// End of the CXL windows (the start of the high MMIO area if there
+    /// are none); 64-bit PCI windows go above it.
     pub high_end: u64,
 }
 
@@ -101,8 +104,20 @@ pub enum PlanError {
     OutOfBuses,
     #[error("the CXL hierarchy's BARs do not fit in the 32-bit PCI window [{0:#x}, {1:#x})")]
     OutOfMmio(u64, u64),
-    #[error("window '{id}' at base {base:#x} overlaps guest RAM or another window")]
+    #[error("{0} host bridges need more CHBCR space than the {1:#x} bytes at {2:#x}")]
+    OutOfChbcr(usize, u64, u64),
+    #[error(
+        "window '{id}' at base {base:#x} is below {floor:#x}: CXL windows must sit above 4 GiB \
+         and above guest RAM (drop its `base` to let cxlvmm place it)"
+    )]
+    WindowBelowFloor { id: String, base: u64, floor: u64 },
+    #[error("window '{id}' at base {base:#x} overlaps another window")]
     WindowOverlap { id: String, base: u64 },
+    #[error(
+        "window '{id}' ends at {end:#x}, beyond the guest's {bits}-bit physical address space \
+         (with this much RAM, the windows need smaller sizes)"
+    )]
+    WindowBeyondAddressSpace { id: String, end: u64, bits: u8 },
 }
 
 /// BAR slots a function uses: components on BAR0; type-3 also device
@@ -238,7 +253,9 @@ impl Planner<'_> {
 }
 
 /// Plans the hierarchy. `mmio` is the part of the 32-bit PCI window given to
-/// CXL; `ram_end` is the first address above guest RAM.
+/// CXL; `ram_end` is the first address above guest RAM. CHBCRs go to the
+/// fixed CHBCR area of the 32-bit hole, windows above 4 GiB and above RAM
+/// (`layout` has the whole map).
 pub fn plan(topo: &Topology, mmio: (u64, u64), ram_end: u64) -> Result<CxlPlan, PlanError> {
     let mut p = Planner {
         topo,
@@ -247,7 +264,14 @@ pub fn plan(topo: &Topology, mmio: (u64, u64), ram_end: u64) -> Result<CxlPlan, 
     };
     let mut space = AddressAllocator::new(mmio.0, mmio.1.saturating_sub(mmio.0))
         .map_err(|_| PlanError::OutOfMmio(mmio.0, mmio.1))?;
-    let chbcr_base = ram_end.next_multiple_of(1 << 30);
+    let chbcr_blocks = CHBCR_AREA_SIZE / CHBCR_SIZE;
+    if topo.host_bridges.len() as u64 > chbcr_blocks {
+        return Err(PlanError::OutOfChbcr(
+            topo.host_bridges.len(),
+            CHBCR_AREA_SIZE,
+            CHBCR_START,
+        ));
+    }
     let mut hbs = Vec::new();
     for (h, hb) in topo.host_bridges.iter().enumerate() {
         let root_bus = p.take_bus()?;
@@ -274,22 +298,36 @@ pub fn plan(topo: &Topology, mmio: (u64, u64), ram_end: u64) -> Result<CxlPlan, 
             root_bus,
             last_bus: (p.next_bus - 1) as u8,
             mmio: (mmio_start, mmio_end - 1),
-            chbcr: chbcr_base + CHBCR_SIZE * h as u64,
+            chbcr: CHBCR_START + CHBCR_SIZE * h as u64,
         });
     }
-    let first_window = chbcr_base + CHBCR_REGION;
-    let bases = topo.window_bases(first_window);
+    let floor = high_mmio_start(ram_end);
+    let top = topo.limits.address_space_end();
+    let bases = topo.window_bases(floor);
     let mut windows: Vec<WindowPlan> = Vec::new();
     for (w, &base) in topo.windows.iter().zip(&bases) {
+        if base < floor {
+            return Err(PlanError::WindowBelowFloor {
+                id: w.id.clone(),
+                base,
+                floor,
+            });
+        }
         let end = base.saturating_add(w.size);
-        let clash = base < ram_end.max(first_window)
-            || windows
-                .iter()
-                .any(|o| base < o.base + o.size && o.base < end);
-        if clash {
+        if windows
+            .iter()
+            .any(|o| base < o.base + o.size && o.base < end)
+        {
             return Err(PlanError::WindowOverlap {
                 id: w.id.clone(),
                 base,
+            });
+        }
+        if end > top {
+            return Err(PlanError::WindowBeyondAddressSpace {
+                id: w.id.clone(),
+                end,
+                bits: topo.limits.phys_addr_bits,
             });
         }
         windows.push(WindowPlan { base, size: w.size });
@@ -298,8 +336,7 @@ pub fn plan(topo: &Topology, mmio: (u64, u64), ram_end: u64) -> Result<CxlPlan, 
         .iter()
         .map(|w| w.base + w.size)
         .max()
-        .unwrap_or(first_window)
-        .max(first_window);
+        .unwrap_or(floor);
     Ok(CxlPlan {
         host_bridges: hbs,
         functions: p.functions,
@@ -399,12 +436,11 @@ mod tests {
                 assert!(a1 < b0 || b1 < a0);
             }
         }
-        // CHBCR above RAM, windows above the CHBCR region, 256 MiB aligned.
-        assert_eq!(hb.chbcr, 1 << 30);
-        assert!(p
-            .windows
-            .iter()
-            .all(|w| w.base % (256 << 20) == 0 && w.base >= (1 << 30) + (1 << 20)));
+        // CHBCR in its area of the 32-bit hole; windows from 4 GiB up,
+        // 256 MiB aligned (guest_map's tests cover every RAM size).
+        assert_eq!(hb.chbcr, CHBCR_START);
+        assert_eq!(p.windows[0].base, 1 << 32);
+        assert!(p.windows.iter().all(|w| w.base % (256 << 20) == 0));
         assert_eq!(p.windows[1].base, p.windows[0].base + p.windows[0].size);
     }
 
