@@ -11,7 +11,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
-    region-1way region-4way region-2hb region-256b pmem-persist-6.12 pmem-persist-6.1)
+    region-1way region-4way region-2hb region-256b pmem-persist-6.12 pmem-persist-6.1
+    region-mem-2g region-mem-3g region-mem-6g)
 if [ "${1:-}" = --list ]; then printf '%s\n' "${all_scenarios[@]}"; exit 0; fi
 REPO=$PWD
 CXLVMM=${CXLVMM:-$REPO/target/release/cxlvmm}
@@ -123,15 +124,16 @@ cxl_enumerate() {
 # region-<case>: a RAM region through cxl create-region, onlined and stressed
 # in the guest (tests/e2e/guest/region-ram.sh); the VMM's log must show the
 # mapping mode the case expects (native KVM memory, or the trapped path).
-region_ram() { # name topology ways granularity memtest phases expected-mode
-    local name=$1 topo=$2 ways=$3 gran=$4 memtest=$5 phases=$6 mode=$7 rc
+region_ram() { # name topology ways granularity memtest phases expected-mode [memory-MiB]
+    local name=$1 topo=$2 ways=$3 gran=$4 memtest=$5 phases=$6 mode=$7 mem_mib=${8:-1024} rc
     local script=$OUT/$name.sh
     { echo "WAYS=$ways GRAN=$gran DECODER=decoder0.0 MEMTEST=$memtest PHASES=$phases"
+      [ -n "${8:-}" ] && echo "EXPECT_MEM_MIB=$mem_mib"
       cat tests/e2e/guest/region-ram.sh; } >"$script"
-    note "$name: $topo, cxl create-region -w $ways -g $gran, expect $mode mapping"
+    note "$name: $topo, --memory ${mem_mib}M, cxl create-region -w $ways -g $gran, expect $mode mapping"
     local start=$SECONDS
     RUST_LOG=vmm::cxl::regions=info timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" \
-        --topology "examples/$topo.toml" --cmdline "memhp_default_state=offline $GUEST_CMDLINE" \
+        --memory "${mem_mib}M" --topology "examples/$topo.toml" --cmdline "memhp_default_state=offline $GUEST_CMDLINE" \
         --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
     rc=$?
     note "$name: exit $rc after $((SECONDS - start))s"
@@ -229,6 +231,11 @@ run_scenario() {
         # 128 KiB x 2 passes (512 granules, 256 per device, each pattern
         # written and read back) rather than a bigger sweep.
         region-256b) region_ram region-256b switch-4 2 256 128 dax Trapped ;;
+        # Guest RAM sizes around the 32-bit hole (below it, filling it, and
+        # above 4 GiB): the CXL windows sit above 4 GiB and above RAM.
+        region-mem-2g) region_ram region-mem-2g switch-4 4 4096 64 full Native 2048 ;;
+        region-mem-3g) region_ram region-mem-3g switch-4 4 4096 64 full Native 3072 ;;
+        region-mem-6g) region_ram region-mem-6g switch-4 4 4096 64 full Native 6144 ;;
         pmem-persist-6.12) pmem_persist 6.12 2 ;;
         pmem-persist-6.1) pmem_persist 6.1 1 ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;

@@ -17,6 +17,29 @@ fail=0
 check() { if [ "$2" = 0 ]; then echo "REGION-CHECK $1: ok ($3)"; else echo "REGION-CHECK $1: FAILED ($3)"; fail=1; fi; }
 json_field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",]*\)\"\{0,1\}.*/\1/p" | head -1; }
 
+# With EXPECT_MEM_MIB (the harness's --memory): the guest has that RAM, and
+# every CXL window (top-level "CXL Window N" in /proc/iomem) starts at or
+# above 4 GiB and above the end of System RAM.
+if [ -n "${EXPECT_MEM_MIB:-}" ]; then
+    mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+    want_kib=$((EXPECT_MEM_MIB * 1024))
+    [ "$mem_kib" -le "$want_kib" ] && [ "$mem_kib" -ge $((want_kib * 85 / 100)) ]
+    check memtotal $? "MemTotal = $mem_kib kB for --memory ${EXPECT_MEM_MIB}M"
+    ram_end=0 first_window=0 windows=0
+    grep -v '^ ' /proc/iomem >/tmp/iomem
+    while read -r range _ name; do
+        start=$((0x${range%-*})) end=$((0x${range#*-} + 1))
+        case $name in
+            "System RAM") [ "$end" -gt "$ram_end" ] && ram_end=$end ;;
+            "CXL Window"*)
+                windows=$((windows + 1))
+                { [ "$first_window" = 0 ] || [ "$start" -lt "$first_window" ]; } && first_window=$start ;;
+        esac
+    done </tmp/iomem
+    [ "$windows" -ge 1 ] && [ "$first_window" -ge $((1 << 32)) ] && [ "$first_window" -ge "$ram_end" ]
+    check window-layout $? "$windows CXL windows from $(printf %#x "$first_window"), System RAM ends $(printf %#x "$ram_end")"
+fi
+
 memdevs=$(cxl list -M | awk '/"memdev":/ { gsub(/[",]/, ""); split($0, a, ":"); m = a[2] }
                              /"ram_size":/ { print m }' | head -n "$WAYS" | tr '\n' ' ')
 echo "memdevs with ram: $memdevs"
