@@ -304,6 +304,11 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
     }
     let _ = input_stop.write(1);
     let _ = input.join();
+    // However the guest ended, what it stored in persistent media reaches
+    // stable storage before cxlvmm exits (docs/persistence.md).
+    if let Some(r) = &shared.regions {
+        cxl::sync_persistent_media(r.backings());
+    }
 
     if reason == ExitReason::Fatal {
         let msg = shared

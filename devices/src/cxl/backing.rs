@@ -29,7 +29,9 @@ pub struct Type3Backing {
 impl Type3Backing {
     /// Creates the backing: a sealed-size memfd of `volatile` bytes and, if
     /// `persistent` > 0, the file at `persistent_path` grown (never shrunk)
-    /// to `persistent` bytes. Existing contents of the file are kept.
+    /// to `persistent` bytes. Existing contents of the file are kept. The
+    /// file is locked for as long as the backing lives; a file another
+    /// process holds is refused (`file_lock`).
     pub fn new(
         name: &str,
         volatile: u64,
@@ -61,6 +63,8 @@ impl Type3Backing {
                     .create(true)
                     .truncate(false)
                     .open(p)?;
+                // Before anything changes the file: it may be another VM's.
+                super::file_lock::lock_exclusive(&f, p)?;
                 if f.metadata()?.len() < persistent {
                     f.set_len(persistent)?;
                 }
@@ -170,6 +174,27 @@ mod tests {
         let mut v = [0u8; 8];
         b.read(100, &mut v);
         assert_eq!(v, [0; 8]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_persistent_file_serves_one_backing_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("cxlvmm-backing-lock-{}", std::process::id()));
+        let path = dir.join("pmem.img");
+        let b = Type3Backing::new("a", 0, 1 << 20, Some(&path)).unwrap();
+        b.write(0, b"first").unwrap();
+        let e = Type3Backing::new("b", 0, 2 << 20, Some(&path)).unwrap_err();
+        assert!(
+            e.to_string().contains("pmem.img is locked by process"),
+            "{e}"
+        );
+        // Refused before touching the file: not grown to the second size.
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20);
+        drop(b);
+        let b = Type3Backing::new("b", 0, 2 << 20, Some(&path)).unwrap();
+        let mut buf = [0u8; 5];
+        b.read(0, &mut buf);
+        assert_eq!(&buf, b"first");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

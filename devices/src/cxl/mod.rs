@@ -7,6 +7,7 @@
 pub mod backing;
 pub mod component;
 pub mod dvsec;
+pub mod file_lock;
 pub mod mailbox;
 pub mod port;
 pub mod type3;

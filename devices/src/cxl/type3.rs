@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::backing::Type3Backing;
 use super::component::{
     AccessPerf, Cdat, ComponentKind, ComponentRegisters, Doe, HdmConfig, COMPONENT_REGS_SIZE,
 };
@@ -39,6 +40,9 @@ pub struct Type3Spec {
     pub perf: AccessPerf,
     /// INTA#, used while MSI-X is off (None: no INTx pin).
     pub intx: Option<Arc<IntxPin>>,
+    /// The device's media: Clear Poison writes its data there (None: the
+    /// data is dropped, the poison still clears).
+    pub media: Option<Arc<Type3Backing>>,
 }
 
 pub struct Type3Device {
@@ -133,6 +137,9 @@ pub fn build_type3(spec: Type3Spec, msi: Arc<dyn MsiSink>) -> Type3Device {
             _ => table.trigger(v),
         }
     }));
+    if let Some(media) = spec.media {
+        regs.set_media_writer(Box::new(move |dpa, data| media.write(dpa, data)));
+    }
     let registers = Arc::new(Mutex::new(regs));
     f.add_bar(
         BAR_DEVICE_REGS,
@@ -148,5 +155,75 @@ pub fn build_type3(spec: Type3Spec, msi: Arc<dyn MsiSink>) -> Type3Device {
         component,
         registers,
         msix,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cxl::mailbox::MemoryLabels;
+    use crate::pci::MsiSink;
+    use crate::BusDevice;
+
+    struct NoMsi;
+    impl MsiSink for NoMsi {
+        fn route(&self, _: u16, _: u64, _: u32) {}
+        fn trigger(&self, _: u16) {}
+    }
+
+    // Mailbox registers (CXL 3.1 8.2.8.4) at the primary mailbox, 0x88.
+    const MBOX_CTRL: u64 = 0x88 + 0x04;
+    const MBOX_CMD: u64 = 0x88 + 0x08;
+    const MBOX_STATUS: u64 = 0x88 + 0x10;
+    const MBOX_PAYLOAD: u64 = 0x88 + 0x20;
+    const OP_INJECT_POISON: u64 = 0x4301;
+    const OP_CLEAR_POISON: u64 = 0x4302;
+
+    /// Runs one mailbox command; returns its return code.
+    fn command(regs: &mut DeviceRegisters, opcode: u64, payload: &[u8]) -> u64 {
+        regs.write(MBOX_PAYLOAD, payload);
+        let cmd = opcode | ((payload.len() as u64) << 16);
+        regs.write(MBOX_CMD, &cmd.to_le_bytes());
+        regs.write(MBOX_CTRL, &1u32.to_le_bytes());
+        let mut status = [0u8; 8];
+        regs.read(MBOX_STATUS, &mut status);
+        (u64::from_le_bytes(status) >> 32) & 0xffff
+    }
+
+    #[test]
+    fn clear_poison_writes_its_data_to_the_backing() {
+        const VOLATILE: u64 = 256 << 20;
+        let media = Arc::new(Type3Backing::new("t", VOLATILE, 256 << 20, None).unwrap());
+        let dev = build_type3(
+            Type3Spec {
+                volatile_bytes: VOLATILE,
+                persistent_bytes: 256 << 20,
+                serial: 7,
+                lsa: Box::new(MemoryLabels::new(4096)),
+                link: LinkParams {
+                    gen: 5,
+                    width: 8,
+                    port_number: 0,
+                },
+                perf: AccessPerf::default(),
+                intx: None,
+                media: Some(media.clone()),
+            },
+            Arc::new(NoMsi),
+        );
+        let mut regs = dev.registers.lock().unwrap();
+        // A line in each partition: poisoned, then cleared with new data.
+        for dpa in [0x1000u64, VOLATILE + 0x40] {
+            assert_eq!(command(&mut regs, OP_INJECT_POISON, &dpa.to_le_bytes()), 0);
+            let mut clear = dpa.to_le_bytes().to_vec();
+            clear.extend([0x5a; 64]);
+            assert_eq!(command(&mut regs, OP_CLEAR_POISON, &clear), 0);
+            let mut line = [0u8; 66];
+            media.read(dpa - 1, &mut line);
+            assert_eq!(line[0], 0, "the byte before is untouched");
+            assert_eq!(&line[1..65], &[0x5a; 64], "DPA {dpa:#x}");
+            assert_eq!(line[65], 0, "the byte after is untouched");
+        }
+        assert!(regs.poison_records().is_empty());
     }
 }

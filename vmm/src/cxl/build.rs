@@ -237,6 +237,8 @@ pub fn build(
                             .map(|(slot, pin)| {
                                 IntxPin::new(INTA, irq.intx_line(intx_gsi(slot, pin)))
                             }),
+                        // Clear Poison's data lands in the device's media.
+                        media: Some(devs.backings[index].clone()),
                     },
                     irq.msix_vectors(MSIX_VECTORS)
                         .map_err(|source| BuildError::Interrupts {

@@ -72,10 +72,11 @@ impl LabelStorage for MemoryLabels {
 
 /// LSA backed by a file, so labels survive VMM restarts.
 ///
-/// Every write goes straight to the file with `pwrite` (no user-space
-/// caching): once SET_LSA has completed, a crash of the VMM cannot lose the
-/// labels. There is no fsync per write; surviving a host crash is the host
-/// file system's business, as for the persistent-memory backing file itself.
+/// Every write goes straight to the file with `pwrite` and is then synced
+/// (`fdatasync`): once SET_LSA has completed the labels survive a crash of
+/// the VMM and of the host. Label writes are rare (namespace and region
+/// changes), so the sync costs nothing that matters. The file is locked
+/// while open, like the media file beside it (`file_lock`).
 #[derive(Debug)]
 pub struct FileLabels {
     file: File,
@@ -93,6 +94,7 @@ impl FileLabels {
             .create(true)
             .truncate(false)
             .open(path)?;
+        crate::cxl::file_lock::lock_exclusive(&file, path)?;
         if file.metadata()?.len() < size {
             file.set_len(size)?;
         }
@@ -112,7 +114,8 @@ impl LabelStorage for FileLabels {
 
     fn write(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         check_range(self.size, offset, data.len())?;
-        self.file.write_all_at(data, offset)
+        self.file.write_all_at(data, offset)?;
+        self.file.sync_data()
     }
 }
 
@@ -165,6 +168,17 @@ mod tests {
         lsa.read(100, &mut buf).unwrap();
         assert_eq!(&buf, b"label");
         assert!(lsa.read(2047, &mut [0u8; 2]).is_err());
+    }
+
+    #[test]
+    fn file_labels_are_locked_while_open() {
+        let path = TempPath::new("lsa-lock");
+        let lsa = FileLabels::open(&path.0, 1024).unwrap();
+        let e = FileLabels::open(&path.0, 1024).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(e.to_string().contains("is locked by process"), "{e}");
+        drop(lsa);
+        FileLabels::open(&path.0, 1024).unwrap();
     }
 
     #[test]
