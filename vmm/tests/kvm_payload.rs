@@ -6,9 +6,16 @@
 //! `hdr.cmd_line_ptr` on COM1, and exits through the test-exit port with the
 //! number of e820 entries. So the test checks boot parameters, long-mode
 //! setup, serial output and exit-code plumbing at once.
+//!
+//! A custom harness (libtest-mimic): on a host without /dev/kvm the tests
+//! that run a guest are reported "ignored", with the reason on stderr, and
+//! never counted as passed.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Failed, Trial};
 
 const LOAD_ADDR: u64 = 0x10_0000;
 
@@ -75,19 +82,7 @@ fn cxlvmm() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cxlvmm"))
 }
 
-fn have_kvm() -> bool {
-    if Path::new("/dev/kvm").exists() {
-        return true;
-    }
-    eprintln!("SKIPPED: no /dev/kvm on this host");
-    false
-}
-
-#[test]
 fn payload_prints_cmdline_and_exits_with_e820_count() {
-    if !have_kvm() {
-        return;
-    }
     let dir = scratch("payload");
     let kernel = dir.join("payload.elf");
     std::fs::write(&kernel, elf(CODE)).unwrap();
@@ -115,11 +110,7 @@ fn payload_prints_cmdline_and_exits_with_e820_count() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
 fn more_memory_means_more_e820_entries() {
-    if !have_kvm() {
-        return;
-    }
     let dir = scratch("himem");
     let kernel = dir.join("payload.elf");
     std::fs::write(&kernel, elf(CODE)).unwrap();
@@ -139,12 +130,7 @@ fn more_memory_means_more_e820_entries() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
 fn paravirtual_kvm_is_refused_with_a_pointer_to_the_rig() {
-    if !Path::new("/sys/module/kvm_pvm").exists() {
-        eprintln!("SKIPPED: host KVM is not kvm_pvm");
-        return;
-    }
     let dir = scratch("pvm");
     let kernel = dir.join("payload.elf");
     std::fs::write(&kernel, elf(CODE)).unwrap();
@@ -163,25 +149,15 @@ fn paravirtual_kvm_is_refused_with_a_pointer_to_the_rig() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
 fn bad_inputs_fail_clearly_before_anything_starts() {
     let dir = scratch("bad");
     let junk = dir.join("junk");
     std::fs::write(&junk, vec![0x5au8; 8192]).unwrap();
-    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+    let mut cases: Vec<(Vec<String>, i32, &str)> = vec![
         (
             vec!["--kernel".into(), "/nonexistent/bzImage".into()],
             2,
             "--kernel /nonexistent/bzImage",
-        ),
-        (
-            vec![
-                "--kernel".into(),
-                junk.display().to_string(),
-                "--no-kvm-check".into(),
-            ],
-            1,
-            "neither a bzImage nor an ELF",
         ),
         (
             vec![
@@ -219,6 +195,18 @@ fn bad_inputs_fail_clearly_before_anything_starts() {
             "--initrd needs --kernel",
         ),
     ];
+    // The kernel is read once the VM exists, so this one needs /dev/kvm.
+    if Path::new("/dev/kvm").exists() {
+        cases.push((
+            vec![
+                "--kernel".into(),
+                junk.display().to_string(),
+                "--no-kvm-check".into(),
+            ],
+            1,
+            "neither a bzImage nor an ELF",
+        ));
+    }
     for (args, code, needle) in cases {
         let out = cxlvmm().arg("run").args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -231,11 +219,7 @@ fn bad_inputs_fail_clearly_before_anything_starts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
 fn timeout_stops_a_hung_guest_and_shows_where_it_is() {
-    if !have_kvm() {
-        return;
-    }
     let dir = scratch("hang");
     let kernel = dir.join("spin.elf");
     // jmp $ : spins at the entry point forever.
@@ -260,4 +244,136 @@ fn timeout_stops_a_hung_guest_and_shows_where_it_is() {
     assert!(stderr.contains("vcpu0: rip=0x100000 "), "{stderr}");
     assert!(stderr.contains("--timeout expired"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A second cxlvmm given a persistent device whose media file a running
+/// one holds stops at start with the file and the holder's pid named.
+fn a_second_vm_on_the_same_persistent_media_is_refused() {
+    let dir = scratch("lock");
+    let kernel = dir.join("spin.elf");
+    std::fs::write(&kernel, elf(&[0xeb, 0xfe])).unwrap();
+    let media = dir.join("pmem.img");
+    let topo = dir.join("pmem.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            "[[host_bridge]]\nid = \"hb0\"\n[[type3]]\nid = \"pm\"\nport = \"hb0.rp0\"\n\
+             persistent = \"256M\"\npersistent_path = {:?}\n[[window]]\ntargets = [\"hb0\"]\n\
+             size = \"256M\"\nrestrictions = [\"pmem\"]\n",
+            media.display().to_string()
+        ),
+    )
+    .unwrap();
+    let run = |timeout: &str| {
+        let mut c = cxlvmm();
+        c.args(["run", "--no-kvm-check", "--vcpus", "1", "--memory", "128M"])
+            .args(["--timeout", timeout, "--kernel"])
+            .arg(&kernel)
+            .arg("--topology")
+            .arg(&topo);
+        c
+    };
+    let mut first = run("60")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the first VM holds its lock.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !holds_lock(&media, first.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "the first VM never locked {media:?}"
+        );
+        assert!(first.try_wait().unwrap().is_none(), "the first VM ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = run("5").output().unwrap();
+    let _ = first.kill();
+    let _ = first.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} is locked by process {} (cxlvmm)",
+            media.display(),
+            first.id()
+        )),
+        "{stderr}"
+    );
+    // With the first gone, the second starts (and is stopped by --timeout).
+    let out = run("1").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Whether /proc/locks lists a FLOCK of process `pid` (on any file once
+/// `path` exists: the test's VM locks nothing else).
+fn holds_lock(path: &Path, pid: u32) -> bool {
+    path.exists()
+        && std::fs::read_to_string("/proc/locks").is_ok_and(|l| {
+            l.lines().any(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                f.get(1) == Some(&"FLOCK") && f.get(4) == Some(&pid.to_string().as_str())
+            })
+        })
+}
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let kvm = Path::new("/dev/kvm").exists();
+    let pvm = Path::new("/sys/module/kvm_pvm").exists();
+    if !kvm {
+        eprintln!("kvm_payload: no /dev/kvm on this host: the tests that run a guest are ignored");
+    }
+    if !pvm {
+        eprintln!(
+            "kvm_payload: host KVM is not kvm_pvm: the paravirtual-KVM refusal test is ignored"
+        );
+    }
+    let test = |name: &str, f: fn(), runs_here: bool| {
+        Trial::test(name, move || -> Result<(), Failed> {
+            f();
+            Ok(())
+        })
+        .with_ignored_flag(!runs_here)
+    };
+    let trials = vec![
+        test(
+            "payload_prints_cmdline_and_exits_with_e820_count",
+            payload_prints_cmdline_and_exits_with_e820_count,
+            kvm,
+        ),
+        test(
+            "more_memory_means_more_e820_entries",
+            more_memory_means_more_e820_entries,
+            kvm,
+        ),
+        test(
+            "paravirtual_kvm_is_refused_with_a_pointer_to_the_rig",
+            paravirtual_kvm_is_refused_with_a_pointer_to_the_rig,
+            kvm && pvm,
+        ),
+        test(
+            "bad_inputs_fail_clearly_before_anything_starts",
+            bad_inputs_fail_clearly_before_anything_starts,
+            true,
+        ),
+        test(
+            "timeout_stops_a_hung_guest_and_shows_where_it_is",
+            timeout_stops_a_hung_guest_and_shows_where_it_is,
+            kvm,
+        ),
+        test(
+            "a_second_vm_on_the_same_persistent_media_is_refused",
+            a_second_vm_on_the_same_persistent_media_is_refused,
+            kvm,
+        ),
+    ];
+    libtest_mimic::run(&args, trials).exit_code()
 }
