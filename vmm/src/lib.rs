@@ -7,6 +7,7 @@ pub mod cli;
 pub mod console;
 pub mod cpu;
 pub mod cxl;
+pub mod emulation_failure;
 pub mod guest_map;
 pub mod guest_stack;
 pub mod host;

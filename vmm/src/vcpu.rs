@@ -145,7 +145,12 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
                     // the `internal` member of the kvm_run exit union.
                     let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
                     if suberror == INTERNAL_ERROR_EMULATION {
-                        shared.fail(format!("vcpu{index}: {EMULATION_HINT}"));
+                        shared.fail(crate::emulation_failure::describe(
+                            index,
+                            vcpu,
+                            &shared.mem,
+                            shared.regions.as_deref(),
+                        ));
                     } else {
                         shared.fail(format!(
                             "vcpu{index}: KVM internal error, suberror {suberror}"

@@ -312,6 +312,33 @@ fn a_second_vm_on_the_same_persistent_media_is_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A guest that jumps into device memory stops with a message naming the
+/// place and why (code cannot run there), not a host hint.
+fn code_in_device_memory_stops_the_vm_naming_the_place() {
+    let dir = scratch("mmio-code");
+    let kernel = dir.join("jump.elf");
+    #[rustfmt::skip]
+    let code = [
+        0xb8, 0x00, 0x00, 0x00, 0xf0, // mov eax, 0xf0000000 ; the CHBCR area
+        0xff, 0xe0,                   // jmp rax
+    ];
+    std::fs::write(&kernel, elf(&code)).unwrap();
+    let out = cxlvmm()
+        .args(["run", "--no-kvm-check", "--vcpus", "1", "--memory", "128M"])
+        .args(["--timeout", "30", "--kernel"])
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("at RIP 0xf0000000 (guest-physical 0xf0000000): the instruction itself is in device memory (CHBCR area); code, page tables and vector"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("paravirtual"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Whether /proc/locks lists a FLOCK of process `pid` (on any file once
 /// `path` exists: the test's VM locks nothing else).
 fn holds_lock(path: &Path, pid: u32) -> bool {
@@ -367,6 +394,11 @@ fn main() -> ExitCode {
         test(
             "timeout_stops_a_hung_guest_and_shows_where_it_is",
             timeout_stops_a_hung_guest_and_shows_where_it_is,
+            kvm,
+        ),
+        test(
+            "code_in_device_memory_stops_the_vm_naming_the_place",
+            code_in_device_memory_stops_the_vm_naming_the_place,
             kvm,
         ),
         test(
