@@ -1,0 +1,3 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cxlvmm_fuzz::targets::component::fuzz_component_registers(data));
