@@ -166,7 +166,10 @@ impl Cmos {
 impl BusDevice for Cmos {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
-        data[0] = match offset {
+        let Some(first) = data.first_mut() else {
+            return;
+        };
+        *first = match offset {
             0 => self.index,
             1 => self.read_reg(usize::from(self.index & INDEX_MASK)),
             _ => 0xff,
@@ -198,6 +201,13 @@ mod tests {
     // 2026-11-22 14:47:53 UTC, a Sunday.
     fn fixed() -> i64 {
         1_795_358_873
+    }
+
+    #[test]
+    fn zero_width_reads_are_ignored() {
+        let mut c = Cmos::new();
+        c.read(1, &mut []);
+        c.read(0, &mut []);
     }
 
     #[test]

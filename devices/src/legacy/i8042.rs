@@ -28,7 +28,9 @@ impl I8042 {
 impl BusDevice for I8042 {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
-        data[0] = self.0.read(offset as u8);
+        if let (Ok(reg), Some(first)) = (u8::try_from(offset), data.first_mut()) {
+            *first = self.0.read(reg);
+        }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
@@ -50,5 +52,16 @@ mod tests {
         assert!(!exit.is_requested());
         kbd.write(4, &[0xfe]);
         assert_eq!(exit.reason(), Some(ExitReason::Reset));
+    }
+
+    #[test]
+    fn zero_width_and_far_reads_are_harmless() {
+        let exit = ExitRequest::new().unwrap();
+        let mut kbd = I8042::new(exit.clone());
+        kbd.read(0, &mut []);
+        let mut b = [0xaau8; 2];
+        kbd.read(0x1_0000, &mut b);
+        assert_eq!(b, [0, 0]);
+        assert!(!exit.is_requested());
     }
 }

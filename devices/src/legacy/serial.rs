@@ -65,8 +65,8 @@ impl<W: Write + Send> BusDevice for SerialPort<W> {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         // The UART's registers are bytes; wider accesses see the first byte.
         data.fill(0);
-        if let Ok(reg) = u8::try_from(offset) {
-            data[0] = self.uart.read(reg);
+        if let (Ok(reg), Some(first)) = (u8::try_from(offset), data.first_mut()) {
+            *first = self.uart.read(reg);
         }
         if offset == DATA {
             self.refill();
@@ -110,5 +110,14 @@ mod tests {
             got.push(b[0]);
         }
         assert_eq!(got, input, "all 200 bytes arrive in order");
+    }
+
+    #[test]
+    fn zero_width_accesses_are_ignored() {
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut port = SerialPort::new(irq, Vec::new());
+        port.read(DATA, &mut []);
+        port.write(DATA, &[]);
+        assert!(port.writer_mut().is_empty());
     }
 }
