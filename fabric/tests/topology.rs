@@ -201,6 +201,19 @@ fn rejects_port_overflow_and_reuse() {
 }
 
 #[test]
+fn rejects_port_references_with_multibyte_characters() {
+    // Found by the topology fuzz target: the port kind was cut at byte 2,
+    // inside the 'é'.
+    for port in ["sw0.dé1", "sw0.é", "hb0.ŗp0", "é"] {
+        let e = err(&format!(
+            "[[type3]]\nid='m1'\nport='{port}'\nvolatile='256M'\nserial=2"
+        ));
+        assert_eq!(e.kind, ErrorKind::BadPortRef, "{port}: {e}");
+        assert_eq!(e.key, "type3[1].port");
+    }
+}
+
+#[test]
 fn rejects_cycle() {
     let e = err(
         "[[switch]]\nid='a'\nport='b.dp0'\ndownstream_ports=1\n[[switch]]\nid='b'\nport='a.dp0'\ndownstream_ports=1",

@@ -60,7 +60,8 @@ impl PortResolver<'_> {
     fn resolve(&self, key: &str, s: &str) -> R<Attach> {
         let bad = || E::new(key, quoted(s), K::BadPortRef);
         let (owner, port) = s.rsplit_once('.').ok_or_else(bad)?;
-        let (kind, num) = port.split_at(port.len().min(2));
+        // Byte 2 may fall inside a multi-byte character of a bad reference.
+        let (kind, num) = port.split_at_checked(2).ok_or_else(bad)?;
         let index: u32 = num.parse().map_err(|_| bad())?;
         match kind {
             "rp" => {
