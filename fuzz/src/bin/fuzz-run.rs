@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         let name_hash = name
             .bytes()
             .fold(0u64, |h, b| h.rotate_left(7) ^ u64::from(b));
-        let target_seed = seed ^ Rng::new(name_hash).next();
+        let target_seed = seed ^ Rng::new(name_hash).next_u64();
         match runner::run(&t, &corpus, iterations, target_seed, max_len) {
             Ok(s) => {
                 let secs = s.elapsed.as_secs_f64();
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
                                 .iter()
                                 .fold(0u64, |h, &b| h.rotate_left(5) ^ u64::from(b))
                     )
-                    .next()
+                    .next_u64()
                 ));
                 let _ = std::fs::write(&path, &c.input);
                 eprintln!(
