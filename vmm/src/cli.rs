@@ -5,7 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use devices::ExitReason;
-use fabric::topology::{AddressLimits, Topology, DEFAULT_TOPOLOGY_TOML};
+use fabric::topology::{
+    Accelerator, AddressLimits, CpuCacheParams, FabricParams, HostBridge, Switch, Topology, Type3,
+    Window, DEFAULT_TOPOLOGY_TOML,
+};
+use serde::Serialize;
 
 use crate::vm::{self, VmConfig};
 use crate::{host, images};
@@ -51,55 +55,99 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-/// The guest-visible facts of a topology, as JSON.
-pub fn topology_json(t: &Topology) -> serde_json::Value {
-    use serde_json::json;
-    json!({
-        "host_bridges": t.host_bridges.iter().map(|h| json!({
-            "id": h.id, "uid": h.uid, "root_ports": h.root_ports,
-        })).collect::<Vec<_>>(),
-        "switches": t.switches.iter().map(|s| json!({
-            "id": s.id, "downstream_ports": s.downstream_ports,
-        })).collect::<Vec<_>>(),
-        "type3": t.type3.iter().enumerate().map(|(i, d)| {
-            // The fabric model's idle 64 B path latency from the host.
-            let path = fabric::hmat::path_performance(t, i).map(|p| p.total);
-            json!({
-                "id": d.id, "volatile": d.volatile, "persistent": d.persistent,
-                "lsa": d.lsa, "serial": d.serial,
-                "read_latency_ps": path.map(|p| p.read_latency_ps),
-                "write_latency_ps": path.map(|p| p.write_latency_ps),
-            })
-        }).collect::<Vec<_>>(),
-        "accelerators": accelerators_json(t),
-        "windows": t.windows.iter().map(|w| json!({
-            "id": w.id, "size": w.size, "ways": w.ways, "granularity": w.granularity,
-            "ram": w.restrictions.ram, "pmem": w.restrictions.pmem,
-            "targets": w.targets.iter().map(|&h| t.host_bridges[h].uid).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+/// What `cxlvmm check --json` prints: the validated topology as the schema
+/// types serialise it (window targets are host bridge indices), each type-3
+/// device with the fabric model's idle 64 B path latency from the host, each
+/// accelerator with its DMA paths.
+#[derive(Serialize)]
+pub struct CheckReport<'a> {
+    pub fabric: &'a FabricParams,
+    pub host_bridges: &'a [HostBridge],
+    pub switches: &'a [Switch],
+    pub type3: Vec<Type3Report<'a>>,
+    pub accelerators: Vec<AcceleratorReport<'a>>,
+    pub windows: &'a [Window],
+    pub cpu_cache: &'a CpuCacheParams,
+    pub limits: &'a AddressLimits,
 }
 
-/// Accelerators with the fabric model's figures for each DMA path.
-fn accelerators_json(t: &Topology) -> serde_json::Value {
-    use fabric::dma::{class_name, path_table, peer_name};
-    use serde_json::json;
-    let paths = path_table(t);
-    t.accelerators
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            json!({
-                "id": a.id, "vram": a.vram_size, "queues": a.queues,
-                "dma_engines": a.dma_engines, "compute_gflops": a.compute_gflops,
-                "paths": paths.iter().filter(|p| p.accelerator == i).map(|p| json!({
-                    "peer": peer_name(t, p.peer), "class": class_name(p.class),
-                    "small_read_ps": p.small_read_ps, "small_write_ps": p.small_write_ps,
-                    "read_gbps": p.read_gbps, "write_gbps": p.write_gbps,
-                })).collect::<Vec<_>>(),
+/// An accelerator and the fabric model's figures for each of its DMA paths
+/// ([`fabric::dma::path_table`]).
+#[derive(Serialize)]
+pub struct AcceleratorReport<'a> {
+    #[serde(flatten)]
+    pub device: &'a Accelerator,
+    pub paths: Vec<DmaPathReport>,
+}
+
+/// One DMA path: the peer by name, its path class, idle small-transfer
+/// latencies and peak bandwidths.
+#[derive(Serialize)]
+pub struct DmaPathReport {
+    pub peer: String,
+    pub class: String,
+    pub small_read_ps: u64,
+    pub small_write_ps: u64,
+    pub read_gbps: f64,
+    pub write_gbps: f64,
+}
+
+/// A type-3 device and its path latency ([`fabric::hmat::path_performance`]).
+#[derive(Serialize)]
+pub struct Type3Report<'a> {
+    #[serde(flatten)]
+    pub device: &'a Type3,
+    pub read_latency_ps: Option<u64>,
+    pub write_latency_ps: Option<u64>,
+}
+
+impl<'a> CheckReport<'a> {
+    pub fn new(t: &'a Topology) -> Self {
+        let type3 = t
+            .type3
+            .iter()
+            .enumerate()
+            .map(|(i, device)| {
+                let path = fabric::hmat::path_performance(t, i).map(|p| p.total);
+                Type3Report {
+                    device,
+                    read_latency_ps: path.map(|p| p.read_latency_ps),
+                    write_latency_ps: path.map(|p| p.write_latency_ps),
+                }
             })
-        })
-        .collect()
+            .collect();
+        let paths = fabric::dma::path_table(t);
+        let accelerators = t
+            .accelerators
+            .iter()
+            .enumerate()
+            .map(|(i, device)| AcceleratorReport {
+                device,
+                paths: paths
+                    .iter()
+                    .filter(|p| p.accelerator == i)
+                    .map(|p| DmaPathReport {
+                        peer: fabric::dma::peer_name(t, p.peer),
+                        class: fabric::dma::class_name(p.class),
+                        small_read_ps: p.small_read_ps,
+                        small_write_ps: p.small_write_ps,
+                        read_gbps: p.read_gbps,
+                        write_gbps: p.write_gbps,
+                    })
+                    .collect(),
+            })
+            .collect();
+        CheckReport {
+            fabric: &t.fabric,
+            host_bridges: &t.host_bridges,
+            switches: &t.switches,
+            type3,
+            accelerators,
+            windows: &t.windows,
+            cpu_cache: &t.cpu_cache,
+            limits: &t.limits,
+        }
+    }
 }
 
 /// Reads and validates a topology file, or the built-in default, for the
@@ -277,10 +325,16 @@ pub fn main() -> ExitCode {
 
 fn check(args: &CheckArgs) -> ExitCode {
     match load_topology(args.topology.as_deref()) {
-        Ok(t) if args.json => {
-            println!("{}", topology_json(&t));
-            ExitCode::SUCCESS
-        }
+        Ok(t) if args.json => match serde_json::to_string(&CheckReport::new(&t)) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cxlvmm: error: topology as JSON: {e}");
+                ExitCode::from(1)
+            }
+        },
         Ok(t) => {
             print!("{t}");
             print!(
@@ -378,7 +432,7 @@ mod tests {
     fn check_json_lists_accelerators_with_their_dma_paths() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/accelerators.toml");
         let t = load_topology(Some(std::path::Path::new(path))).unwrap();
-        let j = topology_json(&t);
+        let j = serde_json::to_value(CheckReport::new(&t)).unwrap();
         let accs = j["accelerators"].as_array().unwrap();
         assert_eq!(accs.len(), 3);
         assert_eq!(accs[0]["id"], "gpu0");
@@ -403,6 +457,47 @@ mod tests {
                 .unwrap()
         };
         assert!(ps("gpu1") < ps("gpu2"));
+    }
+
+    #[test]
+    fn check_json_has_every_topology_field_and_the_path_latency() {
+        let t = Topology::default_topology();
+        let report = serde_json::to_value(CheckReport::new(&t)).unwrap();
+        let plain = serde_json::to_value(&t).unwrap();
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k
+        };
+        // A field added to Topology must reach the report too.
+        assert_eq!(keys(&report), keys(&plain));
+        // What tests/e2e/check_cxl.py and run.sh read.
+        let d = &report["type3"][1];
+        assert_eq!(d["id"], "mem1");
+        assert_eq!(d["serial"], 2);
+        assert_eq!(d["volatile"], 256u64 << 20);
+        assert_eq!(d["persistent"], 0);
+        assert_eq!(d["lsa"], 0);
+        let path = fabric::hmat::path_performance(&t, 1).unwrap().total;
+        assert_eq!(d["read_latency_ps"], path.read_latency_ps);
+        assert_eq!(d["write_latency_ps"], path.write_latency_ps);
+        assert_eq!(report["host_bridges"][0]["root_ports"], 1);
+        assert_eq!(report["switches"][0]["downstream_ports"], 2);
+        let w = &report["windows"][0];
+        assert_eq!(
+            (w["id"].as_str(), w["size"].as_u64()),
+            (Some("w0"), Some(512 << 20))
+        );
+        assert_eq!(
+            (w["ways"].as_u64(), w["granularity"].as_u64()),
+            (Some(1), Some(4096))
+        );
+        assert_eq!(
+            (w["ram"].as_bool(), w["pmem"].as_bool()),
+            (Some(true), Some(false))
+        );
+        assert_eq!(w["targets"].as_array().unwrap().len(), 1);
+        assert_eq!(report["type3"][0]["link"]["flit"], "68B");
     }
 
     impl RunArgs {

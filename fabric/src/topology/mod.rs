@@ -35,6 +35,8 @@ mod params;
 mod raw;
 mod validate;
 
+use serde::Serialize;
+
 pub use error::{ErrorKind, TopologyError};
 pub(crate) use live::Changed;
 pub use live::{Param, ParamError, ParamValue};
@@ -53,7 +55,7 @@ pub const SUPPORTED_WAYS: [u32; 8] = [1, 2, 3, 4, 6, 8, 12, 16];
 /// above 4 GiB (and above RAM, which only the VMM knows), so every device's
 /// capacity, every window and all windows together must fit between 4 GiB
 /// and `1 << phys_addr_bits`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct AddressLimits {
     /// CPUID 0x8000_0008 EAX[7:0] of the guest (MAXPHYADDR).
     pub phys_addr_bits: u8,
@@ -97,7 +99,8 @@ impl Default for AddressLimits {
 pub const WINDOWS_FLOOR: u64 = 1 << 32;
 
 /// Where an element's upstream link plugs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Attach {
     /// Root port `port` of host bridge `host_bridge` (index into `host_bridges`).
     RootPort { host_bridge: usize, port: u32 },
@@ -106,7 +109,7 @@ pub enum Attach {
 }
 
 /// A CXL host bridge (ACPI0016, one CHBS) with its root ports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostBridge {
     pub id: String,
     /// `_UID` and CHBS UID.
@@ -118,7 +121,7 @@ pub struct HostBridge {
 }
 
 /// A CXL switch: one upstream port, `downstream_ports` downstream ports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Switch {
     pub id: String,
     /// Where its upstream port's link plugs in.
@@ -132,7 +135,7 @@ pub struct Switch {
 }
 
 /// A type-3 memory expander.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Type3 {
     pub id: String,
     pub attach: Attach,
@@ -152,13 +155,14 @@ pub struct Type3 {
 
 /// A PCIe accelerator endpoint (DMA initiator, peer-to-peer target);
 /// `docs/accelerator.md` is its device specification.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Accelerator {
     pub id: String,
     pub attach: Attach,
     /// VRAM size in bytes, which is also the size of its memory BAR: a
     /// power of two of at least [`ACCEL_MIN_VRAM`] (TOML `vram`, formerly
     /// `bar_size`, still accepted).
+    #[serde(rename = "vram")]
     pub vram_size: u64,
     /// Round-trip latency of the VRAM behind the device's port.
     pub bar_latency_ns: f64,
@@ -184,7 +188,7 @@ pub const ACCEL_MAX_DMA_ENGINES: u32 = 16;
 
 /// Memory types a window admits (CFMWS restriction bits b2/b3; b1
 /// host-only/type-3 is implied).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Restrictions {
     pub ram: bool,
     pub pmem: bool,
@@ -224,6 +228,13 @@ impl WindowMode {
     }
 }
 
+/// Serialised as its TOML spelling.
+impl Serialize for WindowMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl std::fmt::Display for WindowMode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -231,7 +242,7 @@ impl std::fmt::Display for WindowMode {
 }
 
 /// A CXL fixed memory window (one CFMWS).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Window {
     pub id: String,
     /// Host bridge indices, one per interleave way, in interleave order.
@@ -242,6 +253,8 @@ pub struct Window {
     pub ways: u32,
     /// Host bridge interleave granularity in bytes.
     pub granularity: u32,
+    /// Serialised as `ram` and `pmem` beside the other fields.
+    #[serde(flatten)]
     pub restrictions: Restrictions,
     /// Fixed base HPA if the file gives one; else the VMM places it.
     pub base: Option<u64>,
@@ -295,7 +308,7 @@ impl Window {
 }
 
 /// A validated topology.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Topology {
     pub fabric: FabricParams,
     pub host_bridges: Vec<HostBridge>,

@@ -4,9 +4,12 @@
 //! idle read's round trip (load-to-use latency), the unit in which CDAT, HMAT
 //! and published measurements quote it. The engine charges half of it on the
 //! way down and half on the way up, so a one-way transfer (a posted write)
-//! pays half. Defaults follow `shared/reference/timing.md`.
+//! pays half. The defaults and the measurements they rest on are listed in
+//! `docs/timing-sources.md`.
 
 use std::fmt;
+
+use serde::{Serialize, Serializer};
 
 /// Link flit mode (the framing the link layer uses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +68,13 @@ impl FlitMode {
     }
 }
 
+/// Serialised as its TOML spelling (`"68B"`, `"256B-lopt"`, ...).
+impl Serialize for FlitMode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for FlitMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -89,7 +99,7 @@ pub const SUPPORTED_WIDTHS: [u8; 5] = [1, 2, 4, 8, 16];
 
 /// Parameters of one link (one per attached element: the link between the
 /// element's upstream port and the port it plugs into).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LinkParams {
     /// PCIe generation 1–6 (2.5 … 64 GT/s per lane).
     pub gen: u8,
@@ -167,7 +177,7 @@ impl fmt::Display for LinkParams {
 }
 
 /// Media (the memory behind a type-3 device's controller).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MediaParams {
     /// Fixed access latency of a read inside the device (controller + DRAM).
     pub read_latency_ns: f64,
@@ -197,7 +207,7 @@ impl Default for MediaParams {
 }
 
 /// Fabric-wide parameters (`[fabric]` table).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FabricParams {
     /// Seed for every random choice the model makes (CRC errors).
     pub seed: u64,
@@ -242,7 +252,7 @@ impl Default for FabricParams {
 /// never hold it: without a model every load would be a fabric read. The
 /// model is the guest's whole cache hierarchy for timed memory, one shared
 /// set-associative cache ([`crate::cache::Cache`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CpuCacheParams {
     /// Off: every load is a fabric read and every store a fabric write.
     pub enabled: bool,
