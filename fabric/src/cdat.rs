@@ -1,47 +1,40 @@
 //! CDAT (Coherent Device Attribute Table) contents the devices serve over
-//! DOE: DSMAS and DSLBIS for each type-3 device, SSLBIS for each switch.
-//! Values come from the same parameters the timing engine charges, split so
-//! that the kernel's sum (generic port + links + switches + device) equals
-//! the engine's idle latency; see [`crate::hmat`].
+//! DOE: for each type-3 device a DSMAS, four DSLBIS and a DSEMTS per
+//! partition; for each switch an SSLBIS per data type. Values come from the
+//! same parameters the timing engine charges, split so that the kernel's sum
+//! (generic port + links + switches + device) equals the engine's idle
+//! latency; see [`crate::hmat`].
 //!
-//! This module produces the *data* only (handles, flags, data types, base
-//! units, entries). The guest-facing bytes (CDAT header with checksum and
-//! sequence, structure types and lengths, and splitting SSLBIS so that no
-//! structure outgrows Linux 6.1's DOE read buffer) are the job of one encoder,
-//! `devices::cxl::component::cdat`, which converts from [`Cdat`]. Keeping a
-//! second encoder here let the two drift apart, so there is none.
-//!
-//! Entries follow Linux `drivers/cxl/core/cdat.c` (`cdat_normalize`): value =
-//! entry × base unit, in ps for latencies and MB/s for bandwidths; an entry of
-//! 0 or 0xFFFF means "no data", and a product above `u32::MAX` is treated as
-//! overflow and dropped. [`encode_values`] keeps every entry inside that.
+//! This module produces the *data*, in table order: handles, flags, data
+//! types, base units and entries ([`crate::perf_entry`]). The guest-facing
+//! bytes (CDAT header with checksum and sequence, structure types and
+//! lengths, and splitting SSLBIS so that no structure outgrows Linux 6.1's
+//! DOE read buffer) are the job of one encoder,
+//! `devices::cxl::component::cdat`, which converts from [`Cdat`].
 
-use crate::hmat::{device_share, switch_perf};
+use crate::hmat::{device_share, switch_perf, Perf, SwitchPortPerf};
+use crate::perf_entry::{encode_value, encode_values, DataType};
 use crate::topology::Topology;
 
-/// HMAT/CDAT data types (HMAT SLLBIS numbering).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum DataType {
-    AccessLatency = 0,
-    ReadLatency = 1,
-    WriteLatency = 2,
-    AccessBandwidth = 3,
-    ReadBandwidth = 4,
-    WriteBandwidth = 5,
-}
+pub use crate::perf_entry::ENTRY_MAX;
 
-impl DataType {
-    pub fn is_latency(self) -> bool {
-        (self as u8) <= 2
-    }
-}
+/// DSMAS flag (CDAT Table 3): the range is non-volatile.
+pub const DSMAS_NON_VOLATILE: u8 = 1 << 2;
+
+/// DSEMTS EFI memory types as QEMU uses them: volatile capacity is
+/// EfiConventionalMemory with EFI_MEMORY_SP (specific purpose), persistent
+/// is "reserved", the DSMAS non-volatile flag being what Linux goes by.
+pub const DSEMTS_EFI_SPECIFIC_PURPOSE: u8 = 1;
+pub const DSEMTS_EFI_RESERVED: u8 = 2;
+
+/// Port id of a switch upstream port in SSLBIS entries.
+pub const SSLBIS_UPSTREAM_PORT: u16 = 0x100;
 
 /// DSMAS: one device memory range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dsmas {
     pub handle: u8,
-    /// Bit 2: non-volatile.
+    /// [`DSMAS_NON_VOLATILE`] or 0.
     pub flags: u8,
     pub dpa_base: u64,
     pub dpa_length: u64,
@@ -57,10 +50,21 @@ pub struct Dslbis {
     pub entries: [u16; 3],
 }
 
+/// DSEMTS: the EFI memory type of one DSMAS range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dsemts {
+    pub handle: u8,
+    pub memory_type: u8,
+    /// Offset and length inside the DSMAS range.
+    pub dpa_offset: u64,
+    pub dpa_length: u64,
+}
+
 /// One port pair of an SSLBIS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sslbe {
-    /// Upstream port is 0x100; downstream ports are their port numbers.
+    /// Upstream port is [`SSLBIS_UPSTREAM_PORT`]; downstream ports are their
+    /// PCIe Link Capabilities port numbers.
     pub port_x: u16,
     pub port_y: u16,
     pub value: u16,
@@ -74,133 +78,154 @@ pub struct Sslbis {
     pub entries: Vec<Sslbe>,
 }
 
-/// Port id of a switch upstream port in SSLBIS entries.
-pub const SSLBIS_UPSTREAM_PORT: u16 = 0x100;
+/// One CDAT structure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Structure {
+    Dsmas(Dsmas),
+    Dslbis(Dslbis),
+    Dsemts(Dsemts),
+    Sslbis(Sslbis),
+}
 
-/// A whole CDAT for one component.
+/// A whole CDAT for one component, structures in table order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Cdat {
-    pub dsmas: Vec<Dsmas>,
-    pub dslbis: Vec<Dslbis>,
-    pub sslbis: Vec<Sslbis>,
+    pub structures: Vec<Structure>,
 }
 
-/// Largest entry Linux reads as a value (0xFFFF means "no data").
-pub const ENTRY_MAX: u16 = 0xFFFE;
-
-/// Encode `values` (ps or MB/s) with one shared base unit, as DSLBIS and
-/// SSLBIS entries: the smallest power of ten in which the largest value,
-/// rounded to nearest like every entry, fits [`ENTRY_MAX`]. A non-zero value never encodes
-/// as 0 (Linux would read "no data"), and entry × unit never exceeds
-/// `u32::MAX` (Linux would discard it as overflow), so values beyond that
-/// saturate.
-pub fn encode_values(values: &[u64]) -> (u64, Vec<u16>) {
-    let limit = u64::from(ENTRY_MAX);
-    let ceiling = u64::from(u32::MAX);
-    let max = values.iter().map(|&v| v.min(ceiling)).max().unwrap_or(0);
-    let nearest = |v: u64, unit: u64| v / unit + u64::from(v % unit >= unit.div_ceil(2));
-    let mut unit = 1u64;
-    while nearest(max, unit) > limit {
-        unit *= 10;
-    }
-    let entries = values
-        .iter()
-        .map(|&v| {
-            let v = v.min(ceiling);
-            // Rounding up can cross u32::MAX, which Linux would drop.
-            let e = nearest(v, unit).min(ceiling / unit);
-            e.max(u64::from(v != 0)) as u16
+impl Cdat {
+    pub fn dsmas(&self) -> impl Iterator<Item = &Dsmas> {
+        self.structures.iter().filter_map(|s| match s {
+            Structure::Dsmas(d) => Some(d),
+            _ => None,
         })
-        .collect();
-    (unit, entries)
-}
+    }
 
-/// [`encode_values`] for one value: (base unit, entry).
-pub fn encode_value(value: u64) -> (u64, u16) {
-    let (unit, e) = encode_values(&[value]);
-    (unit, e[0])
-}
+    pub fn dslbis(&self) -> impl Iterator<Item = &Dslbis> {
+        self.structures.iter().filter_map(|s| match s {
+            Structure::Dslbis(d) => Some(d),
+            _ => None,
+        })
+    }
 
-fn dslbis(handle: u8, data_type: DataType, value: u64) -> Dslbis {
-    let (entry_base_unit, v) = encode_value(value);
-    Dslbis {
-        handle,
-        data_type,
-        entry_base_unit,
-        entries: [v, 0, 0],
+    pub fn sslbis(&self) -> impl Iterator<Item = &Sslbis> {
+        self.structures.iter().filter_map(|s| match s {
+            Structure::Sslbis(d) => Some(d),
+            _ => None,
+        })
     }
 }
 
-/// CDAT of type-3 device `device`: a DSMAS per partition (volatile, then
-/// persistent) and read/write latency and bandwidth DSLBIS for each.
-pub fn device_cdat(t: &Topology, device: usize) -> Option<Cdat> {
-    let d = t.type3.get(device)?;
-    let share = device_share(t, device);
+/// `perf`'s figure for a data type, in HMAT units (ps, MB/s).
+pub fn perf_value(perf: &Perf, data_type: DataType) -> u64 {
+    match data_type {
+        DataType::AccessLatency | DataType::ReadLatency => perf.read_latency_ps,
+        DataType::WriteLatency => perf.write_latency_ps,
+        DataType::AccessBandwidth | DataType::ReadBandwidth => perf.read_mbps,
+        DataType::WriteBandwidth => perf.write_mbps,
+    }
+}
+
+/// CDAT of a type-3 device with these partitions whose own share of a host
+/// access is `share`: per non-empty partition (volatile at DPA 0, then
+/// persistent) a DSMAS, read/write latency and bandwidth DSLBIS and a
+/// DSEMTS, as QEMU lays it out. Handles count from 0.
+pub fn type3_cdat(volatile: u64, persistent: u64, share: &Perf) -> Cdat {
     let mut c = Cdat::default();
-    let parts = [(d.volatile, 0u8, 0u64), (d.persistent, 1 << 2, d.volatile)];
-    for (len, flags, base) in parts {
+    let parts = [
+        (volatile, 0, 0, DSEMTS_EFI_SPECIFIC_PURPOSE),
+        (
+            persistent,
+            volatile,
+            DSMAS_NON_VOLATILE,
+            DSEMTS_EFI_RESERVED,
+        ),
+    ];
+    let mut handle = 0u8;
+    for (len, dpa_base, flags, memory_type) in parts {
         if len == 0 {
             continue;
         }
-        let handle = c.dsmas.len() as u8;
-        c.dsmas.push(Dsmas {
+        c.structures.push(Structure::Dsmas(Dsmas {
             handle,
             flags,
-            dpa_base: base,
+            dpa_base,
             dpa_length: len,
-        });
-        c.dslbis
-            .push(dslbis(handle, DataType::ReadLatency, share.read_latency_ps));
-        c.dslbis.push(dslbis(
+        }));
+        for data_type in DataType::READ_WRITE {
+            let (entry_base_unit, e) = encode_value(perf_value(share, data_type));
+            c.structures.push(Structure::Dslbis(Dslbis {
+                handle,
+                data_type,
+                entry_base_unit,
+                entries: [e, 0, 0],
+            }));
+        }
+        c.structures.push(Structure::Dsemts(Dsemts {
             handle,
-            DataType::WriteLatency,
-            share.write_latency_ps,
-        ));
-        c.dslbis
-            .push(dslbis(handle, DataType::ReadBandwidth, share.read_mbps));
-        c.dslbis
-            .push(dslbis(handle, DataType::WriteBandwidth, share.write_mbps));
+            memory_type,
+            dpa_offset: 0,
+            dpa_length: len,
+        }));
+        handle += 1;
     }
-    Some(c)
+    c
 }
 
-/// CDAT of switch `switch`: access latency and access bandwidth between
-/// the upstream port and each downstream port.
-pub fn switch_cdat(t: &Topology, switch: usize) -> Option<Cdat> {
-    let sw = t.switches.get(switch)?;
-    let mut lat = Vec::new();
-    let mut bw = Vec::new();
-    for p in 0..sw.downstream_ports {
-        let perf = switch_perf(t, switch, p);
-        lat.push((p as u16, perf.latency_ps));
-        bw.push((p as u16, perf.bandwidth_mbps));
+/// CDAT of type-3 device `device` of `t`: [`type3_cdat`] with the device's
+/// share of the path from [`device_share`].
+pub fn device_cdat(t: &Topology, device: usize) -> Option<Cdat> {
+    let d = t.type3.get(device)?;
+    Some(type3_cdat(
+        d.volatile,
+        d.persistent,
+        &device_share(t, device),
+    ))
+}
+
+/// CDAT of a switch upstream port with `ports` (downstream port number and
+/// its figures): one logical SSLBIS per data type (read/write latency,
+/// read/write bandwidth) with an (upstream, downstream) entry per port, all
+/// entries of one SSLBIS sharing its base unit. No ports, no structures.
+pub fn switch_ports_cdat(ports: &[(u16, SwitchPortPerf)]) -> Cdat {
+    let mut c = Cdat::default();
+    if ports.is_empty() {
+        return c;
     }
-    // One logical SSLBIS per data type with every port pair; the encoder
-    // splits it into structures small enough for the guest's DOE buffer.
-    let table = |data_type, vals: Vec<(u16, u64)>| {
-        let values: Vec<u64> = vals.iter().map(|v| v.1).collect();
+    for data_type in DataType::READ_WRITE {
+        let values: Vec<u64> = ports
+            .iter()
+            .map(|(_, p)| match data_type.is_latency() {
+                true => p.latency_ps,
+                false => p.bandwidth_mbps,
+            })
+            .collect();
         let (entry_base_unit, encoded) = encode_values(&values);
-        Sslbis {
+        c.structures.push(Structure::Sslbis(Sslbis {
             data_type,
             entry_base_unit,
-            entries: vals
+            entries: ports
                 .iter()
                 .zip(encoded)
-                .map(|(&(p, _), value)| Sslbe {
+                .map(|(&(port, _), value)| Sslbe {
                     port_x: SSLBIS_UPSTREAM_PORT,
-                    port_y: p,
+                    port_y: port,
                     value,
                 })
                 .collect(),
-        }
-    };
-    Some(Cdat {
-        sslbis: vec![
-            table(DataType::AccessLatency, lat),
-            table(DataType::AccessBandwidth, bw),
-        ],
-        ..Cdat::default()
-    })
+        }));
+    }
+    c
+}
+
+/// CDAT of switch `switch` of `t`: [`switch_ports_cdat`] over every
+/// downstream port with the figures of [`switch_perf`].
+pub fn switch_cdat(t: &Topology, switch: usize) -> Option<Cdat> {
+    let sw = t.switches.get(switch)?;
+    let ports: Vec<(u16, SwitchPortPerf)> = (0..sw.downstream_ports)
+        .map(|p| (p as u16, switch_perf(t, switch, p)))
+        .collect();
+    Some(switch_ports_cdat(&ports))
 }
 
 #[cfg(test)]

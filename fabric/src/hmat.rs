@@ -13,11 +13,14 @@
 //!   pipeline share and retimers on its link.
 //!
 //! [`path_performance`] returns the components and the engine's own idle
-//! latency; a test checks that they agree.
+//! latency; a test checks that they agree. [`hmat_localities`] gives the
+//! HMAT locality entries (node 0's DRAM and every generic port) already
+//! encoded ([`crate::perf_entry`]); the VMM only writes them as bytes.
 
 use crate::engine::{Engine, Op, Source, Target};
 use crate::link::capacity::mem_peak_bandwidth;
 use crate::link::flit_time_ps;
+use crate::perf_entry::{encode_values, DataType};
 use crate::route::Hop;
 use crate::time::{ns_to_ps, PsPerByte};
 use crate::topology::{Attach, ElementRef, FlitMode, Topology};
@@ -132,6 +135,70 @@ pub fn generic_ports(t: &Topology) -> Vec<GenericPortPerf> {
                     read_mbps: mbps(rd),
                     write_mbps: mbps(wr),
                 },
+            }
+        })
+        .collect()
+}
+
+/// A target proximity domain of the HMAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmatTarget {
+    /// Node 0's DRAM, where the CPUs are.
+    HostMemory,
+    /// The generic port of host bridge `host_bridge` (index into `host_bridges`).
+    GenericPort { host_bridge: usize },
+}
+
+/// What the HMAT says about each target, in HMAT units (ps, MB/s), from the
+/// CPUs' domain: node 0's DRAM first, then each host bridge's generic port.
+pub fn hmat_targets(t: &Topology) -> Vec<(HmatTarget, Perf)> {
+    let f = &t.fabric;
+    let dram_mbps = (f.host_memory_bandwidth_gbps * 1000.0).round() as u64;
+    let dram = Perf {
+        read_latency_ps: ns_to_ps(f.host_memory_latency_ns),
+        write_latency_ps: ns_to_ps(f.host_memory_latency_ns),
+        read_mbps: dram_mbps,
+        write_mbps: dram_mbps,
+    };
+    let mut targets = vec![(HmatTarget::HostMemory, dram)];
+    for (host_bridge, gp) in generic_ports(t).into_iter().enumerate() {
+        let mut perf = gp.perf;
+        // 0 means "no data" to Linux, and a generic port without latency
+        // makes every device below it fail its QoS calculation.
+        perf.read_latency_ps = perf.read_latency_ps.max(1);
+        perf.write_latency_ps = perf.write_latency_ps.max(1);
+        targets.push((HmatTarget::GenericPort { host_bridge }, perf));
+    }
+    targets
+}
+
+/// One HMAT System Locality Latency and Bandwidth Information structure's
+/// data: one initiator (the CPUs), every target of [`hmat_targets`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HmatLocality {
+    pub data_type: DataType,
+    pub entry_base_unit: u64,
+    /// One entry per target, in [`hmat_targets`] order.
+    pub entries: Vec<u16>,
+}
+
+/// The HMAT's locality data: one structure per data type (read/write
+/// latency, read/write bandwidth), each holding every target, because Linux
+/// keeps only the last locality structure of each data type.
+pub fn hmat_localities(t: &Topology) -> Vec<HmatLocality> {
+    let targets = hmat_targets(t);
+    DataType::READ_WRITE
+        .into_iter()
+        .map(|data_type| {
+            let values: Vec<u64> = targets
+                .iter()
+                .map(|(_, p)| crate::cdat::perf_value(p, data_type))
+                .collect();
+            let (entry_base_unit, entries) = encode_values(&values);
+            HmatLocality {
+                data_type,
+                entry_base_unit,
+                entries,
             }
         })
         .collect()

@@ -56,7 +56,8 @@
 //! * [`route`]: PCIe/CXL routing, including switch-local peer-to-peer.
 //! * [`decode`]: host physical address → device and DPA.
 //! * [`dma`]: how an accelerator's DMA transfer is cut and booked; per-path figures.
-//! * [`cdat`], [`hmat`]: guest-visible performance data.
+//! * [`cdat`], [`hmat`], [`qtg`]: guest-visible performance data (CDAT
+//!   structures, HMAT entries, QoS classes), encoded by [`perf_entry`].
 //! * [`workload`]: open- and closed-loop load generators for curves.
 //! * [`cache`], [`timed`]: the CPU cache model and the timed front end
 //!   ([`Engine::timed_access`]): a guest access to timed memory in, its
@@ -76,6 +77,8 @@ pub mod hmat;
 pub mod interleave;
 pub mod link;
 mod media;
+pub mod perf_entry;
+pub mod qtg;
 pub mod rng;
 pub mod route;
 pub mod time;

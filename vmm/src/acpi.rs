@@ -9,6 +9,7 @@ use acpi_tables::aml::{self, AddressSpace, AddressSpaceCacheable};
 use acpi_tables::facs::FACS;
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace as GasSpace, GAS};
+use acpi_tables::madt::{EnabledStatus, IoApic, ProcessorLocalApic};
 use acpi_tables::mcfg::MCFG;
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
@@ -171,22 +172,25 @@ fn fadt(dsdt: u64, facs: u64) -> Vec<u8> {
     to_bytes(&b.finalize())
 }
 
-fn madt(vcpus: u8) -> Vec<u8> {
+/// The MADT: the local APICs, the IOAPIC and the SCI's interrupt source
+/// override. The LAPIC and IOAPIC structures are `acpi_tables::madt`'s; the
+/// header is an `Sdt` rather than `acpi_tables::madt::MADT`, which in its
+/// 0.2 release writes revision 1 (ours: 5, ACPI 6.x) and flags 0 with no
+/// setter, where this platform sets PCAT_COMPAT: it has the legacy 8259 pair
+/// (Linux reads the flag in `acpi_parse_madt`, arch/x86/kernel/acpi/boot.c).
+/// The crate has no Interrupt Source Override structure, so that one is
+/// built here.
+pub(crate) fn madt(vcpus: u8) -> Vec<u8> {
     const PCAT_COMPAT: u32 = 1;
-    const TYPE_LAPIC: u8 = 0;
-    const TYPE_IOAPIC: u8 = 1;
     const TYPE_ISO: u8 = 2;
     let mut t = Sdt::new(*b"APIC", 44, 5, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     t.write_u32(36, LAPIC_START as u32);
     t.write_u32(40, PCAT_COMPAT);
     for cpu in 0..vcpus {
-        // uid, APIC ID, flags = enabled.
-        t.append_slice(&[TYPE_LAPIC, 8, cpu, cpu, 1, 0, 0, 0]);
+        let lapic = ProcessorLocalApic::new(cpu, cpu, EnabledStatus::Enabled);
+        t.append_slice(&to_bytes(&lapic));
     }
-    let mut ioapic = vec![TYPE_IOAPIC, 12, vcpus, 0];
-    ioapic.extend((IOAPIC_START as u32).to_le_bytes());
-    ioapic.extend(0u32.to_le_bytes()); // GSI base
-    t.append_slice(&ioapic);
+    t.append_slice(&to_bytes(&IoApic::new(vcpus, IOAPIC_START as u32, 0)));
     // SCI: ISA IRQ 9 -> GSI 9, level triggered, active high (flags 0x000d).
     let mut iso = vec![TYPE_ISO, 10, 0, IRQ_SCI as u8];
     iso.extend(IRQ_SCI.to_le_bytes());

@@ -18,3 +18,8 @@ pub mod layout;
 pub mod memory;
 pub mod vcpu;
 pub mod vm;
+
+#[cfg(test)]
+mod byte_identity_tests;
+#[cfg(test)]
+mod legacy_tables;

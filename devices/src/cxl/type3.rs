@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::backing::Type3Backing;
 use super::component::{
-    AccessPerf, Cdat, ComponentKind, ComponentRegisters, Doe, HdmConfig, COMPONENT_REGS_SIZE,
+    Cdat, ComponentKind, ComponentRegisters, Doe, HdmConfig, COMPONENT_REGS_SIZE,
 };
 use super::dvsec::{self, LocatorEntry, RegisterBlock};
 use super::mailbox::{DeviceRegisters, LabelStorage, Type3Config, DEVICE_REGS_SIZE};
@@ -36,8 +36,8 @@ pub struct Type3Spec {
     pub serial: u64,
     pub lsa: Box<dyn LabelStorage>,
     pub link: LinkParams,
-    /// What CDAT reports for the device's own media.
-    pub perf: AccessPerf,
+    /// The CDAT the device serves over DOE (from `fabric::cdat::device_cdat`).
+    pub cdat: Cdat,
     /// INTA#, used while MSI-X is off (None: no INTx pin).
     pub intx: Option<Arc<IntxPin>>,
     /// The device's media: Clear Poison writes its data there (None: the
@@ -86,7 +86,7 @@ pub fn build_type3(spec: Type3Spec, msi: Arc<dyn MsiSink>) -> Type3Device {
     f.add_power_management();
     let msix = f.add_msix(MSIX_VECTORS, BAR_MSIX, msi);
     if let Some(off) = doe_off {
-        let cdat = Cdat::for_type3(spec.volatile_bytes, spec.persistent_bytes, spec.perf);
+        let cdat = spec.cdat;
         f.add_config_hook(
             off + 4,
             usize::from(super::component::doe::DOE_CAP_SIZE) - 4,
@@ -205,7 +205,7 @@ mod tests {
                     width: 8,
                     port_number: 0,
                 },
-                perf: AccessPerf::default(),
+                cdat: Cdat::default(),
                 intx: None,
                 media: Some(media.clone()),
             },

@@ -1,83 +1,96 @@
-//! Entry encoding against Linux's reading of it (drivers/cxl/core/cdat.c,
-//! `cdat_normalize`), and the shape of the tables.
+//! The shape of the tables: structure order, handles, and values that read
+//! back as the figures they encode.
 
 use super::*;
 
-/// What Linux makes of an entry: 0 ("no data") for 0, 0xFFFF, or a product
-/// that does not fit its u32.
-fn linux_value(entry: u16, base: u64) -> u64 {
-    if entry == 0 || entry == 0xFFFF || base > u64::from(u32::MAX / u32::from(entry)) {
-        return 0;
-    }
-    u64::from(entry) * base
-}
-
-/// Values around every power-of-ten boundary of the unit choice, and some
-/// pseudo-random ones.
-fn samples() -> Vec<u64> {
-    let mut v = vec![
-        0, 1, 2, 9, 65_533, 65_534, 65_535, 65_536, 655_344, 655_345, 655_349,
-    ];
-    let mut p = 1u64;
-    while p < u64::MAX / 65_535 {
-        v.extend([p - 1, p, p + 1, 65_534 * p, 65_534 * p + p / 2, 65_535 * p]);
-        p *= 10;
-    }
-    let mut x = 0x1234_5678_9abc_def0u64;
-    for _ in 0..1000 {
-        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        v.push(x >> (x % 40 + 20));
-    }
-    v.extend([u64::from(u32::MAX), u64::from(u32::MAX) + 1, u64::MAX]);
-    v
+fn read(entry: u16, unit: u64) -> u64 {
+    u64::from(entry) * unit
 }
 
 #[test]
-fn single_values_encode_exactly_or_to_nearest() {
-    assert_eq!(encode_value(0), (1, 0));
-    assert_eq!(encode_value(1), (1, 1));
-    assert_eq!(encode_value(65_534), (1, 65_534));
-    // 0xFFFF would read as "no data": move to the next unit.
-    assert_eq!(encode_value(65_535), (10, 6_554));
-    assert_eq!(encode_value(83_500), (10, 8_350));
-    assert_eq!(encode_value(655_344), (10, 65_534));
-    // Rounds to 65_535 in tens, so hundreds.
-    assert_eq!(encode_value(655_345), (100, 6_553));
-    assert_eq!(encode_value(655_350), (100, 6_554));
+fn type3_table_lists_each_partition_in_qemu_order() {
+    let share = Perf {
+        read_latency_ps: 150_000,
+        write_latency_ps: 250_000,
+        read_mbps: 16_000,
+        write_mbps: 12_000,
+    };
+    let gib = 1u64 << 30;
+    let c = type3_cdat(2 * gib, gib, &share);
+    let kinds: Vec<&str> = c
+        .structures
+        .iter()
+        .map(|s| match s {
+            Structure::Dsmas(_) => "dsmas",
+            Structure::Dslbis(_) => "dslbis",
+            Structure::Dsemts(_) => "dsemts",
+            Structure::Sslbis(_) => "sslbis",
+        })
+        .collect();
+    let one = ["dsmas", "dslbis", "dslbis", "dslbis", "dslbis", "dsemts"];
+    assert_eq!(kinds, [one, one].concat());
+    let dsmas: Vec<&Dsmas> = c.dsmas().collect();
+    assert_eq!(
+        (
+            dsmas[0].handle,
+            dsmas[0].flags,
+            dsmas[0].dpa_base,
+            dsmas[0].dpa_length
+        ),
+        (0, 0, 0, 2 * gib)
+    );
+    assert_eq!(
+        (
+            dsmas[1].handle,
+            dsmas[1].flags,
+            dsmas[1].dpa_base,
+            dsmas[1].dpa_length
+        ),
+        (1, DSMAS_NON_VOLATILE, 2 * gib, gib)
+    );
+    for h in 0..2u8 {
+        let got: Vec<(DataType, u64)> = c
+            .dslbis()
+            .filter(|d| d.handle == h)
+            .map(|d| (d.data_type, read(d.entries[0], d.entry_base_unit)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (DataType::ReadLatency, 150_000),
+                (DataType::WriteLatency, 250_000),
+                (DataType::ReadBandwidth, 16_000),
+                (DataType::WriteBandwidth, 12_000),
+            ]
+        );
+    }
+    let types: Vec<(u8, u8, u64)> = c
+        .structures
+        .iter()
+        .filter_map(|s| match s {
+            Structure::Dsemts(d) => Some((d.handle, d.memory_type, d.dpa_length)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            (0, DSEMTS_EFI_SPECIFIC_PURPOSE, 2 * gib),
+            (1, DSEMTS_EFI_RESERVED, gib)
+        ]
+    );
 }
 
 #[test]
-fn every_value_reads_back_within_half_a_unit() {
-    for v in samples() {
-        let (unit, e) = encode_value(v);
-        let read = linux_value(e, unit);
-        assert_ne!(e, 0xFFFF, "{v}");
-        assert_eq!(read == 0, v == 0, "{v} -> {e} x {unit}");
-        // The smallest unit that fits.
-        if unit > 1 {
-            let (v, smaller) = (v.min(u64::from(u32::MAX)), unit / 10);
-            let nearest = v / smaller + u64::from(v % smaller >= smaller.div_ceil(2));
-            assert!(nearest > u64::from(ENTRY_MAX), "{v}: unit {unit}");
-        }
-        if v <= u64::from(u32::MAX) - unit {
-            assert!(read.abs_diff(v) <= unit / 2, "{v} -> {read}");
-        } else {
-            // Saturates at the largest value Linux accepts.
-            assert!(read <= u64::from(u32::MAX) && read + unit > u64::from(u32::MAX));
-        }
-    }
-}
-
-#[test]
-fn shared_unit_never_drops_small_values() {
-    let (unit, e) = encode_values(&[1_000_000_000, 1, 49_999, 50_000, 0]);
-    assert_eq!(unit, 100_000);
-    assert_eq!(e, vec![10_000, 1, 1, 1, 0]);
-    for v in samples() {
-        let (unit, e) = encode_values(&[v, 1]);
-        assert!(linux_value(e[1], unit) > 0, "{v}");
-        assert_eq!(linux_value(e[0], unit) > 0, v > 0, "{v}");
-    }
+fn type3_table_with_only_persistent_memory_starts_at_dpa_zero() {
+    let c = type3_cdat(0, 1 << 28, &Perf::default());
+    let dsmas: Vec<&Dsmas> = c.dsmas().collect();
+    assert_eq!(dsmas.len(), 1);
+    assert_eq!(
+        (dsmas[0].handle, dsmas[0].flags, dsmas[0].dpa_base),
+        (0, DSMAS_NON_VOLATILE, 0)
+    );
+    assert!(type3_cdat(0, 0, &Perf::default()).structures.is_empty());
 }
 
 #[test]
@@ -89,15 +102,43 @@ fn switch_tables_cover_every_port_once() {
     let c = switch_cdat(&t, 0).unwrap();
     // One logical table per data type; splitting for the guest's DOE buffer
     // is the encoder's job (devices::cxl::component::cdat).
-    let types: Vec<DataType> = c.sslbis.iter().map(|s| s.data_type).collect();
-    assert_eq!(types, [DataType::AccessLatency, DataType::AccessBandwidth]);
-    for s in &c.sslbis {
+    let types: Vec<DataType> = c.sslbis().map(|s| s.data_type).collect();
+    assert_eq!(types, DataType::READ_WRITE);
+    for s in c.sslbis() {
         let ports: Vec<(u16, u16)> = s.entries.iter().map(|e| (e.port_x, e.port_y)).collect();
         let expected: Vec<(u16, u16)> = (0..32).map(|p| (SSLBIS_UPSTREAM_PORT, p)).collect();
         assert_eq!(ports, expected);
         assert!(s
             .entries
             .iter()
-            .all(|e| linux_value(e.value, s.entry_base_unit) > 0));
+            .all(|e| e.value != 0 && e.value <= ENTRY_MAX));
     }
+}
+
+#[test]
+fn switch_entries_share_a_unit_per_data_type() {
+    let port = |lat_ns: u64, mbps: u64| SwitchPortPerf {
+        latency_ps: lat_ns * 1000,
+        bandwidth_mbps: mbps,
+    };
+    let c = switch_ports_cdat(&[(0, port(20, 32_000)), (3, port(40, 64_000))]);
+    /// (data type, base unit, (port, entry) pairs) of one SSLBIS.
+    type Table = (DataType, u64, Vec<(u16, u16)>);
+    let got: Vec<Table> = c
+        .sslbis()
+        .map(|s| {
+            let e = s.entries.iter().map(|e| (e.port_y, e.value)).collect();
+            (s.data_type, s.entry_base_unit, e)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (DataType::ReadLatency, 1, vec![(0, 20_000), (3, 40_000)]),
+            (DataType::WriteLatency, 1, vec![(0, 20_000), (3, 40_000)]),
+            (DataType::ReadBandwidth, 1, vec![(0, 32_000), (3, 64_000)]),
+            (DataType::WriteBandwidth, 1, vec![(0, 32_000), (3, 64_000)]),
+        ]
+    );
+    assert!(switch_ports_cdat(&[]).structures.is_empty());
 }

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use devices::cxl::component::{AccessPerf, Cdat};
+use devices::cxl::component::Cdat;
 use devices::cxl::mailbox::MemoryLabels;
 use devices::cxl::port::{build_port, PortRole};
 use devices::cxl::type3::{build_type3, Type3Spec};
@@ -32,7 +32,7 @@ fn function(kind: u64) -> Box<dyn PciDevice> {
                     serial: 9,
                     lsa: Box::new(MemoryLabels::new(4096)),
                     link: LINK,
-                    perf: AccessPerf::default(),
+                    cdat: Cdat::default(),
                     intx: None,
                     media: None,
                 },
@@ -47,7 +47,7 @@ fn function(kind: u64) -> Box<dyn PciDevice> {
                     downstream_ports: 4,
                 },
                 LINK,
-                Some(Cdat::for_switch_upstream(&[])),
+                Some(Cdat::default()),
             )
             .function,
         ),

@@ -3,7 +3,9 @@
 //! reads of the read mailbox past the response, for a type-3 device's and
 //! a switch's CDAT.
 
-use devices::cxl::component::{AccessPerf, Cdat, Doe, SwitchPortPerf};
+use devices::cxl::component::{Cdat, Doe};
+use fabric::cdat::{switch_ports_cdat, type3_cdat};
+use fabric::hmat::{Perf, SwitchPortPerf};
 
 use crate::input::Input;
 
@@ -13,12 +15,12 @@ const WRITE_MAILBOX: u16 = 0x10;
 const READ_MAILBOX: u16 = 0x14;
 const GO: u32 = 1 << 31;
 
-fn perf(input: &mut Input) -> AccessPerf {
-    AccessPerf {
+fn perf(input: &mut Input) -> Perf {
+    Perf {
         read_latency_ps: input.u64() % 10_000_000,
         write_latency_ps: input.u64() % 10_000_000,
-        read_bandwidth: input.u64() % 1_000_000,
-        write_bandwidth: input.u64() % 1_000_000,
+        read_mbps: input.u64() % 1_000_000,
+        write_mbps: input.u64() % 1_000_000,
     }
 }
 
@@ -27,15 +29,18 @@ pub fn fuzz_doe_cdat(data: &[u8]) {
     let cdat = if input.bool() {
         let vol = input.range(0, 4) << 28;
         let pers = input.range(0, 4) << 28;
-        Cdat::for_type3(vol, pers, perf(&mut input))
+        Cdat::from(&type3_cdat(vol, pers, &perf(&mut input)))
     } else {
-        let ports: Vec<SwitchPortPerf> = (0..input.range(0, 32))
-            .map(|p| SwitchPortPerf {
-                port: p as u16,
-                perf: perf(&mut input),
+        let ports: Vec<(u16, SwitchPortPerf)> = (0..input.range(0, 32))
+            .map(|p| {
+                let perf = SwitchPortPerf {
+                    latency_ps: input.u64() % 10_000_000,
+                    bandwidth_mbps: input.u64() % 1_000_000,
+                };
+                (p as u16, perf)
             })
             .collect();
-        Cdat::for_switch_upstream(&ports)
+        Cdat::from(&switch_ports_cdat(&ports))
     };
     let mut doe = Doe::with_cdat(cdat);
     let mut steps = 0;

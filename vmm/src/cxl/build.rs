@@ -5,9 +5,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use devices::cxl::component::{
-    AccessPerf, Cdat, ComponentKind, ComponentRegisters, HdmConfig, SwitchPortPerf,
-};
+use devices::cxl::component::{Cdat, ComponentKind, ComponentRegisters, HdmConfig};
 use devices::cxl::mailbox::{FileLabels, LabelStorage, MemoryLabels};
 use devices::cxl::port::{build_port, PortRole};
 use devices::cxl::type3::{build_type3, Type3Spec, MSIX_VECTORS};
@@ -76,38 +74,6 @@ fn link_params(topo: &Topology, kind: FunctionKind, port_number: u8) -> LinkPara
         width: link.map_or(16, |l| l.width),
         port_number,
     }
-}
-
-/// DSLBIS values: the device's own share of a host access (media, its
-/// port and retimers), from the fabric model, the same numbers HMAT and the
-/// timing engine use, so the guest's sum along the path matches the model.
-fn media_perf(topo: &Topology, index: usize) -> AccessPerf {
-    let p = fabric::hmat::device_share(topo, index);
-    AccessPerf {
-        read_latency_ps: p.read_latency_ps,
-        write_latency_ps: p.write_latency_ps,
-        read_bandwidth: p.read_mbps,
-        write_bandwidth: p.write_mbps,
-    }
-}
-
-/// SSLBIS values of each downstream port, from the fabric model.
-fn switch_cdat(topo: &Topology, switch: usize) -> Cdat {
-    let ports: Vec<SwitchPortPerf> = (0..topo.switches[switch].downstream_ports)
-        .map(|p| {
-            let s = fabric::hmat::switch_perf(topo, switch, p);
-            SwitchPortPerf {
-                port: p as u16,
-                perf: AccessPerf {
-                    read_latency_ps: s.latency_ps,
-                    write_latency_ps: s.latency_ps,
-                    read_bandwidth: s.bandwidth_mbps,
-                    write_bandwidth: s.bandwidth_mbps,
-                },
-            }
-        })
-        .collect();
-    Cdat::for_switch_upstream(&ports)
 }
 
 fn labels(topo: &Topology, index: usize) -> Result<Box<dyn LabelStorage>, BuildError> {
@@ -214,7 +180,7 @@ pub fn build(
                         downstream_ports: n,
                     },
                     link,
-                    Some(switch_cdat(topo, switch)),
+                    fabric::cdat::switch_cdat(topo, switch).map(|c| Cdat::from(&c)),
                 );
                 devs.decoders.switches.push((switch, port.component));
                 port.function
@@ -231,7 +197,9 @@ pub fn build(
                         serial: d.serial,
                         lsa: labels(topo, index)?,
                         link,
-                        perf: media_perf(topo, index),
+                        cdat: Cdat::from(
+                            &fabric::cdat::device_cdat(topo, index).unwrap_or_default(),
+                        ),
                         intx: plan
                             .intx_root_route(p.bus, p.device, INTA)
                             .map(|(slot, pin)| {

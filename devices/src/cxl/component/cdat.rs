@@ -8,7 +8,10 @@
 //! structure per response and Linux checks the response length equals the
 //! structure's length field.
 
-/// CDAT header revision, as the brief for this VMM asks (QEMU writes 2).
+/// CDAT header revision. Linux (drivers/cxl/core/pci.c, cdat.c) goes by the
+/// header's length and does not look at this byte; QEMU writes 2. Ours has
+/// always been 1, and changing it would change guest-visible bytes for
+/// nothing.
 pub const CDAT_REVISION: u8 = 1;
 /// The CDAT header's size in bytes.
 pub const CDAT_HEADER_LEN: usize = 16;
@@ -26,32 +29,8 @@ pub const DSEMTS_LEN: usize = 24;
 pub const SSLBIS_HEADER_LEN: usize = 16;
 pub const SSLBE_LEN: usize = 8;
 
-/// DSMAS flags (CDAT Table 3).
-pub const DSMAS_FLAG_NON_VOLATILE: u8 = 1 << 2;
-pub const DSMAS_FLAG_SHAREABLE: u8 = 1 << 3;
-pub const DSMAS_FLAG_HW_COHERENT: u8 = 1 << 4;
-pub const DSMAS_FLAG_DYNAMIC_CAPACITY: u8 = 1 << 5;
-pub const DSMAS_FLAG_READ_ONLY: u8 = 1 << 6;
-
-/// HMAT data types used by DSLBIS and SSLBIS.
-pub const HMAT_ACCESS_LATENCY: u8 = 0;
-pub const HMAT_READ_LATENCY: u8 = 1;
-pub const HMAT_WRITE_LATENCY: u8 = 2;
-pub const HMAT_ACCESS_BANDWIDTH: u8 = 3;
-pub const HMAT_READ_BANDWIDTH: u8 = 4;
-pub const HMAT_WRITE_BANDWIDTH: u8 = 5;
 /// DSLBIS flags: memory hierarchy "memory" (Linux skips anything else).
 pub const HMAT_MEMORY: u8 = 0;
-
-/// DSEMTS memory types as QEMU uses them: volatile capacity is
-/// EfiConventionalMemory with EFI_MEMORY_SP; persistent is "reserved", the
-/// DSMAS non-volatile flag being what matters.
-pub const DSEMTS_EFI_SPECIFIC_PURPOSE: u8 = 1;
-pub const DSEMTS_EFI_RESERVED: u8 = 2;
-
-/// SSLBIS port IDs: the upstream port, and "any port".
-pub const SSLBIS_PORT_USP: u16 = 0x100;
-pub const SSLBIS_PORT_ANY: u16 = 0xFFFF;
 
 /// Linux 6.1 reads each entry into a fixed 32-dword buffer, one dword of it
 /// the table-access header; larger structures would be silently truncated.
@@ -176,60 +155,6 @@ fn structure_header(kind: u8, len: usize) -> Vec<u8> {
     b
 }
 
-/// Latency and bandwidth of a path, in the units Linux reports them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AccessPerf {
-    /// Picoseconds, HMAT's latency unit.
-    pub read_latency_ps: u64,
-    pub write_latency_ps: u64,
-    /// MB/s.
-    pub read_bandwidth: u64,
-    /// MB/s.
-    pub write_bandwidth: u64,
-}
-
-impl AccessPerf {
-    /// The four HMAT data types with their values in HMAT units (ps, MB/s).
-    fn hmat_values(self) -> [(u8, u64); 4] {
-        [
-            (HMAT_READ_LATENCY, self.read_latency_ps),
-            (HMAT_WRITE_LATENCY, self.write_latency_ps),
-            (HMAT_READ_BANDWIDTH, self.read_bandwidth),
-            (HMAT_WRITE_BANDWIDTH, self.write_bandwidth),
-        ]
-    }
-}
-
-/// Latency and bandwidth from a switch's upstream port to one downstream
-/// port, the `port` number being the DSP's PCIe Link Capabilities port number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SwitchPortPerf {
-    pub port: u16,
-    pub perf: AccessPerf,
-}
-
-/// Picks a power-of-ten base unit so every value fits a 16-bit entry, and the
-/// entries. Linux multiplies them back (`cdat_normalize`), refusing products
-/// above u32::MAX and treating 0xFFFF as invalid, so entries stay ≤ 0xFFFE.
-/// A non-zero value never rounds down to 0 ("no data").
-pub fn hmat_encode(values: &[u64]) -> (u64, Vec<u16>) {
-    let max = values.iter().copied().max().unwrap_or(0);
-    let limit = u64::from(HMAT_ENTRY_INVALID - 1);
-    let mut base = 1u64;
-    while max / base > limit {
-        base = base.saturating_mul(10);
-    }
-    let entries = values
-        .iter()
-        .map(|&v| {
-            let rounded = v / base + u64::from(v % base >= base.div_ceil(2));
-            let e = rounded.clamp(u64::from(v != 0), limit);
-            e as u16
-        })
-        .collect();
-    (base, entries)
-}
-
 /// A CDAT: header plus structures.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cdat {
@@ -277,118 +202,54 @@ impl Cdat {
         }
         out
     }
-
-    /// A type-3 device's table, as QEMU builds it: per non-empty partition
-    /// (volatile at DPA 0, then persistent) a DSMAS, read/write latency and
-    /// bandwidth DSLBIS, and a DSEMTS. Handles count from 0.
-    pub fn for_type3(volatile_bytes: u64, persistent_bytes: u64, perf: AccessPerf) -> Self {
-        let mut entries = Vec::new();
-        let mut handle = 0u8;
-        let partitions = [
-            (volatile_bytes, 0, 0, DSEMTS_EFI_SPECIFIC_PURPOSE),
-            (
-                persistent_bytes,
-                volatile_bytes,
-                DSMAS_FLAG_NON_VOLATILE,
-                DSEMTS_EFI_RESERVED,
-            ),
-        ];
-        for (len, dpa_base, flags, memory_type) in partitions {
-            if len == 0 {
-                continue;
-            }
-            entries.push(CdatEntry::Dsmas {
-                handle,
-                flags,
-                dpa_base,
-                dpa_len: len,
-            });
-            for (data_type, value) in perf.hmat_values() {
-                let (entry_base_unit, e) = hmat_encode(&[value]);
-                entries.push(CdatEntry::Dslbis {
-                    handle,
-                    flags: HMAT_MEMORY,
-                    data_type,
-                    entry_base_unit,
-                    entries: [e[0], 0, 0],
-                });
-            }
-            entries.push(CdatEntry::Dsemts {
-                handle,
-                memory_type,
-                dpa_offset: 0,
-                dpa_len: len,
-            });
-            handle += 1;
-        }
-        Self::new(entries)
-    }
-
-    /// A switch upstream port's table: one SSLBIS per data type (read/write
-    /// latency, read/write bandwidth) with an (USP, DSP) entry per downstream
-    /// port, split so no structure exceeds what Linux 6.1 reads in one go.
-    pub fn for_switch_upstream(ports: &[SwitchPortPerf]) -> Self {
-        let mut entries = Vec::new();
-        for kind in 0..4 {
-            let data_type = ports
-                .first()
-                .map_or(HMAT_READ_LATENCY, |p| p.perf.hmat_values()[kind].0);
-            let values: Vec<u64> = ports.iter().map(|p| p.perf.hmat_values()[kind].1).collect();
-            let (entry_base_unit, encoded) = hmat_encode(&values);
-            let pairs: Vec<(u16, u16, u16)> = ports
-                .iter()
-                .zip(encoded)
-                .map(|(p, v)| (SSLBIS_PORT_USP, p.port, v))
-                .collect();
-            for chunk in pairs.chunks(SSLBIS_MAX_ENTRIES_PER_STRUCT) {
-                entries.push(CdatEntry::Sslbis {
-                    data_type,
-                    entry_base_unit,
-                    entries: chunk.to_vec(),
-                });
-            }
-        }
-        Self::new(entries)
-    }
 }
 
 /// Serves a table the fabric model computed (`fabric::cdat`), so what the
-/// guest reads matches what the timing engine charges. Long SSLBIS are split
-/// like [`Cdat::for_switch_upstream`] does, and 0xFFFF entries (which Linux
-/// reads as "no data") are clamped to 0xFFFE.
+/// guest reads matches what the timing engine charges: one structure per
+/// model structure, in order, except that an SSLBIS longer than
+/// [`SSLBIS_MAX_ENTRIES_PER_STRUCT`] entries is split into several with the
+/// same data type and base unit. 0xFFFF entries (which Linux reads as "no
+/// data"; the model never produces them) are clamped to 0xFFFE.
 impl From<&fabric::cdat::Cdat> for Cdat {
     fn from(model: &fabric::cdat::Cdat) -> Self {
+        use fabric::cdat::Structure;
         let valid = |e: u16| e.min(HMAT_ENTRY_INVALID - 1);
         let mut entries = Vec::new();
-        for d in &model.dsmas {
-            entries.push(CdatEntry::Dsmas {
-                handle: d.handle,
-                flags: d.flags,
-                dpa_base: d.dpa_base,
-                dpa_len: d.dpa_length,
-            });
-        }
-        for d in &model.dslbis {
-            entries.push(CdatEntry::Dslbis {
-                handle: d.handle,
-                flags: HMAT_MEMORY,
-                data_type: d.data_type as u8,
-                entry_base_unit: d.entry_base_unit,
-                entries: d.entries.map(valid),
-            });
-        }
-        for s in &model.sslbis {
-            let pairs: Vec<(u16, u16, u16)> = s
-                .entries
-                .iter()
-                .map(|e| (e.port_x, e.port_y, valid(e.value)))
-                .collect();
-            for chunk in pairs.chunks(SSLBIS_MAX_ENTRIES_PER_STRUCT) {
-                entries.push(CdatEntry::Sslbis {
-                    data_type: s.data_type as u8,
-                    entry_base_unit: s.entry_base_unit,
-                    entries: chunk.to_vec(),
-                });
+        for s in &model.structures {
+            match s {
+                Structure::Dsmas(d) => entries.push(CdatEntry::Dsmas {
+                    handle: d.handle,
+                    flags: d.flags,
+                    dpa_base: d.dpa_base,
+                    dpa_len: d.dpa_length,
+                }),
+                Structure::Dslbis(d) => entries.push(CdatEntry::Dslbis {
+                    handle: d.handle,
+                    flags: HMAT_MEMORY,
+                    data_type: d.data_type as u8,
+                    entry_base_unit: d.entry_base_unit,
+                    entries: d.entries.map(valid),
+                }),
+                Structure::Dsemts(d) => entries.push(CdatEntry::Dsemts {
+                    handle: d.handle,
+                    memory_type: d.memory_type,
+                    dpa_offset: d.dpa_offset,
+                    dpa_len: d.dpa_length,
+                }),
+                Structure::Sslbis(t) => {
+                    let pairs: Vec<(u16, u16, u16)> = t
+                        .entries
+                        .iter()
+                        .map(|e| (e.port_x, e.port_y, valid(e.value)))
+                        .collect();
+                    for chunk in pairs.chunks(SSLBIS_MAX_ENTRIES_PER_STRUCT) {
+                        entries.push(CdatEntry::Sslbis {
+                            data_type: t.data_type as u8,
+                            entry_base_unit: t.entry_base_unit,
+                            entries: chunk.to_vec(),
+                        });
+                    }
+                }
             }
         }
         Self::new(entries)

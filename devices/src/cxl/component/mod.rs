@@ -17,7 +17,7 @@ pub use caps::{
     CACHE_MEM_OFFSET, CAP_ID_CACHE_MEM, CAP_ID_HDM, CAP_ID_LINK, CAP_ID_RAS, HDM_OFFSET,
     LINK_OFFSET, RAS_OFFSET,
 };
-pub use cdat::{AccessPerf, Cdat, CdatEntry, SwitchPortPerf};
+pub use cdat::{Cdat, CdatEntry};
 pub use doe::{Doe, DoeProtocol};
 pub use hdm::{CommitError, DecoderState, GranularityCaps, HdmConfig};
 pub use ras::RasCapability;

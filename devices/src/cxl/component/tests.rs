@@ -428,7 +428,11 @@ fn fuzzed_accesses_never_panic_and_keep_invariants() {
 
 #[test]
 fn fuzzed_doe_never_panics() {
-    let cdat = Cdat::for_type3(GIB, GIB, AccessPerf::default());
+    let cdat = Cdat::from(&fabric::cdat::type3_cdat(
+        GIB,
+        GIB,
+        &fabric::hmat::Perf::default(),
+    ));
     let mut doe = Doe::with_cdat(cdat);
     let mut rng = XorShift(12345);
     for _ in 0..200_000 {

@@ -2,6 +2,18 @@
 //! that the DOE tests reuse.
 
 use super::*;
+use fabric::hmat::{Perf, SwitchPortPerf};
+use fabric::perf_entry::DataType;
+
+/// A type-3 device's table as the VMM builds it: the model's data, encoded.
+pub(crate) fn type3(volatile: u64, persistent: u64, share: Perf) -> Cdat {
+    Cdat::from(&fabric::cdat::type3_cdat(volatile, persistent, &share))
+}
+
+/// A switch upstream port's table as the VMM builds it.
+pub(crate) fn switch(ports: &[(u16, SwitchPortPerf)]) -> Cdat {
+    Cdat::from(&fabric::cdat::switch_ports_cdat(ports))
+}
 
 /// A parsed structure, decoded from bytes independently of `to_bytes`.
 #[derive(Debug, PartialEq, Eq)]
@@ -71,7 +83,7 @@ pub(crate) fn parse_structure(s: &[u8]) -> Parsed {
 fn dsmas_bytes() {
     let e = CdatEntry::Dsmas {
         handle: 3,
-        flags: DSMAS_FLAG_NON_VOLATILE,
+        flags: fabric::cdat::DSMAS_NON_VOLATILE,
         dpa_base: 0x1122_3344_5566_7788,
         dpa_len: 0x4000_0000,
     };
@@ -89,7 +101,7 @@ fn dslbis_bytes() {
     let e = CdatEntry::Dslbis {
         handle: 1,
         flags: 0,
-        data_type: HMAT_WRITE_BANDWIDTH,
+        data_type: DataType::WriteBandwidth as u8,
         entry_base_unit: 1000,
         entries: [16, 0x0102, 0xA0B0],
     };
@@ -106,7 +118,7 @@ fn dslbis_bytes() {
 #[test]
 fn sslbis_bytes() {
     let e = CdatEntry::Sslbis {
-        data_type: HMAT_READ_LATENCY,
+        data_type: DataType::ReadLatency as u8,
         entry_base_unit: 10,
         entries: vec![(0x100, 2, 150), (0x100, 7, 0xFFFE)],
     };
@@ -124,7 +136,7 @@ fn sslbis_bytes() {
 fn dsemts_bytes() {
     let e = CdatEntry::Dsemts {
         handle: 0,
-        memory_type: DSEMTS_EFI_SPECIFIC_PURPOSE,
+        memory_type: fabric::cdat::DSEMTS_EFI_SPECIFIC_PURPOSE,
         dpa_offset: 0x10,
         dpa_len: 0x2_0000_0000,
     };
@@ -171,38 +183,15 @@ fn empty_table_is_just_a_valid_header() {
 }
 
 #[test]
-fn hmat_encoding_fits_sixteen_bits_and_round_trips() {
-    assert_eq!(hmat_encode(&[]), (1, vec![]));
-    assert_eq!(hmat_encode(&[0]), (1, vec![0]));
-    assert_eq!(hmat_encode(&[65534]), (1, vec![65534]));
-    // 150 ns = 150000 ps needs base 10.
-    assert_eq!(hmat_encode(&[150_000]), (10, vec![15_000]));
-    // Shared base: the largest value decides; small ones round, never to 0.
-    assert_eq!(hmat_encode(&[1_000_000, 4, 15]), (100, vec![10_000, 1, 1]));
-    assert_eq!(
-        hmat_encode(&[1_000_000, 149, 150]),
-        (100, vec![10_000, 1, 2])
-    );
-    let (base, e) = hmat_encode(&[u64::MAX]);
-    assert!(u64::from(e[0]) <= 0xFFFE && base > 1);
-    for v in [1u64, 999, 65_535, 16_000, 123_456_789, 4_000_000_000] {
-        let (base, e) = hmat_encode(&[v]);
-        let back = u64::from(e[0]) * base;
-        assert!(e[0] != 0xFFFF);
-        assert!(back.abs_diff(v) * 10_000 <= v, "{v} -> {back}");
-    }
-}
-
-#[test]
 fn type3_table_describes_both_partitions() {
-    let perf = AccessPerf {
+    let perf = Perf {
         read_latency_ps: 150_000,
         write_latency_ps: 250_000,
-        read_bandwidth: 16_000,
-        write_bandwidth: 12_000,
+        read_mbps: 16_000,
+        write_mbps: 12_000,
     };
     let gib = 1u64 << 30;
-    let cdat = Cdat::for_type3(2 * gib, gib, perf);
+    let cdat = type3(2 * gib, gib, perf);
     let (seq, s) = parse_table(&cdat.to_bytes());
     assert_eq!(seq, 0);
     let dslbis = |h: u8| {
@@ -224,60 +213,47 @@ fn type3_table_describes_both_partitions() {
 
 #[test]
 fn type3_table_with_only_persistent_memory_starts_at_dpa_zero() {
-    let cdat = Cdat::for_type3(0, 1 << 28, AccessPerf::default());
+    let cdat = type3(0, 1 << 28, Perf::default());
     let (_, s) = parse_table(&cdat.to_bytes());
     assert_eq!(s.len(), 6);
     assert_eq!(s[0], Parsed::Dsmas(0, 0x04, 0, 1 << 28));
     assert_eq!(s[5], Parsed::Dsemts(0, 2, 0, 1 << 28));
-    assert!(Cdat::for_type3(0, 0, AccessPerf::default())
-        .entries
-        .is_empty());
+    assert!(type3(0, 0, Perf::default()).entries.is_empty());
 }
 
 #[test]
 fn switch_table_has_one_sslbis_per_data_type() {
-    let perf = |lat: u64, bw: u64| AccessPerf {
-        read_latency_ps: lat * 1000,
-        write_latency_ps: (lat + 5) * 1000,
-        read_bandwidth: bw,
-        write_bandwidth: bw / 2,
+    let port = |lat_ns: u64, mbps: u64| SwitchPortPerf {
+        latency_ps: lat_ns * 1000,
+        bandwidth_mbps: mbps,
     };
-    let ports = [
-        SwitchPortPerf {
-            port: 0,
-            perf: perf(20, 32_000),
-        },
-        SwitchPortPerf {
-            port: 3,
-            perf: perf(40, 64_000),
-        },
-    ];
-    let (_, s) = parse_table(&Cdat::for_switch_upstream(&ports).to_bytes());
+    let ports = [(0, port(20, 32_000)), (3, port(40, 64_000))];
+    let (_, s) = parse_table(&switch(&ports).to_bytes());
+    let lat = vec![(0x100, 0, 20_000), (0x100, 3, 40_000)];
+    let bw = vec![(0x100, 0, 32_000), (0x100, 3, 64_000)];
     assert_eq!(
         s,
         vec![
-            Parsed::Sslbis(1, 1, vec![(0x100, 0, 20_000), (0x100, 3, 40_000)]),
-            Parsed::Sslbis(2, 1, vec![(0x100, 0, 25_000), (0x100, 3, 45_000)]),
-            Parsed::Sslbis(4, 1, vec![(0x100, 0, 32_000), (0x100, 3, 64_000)]),
-            Parsed::Sslbis(5, 1, vec![(0x100, 0, 16_000), (0x100, 3, 32_000)]),
+            Parsed::Sslbis(1, 1, lat.clone()),
+            Parsed::Sslbis(2, 1, lat),
+            Parsed::Sslbis(4, 1, bw.clone()),
+            Parsed::Sslbis(5, 1, bw),
         ]
     );
 }
 
 #[test]
 fn switch_table_splits_many_ports_into_small_structures() {
-    let ports: Vec<SwitchPortPerf> = (0..30)
-        .map(|port| SwitchPortPerf {
-            port,
-            perf: AccessPerf {
-                read_latency_ps: 10_000,
-                write_latency_ps: 10_000,
-                read_bandwidth: 1000,
-                write_bandwidth: 1000,
-            },
+    let ports: Vec<(u16, SwitchPortPerf)> = (0..30)
+        .map(|port| {
+            let perf = SwitchPortPerf {
+                latency_ps: 10_000,
+                bandwidth_mbps: 1000,
+            };
+            (port, perf)
         })
         .collect();
-    let cdat = Cdat::for_switch_upstream(&ports);
+    let cdat = switch(&ports);
     // 30 ports -> 13 + 13 + 4 entries, for each of 4 data types.
     assert_eq!(cdat.entries.len(), 12);
     for s in cdat.structures() {
@@ -310,29 +286,37 @@ fn oversized_sslbis_is_truncated_not_corrupted() {
 fn fabric_model_tables_convert() {
     use fabric::cdat as model;
     let m = model::Cdat {
-        dsmas: vec![model::Dsmas {
-            handle: 0,
-            flags: 1 << 2,
-            dpa_base: 0x1000_0000,
-            dpa_length: 0x2000_0000,
-        }],
-        dslbis: vec![model::Dslbis {
-            handle: 0,
-            data_type: model::DataType::ReadLatency,
-            entry_base_unit: 10,
-            entries: [0xFFFF, 0, 0],
-        }],
-        sslbis: vec![model::Sslbis {
-            data_type: model::DataType::AccessBandwidth,
-            entry_base_unit: 1,
-            entries: (0..14)
-                .map(|p| model::Sslbe {
-                    port_x: 0x100,
-                    port_y: p,
-                    value: 100 + p,
-                })
-                .collect(),
-        }],
+        structures: vec![
+            model::Structure::Dsmas(model::Dsmas {
+                handle: 0,
+                flags: 1 << 2,
+                dpa_base: 0x1000_0000,
+                dpa_length: 0x2000_0000,
+            }),
+            model::Structure::Dslbis(model::Dslbis {
+                handle: 0,
+                data_type: DataType::ReadLatency,
+                entry_base_unit: 10,
+                entries: [0xFFFF, 0, 0],
+            }),
+            model::Structure::Dsemts(model::Dsemts {
+                handle: 0,
+                memory_type: 2,
+                dpa_offset: 0,
+                dpa_length: 0x2000_0000,
+            }),
+            model::Structure::Sslbis(model::Sslbis {
+                data_type: DataType::AccessBandwidth,
+                entry_base_unit: 1,
+                entries: (0..14)
+                    .map(|p| model::Sslbe {
+                        port_x: 0x100,
+                        port_y: p,
+                        value: 100 + p,
+                    })
+                    .collect(),
+            }),
+        ],
     };
     let (_, s) = parse_table(&Cdat::from(&m).to_bytes());
     let entries = |r: std::ops::Range<u16>| r.map(|p| (0x100, p, 100 + p)).collect();
@@ -341,6 +325,7 @@ fn fabric_model_tables_convert() {
         vec![
             Parsed::Dsmas(0, 4, 0x1000_0000, 0x2000_0000),
             Parsed::Dslbis(0, 0, 1, 10, [0xFFFE, 0, 0]),
+            Parsed::Dsemts(0, 2, 0, 0x2000_0000),
             Parsed::Sslbis(3, 1, entries(0..13)),
             Parsed::Sslbis(3, 1, entries(13..14)),
         ]

@@ -1,9 +1,10 @@
 //! DOE tests: the mailbox driven register by register as Linux's
 //! drivers/pci/doe.c and read_cdat_data() drive it.
 
-use super::super::cdat::tests::{parse_structure, parse_table, Parsed};
-use super::super::cdat::{AccessPerf, CdatEntry, SwitchPortPerf};
+use super::super::cdat::tests::{parse_structure, parse_table, switch, type3, Parsed};
+use super::super::cdat::CdatEntry;
 use super::*;
+use fabric::hmat::{Perf, SwitchPortPerf};
 
 /// Linux's pci_doe_send_req() + pci_doe_recv_resp(), register by
 /// register, returning the payload after the 2-dword header.
@@ -93,14 +94,14 @@ fn linux_read_cdat(doe: &mut Doe) -> Vec<u8> {
 }
 
 fn sample_cdat() -> Cdat {
-    let mut c = Cdat::for_type3(
+    let mut c = type3(
         1 << 30,
         1 << 29,
-        AccessPerf {
+        Perf {
             read_latency_ps: 150_000,
             write_latency_ps: 250_000,
-            read_bandwidth: 16_000,
-            write_bandwidth: 16_000,
+            read_mbps: 16_000,
+            write_mbps: 16_000,
         },
     );
     c.sequence = 7;
@@ -166,18 +167,16 @@ fn each_entry_matches_its_structure() {
 
 #[test]
 fn switch_cdat_round_trips() {
-    let ports: Vec<SwitchPortPerf> = (0..20)
-        .map(|port| SwitchPortPerf {
-            port,
-            perf: AccessPerf {
-                read_latency_ps: (25 + u64::from(port)) * 1000,
-                write_latency_ps: 30_000,
-                read_bandwidth: 64_000,
-                write_bandwidth: 64_000,
-            },
+    let ports: Vec<(u16, SwitchPortPerf)> = (0..20)
+        .map(|port| {
+            let perf = SwitchPortPerf {
+                latency_ps: (25 + u64::from(port)) * 1000,
+                bandwidth_mbps: 64_000,
+            };
+            (port, perf)
         })
         .collect();
-    let cdat = Cdat::for_switch_upstream(&ports);
+    let cdat = switch(&ports);
     let mut doe = Doe::with_cdat(cdat.clone());
     let table = linux_read_cdat(&mut doe);
     let (_, s) = parse_table(&table);
