@@ -180,7 +180,7 @@ fn fadt(dsdt: u64, facs: u64) -> Vec<u8> {
 /// (Linux reads the flag in `acpi_parse_madt`, arch/x86/kernel/acpi/boot.c).
 /// The crate has no Interrupt Source Override structure, so that one is
 /// built here.
-pub(crate) fn madt(vcpus: u8) -> Vec<u8> {
+fn madt(vcpus: u8) -> Vec<u8> {
     const PCAT_COMPAT: u32 = 1;
     const TYPE_ISO: u8 = 2;
     let mut t = Sdt::new(*b"APIC", 44, 5, OEM_ID, OEM_TABLE_ID, OEM_REVISION);

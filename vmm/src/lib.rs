@@ -18,8 +18,3 @@ pub mod layout;
 pub mod memory;
 pub mod vcpu;
 pub mod vm;
-
-#[cfg(test)]
-mod byte_identity_tests;
-#[cfg(test)]
-mod legacy_tables;
