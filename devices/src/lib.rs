@@ -1,8 +1,10 @@
 //! Device models for cxlvmm.
 //!
 //! Every device is driven through one small trait, [`BusDevice`], and sits on a
-//! [`Bus`] (one for port I/O, one for MMIO). Nothing here issues KVM ioctls, so
+//! [`Bus`] (one for port I/O, one for MMIO). Nothing here makes KVM ioctls, so
 //! every device can be exercised by plain unit tests.
+
+#![forbid(unsafe_code)]
 
 pub mod accel;
 pub mod bus;

@@ -35,7 +35,7 @@ pub enum Op {
     Write,
 }
 
-/// Who issues a transaction.
+/// Who sends a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     /// A CPU, through the host bridge above the target.
