@@ -66,7 +66,7 @@ fn x8_gen5_68b_bandwidth_matches_slot_arithmetic() {
     assert!(within(r, read, 0.01), "read {r} vs {read}");
     assert!(within(w, write, 0.01), "write {w} vs {write}");
     assert!(within(m, mixed, 0.01), "mixed {m} vs {mixed}");
-    // The figures, ±5%.
+    // The targets of docs/timing-sources.md (the Mess CXL curves), ±5%.
     assert!(within(r, 27.4, 0.05), "read {r}");
     assert!(within(w, 23.7, 0.05), "write {w}");
     assert!(within(m, 39.5, 0.05), "mixed {m}");

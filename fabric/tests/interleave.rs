@@ -577,7 +577,8 @@ fn linux_two_host_bridges_order() {
         idle_gran: 256,
     };
     let tree = build(std::slice::from_ref(&region), &[0]);
-    // The decoders are what the brief states Linux programs.
+    // The decoders are what Linux programs (drivers/cxl/core/region.c: a
+    // port interleaves at parent granularity x parent ways).
     match &tree.nodes[0] {
         Node::Port { decoders } => {
             assert_eq!((decoders[0].ways, decoders[0].granularity), (2, 8192))

@@ -93,7 +93,7 @@ fn default_topology_shape() {
     );
     assert_eq!(t.type3.len(), 2);
     assert_eq!(t.windows.len(), 1);
-    // Defaults from timing.md: 90 ns switch, x8 Gen5 68B links.
+    // Defaults (docs/timing-sources.md): 90 ns switch, x8 Gen5 68B links.
     assert_eq!(t.switches[0].latency_ns, 90.0);
     let l = &t.type3[0].link;
     assert_eq!((l.gen, l.width, l.flit), (5, 8, FlitMode::Flit68));

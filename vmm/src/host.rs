@@ -3,7 +3,8 @@
 use std::path::Path;
 
 /// A `/dev/kvm` backed by the paravirtual `kvm_pvm` module runs CPL-0 guest
-/// code by emulation and cannot boot a stock kernel (shared/kvm-hosts.md).
+/// code by emulation and cannot boot a stock kernel (measured in
+/// docs/kvm-hosts.md).
 pub fn kvm_is_paravirtual() -> bool {
     Path::new("/sys/module/kvm_pvm").exists()
 }

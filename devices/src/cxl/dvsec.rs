@@ -1,5 +1,7 @@
 //! The CXL DVSECs (vendor 0x1E98) a guest driver looks for in config space,
-//! with the layouts of CXL 3.1 §8.1 (see reference/cxl-platform.md §2).
+//! with the layouts of CXL 3.1 §8.1; which ones each component needs follows
+//! CXL 3.1 Table 8-2 (as QEMU's include/hw/cxl/cxl_pci.h quotes it) and what
+//! Linux's drivers/cxl/core/regs.c and pci.c read.
 
 use crate::pci::{add_dvsec, ConfigSpace};
 

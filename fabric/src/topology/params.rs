@@ -193,9 +193,9 @@ pub struct MediaParams {
 
 impl Default for MediaParams {
     fn default() -> Self {
-        // Two DDR5-4800 channels sustain roughly 64 GB/s; the fixed latency is
-        // chosen so a direct-attached device reads in ~190 ns idle, 2.2x the
-        // 85 ns local DRAM the reference assumes.
+        // Two DDR5-4800 channels sustain roughly 64 GB/s; with the other
+        // defaults a direct-attached device reads in ~162 ns idle, behind a
+        // switch ~259 ns (docs/timing-sources.md, docs/performance.md).
         MediaParams {
             read_latency_ns: 70.0,
             write_latency_ns: 70.0,
