@@ -21,7 +21,7 @@ use fabric::topology::WindowMode;
 use fabric::workload::{loaded_latency, LoadedLatencyConfig, LoadedLatencyPoint};
 use fabric::{Engine, Topology};
 
-use crate::svg::{self, Series};
+use plot::{Axis, LineChart, Series};
 
 const SLOW_X1: &str = "\
 [[host_bridge]]\nid = 'hb0'\n\
@@ -119,7 +119,7 @@ pub fn run(opts: &Options, out: &Path) -> std::io::Result<()> {
         };
         series.push(Series {
             name,
-            color,
+            color: color.into(),
             points: xy,
         });
     }
@@ -128,12 +128,19 @@ pub fn run(opts: &Options, out: &Path) -> std::io::Result<()> {
     std::fs::write(out.join("loaded-latency.json"), json.to_string())?;
     std::fs::write(
         out.join("loaded-latency.svg"),
-        svg::line_chart(
-            &format!("loaded latency through the timed front end ({name})"),
-            "fabric bandwidth (GB/s)",
-            "chaser mean latency (ns)",
-            &series,
-        ),
+        LineChart {
+            title: format!("loaded latency through the timed front end ({name})"),
+            x: Axis {
+                label: "fabric bandwidth (GB/s)".into(),
+                log: false,
+            },
+            y: Axis {
+                label: "chaser mean latency (ns)".into(),
+                log: false,
+            },
+            series,
+        }
+        .to_svg(),
     )?;
     print!("{csv}");
     Ok(())

@@ -1,6 +1,6 @@
 //! Bandwidth–latency curves and a per-hop latency breakdown, as SVG and CSV.
 //!
-//! `cargo run --release -p fabric --bin fabric-sweep [-- OUT_DIR]`
+//! `cargo run --release -p fabric-bench --bin fabric-sweep [-- OUT_DIR]`
 //! (default `build/plots/`). Writes:
 //!
 //! * `bandwidth-latency.svg/.csv`: x8 Gen5 68B direct-attached device, closed
@@ -14,7 +14,6 @@
 //! `loaded-latency.svg/.csv/.json` instead (see `loaded.rs`).
 
 mod loaded;
-mod svg;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -22,7 +21,7 @@ use std::path::PathBuf;
 use fabric::link::capacity::mem_peak_bandwidth;
 use fabric::workload::{closed_loop, open_loop, LinePattern};
 use fabric::{Engine, Hop, Op, Source, Target, Topology};
-use svg::Series;
+use plot::{Axis, Bar, BarChart, BarPanel, LineChart, Segment, Series};
 
 fn topo(switches: usize) -> Topology {
     let mut s = String::from("[[host_bridge]]\nid='hb0'\n");
@@ -109,9 +108,9 @@ fn main() -> std::io::Result<()> {
         1, 4, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 128, 192, 256, 384, 512,
     ];
     for (name, rf, color) in [
-        ("read 100%", 1.0, "#4e79a7"),
-        ("write 100%", 0.0, "#e15759"),
-        ("read 50% / write 50%", 0.5, "#59a14f"),
+        ("read 100%", 1.0, plot::PALETTE[0]),
+        ("write 100%", 0.0, plot::PALETTE[2]),
+        ("read 50% / write 50%", 0.5, plot::PALETTE[4]),
     ] {
         let mut pts = Vec::new();
         for &k in &ks {
@@ -132,7 +131,7 @@ fn main() -> std::io::Result<()> {
         }
         series.push(Series {
             name: format!("{name} (closed loop)"),
-            color,
+            color: color.into(),
             points: pts,
         });
     }
@@ -162,18 +161,25 @@ fn main() -> std::io::Result<()> {
     }
     series.push(Series {
         name: "read 100% (open loop)".into(),
-        color: "#f28e2b",
+        color: plot::PALETTE[1].into(),
         points: pts,
     });
     std::fs::write(out.join("bandwidth-latency.csv"), &csv)?;
     std::fs::write(
         out.join("bandwidth-latency.svg"),
-        svg::line_chart(
-            "x8 Gen5 68B type-3, direct attach: bandwidth vs latency",
-            "achieved bandwidth (GB/s)",
-            "mean latency (ns)",
-            &series,
-        ),
+        LineChart {
+            title: "x8 Gen5 68B type-3, direct attach: bandwidth vs latency".into(),
+            x: Axis {
+                label: "achieved bandwidth (GB/s)".into(),
+                log: false,
+            },
+            y: Axis {
+                label: "mean latency (ns)".into(),
+                log: false,
+            },
+            series,
+        }
+        .to_svg(),
     )?;
 
     let mut rows = Vec::new();
@@ -196,24 +202,36 @@ fn main() -> std::io::Result<()> {
             _ => format!("{n} switches"),
         };
         let mut prev = 0;
-        let mut segs = Vec::new();
+        let mut segments = Vec::new();
         for ht in times {
             let ns = (ht.leave - prev) as f64 / 1000.0;
             prev = ht.leave;
             let label = hop_name(&ht.hop, &t);
             let _ = writeln!(hcsv, "{name},{label},{ns:.3}");
-            segs.push((label, ns));
+            segments.push(Segment { label, value: ns });
         }
-        rows.push((name, segs));
+        rows.push(Bar {
+            label: name,
+            segments,
+            ..Bar::default()
+        });
     }
     std::fs::write(out.join("hop-latency.csv"), &hcsv)?;
     std::fs::write(
         out.join("hop-latency.svg"),
-        svg::stacked_bars(
-            "idle 64 B read latency per hop (defaults: x8 Gen5 68B, 90 ns switch)",
-            "nanoseconds, in path order (down, media, up)",
-            &rows,
-        ),
+        BarChart {
+            title: "idle 64 B read latency per hop (defaults: x8 Gen5 68B, 90 ns switch)".into(),
+            axis: Axis {
+                label: "nanoseconds, in path order (down, media, up)".into(),
+                log: false,
+            },
+            panels: vec![BarPanel {
+                title: String::new(),
+                bars: rows,
+            }],
+            ..BarChart::default()
+        }
+        .to_svg(),
     )?;
     println!("wrote {}", out.display());
     Ok(())

@@ -1,7 +1,7 @@
 //! Single-core throughput of the detailed timing engine, as one JSON object.
 //!
-//! `cargo run --release -p fabric --bin fabric-bench [-- --transactions N]`
-//! `cargo run --release -p fabric --bin fabric-bench -- --timed [--transactions N]`
+//! `cargo run --release -p fabric-bench --bin fabric-bench [-- --transactions N]`
+//! `cargo run --release -p fabric-bench --bin fabric-bench -- --timed [--transactions N]`
 //! (the host cost of one timed guest access, see `timed.rs`)
 //!
 //! Scenario: the default topology (host bridge → root port → switch → two
