@@ -1,6 +1,8 @@
 """Summarise boot-time samples: medians, ratios to QEMU q35, JSON and an SVG bar chart."""
 import json
+import os
 import statistics
+import subprocess
 import sys
 from collections import defaultdict
 
@@ -31,20 +33,12 @@ for v, m in medians.items():
     print(f"  {v:14s} {m:8.0f} ms   {ratio}")
 print(json.dumps(report))
 
-# A horizontal bar chart of the medians with the individual runs as dots.
-w, bar_h, gap, left = 640, 28, 14, 130
-h = 60 + len(medians) * (bar_h + gap)
-vmax = max(max(s) for s in samples.values()) * 1.1
-x = lambda ms: left + (w - left - 30) * ms / vmax
-parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="13">',
-         f'<text x="10" y="22" font-size="15">Boot to /init (guest {guest}), median and runs, ms</text>']
-for i, (v, m) in enumerate(medians.items()):
-    y = 40 + i * (bar_h + gap)
-    color = "#2b7bb9" if v == "cxlvmm" else "#999"
-    parts.append(f'<text x="10" y="{y + bar_h * 0.7}">{v}</text>')
-    parts.append(f'<rect x="{left}" y="{y}" width="{x(m) - left:.1f}" height="{bar_h}" fill="{color}"/>')
-    parts.append(f'<text x="{x(m) + 4:.1f}" y="{y + bar_h * 0.7}">{m:.0f}</text>')
-    for s in samples[v]:
-        parts.append(f'<circle cx="{x(s):.1f}" cy="{y + bar_h / 2}" r="3" fill="black"/>')
-parts.append("</svg>")
-open(svg_path, "w").write("\n".join(parts))
+# A horizontal bar chart of the medians with the individual runs as dots,
+# drawn by the workspace's plot tool (tools/plot, built by scripts/bench-boot).
+bars = [{"label": v, "segments": [{"label": "median", "value": m}],
+         "color": "#2b7bb9" if v == "cxlvmm" else "#999", "dots": samples[v], "note": f"{m:.0f}"}
+        for v, m in medians.items()]
+chart = {"bars": {"title": f"Boot to /init (guest {guest}), median and runs, ms",
+                  "axis": {"label": "ms"}, "panels": [{"bars": bars}]}}
+subprocess.run([os.environ.get("SVG_PLOT", "target/release/svg-plot"), "-", svg_path],
+               input=json.dumps(chart), text=True, check=True)

@@ -9,8 +9,9 @@ fastest 4 MiB segment / 16384-load chunk (read_MBps_best, ...), which leaves
 out the time the vCPU was preempted on a shared host.
 """
 import json
-import math
+import os
 import statistics
+import subprocess
 import sys
 from collections import defaultdict
 
@@ -115,37 +116,20 @@ for goal, g in goals.items():
 
 # Panels of horizontal bars on a log scale (values span ~5 decades): the
 # median over all passes as a bar, the fastest-segment median as a tick,
-# every run's overall figure as a dot.
-w, bar_h, gap, left, right = 760, 18, 6, 110, 80
-panel_h = 30 + len(cases) * (bar_h + gap)
-h = 56 + len(BASE) * (panel_h + 16)
+# every run's overall figure as a dot; drawn by the workspace's plot tool
+# (tools/plot, built by scripts/bench-memory).
 colors = {"ram": "#777", "cxl-native": "#2b7bb9", "cxl-trapped": "#9ecae1", "qemu-ram": "#bbb", "qemu-cxl": "#e08030"}
-parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-         f'<text x="10" y="20" font-size="15">Guest memory under cxlvmm and QEMU (6.12 guest, nested rig), log scale</text>',
-         f'<text x="10" y="38" fill="#555">bar: median of {runs} runs over all passes; black tick: median of the '
-         f'fastest segment; dots: runs</text>']
-for p, (key, title) in enumerate(BASE):
-    y0 = 56 + p * (panel_h + 16)
-    vals = [s[k] for c in cases for s in samples[c] for k in (key, key + "_best") if s[k] > 0]
-    lo = 10 ** math.floor(math.log10(min(vals)))
-    hi = 10 ** math.ceil(math.log10(max(vals)))
-    x = lambda v: left + (w - left - right) * (math.log10(max(v, lo)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
-    parts.append(f'<text x="10" y="{y0 + 12}" font-weight="bold">{title}</text>')
-    d = lo
-    while d <= hi:
-        parts.append(f'<line x1="{x(d):.1f}" y1="{y0 + 18}" x2="{x(d):.1f}" y2="{y0 + panel_h - 4}" stroke="#ddd"/>')
-        parts.append(f'<text x="{x(d):.1f}" y="{y0 + 14}" text-anchor="middle" fill="#666">{d:g}</text>'
-                     if d < 1e5 else f'<text x="{x(d):.1f}" y="{y0 + 14}" text-anchor="middle" fill="#666">{d:.0f}</text>')
-        d *= 10
-    for i, c in enumerate(cases):
-        y = y0 + 20 + i * (bar_h + gap)
+panels = []
+for key, title in BASE:
+    bars = []
+    for c in cases:
         m, mb = med[c][key], med[c][key + "_best"]
-        parts.append(f'<text x="10" y="{y + bar_h * 0.75}">{c}</text>')
-        parts.append(f'<rect x="{left}" y="{y}" width="{x(m) - left:.1f}" height="{bar_h}" fill="{colors.get(c, "#999")}"/>')
-        parts.append(f'<line x1="{x(mb):.1f}" y1="{y - 2}" x2="{x(mb):.1f}" y2="{y + bar_h + 2}" stroke="black" stroke-width="2"/>')
-        end = max([x(m), x(mb)] + [x(s[key]) for s in samples[c]])
-        parts.append(f'<text x="{end + 6:.1f}" y="{y + bar_h * 0.75}">{fmt(m)} / {fmt(mb)}</text>')
-        for s in samples[c]:
-            parts.append(f'<circle cx="{x(s[key]):.1f}" cy="{y + bar_h / 2}" r="2.5" fill="black" fill-opacity="0.6"/>')
-parts.append("</svg>")
-open(svg_path, "w").write("\n".join(parts))
+        bars.append({"label": c, "segments": [{"label": "median", "value": m}], "color": colors.get(c, "#999"),
+                     "tick": mb, "dots": [s[key] for s in samples[c]], "note": f"{fmt(m)} / {fmt(mb)}"})
+    panels.append({"title": title, "bars": bars})
+chart = {"bars": {"title": "Guest memory under cxlvmm and QEMU (6.12 guest, nested rig), log scale",
+                  "subtitle": f"bar: median of {runs} runs over all passes; black tick: median of the "
+                              "fastest segment; dots: runs",
+                  "axis": {"label": "log scale", "log": True}, "panels": panels}}
+subprocess.run([os.environ.get("SVG_PLOT", "target/release/svg-plot"), "-", svg_path],
+               input=json.dumps(chart), text=True, check=True)
