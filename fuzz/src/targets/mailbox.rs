@@ -55,7 +55,7 @@ pub fn fuzz_type3_mailbox(data: &[u8]) {
     while !input.is_empty() && steps < 256 {
         steps += 1;
         match input.range(0, 5) {
-            // A whole command as a driver issues it.
+            // A whole command as a driver sends it.
             0 | 1 => {
                 let opcode = if input.bool() {
                     input.pick(OPCODES)
