@@ -45,10 +45,13 @@ __attribute__((noinline)) static void measured_touch(uint8_t *buf, size_t len)
 
 /* ------------------------------------------------------------------ placement */
 
+#define MAX_BUFFERS 160
+
 static struct {
 	const char *kind;
 	uint8_t *base;
-	size_t len, used;
+	size_t len, used; /* mapped; carved so far */
+	size_t nbuf, buf_len[MAX_BUFFERS], buf_off[MAX_BUFFERS], buf_total;
 } mem;
 
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -103,19 +106,25 @@ static void mem_map(const char *devdax, const char *file, int node, size_t len)
 static uint8_t *mem_alloc(size_t len)
 {
 	uint8_t *p = mem.base + mem.used;
+	if (mem.nbuf == MAX_BUFFERS || mem.used + len > mem.len)
+		die(LAT_TOOL, "internal: buffer %zu of %zu bytes does not fit", mem.nbuf, len);
+	mem.buf_off[mem.nbuf] = mem.used, mem.buf_len[mem.nbuf++] = len, mem.buf_total += len;
 	mem.used += round_up(len, ALIGN);
 	return p;
 }
 
-/* Where up to 64 pages spread over the buffers live, as a JSON object. */
+/* Where up to 64 pages spread evenly over the buffers live, as a JSON object. */
 static void print_page_nodes(FILE *f)
 {
 	enum { N = 64 };
 	void *pages[N];
 	int status[N], count[N] = {0}, key[N], keys = 0;
-	size_t step = mem.used / N < 4096 ? 4096 : mem.used / N, n = 0;
-	for (size_t off = 0; off < mem.used && n < N; off += step)
-		pages[n++] = mem.base + off;
+	size_t step = mem.buf_total / N < 4096 ? 4096 : mem.buf_total / N, n = 0, b = 0, base = 0;
+	for (size_t at = 0; at < mem.buf_total && n < N; at += step) {
+		while (at >= base + mem.buf_len[b])
+			base += mem.buf_len[b++];
+		pages[n++] = mem.base + mem.buf_off[b] + (at - base);
+	}
 	if (syscall(SYS_move_pages, 0, n, pages, NULL, status, 0) != 0)
 		n = 0;
 	for (size_t i = 0; i < n; i++) {
