@@ -142,6 +142,20 @@ static inline void tsc_log_line(const char *msg, void *ctx)
 		l->unstable = 1;
 }
 
+/*
+ * TSC rate from CPUID leaf 0x15 (TSC / crystal ratio times the crystal
+ * rate), where the CPU (or VMM) reports the crystal; 0 otherwise.
+ */
+static inline double tsc_cpuid_mhz(void)
+{
+	uint32_t a, b, c, d;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+	if (a < 0x15)
+		return 0;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x15), "c"(0));
+	return a && b && c ? (double)c * b / a / 1e6 : 0;
+}
+
 /* TSC ticks per microsecond against CLOCK_MONOTONIC over about MS ms. */
 static inline double tsc_measure_mhz(unsigned ms)
 {
@@ -157,8 +171,10 @@ static inline double tsc_measure_mhz(unsigned ms)
  * The TSC rate: -t (OVERRIDE_MHZ > 0), else what the kernel knows
  * (tsc_freq_khz in sysfs where a kernel provides it, else its log:
  * refined calibration, then "Detected ... MHz TSC", then "... processor"),
- * else measured against CLOCK_MONOTONIC. SOURCE names the one used;
- * UNSTABLE is set if the kernel marked the TSC unstable.
+ * else CPUID leaf 0x15, else measured against CLOCK_MONOTONIC (only as good
+ * as that clock: with a jiffies clocksource in a VM, not good at all).
+ * SOURCE names the one used; UNSTABLE is set if the kernel marked the TSC
+ * unstable.
  */
 static inline double tsc_rate(double override_mhz, const char **source, int *unstable)
 {
@@ -189,8 +205,20 @@ static inline double tsc_rate(double override_mhz, const char **source, int *uns
 		*source = "kmsg-detected-processor";
 		return log.detected_cpu_mhz;
 	}
+	double mhz = tsc_cpuid_mhz();
+	if (mhz > 0) {
+		*source = "cpuid-15h";
+		return mhz;
+	}
+	char cs[64];
+	current_clocksource(cs, sizeof cs);
+	mhz = tsc_measure_mhz(500);
+	fprintf(stderr,
+		"warning: the kernel gave no TSC rate%s; measured %.3f MHz against CLOCK_MONOTONIC (clocksource %s). "
+		"If that clock is not to be trusted, give the rate with -t MHZ.\n",
+		log.unstable ? " (it marked the TSC unstable)" : "", mhz, cs);
 	*source = "measured";
-	return tsc_measure_mhz(500);
+	return mhz;
 }
 
 /*

@@ -103,13 +103,14 @@ static void mem_map(const char *devdax, const char *file, int node, size_t len)
 	}
 }
 
-static uint8_t *mem_alloc(size_t len)
+/* LEN bytes starting LEAD bytes after the next 2 MiB boundary. */
+static uint8_t *mem_alloc(size_t lead, size_t len)
 {
-	uint8_t *p = mem.base + mem.used;
-	if (mem.nbuf == MAX_BUFFERS || mem.used + len > mem.len)
+	if (mem.nbuf == MAX_BUFFERS || mem.used + lead + len > mem.len)
 		die(LAT_TOOL, "internal: buffer %zu of %zu bytes does not fit", mem.nbuf, len);
-	mem.buf_off[mem.nbuf] = mem.used, mem.buf_len[mem.nbuf++] = len, mem.buf_total += len;
-	mem.used += round_up(len, ALIGN);
+	uint8_t *p = mem.base + mem.used + lead;
+	mem.buf_off[mem.nbuf] = mem.used + lead, mem.buf_len[mem.nbuf++] = len, mem.buf_total += len;
+	mem.used += round_up(lead + len, ALIGN);
 	return p;
 }
 

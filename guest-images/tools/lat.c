@@ -40,6 +40,7 @@
 #define TOOL LAT_TOOL
 #define MAX_THREADS 64
 #define MAX_POINTS 64
+#define COPY_SKEW (17 * 4096 + 320)
 
 /* ------------------------------------------------------------------ options */
 
@@ -329,7 +330,7 @@ static void print_chase_params(FILE *f, const struct opts *o)
 static void cmd_chase(const struct opts *o)
 {
 	mem_map(o->devdax, o->file, o->node, o->size);
-	uint8_t *buf = mem_alloc(o->size);
+	uint8_t *buf = mem_alloc(0, o->size);
 	uint64_t *samples = samples_alloc(o);
 	uintptr_t start = chase_build(o, buf);
 	struct chase_result r = chase_run(o, start, samples);
@@ -442,15 +443,22 @@ static void cmd_bw(const struct opts *o)
 	if (!nops)
 		die(TOOL, "-m: no operation");
 	size_t words = o->size / 32 * 4;
-	mem_map(o->devdax, o->file, o->node, (size_t)o->threads * round_up(words * 8, ALIGN) * (copy ? 2 : 1));
+	mem_map(o->devdax, o->file, o->node,
+		(size_t)o->threads * (round_up(words * 8, ALIGN) + (copy ? round_up(words * 8 + COPY_SKEW, ALIGN) : 0)));
 	pthread_barrier_t barrier;
 	pthread_barrier_init(&barrier, NULL, (unsigned)o->threads);
 	for (int i = 0; i < o->threads; i++) {
 		th[i] = (struct bw_thread){.o = o, .cpu = o->ncpus ? o->cpus[i % o->ncpus] : -1, .nops = nops,
 					   .barrier = &barrier};
 		memcpy(th[i].ops, ops, sizeof ops);
-		th[i].src = (uint64_t *)mem_alloc(words * 8);
-		th[i].dst = copy ? (uint64_t *)mem_alloc(words * 8) : NULL;
+		th[i].src = (uint64_t *)mem_alloc(0, words * 8);
+		/*
+		 * The destination starts 17 pages + 320 B further into its
+		 * buffer: source and destination words at the same offset
+		 * modulo a large power of two would contend for the same
+		 * cache/TLB sets (and 4 KiB store-load aliasing).
+		 */
+		th[i].dst = copy ? (uint64_t *)mem_alloc(COPY_SKEW, words * 8) : NULL;
 		if (pthread_create(&th[i].tid, NULL, bw_main, &th[i]))
 			die(TOOL, "cannot start thread %d", i);
 	}
@@ -552,7 +560,7 @@ static void cmd_loaded(const struct opts *o)
 {
 	static struct load_thread th[MAX_THREADS];
 	mem_map(o->devdax, o->file, o->node, round_up(o->size, ALIGN) + (size_t)o->k * round_up(o->load_size, ALIGN));
-	uint8_t *chase_buf = mem_alloc(o->size);
+	uint8_t *chase_buf = mem_alloc(0, o->size);
 	uint64_t *samples = samples_alloc(o);
 	uintptr_t start = chase_build(o, chase_buf);
 	pthread_barrier_t barrier;
@@ -560,7 +568,7 @@ static void cmd_loaded(const struct opts *o)
 	for (int i = 0; i < o->k; i++) {
 		th[i] = (struct load_thread){.o = o, .barrier = &barrier,
 					     .cpu = o->ncpus ? o->cpus[(1 + i) % o->ncpus] : -1};
-		th[i].buf = (uint64_t *)mem_alloc(o->load_size);
+		th[i].buf = (uint64_t *)mem_alloc(0, o->load_size);
 		if (pthread_create(&th[i].tid, NULL, load_main, &th[i]))
 			die(TOOL, "cannot start load thread %d", i);
 	}
