@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
     region-1way region-4way region-2hb region-256b pmem-persist-6.12 pmem-persist-6.1
-    region-mem-2g region-mem-3g region-mem-6g)
+    region-mem-2g region-mem-3g region-mem-6g lat-tools)
 if [ "${1:-}" = --list ]; then printf '%s\n' "${all_scenarios[@]}"; exit 0; fi
 REPO=$PWD
 CXLVMM=${CXLVMM:-$REPO/target/release/cxlvmm}
@@ -211,6 +211,27 @@ pmem_persist() { # variant ways
     result "$name" $?
 }
 
+# lat-tools: cxlvmm-lat (chase, bw, loaded) on guest RAM, a native CXL node
+# and a file, and cxlvmm-clockcheck across 2 vCPUs, which must also catch a
+# skew put in on purpose (tests/e2e/guest/lat-tools.sh).
+lat_tools() {
+    local name=lat-tools script=$OUT/lat-tools.sh rc
+    # The rig's guests cannot calibrate their TSC (no PIT, HPET or PM timer
+    # that works) and fall back to jiffies; their TSC runs at L1's rate.
+    { [ "${RIG:-}" = 1 ] && echo "TSC_MHZ=$(awk '/^cpu MHz/ { print $4; exit }' /proc/cpuinfo)"
+      cat tests/e2e/guest/lat-tools.sh; } >"$script"
+    note "$name: 2 vCPUs, direct.toml, cxlvmm-lat and cxlvmm-clockcheck"
+    local start=$SECONDS
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --vcpus 2 --memory 2G --topology examples/direct.toml \
+        --cmdline "memhp_default_state=offline $GUEST_CMDLINE" --script "$script" \
+        --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^LAT-CHECK' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    [ "$rc" = 7 ] && ! grep -qa 'LAT-CHECK.*FAILED' "$OUT/$name.log"
+    result "$name" $?
+}
+
 PYTHON=python3
 [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
 
@@ -238,6 +259,7 @@ run_scenario() {
         region-mem-6g) region_ram region-mem-6g switch-4 4 4096 64 full Native 6144 ;;
         pmem-persist-6.12) pmem_persist 6.12 2 ;;
         pmem-persist-6.1) pmem_persist 6.1 1 ;;
+        lat-tools) lat_tools ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
     esac
