@@ -1,6 +1,6 @@
 /*
  * cxlvmm-lat: latency and bandwidth of (timed) CXL memory, measured by the
- * guest itself. Reference: docs/timed-mode.md, "The guest tool".
+ * guest itself. Reference: docs/timed-mode.md, "The guest tools".
  *
  *   cxlvmm-lat chase  [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N] [COMMON]
  *   cxlvmm-lat bw     [-s SIZE] [-T THREADS] [-m read,write,copy] [-i ITERS] [COMMON]
