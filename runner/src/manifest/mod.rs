@@ -1,0 +1,137 @@
+//! The test manifest (`cxlvmm test MANIFEST.toml`): kernels, topologies and
+//! cases, checked as a whole before anything runs. `docs/runner.md` is the
+//! reference for its keys.
+
+mod raw;
+mod resolve;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use resolve::find_build_tree_image;
+
+/// What the manifest loader needs from the VMM: where the built guest images
+/// are. Returns (kernel, initramfs) of a variant, or why it cannot.
+pub type GuestFinder<'a> = &'a dyn Fn(&str) -> Result<(PathBuf, PathBuf), String>;
+
+/// A manifest that failed to load: the message names the key and the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ManifestError(pub String);
+
+/// The guest a case runs on when the kernel names no built guest image.
+pub const DEFAULT_GUEST: &str = "6.12";
+
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub path: PathBuf,
+    pub kernels: Vec<Kernel>,
+    pub topologies: Vec<Topology>,
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    pub name: String,
+    pub boot: KernelBoot,
+    /// Appended to cxlvmm's kernel command line for every case.
+    pub cmdline: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelBoot {
+    /// A built guest image variant (`cxlvmm run --guest`).
+    Guest(String),
+    /// A kernel image with an initramfs (`--kernel`, `--initrd`).
+    Image { kernel: PathBuf, initrd: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    pub name: String,
+    pub source: TopologySource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopologySource {
+    /// cxlvmm's built-in default topology.
+    Builtin,
+    /// A topology file (already validated).
+    File(PathBuf),
+    /// No CXL hierarchy (`--no-cxl`).
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseBody {
+    /// A guest shell script (its text, read at load time, and its path).
+    Script { path: PathBuf, text: String },
+    /// A guest shell command line.
+    Command(String),
+}
+
+/// A host-side action the guest can ask for by name (`cxlvmm-action NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub name: String,
+    pub command: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub body: CaseBody,
+    /// Kernel and topology names this case runs on, in manifest order.
+    pub kernels: Vec<String>,
+    pub topologies: Vec<String>,
+    pub vcpus: u8,
+    pub memory: u64,
+    /// Seconds (cxlvmm's `--timeout`).
+    pub timeout: u64,
+    pub expect_exit: u8,
+    pub ignore_splats: Vec<regex::Regex>,
+    pub cmdline: String,
+    pub env: BTreeMap<String, String>,
+    pub vmm_env: BTreeMap<String, String>,
+    pub dmesg: bool,
+    pub check: Option<String>,
+    pub actions: Vec<Action>,
+}
+
+impl Manifest {
+    /// Reads, parses and checks a manifest: every error names the key and
+    /// value at fault. Relative paths are taken from the manifest's folder.
+    pub fn load(path: &Path, find_guest: GuestFinder) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ManifestError(format!("{}: {e}", path.display())))?;
+        Self::parse(path, &text, find_guest)
+    }
+
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        find_guest: GuestFinder,
+    ) -> Result<Manifest, ManifestError> {
+        let raw: raw::RawManifest = toml::from_str(text)
+            .map_err(|e| ManifestError(format!("{}: {}", path.display(), e.to_string().trim())))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        resolve::resolve(raw, dir, find_guest)
+            .map(|(kernels, topologies, cases)| Manifest {
+                path: path.to_path_buf(),
+                kernels,
+                topologies,
+                cases,
+            })
+            .map_err(|e| ManifestError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    pub fn kernel(&self, name: &str) -> Option<&Kernel> {
+        self.kernels.iter().find(|k| k.name == name)
+    }
+
+    pub fn topology(&self, name: &str) -> Option<&Topology> {
+        self.topologies.iter().find(|t| t.name == name)
+    }
+}

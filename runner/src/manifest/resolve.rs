@@ -1,0 +1,355 @@
+//! From the manifest as written to checked kernels, topologies and cases:
+//! files exist and parse, names are unique, globs match, values are in range.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::raw::{RawCase, RawKernel, RawManifest, RawSettings, RawSize, RawTopology};
+use super::{
+    Action, Case, CaseBody, GuestFinder, Kernel, KernelBoot, ManifestError, Topology,
+    TopologySource, DEFAULT_GUEST,
+};
+
+type Result<T> = std::result::Result<T, ManifestError>;
+
+fn err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(ManifestError(msg.into()))
+}
+
+const DEFAULT_VCPUS: u8 = 2;
+const DEFAULT_MEMORY: u64 = 1 << 30;
+const DEFAULT_TIMEOUT_S: u64 = 300;
+/// cxlvmm's own floor (`cxlvmm run --memory`).
+const MIN_MEMORY: u64 = 64 << 20;
+
+pub fn resolve(
+    raw: RawManifest,
+    dir: &Path,
+    find_guest: GuestFinder,
+) -> Result<(Vec<Kernel>, Vec<Topology>, Vec<Case>)> {
+    if raw.kernels.is_empty() {
+        return err("no [[kernel]]: a manifest needs at least one kernel");
+    }
+    if raw.cases.is_empty() {
+        return err("no [[case]]: a manifest needs at least one case");
+    }
+    let kernels =
+        unique_names("kernel", raw.kernels.iter().map(|k| k.name.as_str())).and_then(|_| {
+            raw.kernels
+                .iter()
+                .map(|k| kernel(k, dir, find_guest))
+                .collect::<Result<Vec<_>>>()
+        })?;
+    let topologies = if raw.topologies.is_empty() {
+        vec![Topology {
+            name: "default".into(),
+            source: TopologySource::Builtin,
+        }]
+    } else {
+        unique_names("topology", raw.topologies.iter().map(|t| t.name.as_str()))?;
+        raw.topologies
+            .iter()
+            .map(|t| topology(t, dir))
+            .collect::<Result<Vec<_>>>()?
+    };
+    unique_names("case", raw.cases.iter().map(|c| c.name.as_str()))?;
+    check_settings("[defaults]", &raw.defaults)?;
+    let kernel_names: Vec<&str> = kernels.iter().map(|k| k.name.as_str()).collect();
+    let topo_names: Vec<&str> = topologies.iter().map(|t| t.name.as_str()).collect();
+    let cases = raw
+        .cases
+        .iter()
+        .map(|c| case(c, &raw.defaults, dir, &kernel_names, &topo_names))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((kernels, topologies, cases))
+}
+
+/// Names end up in case ids, folder names and JUnit: keep them plain.
+fn check_name(section: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'));
+    if ok && name != "." && name != ".." {
+        Ok(())
+    } else {
+        err(format!(
+            "[[{section}]] name = {name:?}: use letters, digits, '.', '_', '-' or '+'"
+        ))
+    }
+}
+
+fn unique_names<'a>(section: &str, names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for n in names {
+        check_name(section, n)?;
+        if !seen.insert(n) {
+            return err(format!("[[{section}]] name = {n:?} appears twice"));
+        }
+    }
+    Ok(())
+}
+
+fn existing_file(what: &str, dir: &Path, p: &Path) -> Result<PathBuf> {
+    let full = dir.join(p);
+    if full.is_file() {
+        Ok(full)
+    } else {
+        err(format!(
+            "{what} = {:?}: no such file ({})",
+            p.display().to_string(),
+            full.display()
+        ))
+    }
+}
+
+/// The bzImage of a kernel build tree, the way `make` leaves it.
+pub fn find_build_tree_image(tree: &Path) -> Option<PathBuf> {
+    let img = tree.join("arch/x86/boot/bzImage");
+    img.is_file().then_some(img)
+}
+
+fn kernel(k: &RawKernel, dir: &Path, find_guest: GuestFinder) -> Result<Kernel> {
+    let at = format!("kernel {:?}", k.name);
+    if let Some(m) = &k.modules {
+        return err(format!(
+            "{at}: modules = {:?}: not supported yet (cxlvmm run has no --modules)",
+            m.display().to_string()
+        ));
+    }
+    let guest = k.guest.as_deref().unwrap_or(DEFAULT_GUEST);
+    let guest_image =
+        || find_guest(guest).map_err(|e| ManifestError(format!("{at}: guest = {guest:?}: {e}")));
+    let boot = match &k.image {
+        None => {
+            if k.initrd.is_some() {
+                return err(format!("{at}: initrd needs image (a kernel to go with it)"));
+            }
+            guest_image()?;
+            KernelBoot::Guest(guest.to_string())
+        }
+        Some(img) => {
+            let full = dir.join(img);
+            let kernel = if full.is_dir() {
+                find_build_tree_image(&full).ok_or_else(|| {
+                    ManifestError(format!(
+                        "{at}: image = {:?} is a folder without arch/x86/boot/bzImage (not a built kernel tree)",
+                        img.display().to_string()
+                    ))
+                })?
+            } else {
+                existing_file(&format!("{at}: image"), dir, img)?
+            };
+            let initrd = match &k.initrd {
+                Some(i) => existing_file(&format!("{at}: initrd"), dir, i)?,
+                None => guest_image()?.1,
+            };
+            KernelBoot::Image { kernel, initrd }
+        }
+    };
+    Ok(Kernel {
+        name: k.name.clone(),
+        boot,
+        cmdline: k.cmdline.clone().unwrap_or_default(),
+    })
+}
+
+fn topology(t: &RawTopology, dir: &Path) -> Result<Topology> {
+    let at = format!("topology {:?}", t.name);
+    let source = match (&t.file, t.builtin, t.none) {
+        (Some(f), None | Some(false), None | Some(false)) => {
+            let full = existing_file(&format!("{at}: file"), dir, f)?;
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                ManifestError(format!("{at}: file = {:?}: {e}", f.display().to_string()))
+            })?;
+            fabric::topology::Topology::from_toml_str(&text).map_err(|e| {
+                ManifestError(format!("{at}: file = {:?}: {e}", f.display().to_string()))
+            })?;
+            TopologySource::File(full)
+        }
+        (None, Some(true), None | Some(false)) => TopologySource::Builtin,
+        (None, None | Some(false), Some(true)) => TopologySource::None,
+        _ => {
+            return err(format!(
+                "{at}: give exactly one of file = \"...\", builtin = true or none = true"
+            ))
+        }
+    };
+    Ok(Topology {
+        name: t.name.clone(),
+        source,
+    })
+}
+
+/// Checks of settings that do not depend on the case.
+fn check_settings(at: &str, s: &RawSettings) -> Result<()> {
+    if let Some(v) = s.shares.as_ref().filter(|v| !v.is_empty()) {
+        return err(format!(
+            "{at}: shares = {v:?}: not supported yet (cxlvmm run has no --share)"
+        ));
+    }
+    if let Some(v) = s.disks.as_ref().filter(|v| !v.is_empty()) {
+        return err(format!(
+            "{at}: disks = {v:?}: not supported yet (cxlvmm run has no --disk)"
+        ));
+    }
+    if let Some(v) = s.vcpus {
+        if !(1..=254).contains(&v) {
+            return err(format!("{at}: vcpus = {v}: must be 1 to 254"));
+        }
+    }
+    if let Some(m) = &s.memory {
+        memory(at, m)?;
+    }
+    if s.timeout == Some(0) {
+        return err(format!("{at}: timeout = 0: must be at least 1 (seconds)"));
+    }
+    for p in s.ignore_splats.iter().flatten() {
+        regex::Regex::new(p).map_err(|e| {
+            ManifestError(format!("{at}: ignore_splats: {p:?} is not a regex: {e}"))
+        })?;
+    }
+    for (key, table) in [("env", &s.env), ("vmm_env", &s.vmm_env)] {
+        for name in table.iter().flat_map(|t| t.keys()) {
+            let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return err(format!("{at}: {key}: {name:?} is not a variable name"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn memory(at: &str, m: &RawSize) -> Result<u64> {
+    let bytes = match m {
+        RawSize::Mib(n) => n
+            .checked_mul(1 << 20)
+            .ok_or_else(|| ManifestError(format!("{at}: memory = {n}: too large")))?,
+        RawSize::Text(t) => crate::size::parse_size(t)
+            .map_err(|e| ManifestError(format!("{at}: memory = {t:?}: {e}")))?,
+    };
+    if bytes < MIN_MEMORY || bytes % 4096 != 0 {
+        let shown = match m {
+            RawSize::Mib(n) => n.to_string(),
+            RawSize::Text(t) => format!("{t:?}"),
+        };
+        return err(format!(
+            "{at}: memory = {shown}: must be at least 64M and a multiple of 4 KiB"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Expands name patterns (exact names or globs) against `names`, keeping
+/// manifest order; a pattern that matches nothing is an error.
+pub(super) fn select(
+    at: &str,
+    key: &str,
+    patterns: &[String],
+    names: &[&str],
+) -> Result<Vec<String>> {
+    let mut picked = BTreeSet::new();
+    for p in patterns {
+        let pat = glob::Pattern::new(p)
+            .map_err(|e| ManifestError(format!("{at}: {key}: {p:?} is not a name or glob: {e}")))?;
+        let hits: Vec<&str> = names.iter().copied().filter(|n| pat.matches(n)).collect();
+        if hits.is_empty() {
+            return err(format!(
+                "{at}: {key}: {p:?} matches no {} (have: {})",
+                if key == "kernels" {
+                    "kernel"
+                } else {
+                    "topology"
+                },
+                names.join(", ")
+            ));
+        }
+        picked.extend(hits);
+    }
+    Ok(names
+        .iter()
+        .filter(|n| picked.contains(*n))
+        .map(|n| n.to_string())
+        .collect())
+}
+
+fn case(
+    c: &RawCase,
+    defaults: &RawSettings,
+    dir: &Path,
+    kernel_names: &[&str],
+    topo_names: &[&str],
+) -> Result<Case> {
+    let at = format!("case {:?}", c.name);
+    check_settings(&at, &c.settings())?;
+    let s = c.settings().over(defaults);
+    let body = match (&c.script, &c.command) {
+        (Some(p), None) => {
+            let full = existing_file(&format!("{at}: script"), dir, p)?;
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                ManifestError(format!("{at}: script = {:?}: {e}", p.display().to_string()))
+            })?;
+            CaseBody::Script { path: full, text }
+        }
+        (None, Some(cmd)) if !cmd.trim().is_empty() => CaseBody::Command(cmd.clone()),
+        (None, Some(_)) => return err(format!("{at}: command is empty")),
+        _ => {
+            return err(format!(
+                "{at}: give exactly one of script = \"FILE\" or command = \"...\""
+            ))
+        }
+    };
+    let all = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let kernels = match &s.kernels {
+        Some(p) => select(&at, "kernels", p, kernel_names)?,
+        None => all(kernel_names),
+    };
+    let topologies = match &s.topologies {
+        Some(p) => select(&at, "topologies", p, topo_names)?,
+        None => all(topo_names),
+    };
+    let mut actions: Vec<Action> = Vec::new();
+    for a in &c.actions {
+        check_name("case.actions", &a.name).map_err(|e| ManifestError(format!("{at}: {}", e.0)))?;
+        if actions.iter().any(|b| b.name == a.name) {
+            return err(format!("{at}: actions: name = {:?} appears twice", a.name));
+        }
+        if a.command.trim().is_empty() {
+            return err(format!("{at}: actions: {:?}: command is empty", a.name));
+        }
+        actions.push(Action {
+            name: a.name.clone(),
+            command: a.command.clone(),
+        });
+    }
+    if c.check.as_deref().is_some_and(|x| x.trim().is_empty()) {
+        return err(format!("{at}: check is empty"));
+    }
+    let ignore_splats = s
+        .ignore_splats
+        .iter()
+        .flatten()
+        .map(|p| regex::Regex::new(p).expect("checked in check_settings"))
+        .collect();
+    Ok(Case {
+        name: c.name.clone(),
+        body,
+        kernels,
+        topologies,
+        vcpus: s.vcpus.unwrap_or(DEFAULT_VCPUS),
+        memory: match &s.memory {
+            Some(m) => memory(&at, m)?,
+            None => DEFAULT_MEMORY,
+        },
+        timeout: s.timeout.unwrap_or(DEFAULT_TIMEOUT_S),
+        expect_exit: s.expect_exit.unwrap_or(0),
+        ignore_splats,
+        cmdline: s.cmdline.unwrap_or_default(),
+        env: s.env.unwrap_or_default(),
+        vmm_env: s.vmm_env.unwrap_or_default(),
+        dmesg: s.dmesg.unwrap_or(true),
+        check: c.check.clone(),
+        actions,
+    })
+}
