@@ -4,5 +4,7 @@
 //! status, KTAP sub-results and the kernel splats found on its console.
 
 pub mod manifest;
+pub mod ktap;
+pub mod logline;
 pub mod matrix;
 pub mod size;
