@@ -3,8 +3,16 @@
 //! topology it selects, each in a fresh `cxlvmm run`, and comes back with a
 //! status, KTAP sub-results and the kernel splats found on its console.
 
-pub mod manifest;
+pub mod action;
+pub mod cli;
+pub mod exec;
 pub mod ktap;
 pub mod logline;
+pub mod manifest;
 pub mod matrix;
+pub mod report;
+pub mod run;
+pub mod script;
 pub mod size;
+pub mod splat;
+pub mod verdict;

@@ -55,15 +55,27 @@ mod tests {
 
     #[test]
     fn printk_prefixes_come_off_and_indentation_stays() {
-        assert_eq!(message("[    1.234567] cxl_acpi: hello\r"), "cxl_acpi: hello");
+        assert_eq!(
+            message("[    1.234567] cxl_acpi: hello\r"),
+            "cxl_acpi: hello"
+        );
         assert_eq!(message("[    1.234567]     ok 1 - t"), "    ok 1 - t");
-        assert_eq!(message("[ 1502.520319][T14140] BUG: KASAN: x"), "BUG: KASAN: x");
+        assert_eq!(
+            message("[ 1502.520319][T14140] BUG: KASAN: x"),
+            "BUG: KASAN: x"
+        );
         assert_eq!(message("[   23.010589][    C0] UBSAN: y"), "UBSAN: y");
-        assert_eq!(message("<4>[79512.652553] ---[ end trace ]---"), "---[ end trace ]---");
+        assert_eq!(
+            message("<4>[79512.652553] ---[ end trace ]---"),
+            "---[ end trace ]---"
+        );
         assert_eq!(message("<6>plain"), "plain");
         // Not printk prefixes: left alone.
         assert_eq!(message("[ OK ] Started"), "[ OK ] Started");
-        assert_eq!(message("[<ffffffff8135067c>] ? f+0x1/0x2"), "[<ffffffff8135067c>] ? f+0x1/0x2");
+        assert_eq!(
+            message("[<ffffffff8135067c>] ? f+0x1/0x2"),
+            "[<ffffffff8135067c>] ? f+0x1/0x2"
+        );
         assert_eq!(message("<html>"), "<html>");
         assert_eq!(message("ok 1 - x"), "ok 1 - x");
         assert_eq!(timestamp("[   12.500000] x"), Some(12.5));

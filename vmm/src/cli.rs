@@ -42,6 +42,9 @@ pub enum Command {
     Run(RunArgs),
     /// Validate a topology without booting, and print its tree.
     Check(CheckArgs),
+    /// Run a test manifest: cases over kernels x topologies, each in its own
+    /// guest, with KTAP results, splat detection, JUnit and JSON reports.
+    Test(runner::cli::TestArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -293,7 +296,26 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(&args),
         Command::Check(args) => check(&args),
+        Command::Test(args) => test(&args),
     }
+}
+
+fn test(args: &runner::cli::TestArgs) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cxlvmm test: error: cannot find the cxlvmm binary: {e}");
+            return ExitCode::from(runner::verdict::EXIT_CONFIG);
+        }
+    };
+    let find_guest = |variant: &str| images::find(variant).map(|i| (i.kernel, i.initrd));
+    ExitCode::from(runner::cli::main(
+        args,
+        &runner::cli::Host {
+            exe,
+            find_guest: &find_guest,
+        },
+    ))
 }
 
 fn check(args: &CheckArgs) -> ExitCode {
@@ -466,7 +488,7 @@ mod tests {
             argv.extend_from_slice(extra);
             match Cli::parse_from(argv).command {
                 Command::Run(a) => a,
-                Command::Check(_) => unreachable!("parsed a run command"),
+                _ => unreachable!("parsed a run command"),
             }
         }
     }

@@ -44,7 +44,10 @@ pub fn lex(text: &str) -> Vec<Tok> {
         let (indent, mut body) = indentation(msg);
         let mut levels = 0;
         while levels < hash_levels {
-            match body.strip_prefix("# ").or_else(|| (body == "#").then_some("")) {
+            match body
+                .strip_prefix("# ")
+                .or_else(|| (body == "#").then_some(""))
+            {
                 Some(rest) => {
                     body = rest;
                     levels += 1;
@@ -147,8 +150,22 @@ fn result(body: &str) -> Option<ResultLine> {
                 (_, "SKIP") => (Outcome::Skip, reason),
                 (false, "TODO") => (Outcome::Todo, reason),
                 (true, "XFAIL") => (Outcome::Xfail, reason),
-                (true, _) => (Outcome::Pass, Some(format!("{word} {}", reason.unwrap_or_default()).trim().to_string())),
-                (false, _) => (Outcome::Fail, Some(format!("{word} {}", reason.unwrap_or_default()).trim().to_string())),
+                (true, _) => (
+                    Outcome::Pass,
+                    Some(
+                        format!("{word} {}", reason.unwrap_or_default())
+                            .trim()
+                            .to_string(),
+                    ),
+                ),
+                (false, _) => (
+                    Outcome::Fail,
+                    Some(
+                        format!("{word} {}", reason.unwrap_or_default())
+                            .trim()
+                            .to_string(),
+                    ),
+                ),
             }
         }
         None => (if ok { Outcome::Pass } else { Outcome::Fail }, None),
@@ -196,7 +213,10 @@ mod tests {
         assert_eq!(r("ok 1 - example_simple_test").name, "example_simple_test");
         assert_eq!(r("ok 2 selftests: a: b").name, "selftests: a: b");
         let s = r("ok 2 - example_skip_test # SKIP this test should be skipped");
-        assert_eq!((s.outcome, s.reason.as_deref()), (Outcome::Skip, Some("this test should be skipped")));
+        assert_eq!(
+            (s.outcome, s.reason.as_deref()),
+            (Outcome::Skip, Some("this test should be skipped"))
+        );
         let t = r("not ok 4 - flaky # TODO not fixed yet");
         assert_eq!((t.outcome, t.name.as_str()), (Outcome::Todo, "flaky"));
         assert_eq!(r("ok 4 - flaky # todo").outcome, Outcome::Pass);

@@ -90,7 +90,10 @@ impl Document {
     /// Counts of (all, failed, skipped) results, subtests included.
     pub fn counts(&self) -> (usize, usize, usize) {
         let flat = self.flatten();
-        let failed = flat.iter().filter(|f| f.result.outcome.is_failure()).count();
+        let failed = flat
+            .iter()
+            .filter(|f| f.result.outcome.is_failure())
+            .count();
         let skipped = flat
             .iter()
             .filter(|f| f.result.outcome == Outcome::Skip)
@@ -214,7 +217,8 @@ fn parse_block(toks: &[Tok], pos: &mut usize, depth: u32, mode: Mode) -> Block {
             }
             Kind::Plan(n) => {
                 if b.plan.is_some() {
-                    b.problems.push(format!("line {}: a second plan 1..{n}", t.line));
+                    b.problems
+                        .push(format!("line {}: a second plan 1..{n}", t.line));
                 } else {
                     b.plan = Some(*n);
                 }

@@ -76,15 +76,24 @@ fn kunit_suites_with_subtest_headers_and_skips() {
             ("example.example_mark_skipped_test".into(), Skip),
             ("example.example_all_expect_macros_test".into(), Pass),
             ("string-stream-test".into(), Pass),
-            ("string-stream-test.string_stream_test_empty_on_creation".into(), Pass),
-            ("string-stream-test.string_stream_test_get_string".into(), Pass),
+            (
+                "string-stream-test.string_stream_test_empty_on_creation".into(),
+                Pass
+            ),
+            (
+                "string-stream-test.string_stream_test_get_string".into(),
+                Pass
+            ),
         ]
     );
     let skip = doc.flatten()[2].result.clone();
     assert_eq!(skip.reason.as_deref(), Some("this test should be skipped"));
     assert_eq!(
         skip.diagnostics,
-        ["example_skip_test: initializing", "example_skip_test: You should not see a line below."]
+        [
+            "example_skip_test: initializing",
+            "example_skip_test: You should not see a line below."
+        ]
     );
     assert!(doc.problems.is_empty(), "{:?}", doc.problems);
 }
@@ -145,7 +154,13 @@ fn missing_plan_and_tab_indentation() {
     let t = tree(&doc);
     assert_eq!(t.len(), 2 + 4 + 2);
     assert_eq!(t[0], ("sysctl_test".into(), Pass));
-    assert_eq!(t[4], ("sysctl_test.sysctl_test_dointvec_table_read_but_position_set".into(), Pass));
+    assert_eq!(
+        t[4],
+        (
+            "sysctl_test.sysctl_test_dointvec_table_read_but_position_set".into(),
+            Pass
+        )
+    );
     assert_eq!(t[5], ("example".into(), Pass));
     assert!(t.iter().all(|(_, o)| *o == Pass));
 }
@@ -160,14 +175,24 @@ fn output_cut_short_by_a_crash_leaves_errors_for_what_was_planned() {
         t,
         [
             ("kunit-resource-test".into(), Error),
-            ("kunit-resource-test.kunit_resource_test_init_resources".into(), Pass),
-            ("kunit-resource-test.kunit_resource_test_alloc_resource".into(), Pass),
+            (
+                "kunit-resource-test.kunit_resource_test_init_resources".into(),
+                Pass
+            ),
+            (
+                "kunit-resource-test.kunit_resource_test_alloc_resource".into(),
+                Pass
+            ),
             ("kunit-resource-test.test 3".into(), Error),
             ("kunit-resource-test.test 4".into(), Error),
             ("test 2".into(), Error),
         ]
     );
-    assert!(doc.problems.iter().any(|p| p.contains("no result line")), "{:?}", doc.problems);
+    assert!(
+        doc.problems.iter().any(|p| p.contains("no result line")),
+        "{:?}",
+        doc.problems
+    );
     assert_eq!(doc.counts().1, 4);
 }
 
@@ -192,13 +217,31 @@ fn two_documents_bail_out_and_numbering_problems() {
     let text = "boot noise\nTAP version 13\n1..2\nok 1 first\nBail out! no hardware\nok 1 ignored\nmore noise\nKTAP version 1\n1..2\nok 1 a\nok 3 b\nnot ok 3 c # TIMEOUT 30 seconds\n";
     let docs = parse(text);
     assert_eq!(docs.len(), 2);
-    assert_eq!(tree(&docs[0]), [("first".into(), Pass), ("test 2".into(), Error)]);
-    assert!(docs[0].problems.iter().any(|p| p == "bail out: no hardware"));
+    assert_eq!(
+        tree(&docs[0]),
+        [("first".into(), Pass), ("test 2".into(), Error)]
+    );
+    assert!(docs[0]
+        .problems
+        .iter()
+        .any(|p| p == "bail out: no hardware"));
     let second = tree(&docs[1]);
-    assert_eq!(second, [("a".into(), Pass), ("b".into(), Pass), ("c".into(), Fail)]);
-    assert_eq!(docs[1].tests[2].reason.as_deref(), Some("TIMEOUT 30 seconds"));
-    assert!(docs[1].problems.iter().any(|p| p.contains("test number 3 where 2 was due")));
-    assert!(docs[1].problems.iter().any(|p| p.contains("3 results for a plan of 1..2")));
+    assert_eq!(
+        second,
+        [("a".into(), Pass), ("b".into(), Pass), ("c".into(), Fail)]
+    );
+    assert_eq!(
+        docs[1].tests[2].reason.as_deref(),
+        Some("TIMEOUT 30 seconds")
+    );
+    assert!(docs[1]
+        .problems
+        .iter()
+        .any(|p| p.contains("test number 3 where 2 was due")));
+    assert!(docs[1]
+        .problems
+        .iter()
+        .any(|p| p.contains("3 results for a plan of 1..2")));
 }
 
 #[test]

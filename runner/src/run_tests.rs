@@ -1,0 +1,171 @@
+//! The whole pipeline, from manifest to reports, against the stand-in
+//! cxlvmm of the exec tests.
+
+use super::*;
+use crate::action::ShellHook;
+use crate::manifest::tests::{load, write_tree};
+use crate::matrix;
+use crate::report::Summary;
+
+const MANIFEST: &str = r#"
+[[kernel]]
+name = "k"
+cmdline = "loglevel=5"
+[[topology]]
+name = "plain"
+none = true
+[[case]]
+name = "ok"
+command = "true"
+vmm_env = { FAKE_MODE = "pass" }
+check = "grep -q 'hello from the guest' \"$CXLVMM_CONSOLE\" && test \"$CXLVMM_EXIT\" = 0"
+[[case]]
+name = "wrong-exit"
+command = "true"
+expect_exit = 3
+vmm_env = { FAKE_MODE = "pass" }
+[[case]]
+name = "check-fails"
+command = "true"
+vmm_env = { FAKE_MODE = "pass" }
+check = "echo 'enumeration mismatch'; exit 1"
+[[case]]
+name = "panic"
+command = "echo c > /proc/sysrq-trigger"
+vmm_env = { FAKE_MODE = "panic-end" }
+[[case]]
+name = "broken"
+command = "true"
+vmm_env = { FAKE_MODE = "vmm-error" }
+"#;
+
+#[test]
+fn jobs_run_retry_and_report() {
+    let dir = write_tree(&[]);
+    let exe = crate::exec::tests::fake_exe(&dir.join("bin"));
+    let m = load(&dir, MANIFEST).unwrap();
+    let jobs = matrix::expand(&m);
+    let out = dir.join("out");
+    let live = crate::report::live::Live::new(jobs.len(), false);
+    let results = run_all(
+        &jobs,
+        &Options {
+            exe: &exe,
+            out: &out,
+            manifest_dir: &dir,
+            jobs: 3,
+            retries: 2,
+            infra_crashes: false,
+            log_cap: 1 << 20,
+            hook: &ShellHook,
+        },
+        &live,
+    );
+    let got: Vec<(&str, Status)> = results.iter().map(|r| (r.id.as_str(), r.status)).collect();
+    assert_eq!(
+        got,
+        [
+            ("ok/k/plain", Status::Pass),
+            ("wrong-exit/k/plain", Status::Fail),
+            ("check-fails/k/plain", Status::Fail),
+            ("panic/k/plain", Status::Crash),
+            ("broken/k/plain", Status::Infra),
+        ]
+    );
+    assert_eq!(
+        results[2].reason,
+        "host check failed: exit status: 1 (enumeration mismatch), see check.log"
+    );
+    assert_eq!(results[0].boot_s, Some(1.5));
+    // Only the infrastructure failure was tried again, twice, its files kept.
+    assert!(results[..4].iter().all(|r| r.attempts.is_empty()));
+    let broken = &results[4];
+    assert_eq!(broken.attempts.len(), 2);
+    for (i, a) in broken.attempts.iter().enumerate() {
+        assert_eq!(a.status, Status::Infra);
+        let kept = out.join("broken/k/plain").join(format!("try-{}", i + 1));
+        assert!(
+            kept.join("vmm.log").is_file() && kept.join("script.sh").is_file(),
+            "{}",
+            kept.display()
+        );
+    }
+    // Each job's folder has what the docs promise.
+    let ok = out.join("ok/k/plain");
+    for f in [
+        "console.log",
+        "vmm.log",
+        "script.sh",
+        "rerun.sh",
+        "result.json",
+        "check.log",
+    ] {
+        assert!(ok.join(f).is_file(), "{f}");
+    }
+    let rerun = std::fs::read_to_string(ok.join("rerun.sh")).unwrap();
+    assert!(rerun.contains("FAKE_MODE=pass "), "{rerun}");
+    assert!(rerun.contains(" run --guest 6.12 --no-cxl --vcpus 2 --memory 1024M --timeout 300 --cmdline loglevel=5 --script "), "{rerun}");
+    assert!(rerun.contains("--serial-log "), "{rerun}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ok.join("result.json")).unwrap()).unwrap();
+    assert_eq!(json["status"], "PASS");
+    assert_eq!(Summary::of(&results).exit_code, Status::Infra.exit_code());
+    // With crashes counted as infrastructure, the panic is retried too.
+    let panic_only: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.case.name == "panic")
+        .cloned()
+        .collect();
+    let again = run_all(
+        &panic_only,
+        &Options {
+            exe: &exe,
+            out: &out,
+            manifest_dir: &dir,
+            jobs: 1,
+            retries: 1,
+            infra_crashes: true,
+            log_cap: 1 << 20,
+            hook: &ShellHook,
+        },
+        &crate::report::live::Live::new(1, false),
+    );
+    assert_eq!(
+        (again[0].status, again[0].attempts.len()),
+        (Status::Crash, 1)
+    );
+}
+
+#[test]
+fn vmm_args_follow_kernel_topology_and_case() {
+    let dir = write_tree(&[
+        ("direct.toml", crate::manifest::tests::DIRECT_TOPOLOGY),
+        ("bz", "k"),
+        ("ird", "i"),
+    ]);
+    let m = load(
+        &dir,
+        "[[kernel]]\nname = \"dev\"\nimage = \"bz\"\ninitrd = \"ird\"\n[[topology]]\nname = \"d\"\nfile = \"direct.toml\"\n[[case]]\nname = \"c\"\ncommand = \"x\"\nvcpus = 4\nmemory = \"2G\"\ntimeout = 30\n",
+    )
+    .unwrap();
+    let jobs = matrix::expand(&m);
+    let args: Vec<String> = vmm_args(&jobs[0], std::path::Path::new("/o/script.sh"))
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let d = dir.display();
+    assert_eq!(
+        args.join(" "),
+        format!("--kernel {d}/bz --initrd {d}/ird --topology {d}/direct.toml --vcpus 4 --memory 2048M --timeout 30 --script /o/script.sh")
+    );
+    let line = rerun_line(
+        std::path::Path::new("/bin/cxlvmm"),
+        &[("RUST_LOG".into(), "vmm::cxl=info x".into())],
+        &["--cmdline".into(), "a b".into()],
+        std::path::Path::new("/o/c.log"),
+    );
+    assert_eq!(
+        line,
+        "RUST_LOG='vmm::cxl=info x' /bin/cxlvmm run --cmdline 'a b' --serial-log /o/c.log"
+    );
+}
