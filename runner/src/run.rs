@@ -198,11 +198,25 @@ fn run_once(job: &Job, dir: &Path, opts: &Options) -> CaseResult {
         CaseBody::Script { text, .. } => text.clone(),
         CaseBody::Command(c) => c.clone(),
     };
+    let lookup = &|name: &str| match name {
+        "case" => case.name.clone(),
+        "kernel" => job.kernel.name.clone(),
+        "topology" => job.topology.name.clone(),
+        "vcpus" => case.vcpus.to_string(),
+        "memory_mib" => (case.memory >> 20).to_string(),
+        "kernel_release" => job.kernel.release.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let guest_env: std::collections::BTreeMap<String, String> = case
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::manifest::expand_placeholders(v, lookup)))
+        .collect();
     let ctx = script::Context {
         case: &case.name,
         kernel: &job.kernel.name,
         topology: &job.topology.name,
-        env: &case.env,
+        env: &guest_env,
         dmesg: case.dmesg,
     };
     let script_path = dir.join("script.sh");

@@ -18,6 +18,7 @@ none = true
 name = "ok"
 command = "true"
 vmm_env = { FAKE_MODE = "pass" }
+env = { RELEASE = "{kernel_release}", SHAPE = "{vcpus}x{memory_mib}M on {topology}", LITERAL = "{not a placeholder}" }
 check = "grep -q 'hello from the guest' \"$CXLVMM_CONSOLE\" && test \"$CXLVMM_EXIT\" = 0"
 [[case]]
 name = "wrong-exit"
@@ -102,6 +103,19 @@ fn jobs_run_retry_and_report() {
     ] {
         assert!(ok.join(f).is_file(), "{f}");
     }
+    let script = std::fs::read_to_string(ok.join("script.sh")).unwrap();
+    assert!(
+        script.contains("export RELEASE='6.12.99-test'\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("export SHAPE='2x1024M on plain'\n"),
+        "{script}"
+    );
+    assert!(
+        script.contains("export LITERAL='{not a placeholder}'\n"),
+        "{script}"
+    );
     let rerun = std::fs::read_to_string(ok.join("rerun.sh")).unwrap();
     assert!(rerun.contains("FAKE_MODE=pass "), "{rerun}");
     assert!(rerun.contains(" run --guest 6.12 --no-cxl --vcpus 2 --memory 1024M --timeout 300 --cmdline loglevel=5 --script "), "{rerun}");

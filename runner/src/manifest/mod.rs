@@ -10,7 +10,7 @@ pub(crate) mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use resolve::find_build_tree_image;
+pub use resolve::{expand_placeholders, find_build_tree_image, PLACEHOLDERS};
 
 /// What the manifest loader needs from the VMM: where the built guest images
 /// are. Returns (kernel, initramfs) of a variant, or why it cannot.
@@ -36,6 +36,9 @@ pub struct Manifest {
 pub struct Kernel {
     pub name: String,
     pub boot: KernelBoot,
+    /// `uname -r` of the kernel, where the image says it: a guest image's
+    /// `kernel-release` file, a build tree's `include/config/kernel.release`.
+    pub release: Option<String>,
     /// Appended to cxlvmm's kernel command line for every case.
     pub cmdline: String,
 }

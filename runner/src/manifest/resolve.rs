@@ -61,6 +61,20 @@ pub fn resolve(
         .iter()
         .map(|c| case(c, &raw.defaults, dir, &kernel_names, &topo_names))
         .collect::<Result<Vec<_>>>()?;
+    for c in &cases {
+        let Some((var, _)) = c.env.iter().find(|(_, v)| v.contains("{kernel_release}")) else {
+            continue;
+        };
+        if let Some(k) = kernels
+            .iter()
+            .find(|k| c.kernels.contains(&k.name) && k.release.is_none())
+        {
+            return err(format!(
+                "case {:?}: env: {var} uses {{kernel_release}}, but kernel {:?} has no release file (kernel-release beside a guest image, include/config/kernel.release in a build tree)",
+                c.name, k.name
+            ));
+        }
+    }
     Ok((kernels, topologies, cases))
 }
 
@@ -103,6 +117,53 @@ fn existing_file(what: &str, dir: &Path, p: &Path) -> Result<PathBuf> {
     }
 }
 
+fn read_release(p: PathBuf) -> Option<String> {
+    let r = std::fs::read_to_string(p).ok()?;
+    let r = r.trim();
+    (!r.is_empty()).then(|| r.to_string())
+}
+
+/// What `{name}` in a case's `env` values stands for, per job.
+pub const PLACEHOLDERS: &[&str] = &[
+    "case",
+    "kernel",
+    "topology",
+    "vcpus",
+    "memory_mib",
+    "kernel_release",
+];
+
+/// Replaces the known `{name}`s in `value` with `lookup(name)`.
+pub fn expand_placeholders(value: &str, lookup: impl Fn(&str) -> String) -> String {
+    let mut out = value.to_string();
+    for name in PLACEHOLDERS {
+        let token = format!("{{{name}}}");
+        if out.contains(&token) {
+            out = out.replace(&token, &lookup(name));
+        }
+    }
+    out
+}
+
+/// `{word}`s in an env value that are not placeholders are typos.
+fn check_placeholders(at: &str, key: &str, name: &str, value: &str) -> Result<()> {
+    let mut rest = value;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else { break };
+        let word = &after[..close];
+        let is_word = !word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        if is_word && !PLACEHOLDERS.contains(&word) {
+            return err(format!(
+                "{at}: {key}: {name} = {value:?}: unknown placeholder {{{word}}} (known: {})",
+                PLACEHOLDERS.join(", ")
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
 /// The bzImage of a kernel build tree, the way `make` leaves it.
 pub fn find_build_tree_image(tree: &Path) -> Option<PathBuf> {
     let img = tree.join("arch/x86/boot/bzImage");
@@ -120,17 +181,20 @@ fn kernel(k: &RawKernel, dir: &Path, find_guest: GuestFinder) -> Result<Kernel> 
     let guest = k.guest.as_deref().unwrap_or(DEFAULT_GUEST);
     let guest_image =
         || find_guest(guest).map_err(|e| ManifestError(format!("{at}: guest = {guest:?}: {e}")));
+    let mut release = None;
     let boot = match &k.image {
         None => {
             if k.initrd.is_some() {
                 return err(format!("{at}: initrd needs image (a kernel to go with it)"));
             }
-            guest_image()?;
+            let (kernel, _) = guest_image()?;
+            release = read_release(kernel.with_file_name("kernel-release"));
             KernelBoot::Guest(guest.to_string())
         }
         Some(img) => {
             let full = dir.join(img);
             let kernel = if full.is_dir() {
+                release = read_release(full.join("include/config/kernel.release"));
                 find_build_tree_image(&full).ok_or_else(|| {
                     ManifestError(format!(
                         "{at}: image = {:?} is a folder without arch/x86/boot/bzImage (not a built kernel tree)",
@@ -150,6 +214,7 @@ fn kernel(k: &RawKernel, dir: &Path, find_guest: GuestFinder) -> Result<Kernel> 
     Ok(Kernel {
         name: k.name.clone(),
         boot,
+        release,
         cmdline: k.cmdline.clone().unwrap_or_default(),
     })
 }
@@ -208,6 +273,9 @@ fn check_settings(at: &str, s: &RawSettings) -> Result<()> {
         regex::Regex::new(p).map_err(|e| {
             ManifestError(format!("{at}: ignore_splats: {p:?} is not a regex: {e}"))
         })?;
+    }
+    for (name, value) in s.env.iter().flatten() {
+        check_placeholders(at, "env", name, value)?;
     }
     for (key, table) in [("env", &s.env), ("vmm_env", &s.vmm_env)] {
         for name in table.iter().flat_map(|t| t.keys()) {

@@ -25,6 +25,8 @@ pub fn write_tree(files: &[(&str, &str)]) -> PathBuf {
         std::fs::write(g.join("vmlinuz"), "k").unwrap();
         std::fs::write(g.join("initrd.img"), "i").unwrap();
     }
+    // Only one of the fake guests says its release.
+    std::fs::write(dir.join("guest/6.12/kernel-release"), "6.12.99-test\n").unwrap();
     dir
 }
 
@@ -58,6 +60,7 @@ fn minimal_manifest_gets_documented_defaults() {
     let dir = write_tree(&[]);
     let m = load(&dir, MINIMAL).unwrap();
     assert_eq!(m.kernels[0].boot, KernelBoot::Guest(DEFAULT_GUEST.into()));
+    assert_eq!(m.kernels[0].release.as_deref(), Some("6.12.99-test"));
     assert_eq!(m.topologies.len(), 1);
     assert_eq!(m.topologies[0].name, "default");
     assert_eq!(m.topologies[0].source, TopologySource::Builtin);
@@ -78,6 +81,7 @@ fn full_manifest_resolves_paths_defaults_and_overrides() {
         ("topo/direct.toml", DIRECT_TOPOLOGY),
         ("t/boot.sh", "echo hi\n"),
         ("linux/arch/x86/boot/bzImage", "bz"),
+        ("linux/include/config/kernel.release", "6.19.0-rc1+\n"),
         ("my-initrd", "i"),
     ]);
     let text = r#"
@@ -136,6 +140,9 @@ topologies = ["plain"]
         }
     );
     assert_eq!(dev.cmdline, "nokaslr");
+    assert_eq!(dev.release.as_deref(), Some("6.19.0-rc1+"));
+    assert_eq!(m.kernels[1].release, None);
+    assert_eq!(m.kernels[2].release, None); // the fake 6.1 guest has no kernel-release
     assert_eq!(
         m.kernels[1].boot,
         KernelBoot::Image {
@@ -258,6 +265,9 @@ fn every_error_names_key_and_value() {
         (format!("{k}{c}actions = [{{ name = \"a\", command = \"x\" }}, {{ name = \"a\", command = \"y\" }}]\n"), &["case \"c\": actions: name = \"a\" appears twice"]),
         (format!("{k}{c}actions = [{{ name = \"a\", command = \"\" }}]\n"), &["case \"c\": actions: \"a\": command is empty"]),
         (format!("{k}{c}actions = [{{ name = \"a b\", command = \"x\" }}]\n"), &["case \"c\": [[case.actions]] name = \"a b\""]),
+        // Placeholders in env values.
+        (format!("{k}{c}env = {{ X = \"{{vcpu}}\" }}\n"), &["case \"c\": env: X = \"{vcpu}\": unknown placeholder {vcpu} (known: case, kernel"]),
+        (format!("[[kernel]]\nname = \"k\"\nguest = \"6.1\"\n{c}env = {{ R = \"{{kernel_release}}\" }}\n"), &["case \"c\": env: R uses {kernel_release}, but kernel \"k\" has no release file"]),
         // Not TOML at all.
         ("[[kernel]\n".to_string(), &["m.toml"]),
     ];

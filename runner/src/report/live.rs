@@ -126,7 +126,17 @@ pub fn summary_table(results: &[CaseResult]) -> String {
                 r.console_bytes
             ));
         }
-        if !r.attempts.is_empty() {
+        if r.attempts.is_empty() {
+        } else if r
+            .attempts
+            .iter()
+            .all(|a| a.status == r.status && a.reason == r.reason)
+        {
+            detail.push_str(&format!(
+                " [the same on all {} tries]",
+                r.attempts.len() + 1
+            ));
+        } else {
             let why: Vec<String> = r
                 .attempts
                 .iter()
@@ -200,7 +210,10 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("[retried after CRASH: triple fault]"), "{t}");
-        assert!(t.contains("[console capped, 100 bytes seen]"), "{t}");
+        assert!(
+            t.contains("[console capped, 100 bytes seen] [the same on all 2 tries]"),
+            "{t}"
+        );
         assert!(
             t.contains("8 jobs: 2 PASS, 2 FAIL, 1 SPLAT, 1 CRASH, 1 TIMEOUT, 1 INFRA (exit 6)"),
             "{t}"
