@@ -120,7 +120,11 @@ pub fn main(args: &TestArgs, host: &Host) -> u8 {
     }
     let manifest_dir = std::fs::canonicalize(args.manifest.parent().unwrap_or(Path::new(".")))
         .unwrap_or_else(|_| PathBuf::from("."));
-    let tty = std::io::stdout().is_terminal();
+    // Redraw a progress line only on an interactive terminal: not in CI
+    // logs, nor on a console without TERM (the rig's).
+    let tty = std::io::stdout().is_terminal()
+        && std::env::var_os("CI").is_none()
+        && std::env::var("TERM").is_ok_and(|t| !t.is_empty() && t != "dumb");
     println!(
         "cxlvmm test: {} job(s) from {}{}, {} at a time",
         jobs.len(),

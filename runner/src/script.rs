@@ -88,7 +88,12 @@ pub fn guest_script(ctx: &Context, body: &str) -> String {
         "cat >/tmp/cxlvmm-case.sh <<'{end}'\n{body}{end}\nsh /tmp/cxlvmm-case.sh\nrc=$?\n"
     ));
     if ctx.dmesg {
-        s.push_str(&format!("echo {DMESG_BEGIN}\ndmesg\necho {DMESG_END}\n"));
+        // Console loglevel 1 first: kernel messages printed live during
+        // the dump (a hung task reported every second) would land in the
+        // middle of its lines; they are in the ring buffer anyway.
+        s.push_str(&format!(
+            "dmesg -n 1 2>/dev/null\necho {DMESG_BEGIN}\ndmesg\necho {DMESG_END}\n"
+        ));
     }
     s.push_str(&format!("echo \"{EXIT} $rc\"\nexit $rc\n"));
     s
@@ -120,7 +125,8 @@ mod tests {
                 &dir.join("case.sh").display().to_string(),
             )
             .replace("/proc/uptime", &dir.join("uptime").display().to_string())
-            .replace("\ndmesg\n", "\necho '[    0.100000] fake dmesg line'\n");
+            .replace("\ndmesg\n", "\necho '[    0.100000] fake dmesg line'\n")
+            .replace("dmesg -n 1", "true");
         std::fs::write(dir.join("uptime"), "3.25 1.00\n").unwrap();
         let out = Command::new("sh").arg("-c").arg(&adapted).output().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

@@ -122,7 +122,12 @@ pub fn analyze(console: &str, ignore: &[regex::Regex]) -> Analysis {
         }
     }
     let from_dump = dmesg.as_deref().map(|d| {
-        let first = d.lines().find_map(crate::logline::timestamp);
+        // Where the ring buffer's record starts: its earliest timestamp
+        // (lines the kernel printed while the dump ran may come first).
+        let first = d
+            .lines()
+            .filter_map(crate::logline::timestamp)
+            .min_by(f64::total_cmp);
         (splat::detect(d), first)
     });
     let mut splats = splat::merge(splat::detect(&own), from_dump);

@@ -183,3 +183,43 @@ fn analysis_splits_the_dump_off_the_console() {
         ("a\n[    1.000000] partial\n", None)
     );
 }
+
+#[test]
+fn a_dump_broken_into_by_live_hung_task_reports_gives_one_splat() {
+    // A real run (tests/runner/guest/hung-task.sh) from before the wrapper
+    // lowered the console loglevel for the dump.
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/runs/hung-task-interleaved-6.12.log");
+    let text: String = std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with(";;"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let a = analyze(&text, &[]);
+    assert!(a.dmesg.is_some());
+    assert!(a.ktap.is_empty());
+    let titles: Vec<(&str, &str)> = a
+        .splats
+        .iter()
+        .map(|s| (s.title.as_str(), s.fingerprint.as_str()))
+        .collect();
+    assert_eq!(
+        titles,
+        [(
+            "INFO: task hung in filename_create",
+            "hung_task|filename_create|do_mkdirat|__x64_sys_mkdir"
+        )]
+    );
+    assert!(a.splats[0].count >= 3, "{}", a.splats[0].count);
+    let o = obs(Some(0), Some(0));
+    assert_eq!(
+        verdict(&Evidence {
+            obs: &o,
+            expect_exit: 0,
+            analysis: &a,
+            check_failure: None
+        }),
+        (Status::Splat, "INFO: task hung in filename_create".into())
+    );
+}

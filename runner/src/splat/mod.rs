@@ -158,7 +158,48 @@ pub fn detect(text: &str) -> Vec<Splat> {
         }
     }
     finish(open, &mut done);
-    done
+    fold_frameless(done)
+}
+
+/// The line that says what a report is (not the cut-here line).
+fn head(s: &Splat) -> &str {
+    s.lines
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| !l.starts_with("------------[ cut here"))
+        .unwrap_or("")
+}
+
+/// A report seen without its call trace (the console shows only the lines
+/// at or above its loglevel; live lines can break into a dump) is the same
+/// report as one of the same kind and head line with a trace: count it
+/// there.
+fn fold_frameless(mut splats: Vec<Splat>) -> Vec<Splat> {
+    let same = |a: &Splat, b: &Splat| a.kind == b.kind && normalize(head(a)) == normalize(head(b));
+    let pairs: Vec<(usize, usize)> = (0..splats.len())
+        .filter(|&i| splats[i].frames.is_empty())
+        .filter_map(|i| {
+            (0..splats.len())
+                .find(|&j| !splats[j].frames.is_empty() && same(&splats[j], &splats[i]))
+                .map(|j| (i, j))
+        })
+        .collect();
+    for &(from, into) in &pairs {
+        let (count, time) = (splats[from].count, splats[from].time);
+        let g = &mut splats[into];
+        g.count += count;
+        g.time = match (g.time, time) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let gone: Vec<usize> = pairs.iter().map(|&(from, _)| from).collect();
+    splats
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !gone.contains(i))
+        .map(|(_, s)| s)
+        .collect()
 }
 
 impl Open {
@@ -452,5 +493,5 @@ pub fn merge(console: Vec<Splat>, dmesg: Option<(Vec<Splat>, Option<f64>)>) -> V
             from_dmesg.push(c);
         }
     }
-    from_dmesg
+    fold_frameless(from_dmesg)
 }

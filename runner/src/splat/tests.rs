@@ -228,6 +228,38 @@ fn panic_after_an_oops_with_log_levels() {
 }
 
 #[test]
+fn sysrq_panic_in_a_cxlvmm_guest() {
+    let s = one("panic-sysrq-6.12-cxlvmm.log");
+    check(
+        &s,
+        SplatKind::Panic,
+        "Kernel panic - not syncing: sysrq triggered crash",
+        "panic|sysrq_handle_crash|__handle_sysrq|write_sysrq_trigger",
+    );
+    assert_eq!(s.time, Some(7.568292));
+}
+
+#[test]
+fn a_report_without_its_trace_folds_into_the_one_with_it() {
+    // As on a console under `quiet`: the hung-task header is printed, its
+    // stack (KERN_INFO) is not; the dump has both.
+    let header = "[   26.465223] INFO: task mkdir:175 blocked for more than 1 seconds.\n[   26.465300]       Not tainted 6.12.118+deb12-amd64 #1\n";
+    let full = format!("{header}[   26.465400] Call Trace:\n[   26.465401]  <TASK>\n[   26.465402]  __schedule+0x4e0/0xbf0\n[   26.465403]  filename_create+0xb7/0x1b0\n[   26.465404]  do_mkdirat+0x58/0x190\n[   26.465405]  </TASK>\n");
+    let later = "[   27.753303] INFO: task mkdir:175 blocked for more than 2 seconds.\n";
+    let all = detect(&format!("{header}{full}{later}"));
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(
+        (all[0].title.as_str(), all[0].count),
+        ("INFO: task hung in filename_create", 3)
+    );
+    // Another task's frameless report stays on its own.
+    let other = detect(&format!(
+        "{full}[   28.0] INFO: task ls:176 blocked for more than 2 seconds.\n"
+    ));
+    assert_eq!(other.len(), 2, "{other:#?}");
+}
+
+#[test]
 fn every_kind_has_a_sample() {
     let mut kinds: Vec<SplatKind> = data("splat")
         .iter()
