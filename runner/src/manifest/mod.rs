@@ -119,8 +119,14 @@ impl Manifest {
     ) -> Result<Manifest, ManifestError> {
         let raw: raw::RawManifest = toml::from_str(text)
             .map_err(|e| ManifestError(format!("{}: {}", path.display(), e.to_string().trim())))?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        resolve::resolve(raw, dir, find_guest)
+        // Absolute paths: the runner hands them to cxlvmm, to host checks
+        // (run in the manifest's folder) and to rerun.sh (run from anywhere).
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        resolve::resolve(raw, &dir, find_guest)
             .map(|(kernels, topologies, cases)| Manifest {
                 path: path.to_path_buf(),
                 kernels,

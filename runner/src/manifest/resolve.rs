@@ -107,7 +107,7 @@ fn unique_names<'a>(section: &str, names: impl Iterator<Item = &'a str>) -> Resu
 fn existing_file(what: &str, dir: &Path, p: &Path) -> Result<PathBuf> {
     let full = dir.join(p);
     if full.is_file() {
-        Ok(full)
+        Ok(std::fs::canonicalize(&full).unwrap_or(full))
     } else {
         err(format!(
             "{what} = {:?}: no such file ({})",

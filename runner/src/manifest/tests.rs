@@ -287,3 +287,33 @@ fn unreadable_manifest_names_the_file() {
         .0;
     assert!(e.starts_with("/nonexistent/m.toml: "), "{e}");
 }
+
+#[test]
+fn paths_come_out_absolute_from_a_relative_manifest_path() {
+    // The repository's own e2e manifest, named relative to the crate.
+    let here = std::env::current_dir().unwrap();
+    let m = Path::new("../tests/e2e/manifest.toml");
+    assert!(here.join(m).is_file());
+    let find = |v: &str| -> Result<(PathBuf, PathBuf), String> {
+        Ok((
+            PathBuf::from(format!("/g/{v}/vmlinuz")),
+            PathBuf::from(format!("/g/{v}/initrd.img")),
+        ))
+    };
+    // The kernels name no release file under /g: drop the case that needs one.
+    let text = std::fs::read_to_string(here.join(m))
+        .unwrap()
+        .replace("{kernel_release}", "x");
+    let m = Manifest::parse(m, &text, &find).unwrap();
+    for t in &m.topologies {
+        if let TopologySource::File(f) = &t.source {
+            assert!(f.is_absolute() && f.is_file(), "{}", f.display());
+            assert!(!f.to_string_lossy().contains(".."), "{}", f.display());
+        }
+    }
+    for c in &m.cases {
+        if let CaseBody::Script { path, .. } = &c.body {
+            assert!(path.is_absolute(), "{}", path.display());
+        }
+    }
+}
