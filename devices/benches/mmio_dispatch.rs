@@ -74,9 +74,9 @@ fn machine() -> Bus {
     for i in 0..FUNCTIONS {
         root.add(Bdf::new(1 + i as u8, 0, 0), Arc::new(Mutex::new(type3(i))));
     }
-    let mut bus = Bus::new();
+    let bus = Bus::new();
     bus.insert(
-        Arc::new(Mutex::new(PciMmio::new(Arc::new(root), WINDOW))),
+        Arc::new(PciMmio::new(Arc::new(root), WINDOW)),
         WINDOW,
         WINDOW_SIZE,
     )

@@ -390,17 +390,17 @@ fn create_devices(
         Bdf::new(0, 0, 0),
         Arc::new(Mutex::new(HostBridge::default())),
     );
-    let mut mmio = Bus::new();
+    let mmio = Bus::new();
     let irq_router = GsiRouter::new(vm.clone());
     let mut regions = None;
     if let Some((topo, plan)) = cxl {
-        let cxl_devs = cxl::build::build(topo, plan, &mut pci, &mut mmio, &irq_router)?;
+        let cxl_devs = cxl::build::build(topo, plan, &mut pci, &mmio, &irq_router)?;
         let mapper =
             RegionMapper::new(vm.clone(), topo, plan, cxl_devs.decoders, cxl_devs.backings);
         // Window addresses not mapped natively exit to the VMM and are decoded here.
         for w in &plan.windows {
             mmio.insert(
-                Arc::new(Mutex::new(WindowTrap::new(w.base, mapper.clone()))),
+                Arc::new(WindowTrap::new(w.base, mapper.clone())),
                 w.base,
                 w.size,
             )?;
@@ -409,7 +409,7 @@ fn create_devices(
     }
     let pci = Arc::new(pci);
 
-    let mut pio = Bus::new();
+    let pio = Bus::new();
     pio.insert(console.clone(), PORT_COM1, PORT_COM1_LEN)?;
     pio.insert(
         Arc::new(Mutex::new(I8042::new(exit.clone()))),
@@ -423,23 +423,19 @@ fn create_devices(
         PM_IO_LEN,
     )?;
     pio.insert(
-        Arc::new(Mutex::new(TestExit::new(exit.clone()))),
+        Arc::new(TestExit::new(exit.clone())),
         PORT_TEST_EXIT,
         PORT_TEST_EXIT_LEN,
     )?;
     pio.insert(
-        Arc::new(Mutex::new(ConfigIo::new(pci.clone()))),
+        Arc::new(ConfigIo::new(pci.clone())),
         PORT_PCI_CONFIG,
         PORT_PCI_CONFIG_LEN,
     )?;
 
+    mmio.insert(Arc::new(Ecam::new(pci.clone())), ECAM_START, ECAM_SIZE)?;
     mmio.insert(
-        Arc::new(Mutex::new(Ecam::new(pci.clone()))),
-        ECAM_START,
-        ECAM_SIZE,
-    )?;
-    mmio.insert(
-        Arc::new(Mutex::new(PciMmio::new(pci, PCI_MMIO32_START))),
+        Arc::new(PciMmio::new(pci, PCI_MMIO32_START)),
         PCI_MMIO32_START,
         PCI_MMIO32_SIZE,
     )?;

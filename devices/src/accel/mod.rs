@@ -402,7 +402,7 @@ impl Accelerator {
     }
 }
 
-impl crate::BusDevice for Accelerator {
+impl crate::BusDeviceMut for Accelerator {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         Accelerator::read(self, offset, data)
     }

@@ -73,7 +73,7 @@ pub fn build_accelerator(
         BAR_VRAM,
         vram.size(),
         BarKind::Mem64 { prefetchable: true },
-        Arc::new(Mutex::new(VramBar(vram.clone()))),
+        Arc::new(VramBar(vram.clone())),
     );
     Ok(AccelDevice {
         function: f,

@@ -57,13 +57,13 @@ impl Vram {
 pub struct VramBar(pub std::sync::Arc<Vram>);
 
 impl BusDevice for VramBar {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
+    fn read(&self, offset: u64, data: &mut [u8]) {
         if !self.0.read(offset, data) {
             data.fill(0xff);
         }
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&self, offset: u64, data: &[u8]) {
         self.0.write(offset, data);
     }
 }
@@ -82,7 +82,7 @@ mod tests {
         let mut b = [0u8; 4];
         assert!(v.read((2 << 20) - 4, &mut b));
         assert_eq!(b, [1, 2, 3, 4]);
-        let mut bar = VramBar(std::sync::Arc::new(v));
+        let bar = VramBar(std::sync::Arc::new(v));
         bar.read(2 << 20, &mut b);
         assert_eq!(b, [0xff; 4]);
     }

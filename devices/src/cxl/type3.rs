@@ -163,7 +163,7 @@ mod tests {
     use super::*;
     use crate::cxl::mailbox::MemoryLabels;
     use crate::pci::MsiSink;
-    use crate::BusDevice;
+    use crate::BusDeviceMut;
 
     struct NoMsi;
     impl MsiSink for NoMsi {

@@ -9,7 +9,7 @@
 //! | 2 | 2 | PM1_EN |
 //! | 4 | 2 | PM1_CNT |
 
-use crate::{BusDevice, ExitReason, ExitRequest};
+use crate::{BusDeviceMut, ExitReason, ExitRequest};
 
 /// Length of the PM1 event block (PM1_STS + PM1_EN).
 pub const PM1_EVT_LEN: u8 = 4;
@@ -57,7 +57,7 @@ impl AcpiPm {
     }
 }
 
-impl BusDevice for AcpiPm {
+impl BusDeviceMut for AcpiPm {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         let regs = self.regs();
         for (i, d) in data.iter_mut().enumerate() {

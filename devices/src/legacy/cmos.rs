@@ -8,7 +8,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::BusDevice;
+use crate::BusDeviceMut;
 
 const INDEX_MASK: u8 = 0x7f;
 const SECONDS: usize = 0x00;
@@ -163,7 +163,7 @@ impl Cmos {
     }
 }
 
-impl BusDevice for Cmos {
+impl BusDeviceMut for Cmos {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         let Some(first) = data.first_mut() else {

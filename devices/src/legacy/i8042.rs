@@ -4,7 +4,7 @@
 
 use vm_superio::{I8042Device, Trigger};
 
-use crate::{BusDevice, ExitReason, ExitRequest};
+use crate::{BusDeviceMut, ExitReason, ExitRequest};
 
 struct ResetLine(ExitRequest);
 
@@ -25,7 +25,7 @@ impl I8042 {
     }
 }
 
-impl BusDevice for I8042 {
+impl BusDeviceMut for I8042 {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         if let (Ok(reg), Some(first)) = (u8::try_from(offset), data.first_mut()) {

@@ -8,7 +8,7 @@ use vm_superio::serial::NoEvents;
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::BusDevice;
+use crate::BusDeviceMut;
 
 /// Raises the UART's interrupt line by signalling an eventfd.
 pub struct IrqTrigger(pub EventFd);
@@ -61,7 +61,7 @@ impl<W: Write + Send> SerialPort<W> {
     }
 }
 
-impl<W: Write + Send> BusDevice for SerialPort<W> {
+impl<W: Write + Send> BusDeviceMut for SerialPort<W> {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         // The UART's registers are bytes; wider accesses see the first byte.
         data.fill(0);

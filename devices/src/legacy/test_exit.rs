@@ -15,11 +15,11 @@ impl TestExit {
 }
 
 impl BusDevice for TestExit {
-    fn read(&mut self, _offset: u64, data: &mut [u8]) {
+    fn read(&self, _offset: u64, data: &mut [u8]) {
         data.fill(0);
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&self, offset: u64, data: &[u8]) {
         // Only a write at the port itself counts; the low byte is the code.
         if offset == 0 {
             if let Some(&code) = data.first() {
@@ -36,7 +36,7 @@ mod tests {
     #[test]
     fn low_byte_is_the_exit_code() {
         let exit = ExitRequest::new().unwrap();
-        let mut port = TestExit::new(exit.clone());
+        let port = TestExit::new(exit.clone());
         port.write(1, &[9]);
         assert!(!exit.is_requested());
         port.write(0, &[0x07, 0x01, 0, 0]);

@@ -42,7 +42,7 @@ pub enum BarKind {
 
 /// What sits behind a BAR.
 enum BarBacking {
-    Regs(Arc<Mutex<dyn BusDevice>>),
+    Regs(Arc<dyn BusDevice>),
     /// MSI-X table at 0, PBA at `pba_offset`.
     Msix {
         pba_offset: u64,
@@ -153,13 +153,7 @@ impl PciFunction {
 
     /// Adds a memory BAR of `size` bytes (a power of two, >= 4 KiB) at BAR
     /// slot `index` (a 64-bit BAR also takes `index + 1`).
-    pub fn add_bar(
-        &mut self,
-        index: usize,
-        size: u64,
-        kind: BarKind,
-        regs: Arc<Mutex<dyn BusDevice>>,
-    ) {
+    pub fn add_bar(&mut self, index: usize, size: u64, kind: BarKind, regs: Arc<dyn BusDevice>) {
         self.install_bar(index, size, kind, BarBacking::Regs(regs));
     }
 
@@ -271,10 +265,7 @@ impl PciFunction {
             return;
         };
         match &bar.backing {
-            BarBacking::Regs(r) => r
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .read(offset, data),
+            BarBacking::Regs(r) => r.read(offset, data),
             BarBacking::Msix { pba_offset } => {
                 if let Some((_, t)) = &self.msix {
                     let t = t.lock().unwrap_or_else(|e| e.into_inner());
@@ -293,10 +284,7 @@ impl PciFunction {
             return;
         };
         match &bar.backing {
-            BarBacking::Regs(r) => r
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .write(offset, data),
+            BarBacking::Regs(r) => r.write(offset, data),
             BarBacking::Msix { pba_offset } => {
                 // The PBA is read-only.
                 if offset < *pba_offset {
@@ -395,7 +383,7 @@ mod tests {
     use crate::pci::msix::MsiSink;
 
     struct Scratch([u8; 64]);
-    impl BusDevice for Scratch {
+    impl crate::BusDeviceMut for Scratch {
         fn read(&mut self, offset: u64, data: &mut [u8]) {
             for (i, d) in data.iter_mut().enumerate() {
                 *d = self.0.get(offset as usize + i).copied().unwrap_or(0);

@@ -3,6 +3,7 @@
 //! (first 256 bytes only).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::PciDevice;
@@ -79,7 +80,7 @@ impl PciMmio {
 }
 
 impl BusDevice for PciMmio {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
+    fn read(&self, offset: u64, data: &mut [u8]) {
         match self.root.bar_at(self.base + offset) {
             Some((f, bar, off)) => f
                 .lock()
@@ -89,7 +90,7 @@ impl BusDevice for PciMmio {
         }
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&self, offset: u64, data: &[u8]) {
         if let Some((f, bar, off)) = self.root.bar_at(self.base + offset) {
             f.lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -128,14 +129,14 @@ impl Ecam {
 }
 
 impl BusDevice for Ecam {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
+    fn read(&self, offset: u64, data: &mut [u8]) {
         match Self::decode(offset, data.len()) {
             Some((bdf, reg, in_reg)) => extract(self.root.read(bdf, reg), in_reg, data),
             None => data.fill(0xff),
         }
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&self, offset: u64, data: &[u8]) {
         if let Some((bdf, reg, in_reg)) = Self::decode(offset, data.len()) {
             self.root.write(bdf, reg, in_reg, data);
         }
@@ -143,32 +144,39 @@ impl BusDevice for Ecam {
 }
 
 /// Configuration mechanism #1: CONFIG_ADDRESS at 0xCF8, CONFIG_DATA at 0xCFC.
-/// The device occupies 8 ports starting at 0xCF8.
+/// The device occupies 8 ports starting at 0xCF8. The address latch is one
+/// register shared by every CPU, as on a real chipset (the OS serialises the
+/// two-step access itself, Linux with `pci_config_lock`); the data access
+/// takes only the addressed function's lock.
 pub struct ConfigIo {
     root: Arc<PciRoot>,
-    address: u32,
+    address: AtomicU32,
 }
 
 const ENABLE: u32 = 1 << 31;
 
 impl ConfigIo {
     pub fn new(root: Arc<PciRoot>) -> Self {
-        Self { root, address: 0 }
+        Self {
+            root,
+            address: AtomicU32::new(0),
+        }
     }
 
     fn target(&self) -> Option<(Bdf, usize)> {
-        if self.address & ENABLE == 0 {
+        let address = self.address.load(Ordering::Acquire);
+        if address & ENABLE == 0 {
             return None;
         }
-        let bdf = Bdf(((self.address >> 8) & 0xffff) as u16);
-        Some((bdf, ((self.address & 0xfc) >> 2) as usize))
+        let bdf = Bdf(((address >> 8) & 0xffff) as u16);
+        Some((bdf, ((address & 0xfc) >> 2) as usize))
     }
 }
 
 impl BusDevice for ConfigIo {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
+    fn read(&self, offset: u64, data: &mut [u8]) {
         match (offset, data.len()) {
-            (0, 4) => data.copy_from_slice(&self.address.to_le_bytes()),
+            (0, 4) => data.copy_from_slice(&self.address.load(Ordering::Acquire).to_le_bytes()),
             (4..=7, _) => match self.target() {
                 Some((bdf, reg)) => extract(self.root.read(bdf, reg), offset as usize - 4, data),
                 None => data.fill(0xff),
@@ -177,13 +185,14 @@ impl BusDevice for ConfigIo {
         }
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&self, offset: u64, data: &[u8]) {
         match (offset, data.len()) {
             (0, 4) => {
                 let mut b = [0u8; 4];
                 b.copy_from_slice(data);
                 // Bits 30:24 are reserved and 1:0 are always zero.
-                self.address = u32::from_le_bytes(b) & 0x80ff_fffc;
+                self.address
+                    .store(u32::from_le_bytes(b) & 0x80ff_fffc, Ordering::Release);
             }
             (4..=7, _) => {
                 let in_reg = offset as usize - 4;
@@ -214,7 +223,7 @@ mod tests {
 
     #[test]
     fn ecam_reads_ids_and_absent_functions_float_high() {
-        let mut ecam = Ecam::new(root());
+        let ecam = Ecam::new(root());
         let mut d = [0u8; 4];
         ecam.read(0, &mut d);
         assert_eq!(u32::from_le_bytes(d), 0x0d57_8086);
@@ -231,7 +240,7 @@ mod tests {
 
     #[test]
     fn cf8_mechanism_matches_ecam() {
-        let mut io = ConfigIo::new(root());
+        let io = ConfigIo::new(root());
         io.write(0, &0x8000_0008u32.to_le_bytes()); // 00:00.0 reg 2 (class)
         let mut d = [0u8; 4];
         io.read(4, &mut d);

@@ -8,7 +8,7 @@
 
 use devices::cxl::component::hdm::HDM_ALIGN;
 use devices::cxl::component::{ComponentKind, ComponentRegisters, DecoderState, HdmConfig};
-use devices::BusDevice;
+use devices::BusDeviceMut;
 
 use crate::input::Input;
 

@@ -8,7 +8,7 @@ use devices::cxl::mailbox::{
     DeviceRegisters, EventLog, MemoryLabels, Type3Config, DEVICE_REGS_SIZE, MAILBOX_PAYLOAD_SIZE,
     POISON_LIST_MAX,
 };
-use devices::BusDevice;
+use devices::BusDeviceMut;
 
 use crate::input::Input;
 

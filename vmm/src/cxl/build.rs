@@ -131,7 +131,7 @@ pub fn build(
     topo: &Topology,
     plan: &CxlPlan,
     pci: &mut PciRoot,
-    mmio: &mut Bus,
+    mmio: &Bus,
     irq: &dyn InterruptAllocator,
 ) -> Result<CxlDevices, BuildError> {
     let mut backings = Vec::new();

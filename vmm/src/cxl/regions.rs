@@ -602,18 +602,15 @@ impl WindowTrap {
 }
 
 impl BusDevice for WindowTrap {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
+    fn read(&self, offset: u64, data: &mut [u8]) {
         // Undecoded bytes read as all ones.
         data.fill(0xff);
-        let len = data.len();
-        let mut out = vec![0xffu8; len];
-        self.for_each_byte_run(offset, len, |at, b, dpa, run| {
-            b.read(dpa, &mut out[at..at + run])
+        self.for_each_byte_run(offset, data.len(), |at, b, dpa, run| {
+            b.read(dpa, &mut data[at..at + run])
         });
-        data.copy_from_slice(&out);
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) {
+    fn write(&self, offset: u64, data: &[u8]) {
         self.for_each_byte_run(offset, data.len(), |at, b, dpa, run| {
             if let Err(e) = b.write(dpa, &data[at..at + run]) {
                 log::warn!("CXL media write at DPA {dpa:#x} failed: {e}");

@@ -3,7 +3,7 @@
 //! header array, RAS, link and HDM decoder capabilities. Also the DOE mailbox
 //! and the CDAT it serves, which describe the same components' performance.
 //!
-//! Everything here is plain device logic behind [`crate::BusDevice`]; the VMM
+//! Everything here is plain device logic behind [`crate::BusDeviceMut`]; the VMM
 //! maps the block behind a BAR or the CHBS base and learns about decoder
 //! commits through [`ComponentRegisters::set_commit_listener`].
 
@@ -24,7 +24,7 @@ pub use ras::RasCapability;
 
 use std::fmt;
 
-use crate::BusDevice;
+use crate::BusDeviceMut;
 use caps::{CapabilitySet, CACHE_MEM_LEN};
 use hdm::{HdmChange, HdmDecoders};
 
@@ -198,7 +198,7 @@ fn within(cm: u64, start: u64, len: u64) -> Option<u64> {
     (rel < len).then_some(rel)
 }
 
-impl BusDevice for ComponentRegisters {
+impl BusDeviceMut for ComponentRegisters {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         match data.len() {

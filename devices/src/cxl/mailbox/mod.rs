@@ -35,7 +35,7 @@ pub use labels::{FileLabels, LabelStorage, MemoryLabels};
 pub use memdev::{MediaWriter, CAPACITY_UNIT};
 pub use poison::{PoisonRecord, PoisonSource, POISON_LIST_MAX};
 
-use crate::BusDevice;
+use crate::BusDeviceMut;
 use memdev::MemoryDevice;
 
 /// Size of the register block as mapped in a BAR (a power of two).
@@ -321,7 +321,7 @@ impl DeviceRegisters {
     }
 }
 
-impl BusDevice for DeviceRegisters {
+impl BusDeviceMut for DeviceRegisters {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         // Byte by byte through the containing qword, so every width and
         // alignment (and an access straddling registers) is answered alike.

@@ -1,4 +1,4 @@
-//! Device-level tests: the register block driven through `BusDevice` the way
+//! Device-level tests: the register block driven through `BusDeviceMut` the way
 //! Linux's `cxl_pci` drives it (readq/writeq/writel, memcpy to/from the
 //! payload area). Outputs are decoded here from spec offsets, independently
 //! of the device's own encoders.
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::BusDevice;
+use crate::BusDeviceMut;
 
 pub(crate) const VOLATILE: u64 = 256 << 20;
 pub(crate) const PERSISTENT: u64 = 512 << 20;
