@@ -7,13 +7,13 @@
 //! several threads each reading its own function at once (what vCPUs do).
 
 use std::hint::black_box;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use devices::cxl::component::AccessPerf;
 use devices::cxl::mailbox::MemoryLabels;
 use devices::cxl::type3::{build_type3, Type3Spec, BAR_DEVICE_REGS};
-use devices::pci::{Bdf, LinkParams, MsiSink, PciDevice, PciFunction, PciMmio, PciRoot};
+use devices::pci::{Bdf, LinkParams, MsiSink, PciDevice, PciFunction, PciRoot};
 use devices::Bus;
 
 const FUNCTIONS: usize = 40;
@@ -61,26 +61,21 @@ fn type3(i: usize) -> PciFunction {
     // Program the BARs and enable memory decode, as firmware does.
     for bar in [0, 2, 4] {
         let at = bar_base(i, bar);
-        f.write_config(4 + bar, 0, &(at as u32).to_le_bytes());
-        f.write_config(5 + bar, 0, &((at >> 32) as u32).to_le_bytes());
+        let _ = f.write_config(4 + bar, 0, &(at as u32).to_le_bytes());
+        let _ = f.write_config(5 + bar, 0, &((at >> 32) as u32).to_le_bytes());
     }
-    f.write_config(1, 0, &0b110u32.to_le_bytes());
+    let _ = f.write_config(1, 0, &0b110u32.to_le_bytes());
     f
 }
 
-/// The MMIO bus with 40 type-3 functions' BARs decoding.
-fn machine() -> Bus {
-    let mut root = PciRoot::default();
+/// The MMIO bus with 40 type-3 functions' BARs decoding (each BAR its own
+/// entry on the bus, placed when the function joined the segment).
+fn machine() -> Arc<Bus> {
+    let bus = Arc::new(Bus::new());
+    let mut root = PciRoot::new(bus.clone(), vec![(WINDOW, WINDOW_SIZE)]);
     for i in 0..FUNCTIONS {
-        root.add(Bdf::new(1 + i as u8, 0, 0), Arc::new(Mutex::new(type3(i))));
+        root.add(Bdf::new(1 + i as u8, 0, 0), type3(i));
     }
-    let bus = Bus::new();
-    bus.insert(
-        Arc::new(PciMmio::new(Arc::new(root), WINDOW)),
-        WINDOW,
-        WINDOW_SIZE,
-    )
-    .expect("PCI window on an empty bus");
     bus
 }
 
@@ -113,7 +108,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000usize);
     const RUNS: usize = 5;
-    let bus = Arc::new(machine());
+    let bus = machine();
 
     // Every function answers at its own BAR: the register reads back the
     // same value everywhere, so check that something decoded it.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devices::legacy::{AcpiPm, Cmos, SerialPort, TestExit, I8042, PM_IO_LEN};
-use devices::pci::{Bdf, ConfigIo, Ecam, HostBridge, PciMmio, PciRoot};
+use devices::pci::{Bdf, ConfigIo, Ecam, HostBridge, PciRoot};
 use devices::{Bus, ExitReason, ExitRequest};
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
@@ -259,7 +259,7 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
     vcpu::install_kick_handler().map_err(io_err("install vCPU kick handler"))?;
     let shared = VcpuShared {
         pio: Arc::new(pio),
-        mmio: Arc::new(mmio),
+        mmio,
         regions,
         exit: exit.clone(),
         stop: Arc::new(AtomicBool::new(false)),
@@ -359,7 +359,7 @@ fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
 /// The machine's device side, as the vCPUs and the console need it.
 struct Devices {
     pio: Bus,
-    mmio: Bus,
+    mmio: Arc<Bus>,
     console: Console,
     regions: Option<Arc<RegionMapper>>,
 }
@@ -385,12 +385,11 @@ fn create_devices(
         .map_err(kvm_err("route COM1 interrupt"))?;
     let console: Console = Arc::new(Mutex::new(SerialPort::new(com1_irq, ConsoleOut::new(log))));
 
-    let mut pci = PciRoot::default();
-    pci.add(
-        Bdf::new(0, 0, 0),
-        Arc::new(Mutex::new(HostBridge::default())),
-    );
-    let mmio = Bus::new();
+    let mmio = Arc::new(Bus::new());
+    // BARs decode anywhere in the 32-bit PCI window (the main root bridge's
+    // part and the CXL host bridges'); elsewhere they decode nothing.
+    let mut pci = PciRoot::new(mmio.clone(), vec![(PCI_MMIO32_START, PCI_MMIO32_SIZE)]);
+    pci.add(Bdf::new(0, 0, 0), HostBridge::default());
     let irq_router = GsiRouter::new(vm.clone());
     let mut regions = None;
     if let Some((topo, plan)) = cxl {
@@ -433,12 +432,7 @@ fn create_devices(
         PORT_PCI_CONFIG_LEN,
     )?;
 
-    mmio.insert(Arc::new(Ecam::new(pci.clone())), ECAM_START, ECAM_SIZE)?;
-    mmio.insert(
-        Arc::new(PciMmio::new(pci, PCI_MMIO32_START)),
-        PCI_MMIO32_START,
-        PCI_MMIO32_SIZE,
-    )?;
+    mmio.insert(Arc::new(Ecam::new(pci)), ECAM_START, ECAM_SIZE)?;
     Ok(Devices {
         pio,
         mmio,

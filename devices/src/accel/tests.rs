@@ -938,8 +938,9 @@ fn the_pci_function_has_the_documented_identity_and_bars() {
     assert_eq!((f.read_config(15) >> 8) & 0xff, 1, "INTA#");
     assert!(f.find_capability(CAP_ID_PM).is_some());
     let size = |f: &mut crate::pci::PciFunction, bar: usize| {
-        f.write_config(4 + bar, 0, &[0xff; 4]);
-        f.write_config(5 + bar, 0, &[0xff; 4]);
+        // Memory decode is off: sizing places no BAR.
+        assert!(f.write_config(4 + bar, 0, &[0xff; 4]).is_empty());
+        assert!(f.write_config(5 + bar, 0, &[0xff; 4]).is_empty());
         let lo = f.read_config(4 + bar);
         let hi = f.read_config(5 + bar);
         (
@@ -962,8 +963,14 @@ fn the_pci_function_has_the_documented_identity_and_bars() {
     );
     assert_eq!(dev.vram.size(), 4 << 20);
     assert_eq!(dev.vram.file().metadata().unwrap().len(), 4 << 20);
+    // Placed and enabled, BAR0 is the register block.
+    let _ = f.write_config(4, 0, &0xc000_0000u32.to_le_bytes());
+    let _ = f.write_config(5, 0, &[0; 4]);
+    let on = f.write_config(1, 0, &[0x02, 0]);
+    let regs = on.added.iter().find(|b| b.range.index == 0).expect("BAR0");
+    assert_eq!(regs.range.base, 0xc000_0000);
     let mut id = [0u8; 4];
-    f.bar_read(0, 0, &mut id);
+    regs.device.read(0, &mut id);
     assert_eq!(&id, b"cxac");
 }
 

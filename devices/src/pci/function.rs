@@ -2,12 +2,17 @@
 //! blocks, configuration-space hooks for capabilities with side effects (DOE),
 //! and optional MSI-X. Device models (CXL ports, type-3 devices, ...) are
 //! built by configuring one of these.
+//!
+//! The function does not serve its BARs' accesses: each BAR's device goes on
+//! the MMIO bus itself, and a configuration write that moves a BAR or turns
+//! memory decode on or off says so in its [`BarChanges`].
 
 use std::sync::{Arc, Mutex};
 
+use super::bars::{BarChanges, BarMapping, BarRange};
 use super::config::{CapMasks, ConfigSpace};
 use super::intx::IntxPin;
-use super::msix::{MsiSink, MsixTable, SharedMsix};
+use super::msix::{MsiSink, MsixBar, MsixTable, SharedMsix};
 use super::PciDevice;
 use crate::BusDevice;
 
@@ -25,6 +30,8 @@ const COMMAND_MEMORY: u32 = 1 << 1;
 const COMMAND_INTX_DISABLE: u32 = 1 << 10;
 const STATUS_INTERRUPT: u32 = 1 << 19;
 const REG_COMMAND_STATUS: usize = 1;
+/// BAR0..BAR5.
+const REG_BARS: std::ops::Range<usize> = 4..10;
 const REG_INTERRUPT: usize = 15;
 
 /// Registers inside configuration space whose reads/writes have effects.
@@ -40,28 +47,12 @@ pub enum BarKind {
     Mem64 { prefetchable: bool },
 }
 
-/// What sits behind a BAR.
-enum BarBacking {
-    Regs(Arc<dyn BusDevice>),
-    /// MSI-X table at 0, PBA at `pba_offset`.
-    Msix {
-        pba_offset: u64,
-    },
-}
-
 struct Bar {
     index: usize,
     size: u64,
     kind: BarKind,
-    backing: BarBacking,
-}
-
-/// A memory BAR the guest has placed and enabled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BarRange {
-    pub index: u8,
-    pub base: u64,
-    pub size: u64,
+    /// What the BAR decodes to: a register block, or the MSI-X table.
+    device: Arc<dyn BusDevice>,
 }
 
 struct Hook {
@@ -154,10 +145,10 @@ impl PciFunction {
     /// Adds a memory BAR of `size` bytes (a power of two, >= 4 KiB) at BAR
     /// slot `index` (a 64-bit BAR also takes `index + 1`).
     pub fn add_bar(&mut self, index: usize, size: u64, kind: BarKind, regs: Arc<dyn BusDevice>) {
-        self.install_bar(index, size, kind, BarBacking::Regs(regs));
+        self.install_bar(index, size, kind, regs);
     }
 
-    fn install_bar(&mut self, index: usize, size: u64, kind: BarKind, backing: BarBacking) {
+    fn install_bar(&mut self, index: usize, size: u64, kind: BarKind, device: Arc<dyn BusDevice>) {
         let size = size.max(4096).next_power_of_two();
         let reg = 4 + index;
         let (type_bits, mask) = match kind {
@@ -178,7 +169,7 @@ impl PciFunction {
             index,
             size,
             kind,
-            backing,
+            device,
         });
     }
 
@@ -210,7 +201,7 @@ impl PciFunction {
             BarKind::Mem64 {
                 prefetchable: false,
             },
-            BarBacking::Msix { pba_offset },
+            Arc::new(MsixBar::new(shared.clone(), pba_offset)),
         );
         self.msix = Some((off / 4, shared.clone()));
         shared
@@ -259,62 +250,30 @@ impl PciFunction {
             .collect()
     }
 
-    pub fn bar_read(&mut self, index: u8, offset: u64, data: &mut [u8]) {
-        let Some(bar) = self.bars.iter().find(|b| b.index == usize::from(index)) else {
-            data.fill(0xff);
-            return;
-        };
-        match &bar.backing {
-            BarBacking::Regs(r) => r.read(offset, data),
-            BarBacking::Msix { pba_offset } => {
-                if let Some((_, t)) = &self.msix {
-                    let t = t.lock().unwrap_or_else(|e| e.into_inner());
-                    if offset >= *pba_offset {
-                        t.read_pba(offset - pba_offset, data);
-                    } else {
-                        t.read_table(offset, data);
-                    }
-                }
+    /// What changed between the decoding BARs `before` and now.
+    fn bar_changes(&self, before: &[BarRange]) -> BarChanges {
+        let after = self.mmio_bars();
+        let mut changes = BarChanges::default();
+        for bar in &self.bars {
+            let find = |set: &[BarRange]| {
+                set.iter()
+                    .find(|r| usize::from(r.index) == bar.index)
+                    .copied()
+            };
+            let (was, now) = (find(before), find(&after));
+            if was == now {
+                continue;
             }
+            changes.removed.extend(was);
+            changes.added.extend(now.map(|range| BarMapping {
+                range,
+                device: bar.device.clone(),
+            }));
         }
+        changes
     }
 
-    pub fn bar_write(&mut self, index: u8, offset: u64, data: &[u8]) {
-        let Some(bar) = self.bars.iter().find(|b| b.index == usize::from(index)) else {
-            return;
-        };
-        match &bar.backing {
-            BarBacking::Regs(r) => r.write(offset, data),
-            BarBacking::Msix { pba_offset } => {
-                // The PBA is read-only.
-                if offset < *pba_offset {
-                    if let Some((_, t)) = &self.msix {
-                        t.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .write_table(offset, data);
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl PciDevice for PciFunction {
-    fn read_config(&mut self, reg: usize) -> u32 {
-        if let Some((hook, off)) = self.hook_for(reg * 4) {
-            return hook.handler.read(off);
-        }
-        let value = self.config.read(reg);
-        match &self.intx {
-            Some(pin) if reg == REG_COMMAND_STATUS && pin.pending() => value | STATUS_INTERRUPT,
-            _ => value,
-        }
-    }
-
-    fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]) {
-        if offset + data.len() > 4 || data.is_empty() {
-            return;
-        }
+    fn write_config_register(&mut self, reg: usize, offset: usize, data: &[u8]) {
         if let Some((hook, off)) = self.hook_for(reg * 4) {
             // Merge partial writes with the register's current value.
             let mut bytes = hook.handler.read(off).to_le_bytes();
@@ -343,17 +302,46 @@ impl PciDevice for PciFunction {
             }
         }
     }
+}
 
-    fn mmio_bars(&self) -> Vec<BarRange> {
-        PciFunction::mmio_bars(self)
+impl PciDevice for PciFunction {
+    fn read_config(&mut self, reg: usize) -> u32 {
+        if let Some((hook, off)) = self.hook_for(reg * 4) {
+            return hook.handler.read(off);
+        }
+        let value = self.config.read(reg);
+        match &self.intx {
+            Some(pin) if reg == REG_COMMAND_STATUS && pin.pending() => value | STATUS_INTERRUPT,
+            _ => value,
+        }
     }
 
-    fn bar_read(&mut self, index: u8, offset: u64, data: &mut [u8]) {
-        PciFunction::bar_read(self, index, offset, data)
+    fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]) -> BarChanges {
+        if offset + data.len() > 4 || data.is_empty() {
+            return BarChanges::default();
+        }
+        // Only Command (memory enable) and the BARs themselves move BARs.
+        if reg != REG_COMMAND_STATUS && !REG_BARS.contains(&reg) {
+            self.write_config_register(reg, offset, data);
+            return BarChanges::default();
+        }
+        let before = self.mmio_bars();
+        self.write_config_register(reg, offset, data);
+        self.bar_changes(&before)
     }
 
-    fn bar_write(&mut self, index: u8, offset: u64, data: &[u8]) {
-        PciFunction::bar_write(self, index, offset, data)
+    fn decoding_bars(&self) -> Vec<BarMapping> {
+        let ranges = self.mmio_bars();
+        self.bars
+            .iter()
+            .filter_map(|b| {
+                let range = ranges.iter().find(|r| usize::from(r.index) == b.index)?;
+                Some(BarMapping {
+                    range: *range,
+                    device: b.device.clone(),
+                })
+            })
+            .collect()
     }
 }
 
@@ -404,8 +392,12 @@ mod tests {
         fn trigger(&self, _: u16) {}
     }
 
-    fn wr32(f: &mut PciFunction, reg: usize, v: u32) {
-        f.write_config(reg, 0, &v.to_le_bytes());
+    fn wr32(f: &mut PciFunction, reg: usize, v: u32) -> BarChanges {
+        f.write_config(reg, 0, &v.to_le_bytes())
+    }
+
+    fn ranges(m: &[BarMapping]) -> Vec<BarRange> {
+        m.iter().map(|m| m.range).collect()
     }
 
     #[test]
@@ -420,31 +412,46 @@ mod tests {
             Arc::new(Mutex::new(Scratch([7; 64]))),
         );
         // Linux sizes a BAR by writing all ones and reading back.
-        wr32(&mut f, 4, 0xffff_ffff);
-        wr32(&mut f, 5, 0xffff_ffff);
+        assert!(wr32(&mut f, 4, 0xffff_ffff).is_empty());
+        assert!(wr32(&mut f, 5, 0xffff_ffff).is_empty());
         assert_eq!(
             f.read_config(4),
             0xffff_0004,
             "64 KiB, 64-bit, non-prefetchable"
         );
         assert_eq!(f.read_config(5), 0xffff_ffff);
-        wr32(&mut f, 4, 0xc000_0000);
-        wr32(&mut f, 5, 0x0000_0001);
+        assert!(wr32(&mut f, 4, 0xc000_0000).is_empty());
+        assert!(wr32(&mut f, 5, 0x0000_0001).is_empty());
         assert!(f.mmio_bars().is_empty(), "memory decoding still off");
-        wr32(&mut f, 1, COMMAND_MEMORY);
-        assert_eq!(
-            f.mmio_bars(),
-            vec![BarRange {
-                index: 0,
-                base: 0x1_c000_0000,
-                size: 0x10000
-            }]
-        );
+        let placed = BarRange {
+            index: 0,
+            base: 0x1_c000_0000,
+            size: 0x10000,
+        };
+        let on = wr32(&mut f, 1, COMMAND_MEMORY);
+        assert_eq!(on.removed, vec![]);
+        assert_eq!(ranges(&on.added), vec![placed], "memory enable places it");
+        assert_eq!(f.mmio_bars(), vec![placed]);
         let mut d = [0u8; 4];
-        f.bar_read(0, 8, &mut d);
-        assert_eq!(d, [7; 4]);
-        f.bar_read(3, 0, &mut d);
-        assert_eq!(d, [0xff; 4], "no such BAR");
+        on.added[0].device.read(8, &mut d);
+        assert_eq!(d, [7; 4], "the BAR's own device serves it");
+        assert_eq!(ranges(&f.decoding_bars()), vec![placed]);
+
+        // Rewriting the same address changes nothing; moving it does.
+        assert!(wr32(&mut f, 4, 0xc000_0000).is_empty());
+        let moved = wr32(&mut f, 5, 0x0000_0002);
+        assert_eq!(moved.removed, vec![placed]);
+        let placed = BarRange {
+            base: 0x2_c000_0000,
+            ..placed
+        };
+        assert_eq!(ranges(&moved.added), vec![placed]);
+        // Other registers (even in the command dword) leave BARs alone.
+        assert!(wr32(&mut f, 3, 0xffff_ffff).is_empty());
+        assert!(f.write_config(1, 1, &[0x04]).is_empty(), "INTx disable");
+        let off = f.write_config(1, 0, &[0]);
+        assert_eq!((off.removed, off.added.len()), (vec![placed], 0));
+        assert!(f.decoding_bars().is_empty());
     }
 
     #[test]
@@ -455,7 +462,7 @@ mod tests {
         let line = Arc::new(LineRecorder::default());
         let pin = IntxPin::new(1, line.clone());
         f.set_intx(pin.clone());
-        wr32(&mut f, 15, 0xffff_ff2b);
+        assert!(wr32(&mut f, 15, 0xffff_ff2b).is_empty());
         assert_eq!(
             f.read_config(15),
             0x0000_012b,
@@ -464,7 +471,7 @@ mod tests {
         pin.set_pending(true);
         assert_ne!(f.read_config(1) & STATUS_INTERRUPT, 0);
         // pci_check_and_mask_intx: set Interrupt Disable while pending.
-        f.write_config(1, 1, &[0x04]);
+        assert!(f.write_config(1, 1, &[0x04]).is_empty());
         assert_eq!(
             f.read_config(1) & COMMAND_INTX_DISABLE,
             COMMAND_INTX_DISABLE
@@ -475,9 +482,9 @@ mod tests {
             "status still shows it"
         );
         // Status is read-only: writing ones there does not clear it.
-        wr32(&mut f, 1, 0xffff_0000 | COMMAND_INTX_DISABLE);
+        assert!(wr32(&mut f, 1, 0xffff_0000 | COMMAND_INTX_DISABLE).is_empty());
         assert_ne!(f.read_config(1) & STATUS_INTERRUPT, 0);
-        f.write_config(1, 1, &[0x00]); // unmask: pending, so it fires again
+        assert!(f.write_config(1, 1, &[0x00]).is_empty()); // unmask: pending, so it fires again
         pin.set_pending(false);
         assert_eq!(f.read_config(1) & STATUS_INTERRUPT, 0);
         assert_eq!(*line.0.lock().unwrap(), vec![true, false, true, false]);
@@ -496,18 +503,18 @@ mod tests {
         assert_eq!(pmc & 0xfe00, 0, "no D1/D2, no PME");
         let csr = pm / 4 + 1;
         assert_eq!(f.read_config(csr), 1 << 3, "D0, No_Soft_Reset");
-        wr32(&mut f, csr, 0xffff_ffff);
+        assert!(wr32(&mut f, csr, 0xffff_ffff).is_empty());
         assert_eq!(
             f.read_config(csr),
             (1 << 3) | 3,
             "D3hot; PME_En/status read-only 0"
         );
         assert_eq!(f.power_state(), 3);
-        f.write_config(csr, 0, &[1]); // D1: unsupported, discarded
+        assert!(f.write_config(csr, 0, &[1]).is_empty()); // D1: unsupported, discarded
         assert_eq!(f.power_state(), 3);
-        f.write_config(csr, 0, &[0]);
+        assert!(f.write_config(csr, 0, &[0]).is_empty());
         assert_eq!(f.power_state(), 0);
-        f.write_config(csr, 0, &[2]); // D2: unsupported, discarded
+        assert!(f.write_config(csr, 0, &[2]).is_empty()); // D2: unsupported, discarded
         assert_eq!(f.read_config(csr), 1 << 3);
     }
 
@@ -520,10 +527,35 @@ mod tests {
         assert_eq!(cap >> 16, 5, "table size N-1");
         assert_eq!(f.read_config(0x44 / 4), 4, "table in BAR 4 at 0");
         assert_eq!(f.read_config(0x48 / 4), 0x1000 | 4, "PBA in BAR 4 at 4 KiB");
-        wr32(&mut f, 0x40 / 4, 0x8000_0000);
+        assert!(wr32(&mut f, 0x40 / 4, 0x8000_0000).is_empty());
         assert!(table.lock().unwrap().len() == 6);
-        wr32(&mut f, 8, 0xffff_ffff);
+        assert!(wr32(&mut f, 8, 0xffff_ffff).is_empty());
         assert_eq!(f.read_config(8), 0xffff_e004, "8 KiB BAR");
+
+        // Table and PBA are one device on the bus, at the BAR.
+        assert!(wr32(&mut f, 8, 0xd000_0000).is_empty());
+        assert!(wr32(&mut f, 9, 0).is_empty());
+        let on = wr32(&mut f, 1, COMMAND_MEMORY);
+        let bar = &on.added[0];
+        assert_eq!(
+            bar.range,
+            BarRange {
+                index: 4,
+                base: 0xd000_0000,
+                size: 0x2000
+            }
+        );
+        bar.device.write(16 + 8, &0x41u32.to_le_bytes()); // vector 1 data
+        let mut d = [0u8; 4];
+        bar.device.read(16 + 8, &mut d);
+        assert_eq!(u32::from_le_bytes(d), 0x41);
+        table.lock().unwrap().trigger(1); // enabled, vector masked: pends
+        let mut pba = [0u8; 8];
+        bar.device.read(0x1000, &mut pba);
+        assert_eq!(pba, [0b10, 0, 0, 0, 0, 0, 0, 0]);
+        bar.device.write(0x1000, &[0; 8]);
+        bar.device.read(0x1000, &mut pba);
+        assert_eq!(pba[0], 0b10, "the PBA is read-only");
     }
 
     struct Counter(u32);
@@ -542,7 +574,7 @@ mod tests {
         f.add_config_hook(0x104, 8, Box::new(Counter(0x100)));
         assert_eq!(f.read_config(0x41), 0x100);
         assert_eq!(f.read_config(0x42), 0x104);
-        f.write_config(0x41, 1, &[0x22]);
+        assert!(f.write_config(0x41, 1, &[0x22]).is_empty());
         assert_eq!(f.read_config(0x41), 0x2200);
         assert_eq!(f.read_config(0x43), 0, "outside the hook: plain config");
     }

@@ -1,6 +1,6 @@
 //! The root complex's host bridge, function 00:00.0 of segment 0.
 
-use super::{ConfigSpace, PciDevice};
+use super::{BarChanges, ConfigSpace, PciDevice};
 
 /// The vendor/device ID rust-vmm VMMs use for a virtual PCIe host bridge.
 const VENDOR_INTEL: u16 = 0x8086;
@@ -25,7 +25,9 @@ impl PciDevice for HostBridge {
         self.config.read(reg)
     }
 
-    fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]) {
+    fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]) -> BarChanges {
+        // No BARs: nothing to place.
         self.config.write(reg, offset, data);
+        BarChanges::default()
     }
 }

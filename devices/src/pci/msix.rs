@@ -32,6 +32,36 @@ pub struct MsixTable {
 
 pub type SharedMsix = Arc<Mutex<MsixTable>>;
 
+/// The BAR that holds a function's MSI-X table (at 0) and PBA (at
+/// `pba_offset`), as a device of its own on the MMIO bus.
+pub struct MsixBar {
+    table: SharedMsix,
+    pba_offset: u64,
+}
+
+impl MsixBar {
+    pub fn new(table: SharedMsix, pba_offset: u64) -> Self {
+        Self { table, pba_offset }
+    }
+}
+
+impl crate::BusDevice for MsixBar {
+    fn read(&self, offset: u64, data: &mut [u8]) {
+        let t = crate::bus::lock(&self.table);
+        match offset.checked_sub(self.pba_offset) {
+            Some(pba) => t.read_pba(pba, data),
+            None => t.read_table(offset, data),
+        }
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) {
+        // The PBA is read-only.
+        if offset < self.pba_offset {
+            crate::bus::lock(&self.table).write_table(offset, data);
+        }
+    }
+}
+
 impl MsixTable {
     pub fn new(vectors: u16, sink: Arc<dyn MsiSink>) -> Self {
         let n = usize::from(vectors.clamp(1, 2048));
@@ -153,14 +183,20 @@ impl MsixTable {
     }
 
     pub fn read_pba(&self, offset: u64, data: &mut [u8]) {
-        let mut bytes = vec![0u8; self.pba_size() as usize];
-        for (v, &p) in self.pending.iter().enumerate() {
-            if p {
-                bytes[v / 8] |= 1 << (v % 8);
-            }
-        }
         for (i, d) in data.iter_mut().enumerate() {
-            *d = bytes.get(offset as usize + i).copied().unwrap_or(0);
+            // Byte `at` of the PBA holds the pending bits of vectors 8*at..
+            let first = offset
+                .checked_add(i as u64)
+                .and_then(|at| usize::try_from(at).ok())
+                .and_then(|at| at.checked_mul(8));
+            *d = match first.and_then(|v| self.pending.get(v..)) {
+                Some(bits) => bits
+                    .iter()
+                    .take(8)
+                    .enumerate()
+                    .fold(0, |b, (k, &p)| b | (u8::from(p) << k)),
+                None => 0,
+            };
         }
     }
 }

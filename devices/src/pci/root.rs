@@ -1,13 +1,15 @@
 //! The PCI segment: functions by bus/device/function, reached through ECAM
 //! (MMIO, the full 4 KiB per function) or the legacy 0xCF8/0xCFC ports
-//! (first 256 bytes only).
+//! (first 256 bytes only). Neither takes a lock of its own beyond the
+//! addressed function's.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::PciDevice;
-use crate::BusDevice;
+use super::{BarChanges, BarMap, PciDevice};
+use crate::bus::lock;
+use crate::{Bus, BusDevice};
 
 /// ECAM bytes per bus: 32 devices x 8 functions x 4 KiB.
 pub const ECAM_BUS_SIZE: u64 = 1 << 20;
@@ -22,79 +24,55 @@ impl Bdf {
     }
 }
 
-/// A function on the bus, shared between the bus and whoever built it.
-pub type SharedPciDevice = Arc<Mutex<dyn PciDevice>>;
-
 /// All functions of the segment. Absent functions read as all ones, which is
 /// how the guest learns that nothing is there.
-#[derive(Default)]
+///
+/// Each function has a lock of its own, so configuration accesses to
+/// different functions never wait for each other. A write that moves a BAR
+/// is applied to the MMIO bus while the function's lock is still held, so
+/// the bus always follows the function's last write.
 pub struct PciRoot {
-    functions: BTreeMap<Bdf, Arc<Mutex<dyn PciDevice>>>,
+    functions: BTreeMap<Bdf, Mutex<Box<dyn PciDevice>>>,
+    bars: BarMap,
 }
 
 impl PciRoot {
-    pub fn add(&mut self, bdf: Bdf, dev: Arc<Mutex<dyn PciDevice>>) {
-        self.functions.insert(bdf, dev);
+    /// An empty segment whose functions' BARs go on `mmio`, decoding inside
+    /// `apertures` (base, size): the host bridges' memory windows.
+    pub fn new(mmio: Arc<Bus>, apertures: Vec<(u64, u64)>) -> Self {
+        Self {
+            functions: BTreeMap::new(),
+            bars: BarMap::new(mmio, apertures),
+        }
+    }
+
+    /// Adds a function; BARs it already decodes (programmed as firmware
+    /// would) go on the MMIO bus now.
+    pub fn add(&mut self, bdf: Bdf, dev: impl PciDevice + 'static) {
+        self.bars.apply(
+            bdf,
+            BarChanges {
+                removed: Vec::new(),
+                added: dev.decoding_bars(),
+            },
+        );
+        self.functions.insert(bdf, Mutex::new(Box::new(dev)));
     }
 
     fn read(&self, bdf: Bdf, reg: usize) -> u32 {
         match self.functions.get(&bdf) {
-            Some(d) => d.lock().unwrap_or_else(|e| e.into_inner()).read_config(reg),
+            Some(d) => lock(d).read_config(reg),
             None => 0xffff_ffff,
         }
     }
 
     fn write(&self, bdf: Bdf, reg: usize, offset: usize, data: &[u8]) {
         if let Some(d) = self.functions.get(&bdf) {
-            d.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .write_config(reg, offset, data);
-        }
-    }
-}
-
-impl PciRoot {
-    /// The function and BAR decoding guest-physical `addr`, if any.
-    fn bar_at(&self, addr: u64) -> Option<(&SharedPciDevice, u8, u64)> {
-        self.functions.values().find_map(|f| {
-            let bars = f.lock().unwrap_or_else(|e| e.into_inner()).mmio_bars();
-            bars.into_iter()
-                .find(|b| addr >= b.base && addr - b.base < b.size)
-                .map(|b| (f, b.index, addr - b.base))
-        })
-    }
-}
-
-/// Routes MMIO in a PCI memory window to whichever function's BAR decodes
-/// it, following BARs wherever the guest moves them. The device sits on the
-/// MMIO bus at `base`, so offsets are turned back into addresses.
-pub struct PciMmio {
-    root: Arc<PciRoot>,
-    base: u64,
-}
-
-impl PciMmio {
-    pub fn new(root: Arc<PciRoot>, base: u64) -> Self {
-        Self { root, base }
-    }
-}
-
-impl BusDevice for PciMmio {
-    fn read(&self, offset: u64, data: &mut [u8]) {
-        match self.root.bar_at(self.base + offset) {
-            Some((f, bar, off)) => f
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .bar_read(bar, off, data),
-            None => data.fill(0xff),
-        }
-    }
-
-    fn write(&self, offset: u64, data: &[u8]) {
-        if let Some((f, bar, off)) = self.root.bar_at(self.base + offset) {
-            f.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .bar_write(bar, off, data);
+            let mut f = lock(d);
+            let changes = f.write_config(reg, offset, data);
+            if !changes.is_empty() {
+                self.bars.apply(bdf, changes);
+            }
         }
     }
 }
@@ -213,11 +191,8 @@ mod tests {
     use crate::pci::HostBridge;
 
     fn root() -> Arc<PciRoot> {
-        let mut r = PciRoot::default();
-        r.add(
-            Bdf::new(0, 0, 0),
-            Arc::new(Mutex::new(HostBridge::default())),
-        );
+        let mut r = PciRoot::new(Arc::new(Bus::new()), Vec::new());
+        r.add(Bdf::new(0, 0, 0), HostBridge::default());
         Arc::new(r)
     }
 
@@ -251,5 +226,81 @@ mod tests {
         io.write(0, &0x0000_0000u32.to_le_bytes()); // enable bit clear
         io.read(4, &mut d);
         assert_eq!(u32::from_le_bytes(d), 0xffff_ffff);
+    }
+
+    /// A register block that answers with its own tag.
+    struct Tag(u8);
+    impl BusDevice for Tag {
+        fn read(&self, _offset: u64, data: &mut [u8]) {
+            data.fill(self.0);
+        }
+        fn write(&self, _offset: u64, _data: &[u8]) {}
+    }
+
+    fn endpoint(tag: u8) -> crate::pci::PciFunction {
+        let mut f = crate::pci::PciFunction::new(crate::pci::ConfigSpace::type0(1, 2, 0, 0));
+        let kind = crate::pci::BarKind::Mem64 {
+            prefetchable: false,
+        };
+        f.add_bar(0, 0x1000, kind, Arc::new(Tag(tag)));
+        f
+    }
+
+    const WINDOW: (u64, u64) = (0xc000_0000, 0x1000_0000);
+
+    fn ecam_wr32(ecam: &Ecam, bdf: Bdf, reg: u64, v: u32) {
+        ecam.write((u64::from(bdf.0) << 12) | (reg * 4), &v.to_le_bytes());
+    }
+
+    fn mmio_byte(bus: &Bus, addr: u64) -> Option<u8> {
+        let mut b = [0u8];
+        bus.read(addr, &mut b).then_some(b[0])
+    }
+
+    #[test]
+    fn bars_programmed_through_ecam_go_on_the_bus_and_follow_moves() {
+        let mmio = Arc::new(Bus::new());
+        let mut root = PciRoot::new(mmio.clone(), vec![WINDOW]);
+        let (a, b) = (Bdf::new(1, 0, 0), Bdf::new(2, 0, 0));
+        root.add(a, endpoint(0xa));
+        // Programmed before it joins the segment, as firmware does.
+        let mut fb = endpoint(0xb);
+        for (reg, v) in [(4, 0xc001_0000u32), (5, 0), (1, 2)] {
+            let _ = fb.write_config(reg, 0, &v.to_le_bytes());
+        }
+        root.add(b, fb);
+        let ecam = Ecam::new(Arc::new(root));
+        assert_eq!(mmio_byte(&mmio, 0xc001_0010), Some(0xb), "firmware's BAR");
+
+        // Sizing with decode off places nothing.
+        ecam_wr32(&ecam, a, 4, 0xffff_ffff);
+        ecam_wr32(&ecam, a, 5, 0xffff_ffff);
+        let mut d = [0u8; 4];
+        ecam.read((u64::from(a.0) << 12) | 16, &mut d);
+        assert_eq!(u32::from_le_bytes(d), 0xffff_f004);
+        ecam_wr32(&ecam, a, 4, 0xc000_0000);
+        ecam_wr32(&ecam, a, 5, 0);
+        assert_eq!(mmio_byte(&mmio, 0xc000_0000), None, "decode still off");
+        ecam_wr32(&ecam, a, 1, 2);
+        assert_eq!(mmio_byte(&mmio, 0xc000_0ffc), Some(0xa));
+        // Moving it: the old place floats (the vCPU reads all ones there).
+        ecam_wr32(&ecam, a, 4, 0xc002_0000);
+        assert_eq!(mmio_byte(&mmio, 0xc000_0000), None);
+        assert_eq!(mmio_byte(&mmio, 0xc002_0000), Some(0xa));
+        // Onto b's BAR: b keeps it; once b moves away, a decodes there.
+        ecam_wr32(&ecam, a, 4, 0xc001_0000);
+        assert_eq!(mmio_byte(&mmio, 0xc001_0000), Some(0xb));
+        assert_eq!(mmio_byte(&mmio, 0xc002_0000), None);
+        ecam_wr32(&ecam, b, 4, 0xc003_0000);
+        assert_eq!(mmio_byte(&mmio, 0xc001_0000), Some(0xa));
+        assert_eq!(mmio_byte(&mmio, 0xc003_0000), Some(0xb));
+        // Outside the PCI window nothing decodes (the high dword moves it
+        // above 4 GiB); memory decode off removes it.
+        ecam_wr32(&ecam, b, 5, 1);
+        assert_eq!(mmio_byte(&mmio, 0x1_c003_0000), None);
+        ecam_wr32(&ecam, b, 5, 0);
+        assert_eq!(mmio_byte(&mmio, 0xc003_0000), Some(0xb));
+        ecam_wr32(&ecam, a, 1, 0);
+        assert_eq!(mmio_byte(&mmio, 0xc001_0000), None);
     }
 }

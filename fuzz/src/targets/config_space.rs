@@ -3,7 +3,8 @@
 //! accesses as ECAM delivers them (1, 2 or 4 bytes, naturally aligned,
 //! anywhere in the 4 KiB), so BARs move, bridge windows and bus numbers
 //! change, capabilities (MSI, MSI-X, PM, PCIe, DOE, DVSECs) are poked;
-//! then accesses to whatever BARs the function decodes.
+//! then accesses to whatever BARs the function decodes. The BARs moved and
+//! placed as each write reports them must be the ones the function decodes.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use devices::cxl::component::Cdat;
 use devices::cxl::mailbox::MemoryLabels;
 use devices::cxl::port::{build_port, PortRole};
 use devices::cxl::type3::{build_type3, Type3Spec};
-use devices::pci::{HostBridge, LinkParams, PciDevice};
+use devices::pci::{BarMapping, BarRange, HostBridge, LinkParams, PciDevice};
 
 use super::NoMsi;
 use crate::input::Input;
@@ -59,6 +60,8 @@ fn function(kind: u64) -> Box<dyn PciDevice> {
 pub fn fuzz_config_space(data: &[u8]) {
     let mut input = Input::new(data);
     let mut f = function(input.range(0, 4));
+    // The decoding BARs, as the MMIO bus would follow them.
+    let mut bars: Vec<BarMapping> = f.decoding_bars();
     let mut steps = 0;
     while !input.is_empty() && steps < 256 {
         steps += 1;
@@ -73,32 +76,41 @@ pub fn fuzz_config_space(data: &[u8]) {
                 let len = input.pick(&[1usize, 2, 4]);
                 let offset = input.range(0, 3) as usize / len * len;
                 let d = input.data(len);
-                f.write_config(reg, offset, &d);
+                let changes = f.write_config(reg, offset, &d);
+                for r in &changes.removed {
+                    let at = bars.iter().position(|b| b.range == *r);
+                    bars.remove(at.expect("a BAR that was not placed moved away"));
+                }
+                bars.extend(changes.added);
+                let mut followed: Vec<BarRange> = bars.iter().map(|b| b.range).collect();
+                let mut decoding: Vec<BarRange> =
+                    f.decoding_bars().iter().map(|b| b.range).collect();
+                followed.sort_by_key(|r| r.index);
+                decoding.sort_by_key(|r| r.index);
+                assert_eq!(followed, decoding, "reported BAR changes lost track");
             }
             3 => {
                 let _ = f.read_config(input.range(0, 1023) as usize);
             }
             // What the bus would route to a decoded BAR.
             4 => {
-                let bars = f.mmio_bars();
                 if bars.is_empty() {
                     continue;
                 }
-                let bar = bars[input.range(0, bars.len() as u64 - 1) as usize];
-                let offset = input.range(0, bar.size.saturating_sub(1));
+                let bar = &bars[input.range(0, bars.len() as u64 - 1) as usize];
+                let offset = input.range(0, bar.range.size.saturating_sub(1));
                 let w = input.pick(&[1usize, 2, 4, 8]);
                 let d = input.data(w);
-                f.bar_write(bar.index, offset, &d);
+                bar.device.write(offset, &d);
             }
             _ => {
-                let bars = f.mmio_bars();
                 if bars.is_empty() {
                     continue;
                 }
-                let bar = bars[input.range(0, bars.len() as u64 - 1) as usize];
-                let offset = input.range(0, bar.size.saturating_sub(1));
+                let bar = &bars[input.range(0, bars.len() as u64 - 1) as usize];
+                let offset = input.range(0, bar.range.size.saturating_sub(1));
                 let mut d = vec![0u8; input.pick(&[1usize, 2, 4, 8])];
-                f.bar_read(bar.index, offset, &mut d);
+                bar.device.read(offset, &mut d);
             }
         }
     }

@@ -95,9 +95,10 @@ fn labels(topo: &Topology, index: usize) -> Result<Box<dyn LabelStorage>, BuildE
     }
 }
 
-/// Writes a dword of config space the way the guest would.
+/// Writes a dword of config space the way the guest would. The function is
+/// not on the segment yet: [`PciRoot::add`] places the BARs it then decodes.
 fn cfg_write(f: &mut PciFunction, reg: usize, v: u32) {
-    f.write_config(reg, 0, &v.to_le_bytes());
+    let _ = f.write_config(reg, 0, &v.to_le_bytes());
 }
 
 /// Firmware-style setup: BARs, bridge buses and windows, decode enabled.
@@ -220,7 +221,7 @@ pub fn build(
             }
         };
         program(&mut f, p);
-        pci.add(Bdf::new(p.bus, p.device, 0), Arc::new(Mutex::new(f)));
+        pci.add(Bdf::new(p.bus, p.device, 0), f);
     }
     Ok(devs)
 }
