@@ -26,7 +26,7 @@
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
-use crate::cxl::regions::{RegionInfo, RegionMapper, RegionMode};
+use crate::cxl::regions::{KvmSlots, RegionInfo, RegionMapper, RegionMode};
 use crate::guest_map::MapItem;
 use crate::memory::GuestMemory;
 
@@ -205,7 +205,7 @@ pub fn describe(
     index: u8,
     vcpu: &mut VcpuFd,
     mem: &GuestMemory,
-    regions: Option<&RegionMapper>,
+    regions: Option<&RegionMapper<KvmSlots>>,
 ) -> String {
     // SAFETY: called right after KVM_EXIT_INTERNAL_ERROR, when the kernel
     // has filled the `internal` member of the kvm_run exit union.

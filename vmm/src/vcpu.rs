@@ -27,8 +27,8 @@ pub fn install_kick_handler() -> std::io::Result<()> {
 pub struct VcpuShared {
     pub pio: Arc<Bus>,
     pub mmio: Arc<Bus>,
-    /// Recomputed after MMIO writes that committed or reset a decoder.
-    pub regions: Option<Arc<crate::cxl::regions::RegionMapper>>,
+    /// The region map, to name the region a failed emulation touched.
+    pub regions: Option<Arc<crate::cxl::regions::RegionMapper<crate::cxl::regions::KvmSlots>>>,
     pub exit: ExitRequest,
     pub stop: Arc<AtomicBool>,
     /// The first fatal error's description, shown by the VMM on exit.
@@ -111,12 +111,9 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
                     }
                 }
                 VcpuExit::MmioWrite(addr, data) => {
+                    // A write that commits or resets an HDM decoder returns
+                    // only once the region map it changes is installed.
                     shared.mmio.write(addr, data);
-                    // A decoder commit must be mapped before the guest can
-                    // touch the region it opens.
-                    if let Some(r) = &shared.regions {
-                        r.refresh_if_dirty();
-                    }
                 }
                 // With the in-kernel LAPIC, HLT only reaches us if the
                 // guest halted with interrupts off for good.

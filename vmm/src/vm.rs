@@ -21,7 +21,7 @@ use vmm_sys_util::signal::Killable;
 use crate::boot::{self, BootSpec};
 use crate::console::{self, Console, ConsoleOut, RawTerminal};
 use crate::cpu::{self, CpuidOptions};
-use crate::cxl::regions::{RegionMapper, WindowTrap};
+use crate::cxl::regions::{KvmSlots, Layout, RegionMapper, WindowTrap};
 use crate::irq::GsiRouter;
 use crate::layout::*;
 use crate::memory::{e820_map, ram_end, ram_ranges, GuestMemory, E820_RAM};
@@ -193,6 +193,7 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
         mmio,
         console,
         regions,
+        backings,
     } = create_devices(&vm, cfg, cxl.as_ref().map(|(t, p)| (*t, p)), &exit)?;
 
     let topo = cxl.as_ref().map(|(t, _)| *t);
@@ -306,9 +307,7 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
     let _ = input.join();
     // However the guest ended, what it stored in persistent media reaches
     // stable storage before cxlvmm exits (docs/persistence.md).
-    if let Some(r) = &shared.regions {
-        cxl::sync_persistent_media(r.backings());
-    }
+    cxl::sync_persistent_media(&backings);
 
     if reason == ExitReason::Fatal {
         let msg = shared
@@ -361,7 +360,9 @@ struct Devices {
     pio: Bus,
     mmio: Arc<Bus>,
     console: Console,
-    regions: Option<Arc<RegionMapper>>,
+    regions: Option<Arc<RegionMapper<KvmSlots>>>,
+    /// The type-3 devices' media, synced when the guest is over.
+    backings: Vec<Arc<devices::cxl::backing::Type3Backing>>,
 }
 
 fn create_devices(
@@ -392,19 +393,18 @@ fn create_devices(
     pci.add(Bdf::new(0, 0, 0), HostBridge::default());
     let irq_router = GsiRouter::new(vm.clone());
     let mut regions = None;
+    let mut backings = Vec::new();
     if let Some((topo, plan)) = cxl {
         let cxl_devs = cxl::build::build(topo, plan, &mut pci, &mmio, &irq_router)?;
-        let mapper =
-            RegionMapper::new(vm.clone(), topo, plan, cxl_devs.decoders, cxl_devs.backings);
+        let slots = KvmSlots::new(vm.clone(), cxl_devs.backings.clone());
+        let mapper = RegionMapper::new(Layout::new(topo, plan), cxl_devs.decoders, slots);
         // Window addresses not mapped natively exit to the VMM and are decoded here.
         for w in &plan.windows {
-            mmio.insert(
-                Arc::new(WindowTrap::new(w.base, mapper.clone())),
-                w.base,
-                w.size,
-            )?;
+            let trap = WindowTrap::new(w.base, mapper.tree(), cxl_devs.backings.clone());
+            mmio.insert(Arc::new(trap), w.base, w.size)?;
         }
         regions = Some(mapper);
+        backings = cxl_devs.backings;
     }
     let pci = Arc::new(pci);
 
@@ -438,5 +438,6 @@ fn create_devices(
         mmio,
         console,
         regions,
+        backings,
     })
 }

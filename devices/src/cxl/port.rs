@@ -4,10 +4,10 @@
 //! upstream ports), MSI for its PCIe services, and — on upstream ports — DOE
 //! serving the switch's CDAT (SSLBIS).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::component::{
-    Cdat, ComponentKind, ComponentRegisters, Doe, HdmConfig, COMPONENT_REGS_SIZE,
+    Cdat, ComponentBlock, ComponentKind, ComponentRegisters, Doe, HdmConfig, COMPONENT_REGS_SIZE,
 };
 use super::dvsec::{self, LocatorEntry, RegisterBlock};
 use super::DoeHook;
@@ -25,7 +25,7 @@ pub enum PortRole {
 
 pub struct PortDevice {
     pub function: PciFunction,
-    pub component: Arc<Mutex<ComponentRegisters>>,
+    pub component: Arc<ComponentBlock>,
 }
 
 /// IDs of QEMU's cxl-rp, cxl-upstream and cxl-downstream.
@@ -91,7 +91,7 @@ pub fn build_port(role: PortRole, link: LinkParams, cdat: Option<Cdat>) -> PortD
         }),
         _ => None,
     };
-    let component = Arc::new(Mutex::new(ComponentRegisters::new(kind, hdm)));
+    let component = Arc::new(ComponentBlock::new(ComponentRegisters::new(kind, hdm)));
     f.add_bar(
         0,
         COMPONENT_REGS_SIZE,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::backing::Type3Backing;
 use super::component::{
-    Cdat, ComponentKind, ComponentRegisters, Doe, HdmConfig, COMPONENT_REGS_SIZE,
+    Cdat, ComponentBlock, ComponentKind, ComponentRegisters, Doe, HdmConfig, COMPONENT_REGS_SIZE,
 };
 use super::dvsec::{self, LocatorEntry, RegisterBlock};
 use super::mailbox::{DeviceRegisters, LabelStorage, Type3Config, DEVICE_REGS_SIZE};
@@ -47,7 +47,7 @@ pub struct Type3Spec {
 
 pub struct Type3Device {
     pub function: PciFunction,
-    pub component: Arc<Mutex<ComponentRegisters>>,
+    pub component: Arc<ComponentBlock>,
     pub registers: Arc<Mutex<DeviceRegisters>>,
     pub msix: SharedMsix,
 }
@@ -101,7 +101,7 @@ pub fn build_type3(spec: Type3Spec, msi: Arc<dyn MsiSink>) -> Type3Device {
         sixteen_way: true,
         ..HdmConfig::default()
     };
-    let component = Arc::new(Mutex::new(ComponentRegisters::new(
+    let component = Arc::new(ComponentBlock::new(ComponentRegisters::new(
         ComponentKind::Endpoint,
         Some(hdm),
     )));

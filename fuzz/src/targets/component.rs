@@ -3,7 +3,6 @@
 //! any offset and width, in and past the 64 KiB block.
 
 use devices::cxl::component::{ComponentKind, ComponentRegisters, COMPONENT_REGS_SIZE};
-use devices::BusDeviceMut;
 
 use crate::input::Input;
 

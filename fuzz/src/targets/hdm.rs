@@ -7,8 +7,9 @@
 //! satisfy what a commit promises.
 
 use devices::cxl::component::hdm::HDM_ALIGN;
-use devices::cxl::component::{ComponentKind, ComponentRegisters, DecoderState, HdmConfig};
-use devices::BusDeviceMut;
+use devices::cxl::component::{
+    ComponentKind, ComponentRegisters, DecoderState, HdmConfig, HdmEvent, HdmEvents,
+};
 
 use crate::input::Input;
 
@@ -19,8 +20,19 @@ const GLOBAL_CONTROL: u64 = HDM + 0x04;
 const DECODER: u64 = HDM + 0x10;
 const STRIDE: u64 = 0x20;
 
-fn write32(regs: &mut ComponentRegisters, offset: u64, v: u32) {
-    regs.write(offset, &v.to_le_bytes());
+/// Commits minus resets the block reported for one write.
+fn balance(events: HdmEvents) -> i64 {
+    events
+        .iter()
+        .map(|e| match e {
+            HdmEvent::Committed { .. } => 1,
+            HdmEvent::Reset { .. } => -1,
+        })
+        .sum()
+}
+
+fn write32(regs: &mut ComponentRegisters, net: &mut i64, offset: u64, v: u32) {
+    *net += balance(regs.write(offset, &v.to_le_bytes()));
 }
 
 fn check(kind: ComponentKind, capacity: u64, decoders: &[DecoderState]) {
@@ -69,6 +81,8 @@ pub fn fuzz_hdm_decoders(data: &[u8]) {
         ..HdmConfig::default()
     };
     let mut regs = ComponentRegisters::new(kind, Some(cfg));
+    // Commits minus resets reported so far: the region mapper's view.
+    let mut net = 0i64;
     let mut steps = 0;
     while !input.is_empty() && steps < 128 {
         steps += 1;
@@ -85,25 +99,25 @@ pub fn fuzz_hdm_decoders(data: &[u8]) {
                 };
                 let base = unit(&mut input);
                 let size = unit(&mut input);
-                write32(&mut regs, reg, base as u32);
-                write32(&mut regs, reg + 4, (base >> 32) as u32);
-                write32(&mut regs, reg + 8, size as u32);
-                write32(&mut regs, reg + 0xc, (size >> 32) as u32);
+                write32(&mut regs, &mut net, reg, base as u32);
+                write32(&mut regs, &mut net, reg + 4, (base >> 32) as u32);
+                write32(&mut regs, &mut net, reg + 8, size as u32);
+                write32(&mut regs, &mut net, reg + 0xc, (size >> 32) as u32);
                 let target = input.u64();
-                write32(&mut regs, reg + 0x14, target as u32);
-                write32(&mut regs, reg + 0x18, (target >> 32) as u32);
+                write32(&mut regs, &mut net, reg + 0x14, target as u32);
+                write32(&mut regs, &mut net, reg + 0x18, (target >> 32) as u32);
                 // IG [3:0], IW [7:4] (reserved values included), lock, commit.
                 let control = (input.u32() & 0xff)
                     | if input.bool() { 1 << 8 } else { 0 }
                     | if input.range(0, 3) > 0 { 1 << 9 } else { 0 };
-                write32(&mut regs, reg + 0x10, control);
+                write32(&mut regs, &mut net, reg + 0x10, control);
             }
-            4 => write32(&mut regs, GLOBAL_CONTROL, input.u32()),
+            4 => write32(&mut regs, &mut net, GLOBAL_CONTROL, input.u32()),
             5 => {
                 let offset = input.range(0, 0x10000 + 16);
                 let w = input.width();
                 let d = input.data(w);
-                regs.write(offset, &d);
+                net += balance(regs.write(offset, &d));
             }
             _ => {
                 let offset = input.range(0, 0x10000 + 16);
@@ -111,6 +125,8 @@ pub fn fuzz_hdm_decoders(data: &[u8]) {
                 regs.read(offset, &mut d);
             }
         }
-        check(kind, capacity, &regs.committed_decoders());
+        let committed = regs.committed_decoders();
+        check(kind, capacity, &committed);
+        assert_eq!(net, committed.len() as i64, "events and decoders disagree");
     }
 }

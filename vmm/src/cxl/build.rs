@@ -3,9 +3,9 @@
 //! BARs as firmware would, so the guest finds everything already placed.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use devices::cxl::component::{Cdat, ComponentKind, ComponentRegisters, HdmConfig};
+use devices::cxl::component::{Cdat, ComponentBlock, ComponentKind, ComponentRegisters, HdmConfig};
 use devices::cxl::mailbox::{FileLabels, LabelStorage, MemoryLabels};
 use devices::cxl::port::{build_port, PortRole};
 use devices::cxl::type3::{build_type3, Type3Spec, MSIX_VECTORS};
@@ -163,7 +163,7 @@ pub fn build(
             target_count: topo.host_bridges[h].root_ports.clamp(1, 8) as u8,
             ..HdmConfig::default()
         };
-        let chbcr = Arc::new(Mutex::new(ComponentRegisters::new(
+        let chbcr = Arc::new(ComponentBlock::new(ComponentRegisters::new(
             ComponentKind::HostBridge,
             Some(hdm),
         )));

@@ -4,7 +4,8 @@
 //! Linux (drivers/cxl/core/hdm.c) writes base, size, target list or DPA skip,
 //! then the control register with Commit set, and polls Committed or Error for
 //! 20 ms. We validate and answer on that same control write, so the guest never
-//! sees an intermediate state and the VMM can rebuild its region map at once.
+//! sees an intermediate state and the VMM can rebuild its region map at once
+//! (the block reports the write as an [`HdmEvent`]).
 
 use std::fmt;
 
@@ -253,6 +254,16 @@ impl DecoderState {
     }
 }
 
+/// A decoder commit or reset, as a component register block reports it to
+/// whoever maps the regions its decoders open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HdmEvent {
+    /// Decoder `decoder` committed.
+    Committed { decoder: usize },
+    /// Decoder `decoder`, committed until now, was released (Commit cleared).
+    Reset { decoder: usize },
+}
+
 /// What a register write did to the set of committed decoders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HdmChange {
@@ -350,6 +361,11 @@ impl HdmDecoders {
 
     pub(crate) fn enabled(&self) -> bool {
         self.global_control & GLOBAL_CTRL_ENABLE != 0
+    }
+
+    /// The decoder whose registers `offset` falls in.
+    pub(crate) fn decoder_at(&self, offset: u64) -> Option<usize> {
+        self.locate(offset).map(|(index, _)| index)
     }
 
     /// Splits an offset into (decoder index, register), if it names one.

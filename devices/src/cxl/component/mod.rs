@@ -3,28 +3,30 @@
 //! header array, RAS, link and HDM decoder capabilities. Also the DOE mailbox
 //! and the CDAT it serves, which describe the same components' performance.
 //!
-//! Everything here is plain device logic behind [`crate::BusDeviceMut`]; the VMM
-//! maps the block behind a BAR or the CHBS base and learns about decoder
-//! commits through [`ComponentRegisters::set_commit_listener`].
+//! [`ComponentRegisters`] is the plain register logic; [`ComponentBlock`] puts
+//! it on the bus behind its own lock and hands each decoder commit or reset
+//! to an [`HdmEventSink`] (the VMM's region mapper) once that lock is
+//! released.
 
+mod block;
 mod caps;
 pub mod cdat;
 pub mod doe;
 pub mod hdm;
 pub mod ras;
 
+pub use block::{ComponentBlock, HdmEventSink};
 pub use caps::{
     CACHE_MEM_OFFSET, CAP_ID_CACHE_MEM, CAP_ID_HDM, CAP_ID_LINK, CAP_ID_RAS, HDM_OFFSET,
     LINK_OFFSET, RAS_OFFSET,
 };
 pub use cdat::{Cdat, CdatEntry};
 pub use doe::{Doe, DoeProtocol};
-pub use hdm::{CommitError, DecoderState, GranularityCaps, HdmConfig};
+pub use hdm::{CommitError, DecoderState, GranularityCaps, HdmConfig, HdmEvent};
 pub use ras::RasCapability;
 
 use std::fmt;
 
-use crate::BusDeviceMut;
 use caps::{CapabilitySet, CACHE_MEM_LEN};
 use hdm::{HdmChange, HdmDecoders};
 
@@ -76,7 +78,21 @@ pub struct ComponentRegisters {
     header_array: Vec<u32>,
     ras: Option<RasCapability>,
     hdm: Option<HdmDecoders>,
-    commit_listener: Option<Box<dyn Fn() + Send>>,
+}
+
+/// The decoder events of one register write: a qword write reaches two
+/// dwords, so at most two.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HdmEvents([Option<HdmEvent>; 2]);
+
+impl HdmEvents {
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = HdmEvent> + '_ {
+        self.0.iter().flatten().copied()
+    }
 }
 
 impl ComponentRegisters {
@@ -93,22 +109,11 @@ impl ComponentRegisters {
             hdm: caps
                 .hdm
                 .then(|| HdmDecoders::new(hdm.unwrap_or_else(|| kind.default_hdm()), endpoint)),
-            commit_listener: None,
         }
     }
 
     pub fn kind(&self) -> ComponentKind {
         self.kind
-    }
-
-    /// Calls `f` after every commit or uncommit of a decoder, from within the
-    /// guest's register write, so the VMM can recompute the region map.
-    ///
-    /// The block is borrowed for the whole write (the bus holds its lock), so
-    /// `f` must not access this block: record that a change happened and call
-    /// [`Self::committed_decoders`] afterwards.
-    pub fn set_commit_listener(&mut self, f: Box<dyn Fn() + Send>) {
-        self.commit_listener = Some(f);
     }
 
     /// Committed decoders in index order; empty for kinds without HDM.
@@ -158,48 +163,31 @@ impl ComponentRegisters {
         0
     }
 
-    fn write_dword(&mut self, offset: u64, value: u32) -> HdmChange {
-        let Some(cm) = cache_mem_offset(offset) else {
-            return HdmChange::None;
-        };
+    fn write_dword(&mut self, offset: u64, value: u32) -> Option<HdmEvent> {
+        let cm = cache_mem_offset(offset)?;
         if let Some(ras) = &mut self.ras {
             if let Some(rel) = within(cm, RAS_OFFSET, ras::RAS_CAPABILITY_LEN) {
                 ras.write(rel, value);
-                return HdmChange::None;
+                return None;
             }
         }
         if let Some(hdm) = &mut self.hdm {
             if let Some(rel) = within(cm, HDM_OFFSET, hdm.len()) {
-                return hdm.write(rel, value);
+                let change = hdm.write(rel, value);
+                let decoder = hdm.decoder_at(rel)?;
+                return match change {
+                    HdmChange::None => None,
+                    HdmChange::Committed => Some(HdmEvent::Committed { decoder }),
+                    HdmChange::Uncommitted => Some(HdmEvent::Reset { decoder }),
+                };
             }
         }
         // Header array and link capability are read-only.
-        HdmChange::None
+        None
     }
 
-    fn notify(&self, changes: &[HdmChange]) {
-        if changes.iter().any(|c| *c != HdmChange::None) {
-            if let Some(f) = &self.commit_listener {
-                f();
-            }
-        }
-    }
-}
-
-/// The offset within the CXL.cache/mem area, if `offset` falls in it.
-fn cache_mem_offset(offset: u64) -> Option<u64> {
-    let cm = offset.checked_sub(CACHE_MEM_OFFSET)?;
-    (cm < CACHE_MEM_LEN).then_some(cm)
-}
-
-/// `cm - start` if `cm` lies in `[start, start + len)`.
-fn within(cm: u64, start: u64, len: u64) -> Option<u64> {
-    let rel = cm.checked_sub(start)?;
-    (rel < len).then_some(rel)
-}
-
-impl BusDeviceMut for ComponentRegisters {
-    fn read(&mut self, offset: u64, data: &mut [u8]) {
+    /// A guest read of `data.len()` bytes at `offset`.
+    pub fn read(&self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         match data.len() {
             4 if offset.is_multiple_of(4) => {
@@ -215,24 +203,36 @@ impl BusDeviceMut for ComponentRegisters {
         }
     }
 
-    fn write(&mut self, offset: u64, data: &[u8]) {
+    /// A guest write; returns the decoder commits and resets it caused.
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> HdmEvents {
         match *data {
-            [a, b, c, d] if offset.is_multiple_of(4) => {
-                let change = self.write_dword(offset, u32::from_le_bytes([a, b, c, d]));
-                self.notify(&[change]);
-            }
+            [a, b, c, d] if offset.is_multiple_of(4) => HdmEvents([
+                self.write_dword(offset, u32::from_le_bytes([a, b, c, d])),
+                None,
+            ]),
             [a, b, c, d, e, f, g, h] if offset.is_multiple_of(8) => {
                 // Low dword first, as Linux's lo-hi 64-bit accessors do.
                 let lo = self.write_dword(offset, u32::from_le_bytes([a, b, c, d]));
-                let hi = match offset.checked_add(4) {
-                    Some(o) => self.write_dword(o, u32::from_le_bytes([e, f, g, h])),
-                    None => HdmChange::None,
-                };
-                self.notify(&[lo, hi]);
+                let hi = offset
+                    .checked_add(4)
+                    .and_then(|o| self.write_dword(o, u32::from_le_bytes([e, f, g, h])));
+                HdmEvents([lo, hi])
             }
-            _ => {}
+            _ => HdmEvents::default(),
         }
     }
+}
+
+/// The offset within the CXL.cache/mem area, if `offset` falls in it.
+fn cache_mem_offset(offset: u64) -> Option<u64> {
+    let cm = offset.checked_sub(CACHE_MEM_OFFSET)?;
+    (cm < CACHE_MEM_LEN).then_some(cm)
+}
+
+/// `cm - start` if `cm` lies in `[start, start + len)`.
+fn within(cm: u64, start: u64, len: u64) -> Option<u64> {
+    let rel = cm.checked_sub(start)?;
+    (rel < len).then_some(rel)
 }
 
 impl fmt::Debug for ComponentRegisters {
