@@ -1,0 +1,348 @@
+//! Putting the machine together, one kind of hardware per step.
+
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+
+use devices::cxl::backing::Type3Backing;
+use devices::legacy::{AcpiPm, Cmos, SerialPort, TestExit, I8042, PM_IO_LEN};
+use devices::pci::{Bdf, ConfigIo, Ecam, HostBridge, PciRoot};
+use devices::{Bus, ExitRequest};
+use fabric::topology::Topology;
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::machine::Machine;
+use super::{io_err, kvm_err, VmConfig, VmError};
+use crate::boot::{self, BootSpec, EntryPoint};
+use crate::console::{Console, ConsoleOut};
+use crate::cpu::{self, CpuidOptions};
+use crate::cxl::plan::CxlPlan;
+use crate::cxl::regions::{KvmSlots, Layout, RegionMapper, WindowTrap};
+use crate::irq::GsiRouter;
+use crate::layout::*;
+use crate::memory::{e820_map, ram_end, ram_ranges, GuestMemory, E820_RAM};
+use crate::{acpi, cxl, host};
+
+/// A machine being assembled. [`MachineBuilder::new`] gives the parts every
+/// machine has; each `add_*` step adds one kind of device, wiring it to the
+/// buses, the PCI segment and the interrupt controller and leaving its ACPI
+/// description here; [`MachineBuilder::build`] finishes the platform.
+pub struct MachineBuilder<'a> {
+    cfg: &'a VmConfig,
+    kvm: Kvm,
+    vm: Arc<VmFd>,
+    mem: GuestMemory,
+    irq: GsiRouter,
+    exit: ExitRequest,
+    pio: Bus,
+    mmio: Arc<Bus>,
+    /// The PCI segment; config access to it is set up by `build`.
+    pci: PciRoot,
+    /// Where the CXL hierarchy of `--topology` goes, if there is one.
+    cxl_plan: Option<CxlPlan>,
+    console: Option<Console>,
+    acpi: AcpiParts,
+    /// Kept alive while the guest runs: decoder changes are reported to it.
+    regions: Option<Arc<RegionMapper<KvmSlots>>>,
+    /// The type-3 devices' media, synced when the guest is over.
+    backings: Vec<Arc<Type3Backing>>,
+}
+
+/// What device steps add to the firmware tables.
+#[derive(Default)]
+struct AcpiParts {
+    /// The topology SRAT describes (CXL generic ports), if any.
+    topology: Option<Topology>,
+    /// Tables listed in the XSDT after SRAT, in order.
+    tables: Vec<Vec<u8>>,
+    /// AML for the DSDT body.
+    dsdt: Vec<u8>,
+}
+
+impl<'a> MachineBuilder<'a> {
+    /// The KVM VM, guest RAM, the interrupt controller; empty buses and a
+    /// PCI segment holding only its host bridge.
+    pub fn new(cfg: &'a VmConfig) -> Result<Self, VmError> {
+        let kvm = Kvm::new().map_err(VmError::OpenKvm)?;
+        if cfg.check_host && host::kvm_is_paravirtual() && !host::cpu_has_hw_virt() {
+            return Err(VmError::ParavirtKvm(
+                std::env::args().collect::<Vec<_>>().join(" "),
+            ));
+        }
+        let vm = Arc::new(kvm.create_vm().map_err(kvm_err("create VM"))?);
+        // Pages KVM needs for its own use on Intel (TSS, identity map), at
+        // the top of the 32-bit hole where `layout` keeps them free.
+        vm.set_tss_address(KVM_TSS_START as usize)
+            .map_err(kvm_err("set TSS address"))?;
+        vm.set_identity_map_address(KVM_IDENTITY_MAP_START)
+            .map_err(kvm_err("set identity map address"))?;
+        let irq = interrupt_controller(&vm)?;
+        let mem = memory(&vm, cfg.mem_size)?;
+        let exit = ExitRequest::new().map_err(io_err("exit eventfd"))?;
+        // Where the CXL hierarchy goes, and a check that nothing in the
+        // guest's physical map overlaps, before any device exists.
+        let cxl_plan = match &cfg.topology {
+            Some(t) => Some(cxl::plan::plan(
+                t,
+                (CXL_MMIO32_START, CXL_MMIO32_END),
+                ram_end(cfg.mem_size),
+            )?),
+            None => None,
+        };
+        crate::guest_map::guest_map(cfg.mem_size, cfg.topology.as_ref().zip(cxl_plan.as_ref()))?;
+        let mmio = Arc::new(Bus::new());
+        // BARs decode anywhere in the 32-bit PCI window (the main root
+        // bridge's part and the CXL host bridges'); elsewhere, nothing.
+        let mut pci = PciRoot::new(mmio.clone(), vec![(PCI_MMIO32_START, PCI_MMIO32_SIZE)]);
+        pci.add(Bdf::new(0, 0, 0), HostBridge::default());
+        Ok(Self {
+            cfg,
+            kvm,
+            vm,
+            mem,
+            irq,
+            exit,
+            pio: Bus::new(),
+            mmio,
+            pci,
+            cxl_plan,
+            console: None,
+            acpi: AcpiParts::default(),
+            regions: None,
+            backings: Vec::new(),
+        })
+    }
+
+    /// COM1 (the console), the i8042's reset line, the CMOS RTC, the ACPI PM
+    /// registers and the test-exit port.
+    pub fn add_legacy_devices(&mut self) -> Result<(), VmError> {
+        let log = self
+            .cfg
+            .serial_log
+            .as_ref()
+            .map(|p| {
+                File::create(p).map_err(|source| VmError::SerialLog {
+                    path: p.clone(),
+                    source,
+                })
+            })
+            .transpose()?;
+        let com1_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(io_err("serial eventfd"))?;
+        self.vm
+            .register_irqfd(&com1_irq, IRQ_COM1)
+            .map_err(kvm_err("route COM1 interrupt"))?;
+        let console: Console =
+            Arc::new(Mutex::new(SerialPort::new(com1_irq, ConsoleOut::new(log))));
+        let exit = &self.exit;
+        self.pio.insert(console.clone(), PORT_COM1, PORT_COM1_LEN)?;
+        self.pio.insert(
+            Arc::new(Mutex::new(I8042::new(exit.clone()))),
+            PORT_I8042,
+            PORT_I8042_LEN,
+        )?;
+        self.pio
+            .insert(Arc::new(Mutex::new(Cmos::new())), PORT_CMOS, PORT_CMOS_LEN)?;
+        self.pio.insert(
+            Arc::new(Mutex::new(AcpiPm::new(exit.clone()))),
+            PORT_PM_BASE,
+            PM_IO_LEN,
+        )?;
+        self.pio.insert(
+            Arc::new(TestExit::new(exit.clone())),
+            PORT_TEST_EXIT,
+            PORT_TEST_EXIT_LEN,
+        )?;
+        self.console = Some(console);
+        Ok(())
+    }
+
+    /// The CXL fabric of `--topology`, if any: its PCI functions (root
+    /// ports, switches, type-3 devices) with BARs and interrupts, the host
+    /// bridges' component registers, the windows' trapped path and the
+    /// region map behind it, and CEDT, HMAT and the host bridges' AML.
+    pub fn add_cxl_hierarchy(&mut self) -> Result<(), VmError> {
+        let (Some(topo), Some(plan)) = (&self.cfg.topology, &self.cxl_plan) else {
+            return Ok(());
+        };
+        let devs = cxl::build::build(topo, plan, &mut self.pci, &self.mmio, &self.irq)?;
+        let slots = KvmSlots::new(self.vm.clone(), devs.backings.clone());
+        let mapper = RegionMapper::new(Layout::new(topo, plan), devs.decoders, slots);
+        // Window addresses not mapped natively exit to the VMM and are
+        // decoded here.
+        for w in &plan.windows {
+            let trap = WindowTrap::new(w.base, mapper.tree(), devs.backings.clone());
+            self.mmio.insert(Arc::new(trap), w.base, w.size)?;
+        }
+        self.regions = Some(mapper);
+        self.acpi.topology = Some(topo.clone());
+        self.backings = devs.backings;
+        self.acpi.tables.push(cxl::acpi::cedt(topo, plan));
+        self.acpi.tables.push(cxl::acpi::hmat(topo));
+        self.acpi.dsdt.extend(cxl::acpi::dsdt_objects(topo, plan));
+        Ok(())
+    }
+
+    /// Finishes the platform: configuration access to the PCI segment (ECAM
+    /// and 0xCF8/0xCFC), the ACPI tables, the kernel and initrd, the vCPUs.
+    pub fn build(self) -> Result<Machine, VmError> {
+        let rsdp = self.write_acpi_tables()?;
+        let entry = self.load_kernel(rsdp)?;
+        let vcpus = self.create_vcpus(&entry)?;
+        // No more functions join the segment from here on.
+        let pci = Arc::new(self.pci);
+        self.pio.insert(
+            Arc::new(ConfigIo::new(pci.clone())),
+            PORT_PCI_CONFIG,
+            PORT_PCI_CONFIG_LEN,
+        )?;
+        self.mmio
+            .insert(Arc::new(Ecam::new(pci)), ECAM_START, ECAM_SIZE)?;
+        let console = self
+            .console
+            .ok_or_else(|| VmError::Fatal("no console: legacy devices were not added".into()))?;
+        Ok(Machine {
+            timeout: self.cfg.timeout,
+            script: self.cfg.script.is_some(),
+            _vm: self.vm,
+            mem: self.mem,
+            exit: self.exit,
+            pio: self.pio,
+            mmio: self.mmio,
+            console,
+            regions: self.regions,
+            backings: self.backings,
+            vcpus,
+        })
+    }
+
+    /// Writes the tables into the BIOS area; returns the RSDP's address.
+    fn write_acpi_tables(&self) -> Result<u64, VmError> {
+        let cfg = self.cfg;
+        let mut extra_tables = vec![cxl::acpi::srat(
+            cfg.vcpus,
+            &ram_map(cfg.mem_size),
+            self.acpi.topology.as_ref(),
+        )];
+        extra_tables.extend(self.acpi.tables.iter().cloned());
+        let tables = acpi::build(&acpi::AcpiConfig {
+            vcpus: cfg.vcpus,
+            extra_tables,
+            dsdt_extra: self.acpi.dsdt.clone(),
+        })?;
+        for (addr, blob) in &tables.blobs {
+            self.mem
+                .write_slice(blob, GuestAddress(*addr))
+                .map_err(|e| VmError::Fatal(format!("writing ACPI tables: {e}")))?;
+        }
+        Ok(tables.rsdp_addr)
+    }
+
+    /// Loads the kernel and the initrd (with the `--script` archive).
+    fn load_kernel(&self, rsdp_addr: u64) -> Result<EntryPoint, VmError> {
+        let cfg = self.cfg;
+        let mut initrd = cfg.initrd.as_deref().map(boot::read_initrd).transpose()?;
+        if let Some(script) = &cfg.script {
+            let initrd = initrd.get_or_insert_with(Vec::new);
+            crate::initramfs::append_script(initrd, script);
+        }
+        Ok(boot::load_kernel(
+            &self.mem,
+            &BootSpec {
+                kernel: &cfg.kernel,
+                initrd,
+                cmdline: &cfg.cmdline,
+                mem_size: cfg.mem_size,
+                rsdp_addr,
+            },
+        )?)
+    }
+
+    /// The vCPUs, the boot CPU set up to enter the kernel at `entry`.
+    fn create_vcpus(&self, entry: &EntryPoint) -> Result<Vec<VcpuFd>, VmError> {
+        let cfg = self.cfg;
+        let base_cpuid = self
+            .kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_err("get supported CPUID"))?;
+        let mut vcpus = Vec::new();
+        for i in 0..cfg.vcpus {
+            let fd = self
+                .vm
+                .create_vcpu(u64::from(i))
+                .map_err(kvm_err("create vCPU"))?;
+            let mut cpuid = base_cpuid.clone();
+            cpu::filter_cpuid(
+                &mut cpuid,
+                i,
+                CpuidOptions {
+                    vcpu_count: cfg.vcpus,
+                    show_hypervisor: cfg.show_hypervisor,
+                },
+            );
+            fd.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
+            cpu::setup_msrs(&fd)?;
+            cpu::setup_lapic(&fd)?;
+            // Application processors wait for INIT/SIPI from the boot CPU.
+            if i == 0 {
+                cpu::setup_long_mode(&fd, &self.mem)?;
+                cpu::setup_regs(&fd, entry.rip, entry.zero_page)?;
+            }
+            vcpus.push(fd);
+        }
+        Ok(vcpus)
+    }
+}
+
+/// The in-kernel IOAPIC/PIC/LAPICs and the PIT; the GSI routing table
+/// that MSI-X and INTx routes are added to.
+fn interrupt_controller(vm: &Arc<VmFd>) -> Result<GsiRouter, VmError> {
+    vm.create_irq_chip()
+        .map_err(kvm_err("create in-kernel irqchip"))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit).map_err(kvm_err("create PIT"))?;
+    Ok(GsiRouter::new(vm.clone()))
+}
+
+/// Guest RAM, below and above the 32-bit hole, as KVM memory slots.
+fn memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
+    let mem = GuestMemory::from_ranges(&ram_ranges(size)).map_err(|e| VmError::Memory {
+        size,
+        msg: e.to_string(),
+    })?;
+    for (slot, region) in mem.iter().enumerate() {
+        let host_addr = mem
+            .get_host_address(region.start_addr())
+            .map_err(|e| VmError::Memory {
+                size,
+                msg: e.to_string(),
+            })?;
+        let region_desc = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host_addr as u64,
+            flags: 0,
+        };
+        // SAFETY: the host range is a live mmap owned by `mem`, which outlives
+        // the VM (both are dropped when the machine is, the VM first), and the
+        // slot does not overlap any other slot.
+        unsafe { vm.set_user_memory_region(region_desc) }.map_err(kvm_err("add RAM slot"))?;
+    }
+    Ok(mem)
+}
+
+/// Guest RAM as (base, length) ranges, as the e820 map reports it.
+fn ram_map(mem_size: u64) -> Vec<(u64, u64)> {
+    e820_map(mem_size)
+        .into_iter()
+        .filter(|e| e.kind == E820_RAM)
+        .map(|e| (e.addr, e.size))
+        .collect()
+}

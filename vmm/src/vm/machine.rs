@@ -1,0 +1,148 @@
+//! The built machine running: one thread per vCPU, one for console input,
+//! and this one waiting for the guest (or the user, or the clock) to stop it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use devices::cxl::backing::Type3Backing;
+use devices::{Bus, ExitReason, ExitRequest};
+use kvm_ioctls::{VcpuFd, VmFd};
+use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::Killable;
+
+use super::{io_err, Outcome, VmError};
+use super::{STATUS_NO_SCRIPT_STATUS, STATUS_QUIT, STATUS_TIMEOUT};
+use crate::console::{self, Console, RawTerminal};
+use crate::cxl;
+use crate::cxl::regions::{KvmSlots, RegionMapper};
+use crate::memory::GuestMemory;
+use crate::vcpu::{self, VcpuShared};
+
+/// A machine ready to run, as [`super::MachineBuilder::build`] leaves it.
+pub struct Machine {
+    pub(super) timeout: Option<Duration>,
+    /// Whether a `--script` runs (it should report its own status).
+    pub(super) script: bool,
+    pub(super) _vm: Arc<VmFd>,
+    pub(super) mem: GuestMemory,
+    pub(super) exit: ExitRequest,
+    pub(super) pio: Bus,
+    pub(super) mmio: Arc<Bus>,
+    pub(super) console: Console,
+    /// Alive while the guest runs: the component blocks report decoder
+    /// changes to it.
+    pub(super) regions: Option<Arc<RegionMapper<KvmSlots>>>,
+    /// The type-3 devices' media, synced when the guest is over.
+    pub(super) backings: Vec<Arc<Type3Backing>>,
+    pub(super) vcpus: Vec<VcpuFd>,
+}
+
+impl Machine {
+    /// Runs the guest until something asks to stop; how it ended.
+    pub fn run(self) -> Result<Outcome, VmError> {
+        let exit = self.exit.clone();
+        vcpu::install_kick_handler().map_err(io_err("install vCPU kick handler"))?;
+        let shared = VcpuShared {
+            pio: Arc::new(self.pio),
+            mmio: self.mmio,
+            regions: self.regions,
+            exit: exit.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            fatal: Arc::new(Mutex::new(None)),
+            triple_fault: Arc::new(AtomicBool::new(false)),
+            mem: self.mem.clone(),
+        };
+        let _raw = RawTerminal::enter();
+        let input_stop = EventFd::new(0).map_err(io_err("console eventfd"))?;
+        let input = console::spawn_input(
+            self.console,
+            exit.clone(),
+            input_stop.try_clone().map_err(io_err("console eventfd"))?,
+        )
+        .map_err(io_err("spawn console thread"))?;
+
+        let mut threads = Vec::new();
+        for (i, fd) in self.vcpus.into_iter().enumerate() {
+            match vcpu::spawn(i as u8, fd, shared.clone()) {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    shared.fail(format!("spawn vCPU thread: {e}"));
+                    break;
+                }
+            }
+        }
+
+        // Sleep until a device, a vCPU or the console asks to stop, or the
+        // time limit passes.
+        wait_for_exit(&exit, self.timeout).map_err(io_err("wait for the guest"))?;
+        let reason = exit.reason().unwrap_or(ExitReason::Fatal);
+
+        shared.stop.store(true, Ordering::Release);
+        for t in threads {
+            // A vCPU may be about to enter KVM_RUN when the first kick lands,
+            // so kick until it has left.
+            while !t.is_finished() {
+                let _ = t.kill(vcpu::kick_signal());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = t.join();
+        }
+        let _ = input_stop.write(1);
+        let _ = input.join();
+        // However the guest ended, what it stored in persistent media
+        // reaches stable storage before cxlvmm exits (docs/persistence.md).
+        cxl::sync_persistent_media(&self.backings);
+
+        if reason == ExitReason::Fatal {
+            let msg = shared
+                .fatal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .unwrap_or_else(|| "unknown vCPU failure".into());
+            return Err(VmError::Fatal(msg));
+        }
+        let status = match reason {
+            ExitReason::TestExit(code) => i32::from(code),
+            ExitReason::Quit => STATUS_QUIT,
+            ExitReason::Timeout => STATUS_TIMEOUT,
+            _ if self.script => STATUS_NO_SCRIPT_STATUS,
+            _ => 0,
+        };
+        Ok(Outcome { reason, status })
+    }
+}
+
+/// Blocks until an exit is requested, or requests one at the deadline.
+fn wait_for_exit(exit: &ExitRequest, timeout: Option<Duration>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+    let epoll = Epoll::new()?;
+    epoll.ctl(
+        ControlOperation::Add,
+        exit.event().as_raw_fd(),
+        EpollEvent::new(EventSet::IN, 0),
+    )?;
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let mut events = [EpollEvent::default(); 1];
+    while !exit.is_requested() {
+        let wait_ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    exit.request(ExitReason::Timeout);
+                    break;
+                }
+                left.as_millis().min(i32::MAX as u128) as i32
+            }
+        };
+        match epoll.wait(wait_ms, &mut events) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

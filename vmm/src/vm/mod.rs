@@ -1,0 +1,119 @@
+//! The machine: `cxlvmm run` builds it step by step ([`MachineBuilder`]) and
+//! runs it until the guest (or the user) stops it ([`Machine`]).
+
+mod builder;
+mod machine;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use devices::ExitReason;
+
+use crate::{acpi, boot, cpu, cxl};
+pub use builder::MachineBuilder;
+pub use machine::Machine;
+
+/// Everything `cxlvmm run` needs, already validated by the CLI.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    /// The CXL fabric; None boots a plain machine (`--no-cxl`).
+    pub topology: Option<fabric::topology::Topology>,
+    pub vcpus: u8,
+    pub mem_size: u64,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cmdline: String,
+    pub script: Option<Vec<u8>>,
+    pub show_hypervisor: bool,
+    pub serial_log: Option<PathBuf>,
+    /// Stop the guest (exit status 124, vCPU state on stderr) after this long.
+    pub timeout: Option<Duration>,
+    /// Refuse to start on a host whose /dev/kvm cannot run a stock kernel.
+    pub check_host: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("cannot open /dev/kvm: {0} (is KVM available and are you allowed to use it?)")]
+    OpenKvm(kvm_ioctls::Error),
+    #[error(
+        "this host's /dev/kvm is a paravirtual KVM (module kvm_pvm, no VT-x/AMD-V) that cannot boot a stock Linux kernel; \
+         run cxlvmm inside the nested rig: scripts/rig -- {0}"
+    )]
+    ParavirtKvm(String),
+    #[error("KVM: {what}: {source}")]
+    Kvm {
+        what: &'static str,
+        source: kvm_ioctls::Error,
+    },
+    #[error("cannot allocate {size} bytes of guest memory: {msg}")]
+    Memory { size: u64, msg: String },
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    #[error(transparent)]
+    Cpu(#[from] cpu::CpuError),
+    #[error(transparent)]
+    Acpi(#[from] acpi::AcpiError),
+    #[error("cannot open --serial-log {path}: {source}")]
+    SerialLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("device layout: {0}")]
+    Bus(#[from] devices::BusError),
+    #[error("CXL devices: {0}")]
+    CxlBuild(#[from] cxl::build::BuildError),
+    #[error("CXL layout: {0}")]
+    CxlPlan(#[from] cxl::plan::PlanError),
+    #[error(transparent)]
+    Map(#[from] crate::guest_map::MapOverlap),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+pub(crate) fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |source| VmError::Kvm { what, source }
+}
+
+pub(crate) fn io_err(what: &'static str) -> impl FnOnce(std::io::Error) -> VmError {
+    move |source| VmError::Io { what, source }
+}
+
+/// How the run ended, and the status cxlvmm exits with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub reason: ExitReason,
+    pub status: i32,
+}
+
+/// Status when a `--script` run ends without the guest reporting the script's
+/// status (kernel panic, reset, power-off before /init reported).
+pub const STATUS_NO_SCRIPT_STATUS: i32 = 125;
+/// Status after the console escape (Ctrl-A x), as for SIGINT.
+pub const STATUS_QUIT: i32 = 130;
+/// Status when `--timeout` expired, as timeout(1) uses.
+pub const STATUS_TIMEOUT: i32 = 124;
+
+/// Builds the machine `cfg` describes and runs it.
+///
+/// Each step adds one kind of hardware, with everything it needs (bus
+/// ranges, PCI functions, interrupts, ACPI parts); a new device kind
+/// (an accelerator, virtio) is one more step here.
+pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
+    // The KVM VM (refused on a host that cannot boot Linux), guest RAM, the
+    // in-kernel interrupt controller and PIT, empty buses and PCI segment;
+    // where the CXL hierarchy goes, checked against the rest of the map.
+    let mut m = MachineBuilder::new(cfg)?;
+    // COM1, i8042 reset, CMOS RTC, ACPI PM registers, test-exit port.
+    m.add_legacy_devices()?;
+    // Host bridges, switches, type-3 devices, their windows and regions.
+    m.add_cxl_hierarchy()?;
+    // ECAM and 0xCF8/0xCFC, the ACPI tables, the kernel, the vCPUs.
+    let machine = m.build()?;
+    machine.run()
+}
