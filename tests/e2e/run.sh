@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
     region-1way region-4way region-2hb region-256b pmem-persist-6.12 pmem-persist-6.1
-    region-mem-2g region-mem-3g region-mem-6g lat-tools)
+    region-mem-2g region-mem-3g region-mem-6g lat-tools mailbox-concurrent)
 if [ "${1:-}" = --list ]; then printf '%s\n' "${all_scenarios[@]}"; exit 0; fi
 REPO=$PWD
 CXLVMM=${CXLVMM:-$REPO/target/release/cxlvmm}
@@ -232,6 +232,57 @@ lat_tools() {
     result "$name" $?
 }
 
+# mailbox-concurrent: 4 vCPUs, one loop per memdev pinned to its own CPU,
+# each writing and reading back its device's label storage area through the
+# mailbox, all at once (tests/e2e/guest/mailbox-concurrent.sh). Every round
+# of every loop must pass, the four loops must have run on four different
+# CPUs, and their run times must overlap.
+mailbox_concurrent() {
+    local name=mailbox-concurrent rounds=${E2E_MBOX_ROUNDS:-6} rc
+    local script=$OUT/$name.sh
+    { echo "ROUNDS=$rounds"; cat tests/e2e/guest/mailbox-concurrent.sh; } >"$script"
+    note "$name: 4 vCPUs, tests/e2e/mailbox-4.toml, $rounds LSA write/read rounds per memdev at once"
+    local start=$SECONDS
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --cmdline "$GUEST_CMDLINE" --vcpus 4 \
+        --topology tests/e2e/mailbox-4.toml --script "$script" --serial-log "$OUT/$name.log" \
+        </dev/null >"$OUT/$name.stdout" 2>&1
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^MBOX' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    $PYTHON - "$OUT/$name.log" "$rounds" <<'PY' | sed 's/^/    /'
+import re, sys
+text = open(sys.argv[1], "rb").read().decode(errors="replace").replace("\r", "")
+rounds = int(sys.argv[2])
+loops = [m.groupdict() for m in re.finditer(
+    r"^MBOX-LOOP (?P<dev>mem\d+) cpu=(?P<cpu>\d+) ran_on=(?P<ran>\d+) rounds=(?P<ok>\d+)/(?P<n>\d+) "
+    r"start=(?P<start>[\d.]+) end=(?P<end>[\d.]+)", text, re.M)]
+problems = []
+if len(loops) != 4:
+    problems.append(f"{len(loops)} loops reported, not 4")
+if len({l["dev"] for l in loops}) != len(loops):
+    problems.append("a memdev was driven twice")
+if sorted(int(l["ran"]) for l in loops) != list(range(len(loops))):
+    problems.append("loops did not run on CPUs 0..3, one each")
+for l in loops:
+    if l["ran"] != l["cpu"] or int(l["ok"]) != rounds or int(l["n"]) != rounds:
+        problems.append(f'{l["dev"]}: cpu {l["cpu"]} ran on {l["ran"]}, {l["ok"]}/{l["n"]} rounds of {rounds}')
+if loops:
+    last_start = max(float(l["start"]) for l in loops)
+    first_end = min(float(l["end"]) for l in loops)
+    print(f"loops overlapped for {first_end - last_start:.2f} s (all four running)")
+    if first_end <= last_start:
+        problems.append("the loops did not run at the same time")
+if len(re.findall(r"^MBOX-FINAL mem\d+ ok$", text, re.M)) != 4 or re.search(r"^MBOX.*FAILED", text, re.M):
+    problems.append("a round or a final read-back failed")
+for p in problems:
+    print("problem:", p)
+sys.exit(1 if problems else 0)
+PY
+    local checked=${PIPESTATUS[0]}
+    [ "$rc" = 7 ] && [ "$checked" = 0 ]
+    result "$name" $?
+}
+
 PYTHON=python3
 [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
 
@@ -260,6 +311,7 @@ run_scenario() {
         pmem-persist-6.12) pmem_persist 6.12 2 ;;
         pmem-persist-6.1) pmem_persist 6.1 1 ;;
         lat-tools) lat_tools ;;
+        mailbox-concurrent) mailbox_concurrent ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
     esac
