@@ -1,8 +1,9 @@
 //! CXL device building blocks: DVSECs, component registers (HDM decoders,
 //! RAS, link), device registers with the mailbox, and CDAT over DOE.
 //!
-//! Each register block is a [`crate::BusDevice`] addressed by offset within
-//! the block, so it can be unit-tested alone and mapped behind any BAR.
+//! Each register block is addressed by offset within the block, so it can be
+//! unit-tested alone and placed behind any BAR; on the bus each has a lock of
+//! its own (`Mutex<DeviceRegisters>`, [`component::ComponentBlock`]).
 
 pub mod backing;
 pub mod component;
