@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use devices::cxl::component::AccessPerf;
+use devices::cxl::component::Cdat;
 use devices::cxl::mailbox::MemoryLabels;
 use devices::cxl::type3::{build_type3, Type3Spec, BAR_DEVICE_REGS};
 use devices::pci::{Bdf, LinkParams, MsiSink, PciDevice, PciFunction, PciRoot};
@@ -46,12 +46,7 @@ fn type3(i: usize) -> PciFunction {
                 width: 16,
                 port_number: 0,
             },
-            perf: AccessPerf {
-                read_latency_ps: 100_000,
-                write_latency_ps: 100_000,
-                read_bandwidth: 64_000,
-                write_bandwidth: 64_000,
-            },
+            cdat: Cdat::default(),
             intx: None,
             media: None,
         },
