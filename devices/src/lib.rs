@@ -15,6 +15,7 @@ pub mod cxl;
 pub mod exit;
 pub mod legacy;
 pub mod pci;
+pub mod virtio;
 
 pub use bus::{Bus, BusDevice, BusDeviceMut, BusError};
 pub use exit::{ExitReason, ExitRequest};
