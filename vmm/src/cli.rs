@@ -219,6 +219,10 @@ pub struct RunArgs {
     /// Print the full kernel command line the guest would get, and exit.
     #[arg(long)]
     pub print_cmdline: bool,
+    /// Raw disk image as a virtio-blk device (repeatable; `:ro` makes it
+    /// read-only). The guest sees them as /dev/vda, /dev/vdb, ... in order.
+    #[arg(long = "disk", value_name = "FILE[:ro]")]
+    pub disks: Vec<String>,
 }
 
 pub use runner::size::parse_size;
@@ -271,6 +275,21 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
     } else {
         format!("{DEFAULT_CMDLINE} {}", args.cmdline.trim())
     };
+    let disks = args
+        .disks
+        .iter()
+        .map(|d| crate::virtio::DiskSpec::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(d) = disks.iter().find(|d| !d.path.is_file()) {
+        return Err(format!("--disk {}: no such file", d.path.display()));
+    }
+    if disks.len() > crate::virtio::MAX_DISKS {
+        return Err(format!(
+            "--disk: {} disks given, at most {} fit on the root bus",
+            disks.len(),
+            crate::virtio::MAX_DISKS
+        ));
+    }
     let topology = if args.no_cxl {
         None
     } else {
@@ -288,6 +307,7 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         serial_log: args.serial_log.clone(),
         timeout: args.timeout.map(std::time::Duration::from_secs),
         check_host: !args.no_kvm_check,
+        disks,
     })
 }
 
@@ -407,6 +427,29 @@ mod tests {
         assert!(build_config(&bad)
             .unwrap_err()
             .contains("more than this host has"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn disks_are_checked_and_named_in_errors() {
+        let dir = std::env::temp_dir().join(format!("cxlvmm-cli-disk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let k = dir.join("kernel");
+        let img = dir.join("a.img");
+        std::fs::write(&k, b"x").unwrap();
+        std::fs::write(&img, [0u8; 512]).unwrap();
+        let (k, img) = (k.to_str().unwrap(), img.to_str().unwrap());
+        let ro = format!("{img}:ro");
+        let args = RunArgs::parse_from_run(&["--kernel", k, "--disk", img, "--disk", &ro]);
+        let cfg = build_config(&args).unwrap();
+        assert_eq!(cfg.disks.len(), 2);
+        assert!(!cfg.disks[0].read_only && cfg.disks[1].read_only);
+        assert_eq!(cfg.disks[1].path, std::path::Path::new(img));
+        let bad = RunArgs::parse_from_run(&["--kernel", k, "--disk", "/nonexistent/d.img:ro"]);
+        assert_eq!(
+            build_config(&bad).unwrap_err(),
+            "--disk /nonexistent/d.img: no such file"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

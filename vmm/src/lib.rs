@@ -17,4 +17,5 @@ pub mod irq;
 pub mod layout;
 pub mod memory;
 pub mod vcpu;
+pub mod virtio;
 pub mod vm;

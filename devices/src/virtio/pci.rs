@@ -214,6 +214,13 @@ pub struct VirtioPci {
 }
 
 impl VirtioPci {
+    /// MSI-X vectors the function of `device` has: one per queue and one
+    /// for configuration changes (the `msi` sink given to [`VirtioPci::new`]
+    /// must serve that many).
+    pub fn msix_vectors(device: &dyn VirtioDevice) -> u16 {
+        u16::try_from(device.queue_max_sizes().len() + 1).unwrap_or(u16::MAX)
+    }
+
     /// Wraps `device` in a transport whose queues live in `mem`, with
     /// PCI class code `class` and MSI-X vectors delivered through `msi`.
     pub fn new(
@@ -242,7 +249,7 @@ impl VirtioPci {
             let _ = config.add_capability(CAP_ID_VENDOR, cap, &[]);
         }
         let queue_sizes = device.queue_max_sizes();
-        let vectors = queue_sizes.len() as u16 + 1;
+        let vectors = Self::msix_vectors(device.as_ref());
         let mut function = PciFunction::new(config);
         let msix = function.add_msix(vectors, MSIX_BAR, msi);
         let isr = Arc::new(AtomicU8::new(0));

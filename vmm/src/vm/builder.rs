@@ -186,6 +186,13 @@ impl<'a> MachineBuilder<'a> {
         Ok(())
     }
 
+    /// A virtio-blk function on the root bus for each `--disk`, its queues
+    /// in guest RAM, its MSI-X vectors routed through KVM.
+    pub fn add_virtio_disks(&mut self) -> Result<(), VmError> {
+        crate::virtio::add_disks(&self.cfg.disks, &self.mem, &mut self.pci, &self.irq)?;
+        Ok(())
+    }
+
     /// Finishes the platform: configuration access to the PCI segment (ECAM
     /// and 0xCF8/0xCFC), the ACPI tables, the kernel and initrd, the vCPUs.
     pub fn build(self) -> Result<Machine, VmError> {

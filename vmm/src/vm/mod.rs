@@ -30,6 +30,8 @@ pub struct VmConfig {
     pub timeout: Option<Duration>,
     /// Refuse to start on a host whose /dev/kvm cannot run a stock kernel.
     pub check_host: bool,
+    /// Raw image files, each a virtio-blk function on the root bus.
+    pub disks: Vec<crate::virtio::DiskSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,8 @@ pub enum VmError {
     CxlPlan(#[from] cxl::plan::PlanError),
     #[error(transparent)]
     Map(#[from] crate::guest_map::MapOverlap),
+    #[error(transparent)]
+    Virtio(#[from] crate::virtio::VirtioError),
     #[error("{0}")]
     Fatal(String),
 }
@@ -113,6 +117,8 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
     m.add_legacy_devices()?;
     // Host bridges, switches, type-3 devices, their windows and regions.
     m.add_cxl_hierarchy()?;
+    // virtio-blk functions for --disk, on the root bus.
+    m.add_virtio_disks()?;
     // ECAM and 0xCF8/0xCFC, the ACPI tables, the kernel, the vCPUs.
     let machine = m.build()?;
     machine.run()
