@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::action::ActionHook;
 use crate::exec::{self, Observed, RunSpec};
-use crate::manifest::{CaseBody, KernelBoot, TopologySource};
+use crate::manifest::{CaseBody, DiskSource, KernelBoot, TopologySource};
 use crate::matrix::Job;
 use crate::report::live::Live;
 use crate::report::{Attempt, CaseResult};
@@ -107,7 +107,7 @@ fn move_files_into(dir: &Path, into: &Path) -> std::io::Result<()> {
 }
 
 /// cxlvmm's arguments after `run`, for one job.
-pub fn vmm_args(job: &Job, script: &Path) -> Vec<OsString> {
+pub fn vmm_args(job: &Job, script: &Path, disks: &[OsString]) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: &str| a.push(s.into());
     match &job.kernel.boot {
@@ -149,9 +149,51 @@ pub fn vmm_args(job: &Job, script: &Path) -> Vec<OsString> {
         a.push("--cmdline".into());
         a.push(cmdline.into());
     }
+    for d in disks {
+        a.push("--disk".into());
+        a.push(d.clone());
+    }
     a.push("--script".into());
     a.push(script.into());
     a
+}
+
+/// The `--disk` values of a job whose folder is `dir`: read-only image
+/// files in place; read-write ones copied to `dir/disk<N>.img`, and scratch
+/// disks made there (sparse), afresh for every try.
+pub fn prepare_disks(disks: &[DiskSource], dir: &Path) -> std::io::Result<Vec<OsString>> {
+    let mut out = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        let copy = dir.join(format!("disk{i}.img"));
+        let (path, read_only) = match d {
+            DiskSource::File {
+                path,
+                read_only: true,
+            } => (path.clone(), true),
+            DiskSource::File { path, .. } => {
+                std::fs::copy(path, &copy).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("disk {}: {e}", path.display()))
+                })?;
+                // The copy is the job's to write, whatever the original's mode.
+                std::fs::set_permissions(
+                    &copy,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
+                )?;
+                (copy, false)
+            }
+            DiskSource::Scratch { size, read_only } => {
+                let _ = std::fs::remove_file(&copy);
+                std::fs::File::create(&copy)?.set_len(*size)?;
+                (copy, *read_only)
+            }
+        };
+        let mut v = path.into_os_string();
+        if read_only {
+            v.push(":ro");
+        }
+        out.push(v);
+    }
+    Ok(out)
 }
 
 /// The command line that runs a job alone, for people.
@@ -225,7 +267,17 @@ fn run_once(job: &Job, dir: &Path, opts: &Options) -> CaseResult {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let args = vmm_args(job, &script_path);
+    let disks = match prepare_disks(&case.disks, &dir) {
+        Ok(d) => d,
+        Err(e) => {
+            let obs = Observed {
+                spawn_error: Some(format!("{}: {e}", dir.display())),
+                ..Observed::default()
+            };
+            return result(job, &dir, &obs, &Analysis::default(), None, String::new());
+        }
+    };
+    let args = vmm_args(job, &script_path, &disks);
     let rerun = rerun_line(opts.exe, &env, &args, &dir.join("rerun-console.log"));
     let written = std::fs::write(&script_path, script::guest_script(&ctx, &body)).and_then(|_| {
         std::fs::write(

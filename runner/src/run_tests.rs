@@ -163,7 +163,7 @@ fn vmm_args_follow_kernel_topology_and_case() {
     )
     .unwrap();
     let jobs = matrix::expand(&m);
-    let args: Vec<String> = vmm_args(&jobs[0], std::path::Path::new("/o/script.sh"))
+    let args: Vec<String> = vmm_args(&jobs[0], std::path::Path::new("/o/script.sh"), &[])
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
@@ -182,4 +182,58 @@ fn vmm_args_follow_kernel_topology_and_case() {
         line,
         "RUST_LOG='vmm::cxl=info x' /bin/cxlvmm run --cmdline 'a b' --serial-log /o/c.log"
     );
+}
+
+#[test]
+fn disks_become_per_job_images_and_disk_arguments() {
+    let dir = write_tree(&[("base.img", "b"), ("shared.img", "s")]);
+    let job_dir = dir.join("job");
+    std::fs::create_dir_all(&job_dir).unwrap();
+    std::fs::write(dir.join("base.img"), [7u8; 1024]).unwrap();
+    let disks = [
+        DiskSource::File {
+            path: dir.join("base.img"),
+            read_only: false,
+        },
+        DiskSource::File {
+            path: dir.join("shared.img"),
+            read_only: true,
+        },
+        DiskSource::Scratch {
+            size: 4096,
+            read_only: true,
+        },
+    ];
+    // An earlier try's writes are gone: the copy is made afresh.
+    std::fs::write(job_dir.join("disk0.img"), b"stale").unwrap();
+    let args = prepare_disks(&disks, &job_dir).unwrap();
+    let j = job_dir.display();
+    assert_eq!(
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
+        vec![
+            format!("{j}/disk0.img"),
+            format!("{}:ro", dir.join("shared.img").display()),
+            format!("{j}/disk2.img:ro"),
+        ]
+    );
+    assert_eq!(
+        std::fs::read(job_dir.join("disk0.img")).unwrap(),
+        [7u8; 1024]
+    );
+    assert_eq!(
+        std::fs::read(job_dir.join("disk2.img")).unwrap(),
+        [0u8; 4096]
+    );
+    assert!(
+        !job_dir.join("disk1.img").exists(),
+        "read-only files are used in place"
+    );
+    let missing = [DiskSource::File {
+        path: dir.join("gone.img"),
+        read_only: false,
+    }];
+    let e = prepare_disks(&missing, &job_dir).unwrap_err();
+    assert!(e.to_string().contains("gone.img"), "{e}");
 }

@@ -75,6 +75,18 @@ pub enum CaseBody {
     Command(String),
 }
 
+/// A `disks` entry: what becomes one `cxlvmm run --disk` of each job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskSource {
+    /// An image file (absolute). A read-only one is used in place (several
+    /// jobs may share it); a read-write one is copied into the job's folder
+    /// before each try, so that jobs never share a writable image and every
+    /// try starts from the same content.
+    File { path: PathBuf, read_only: bool },
+    /// A new zero-filled image of `size` bytes in the job's folder.
+    Scratch { size: u64, read_only: bool },
+}
+
 /// A host-side action the guest can ask for by name (`cxlvmm-action NAME`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
@@ -101,6 +113,8 @@ pub struct Case {
     pub dmesg: bool,
     pub check: Option<String>,
     pub actions: Vec<Action>,
+    /// Disks, in order: the guest's /dev/vda, /dev/vdb, ...
+    pub disks: Vec<DiskSource>,
 }
 
 impl Manifest {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::raw::{RawCase, RawKernel, RawManifest, RawSettings, RawSize, RawTopology};
 use super::{
-    Action, Case, CaseBody, GuestFinder, Kernel, KernelBoot, ManifestError, Topology,
+    Action, Case, CaseBody, DiskSource, GuestFinder, Kernel, KernelBoot, ManifestError, Topology,
     TopologySource, DEFAULT_GUEST,
 };
 
@@ -248,14 +248,15 @@ fn topology(t: &RawTopology, dir: &Path) -> Result<Topology> {
 
 /// Checks of settings that do not depend on the case.
 fn check_settings(at: &str, s: &RawSettings) -> Result<()> {
+    if let Some(v) = s.disks.as_ref().filter(|v| v.len() > MAX_DISKS) {
+        return err(format!(
+            "{at}: disks: {} entries, at most {MAX_DISKS} fit on cxlvmm's root bus",
+            v.len()
+        ));
+    }
     if let Some(v) = s.shares.as_ref().filter(|v| !v.is_empty()) {
         return err(format!(
             "{at}: shares = {v:?}: not supported yet (cxlvmm run has no --share)"
-        ));
-    }
-    if let Some(v) = s.disks.as_ref().filter(|v| !v.is_empty()) {
-        return err(format!(
-            "{at}: disks = {v:?}: not supported yet (cxlvmm run has no --disk)"
         ));
     }
     if let Some(v) = s.vcpus {
@@ -394,6 +395,12 @@ fn case(
     if c.check.as_deref().is_some_and(|x| x.trim().is_empty()) {
         return err(format!("{at}: check is empty"));
     }
+    let disks = s
+        .disks
+        .iter()
+        .flatten()
+        .map(|d| disk(&at, dir, d))
+        .collect::<Result<Vec<_>>>()?;
     let ignore_splats = s
         .ignore_splats
         .iter()
@@ -419,5 +426,33 @@ fn case(
         dmesg: s.dmesg.unwrap_or(true),
         check: c.check.clone(),
         actions,
+        disks,
     })
+}
+
+/// Largest number of disks cxlvmm puts on its root bus.
+const MAX_DISKS: usize = 31;
+
+/// One `disks` entry: `FILE`, `FILE:ro`, `scratch:SIZE` or `scratch:SIZE:ro`.
+fn disk(at: &str, dir: &Path, entry: &str) -> Result<DiskSource> {
+    let (body, read_only) = match entry.rsplit_once(':') {
+        Some((b, "ro")) => (b, true),
+        Some((b, "rw")) => (b, false),
+        _ => (entry, false),
+    };
+    let bad = |why: String| ManifestError(format!("{at}: disks: {entry:?}: {why}"));
+    if let Some(size) = body.strip_prefix("scratch:") {
+        let size = crate::size::parse_size(size).map_err(bad)?;
+        if size == 0 || size % 512 != 0 {
+            return Err(bad(
+                "a scratch disk's size must be a whole number of 512-byte sectors".into(),
+            ));
+        }
+        return Ok(DiskSource::Scratch { size, read_only });
+    }
+    if body.is_empty() {
+        return Err(bad("expected FILE[:ro] or scratch:SIZE[:ro]".into()));
+    }
+    let path = existing_file(&format!("{at}: disks"), dir, Path::new(body))?;
+    Ok(DiskSource::File { path, read_only })
 }
