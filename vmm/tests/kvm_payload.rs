@@ -339,6 +339,112 @@ fn code_in_device_memory_stops_the_vm_naming_the_place() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A payload drives the first `--disk` as a driver would, without
+/// interrupts: it negotiates VERSION_1, sets up queue 0 over rings that the
+/// ELF image carries, and queues a read of sector 0, a write of that data
+/// to sector 1 and a flush in one notification (served during that MMIO
+/// write). It exits with data[0] + the three status bytes + the used
+/// index; the host then finds the written sector in the image file.
+fn virtio_blk_requests_from_a_payload_reach_the_image() {
+    const RING: u64 = LOAD_ADDR + 0x1000;
+    const AVAIL: u64 = RING + 0x100;
+    const USED: u64 = RING + 0x200;
+    const HEADERS: u64 = RING + 0x300;
+    const DATA: u64 = RING + 0x400;
+    const STATUS: u64 = RING + 0x600;
+    let le32 = |v: u64| (v as u32).to_le_bytes();
+    let mut code: Vec<u8> = vec![0x48, 0xbe];
+    code.extend_from_slice(&0xc000_0000u64.to_le_bytes()); // mov rsi, BAR 0 of 00:01.0
+    #[rustfmt::skip]
+    code.extend_from_slice(&[
+        0xc6, 0x46, 0x14, 0x00,                   // status = 0 (reset)
+        0xc6, 0x46, 0x14, 0x03,                   // ACKNOWLEDGE | DRIVER
+        0xc7, 0x46, 0x08, 1, 0, 0, 0,             // driver_feature_select = 1
+        0xc7, 0x46, 0x0c, 1, 0, 0, 0,             // VIRTIO_F_VERSION_1 (bit 32)
+        0xc6, 0x46, 0x14, 0x0b,                   // | FEATURES_OK
+        0x66, 0xc7, 0x46, 0x16, 0, 0,             // queue_select = 0
+        0x66, 0xc7, 0x46, 0x18, 16, 0,            // queue_size = 16
+    ]);
+    for (off, addr) in [(0x20u8, RING), (0x28, AVAIL), (0x30, USED)] {
+        code.extend_from_slice(&[0xc7, 0x46, off]);
+        code.extend_from_slice(&le32(addr));
+        code.extend_from_slice(&[0xc7, 0x46, off + 4, 0, 0, 0, 0]);
+    }
+    #[rustfmt::skip]
+    code.extend_from_slice(&[
+        0x66, 0xc7, 0x46, 0x1c, 1, 0,             // queue_enable = 1
+        0xc6, 0x46, 0x14, 0x0f,                   // | DRIVER_OK
+        0x66, 0xc7, 0x86, 0, 0x30, 0, 0, 0, 0,    // notify queue 0 (BAR 0 + 0x3000)
+        0x8a, 0x04, 0x25,                         // mov al, [DATA]
+    ]);
+    code.extend_from_slice(&le32(DATA));
+    for addr in [STATUS, STATUS + 1, STATUS + 2, USED + 2] {
+        code.extend_from_slice(&[0x02, 0x04, 0x25]); // add al, [addr]
+        code.extend_from_slice(&le32(addr));
+    }
+    code.extend_from_slice(&[0x66, 0xba, 0xf4, 0x00, 0xee, 0xf4, 0xeb, 0xfd]); // out 0xf4; hlt
+    assert!(code.len() <= 0x1000);
+    let mut image = code;
+    image.resize(0x1000 + 0x700, 0);
+    let mut put = |at: u64, bytes: &[u8]| {
+        let o = (at - LOAD_ADDR) as usize;
+        image[o..o + bytes.len()].copy_from_slice(bytes);
+    };
+    // Descriptors (addr, len, flags: 1 NEXT, 2 WRITE, next).
+    let descs: [(u64, u32, u16, u16); 8] = [
+        (HEADERS, 16, 1, 1),
+        (DATA, 512, 3, 2),
+        (STATUS, 1, 2, 0),
+        (HEADERS + 16, 16, 1, 4),
+        (DATA, 512, 1, 5),
+        (STATUS + 1, 1, 2, 0),
+        (HEADERS + 32, 16, 1, 7),
+        (STATUS + 2, 1, 2, 0),
+    ];
+    for (i, (addr, len, flags, next)) in descs.into_iter().enumerate() {
+        let mut d = addr.to_le_bytes().to_vec();
+        d.extend_from_slice(&len.to_le_bytes());
+        d.extend_from_slice(&flags.to_le_bytes());
+        d.extend_from_slice(&next.to_le_bytes());
+        put(RING + 16 * i as u64, &d);
+    }
+    // Available ring: idx 3, heads 0, 3, 6.
+    put(AVAIL, &[0, 0, 3, 0, 0, 0, 3, 0, 6, 0]);
+    // Headers: IN sector 0, OUT sector 1, FLUSH.
+    put(HEADERS, &[0; 16]);
+    put(
+        HEADERS + 16,
+        &[1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+    );
+    put(
+        HEADERS + 32,
+        &[4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    put(STATUS, &[0xee; 3]);
+
+    let dir = scratch("virtio-blk");
+    let kernel = dir.join("blk.elf");
+    std::fs::write(&kernel, elf(&image)).unwrap();
+    let disk = dir.join("disk.img");
+    let mut content = vec![0x5au8; 512];
+    content.extend_from_slice(&[0u8; 1024]);
+    std::fs::write(&disk, &content).unwrap();
+    let out = cxlvmm()
+        .args(["run", "--no-kvm-check", "--vcpus", "1", "--memory", "128M"])
+        .args(["--no-cxl", "--timeout", "30", "--kernel"])
+        .arg(&kernel)
+        .arg("--disk")
+        .arg(&disk)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 0x5a + three OK (0) statuses + used index 3.
+    assert_eq!(out.status.code(), Some(0x5d), "{stderr}");
+    content[512..1024].fill(0x5a);
+    assert_eq!(std::fs::read(&disk).unwrap(), content, "sector 1 written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Whether /proc/locks lists a FLOCK of process `pid` (on any file once
 /// `path` exists: the test's VM locks nothing else).
 fn holds_lock(path: &Path, pid: u32) -> bool {
@@ -399,6 +505,11 @@ fn main() -> ExitCode {
         test(
             "code_in_device_memory_stops_the_vm_naming_the_place",
             code_in_device_memory_stops_the_vm_naming_the_place,
+            kvm,
+        ),
+        test(
+            "virtio_blk_requests_from_a_payload_reach_the_image",
+            virtio_blk_requests_from_a_payload_reach_the_image,
             kvm,
         ),
         test(
