@@ -51,6 +51,10 @@ pub const TARGETS: &[Target] = &[
         name: "topology",
         run: targets::topology::fuzz_topology,
     },
+    Target {
+        name: "virtio_blk",
+        run: targets::virtio_blk::fuzz_virtio_blk,
+    },
 ];
 
 /// The target called `name`.

@@ -8,6 +8,7 @@ pub mod legacy;
 pub mod mailbox;
 pub mod msix;
 pub mod topology;
+pub mod virtio_blk;
 
 /// A sink for MSI-X messages that records nothing.
 pub(crate) struct NoMsi;
