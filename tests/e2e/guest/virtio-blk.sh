@@ -42,7 +42,7 @@ sum=$(dd if=/dev/vda bs=1M count=1 skip=4 2>/dev/null | sha256sum | cut -d' ' -f
 if dd if=/dev/zero of=/dev/vdb bs=512 count=1 conv=fsync 2>/tmp/dd.err; then
     check vdb-write-refused 1 "dd to /dev/vdb succeeded"
 else
-    check vdb-write-refused 0 "$(tail -1 /tmp/dd.err)"
+    check vdb-write-refused 0 "$(head -1 /tmp/dd.err)"
 fi
 [ "$fail" = 0 ] && exit 7
 exit 1
