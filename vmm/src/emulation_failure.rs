@@ -115,7 +115,7 @@ pub fn places(map: &[MapItem], regions: &[RegionInfo]) -> Vec<Place> {
         name: i.name.clone(),
         start: i.start,
         size: i.size,
-        ram: i.name == "RAM",
+        ram: i.kind == crate::guest_map::MapKind::Ram,
     }));
     out
 }

@@ -10,18 +10,36 @@ use crate::cxl::plan::CxlPlan;
 use crate::layout::*;
 use crate::memory::ram_ranges;
 
+pub mod guard;
+
+/// What a range of the map is, as far as memory slots care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapKind {
+    /// Guest RAM (with the firmware tables in it): KVM slots of its own.
+    Ram,
+    /// A PCI memory window: BARs are placed in it.
+    PciWindow,
+    /// Registers of a fixed device (ECAM, CHBCRs, IOAPIC, LAPIC/MSI) or
+    /// pages KVM keeps for itself.
+    Device,
+    /// A CXL fixed memory window (CFMWS): committed regions go in it.
+    CxlWindow,
+}
+
 /// One range of guest-physical addresses and what it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapItem {
     pub name: String,
+    pub kind: MapKind,
     pub start: u64,
     pub size: u64,
 }
 
 impl MapItem {
-    fn new(name: impl Into<String>, start: u64, size: u64) -> Self {
+    pub fn new(name: impl Into<String>, kind: MapKind, start: u64, size: u64) -> Self {
         MapItem {
             name: name.into(),
+            kind,
             start,
             size,
         }
@@ -30,6 +48,11 @@ impl MapItem {
     /// One past the last address.
     pub fn end(&self) -> u64 {
         self.start.saturating_add(self.size)
+    }
+
+    /// Whether `[start, end)` shares an address with this item.
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+        start < self.end() && self.start < end
     }
 }
 
@@ -52,21 +75,28 @@ pub fn guest_map(
 ) -> Result<Vec<MapItem>, MapOverlap> {
     let mut items: Vec<MapItem> = ram_ranges(mem_size)
         .into_iter()
-        .map(|(base, len)| MapItem::new("RAM", base.0, len as u64))
+        .map(|(base, len)| MapItem::new("RAM", MapKind::Ram, base.0, len as u64))
         .collect();
     items.extend([
-        MapItem::new("PCI0 MMIO window", PCI_MMIO32_START, PCI0_MMIO_SIZE),
+        MapItem::new(
+            "PCI0 MMIO window",
+            MapKind::PciWindow,
+            PCI_MMIO32_START,
+            PCI0_MMIO_SIZE,
+        ),
         MapItem::new(
             "CXL PCI MMIO window",
+            MapKind::PciWindow,
             CXL_MMIO32_START,
             CXL_MMIO32_END - CXL_MMIO32_START,
         ),
-        MapItem::new("ECAM", ECAM_START, ECAM_SIZE),
-        MapItem::new("CHBCR area", CHBCR_START, CHBCR_AREA_SIZE),
-        MapItem::new("IOAPIC", IOAPIC_START, IOAPIC_SIZE),
-        MapItem::new("LAPIC/MSI", LAPIC_START, MSI_AREA_SIZE),
+        MapItem::new("ECAM", MapKind::Device, ECAM_START, ECAM_SIZE),
+        MapItem::new("CHBCR area", MapKind::Device, CHBCR_START, CHBCR_AREA_SIZE),
+        MapItem::new("IOAPIC", MapKind::Device, IOAPIC_START, IOAPIC_SIZE),
+        MapItem::new("LAPIC/MSI", MapKind::Device, LAPIC_START, MSI_AREA_SIZE),
         MapItem::new(
             "KVM TSS/identity map",
+            MapKind::Device,
             KVM_IDENTITY_MAP_START,
             KVM_PRIVATE_SIZE,
         ),
@@ -75,6 +105,7 @@ pub fn guest_map(
         for (w, wp) in topo.windows.iter().zip(&plan.windows) {
             items.push(MapItem::new(
                 format!("CXL window '{}'", w.id),
+                MapKind::CxlWindow,
                 wp.base,
                 wp.size,
             ));

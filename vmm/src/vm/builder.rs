@@ -22,6 +22,7 @@ use crate::console::{Console, ConsoleOut};
 use crate::cpu::{self, CpuidOptions};
 use crate::cxl::plan::CxlPlan;
 use crate::cxl::regions::{KvmSlots, Layout, RegionMapper, WindowTrap};
+use crate::guest_map::guard::SlotGuard;
 use crate::irq::GsiRouter;
 use crate::layout::*;
 use crate::memory::{e820_map, ram_end, ram_ranges, GuestMemory, E820_RAM};
@@ -44,6 +45,8 @@ pub struct MachineBuilder<'a> {
     pci: PciRoot,
     /// Where the CXL hierarchy of `--topology` goes, if there is one.
     cxl_plan: Option<CxlPlan>,
+    /// Where slots over device memory may go (`guest_map::guard`).
+    slot_guard: Arc<SlotGuard>,
     console: Option<Console>,
     acpi: AcpiParts,
     /// Kept alive while the guest runs: decoder changes are reported to it.
@@ -93,7 +96,12 @@ impl<'a> MachineBuilder<'a> {
             )?),
             None => None,
         };
-        crate::guest_map::guest_map(cfg.mem_size, cfg.topology.as_ref().zip(cxl_plan.as_ref()))?;
+        let map = crate::guest_map::guest_map(
+            cfg.mem_size,
+            cfg.topology.as_ref().zip(cxl_plan.as_ref()),
+        )?;
+        // Every slot the guest's registers ask for is checked against it.
+        let slot_guard = SlotGuard::new(map);
         let mmio = Arc::new(Bus::new());
         // BARs decode anywhere in the 32-bit PCI window (the main root
         // bridge's part and the CXL host bridges'); elsewhere, nothing.
@@ -110,6 +118,7 @@ impl<'a> MachineBuilder<'a> {
             mmio,
             pci,
             cxl_plan,
+            slot_guard,
             console: None,
             acpi: AcpiParts::default(),
             regions: None,
@@ -170,7 +179,12 @@ impl<'a> MachineBuilder<'a> {
         };
         let devs = cxl::build::build(topo, plan, &mut self.pci, &self.mmio, &self.irq)?;
         let slots = KvmSlots::new(self.vm.clone(), devs.backings.clone());
-        let mapper = RegionMapper::new(Layout::new(topo, plan), devs.decoders, slots);
+        let mapper = RegionMapper::new(
+            Layout::new(topo, plan),
+            devs.decoders,
+            slots,
+            self.slot_guard.clone(),
+        );
         // Window addresses not mapped natively exit to the VMM and are
         // decoded here.
         for w in &plan.windows {

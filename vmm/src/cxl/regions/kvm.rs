@@ -12,6 +12,8 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use vm_memory::{FileOffset, MmapRegion};
 
+use crate::guest_map::guard::SlotClaim;
+
 use super::super::composed::{coalesce, map_budget, ComposedMapping, Piece, PAGE};
 use super::mapper::SlotLayer;
 use super::tree::WantedRegion;
@@ -38,11 +40,12 @@ impl HostMapping {
     }
 }
 
-/// A mapped region: its slot, and the host mapping KVM uses until the slot
-/// is deleted.
+/// A mapped region: its slot, the host mapping KVM uses until the slot is
+/// deleted, and the guard's claim on the guest range.
 pub struct KvmRegion {
     slot: u32,
     _host: HostMapping,
+    _claim: SlotClaim,
 }
 
 /// Maps regions as KVM memory slots.
@@ -139,7 +142,9 @@ impl KvmSlots {
         .ok()
     }
 
-    fn add_slot(&self, base: u64, size: u64, mapping: &HostMapping) -> Option<u32> {
+    /// A slot over exactly the claimed range; `mapping` must be that long.
+    fn add_slot(&self, claim: &SlotClaim, mapping: &HostMapping) -> Option<u32> {
+        let (base, size) = (claim.start(), claim.size());
         let mut used = lock(&self.used);
         let slot = (FIRST_REGION_SLOT..).find(|s| !used.contains(s))?;
         let region = kvm_userspace_memory_region {
@@ -150,8 +155,9 @@ impl KvmSlots {
             flags: 0,
         };
         // SAFETY: `mapping` is a live shared mapping of `size` bytes that the
-        // KvmRegion record keeps until the slot is removed, and the range lies
-        // in a CXL window, which overlaps no RAM or other slot.
+        // KvmRegion record keeps until the slot is removed, and the guard's
+        // claim (kept as long) puts the range inside a CXL window, clear of
+        // RAM, devices and every other slot.
         match unsafe { self.vm.set_user_memory_region(region) } {
             Ok(()) => {
                 used.insert(slot);
@@ -172,8 +178,11 @@ impl KvmSlots {
 impl SlotLayer for KvmSlots {
     type Mapping = KvmRegion;
 
-    fn map(&self, tree: &DecodeTree, region: &WantedRegion) -> Option<KvmRegion> {
-        let (base, size) = (region.base, region.size);
+    fn map(&self, tree: &DecodeTree, region: &WantedRegion, claim: SlotClaim) -> Option<KvmRegion> {
+        let (base, size) = (claim.start(), claim.size());
+        if (base, size) != (region.base, region.size) {
+            return None;
+        }
         let host = if region.ways == 1 {
             HostMapping::Device(self.device_mapping(tree, base, size, region.endpoints.first()?)?)
         } else if region.granularity >= PAGE {
@@ -181,8 +190,12 @@ impl SlotLayer for KvmSlots {
         } else {
             return None;
         };
-        let slot = self.add_slot(base, size, &host)?;
-        Some(KvmRegion { slot, _host: host })
+        let slot = self.add_slot(&claim, &host)?;
+        Some(KvmRegion {
+            slot,
+            _host: host,
+            _claim: claim,
+        })
     }
 
     fn unmap(&self, info: &RegionInfo, mapping: KvmRegion) {

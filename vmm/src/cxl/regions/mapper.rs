@@ -11,7 +11,10 @@
 //! a slow rebuild can never overwrite a newer one, and the vCPU whose write
 //! committed a decoder re-enters the guest only once the region it opened
 //! is mapped. Memory slots are the [`SlotLayer`]'s business (KVM in the VMM,
-//! a fake in the tests here).
+//! a fake in the tests here), and only over ranges the [`SlotGuard`] let it
+//! claim: inside a CXL window, clear of RAM, devices and other slots.
+//! Whatever the guest committed, a region the guard refuses gets no slot
+//! (the trapped path still serves what the tree decodes inside a window).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -19,6 +22,8 @@ use std::sync::{Arc, Mutex, Weak};
 use devices::bus::lock;
 use devices::cxl::component::{ComponentBlock, HdmEvent, HdmEventSink};
 use fabric::interleave::DecodeTree;
+
+use crate::guest_map::guard::{Placement, SlotClaim, SlotGuard};
 
 use super::diff::diff;
 use super::tree::{DecoderSnapshot, Layout, TreeCell, WantedRegion};
@@ -30,9 +35,15 @@ use super::{RegionInfo, RegionMode};
 pub trait SlotLayer: Send + Sync + 'static {
     /// What keeps a mapped region's host memory alive.
     type Mapping: Send;
-    /// Maps `region` natively, its bytes placed as `tree` decodes them;
+    /// Maps `region` natively, its bytes placed as `tree` decodes them, over
+    /// exactly the range of `claim` (which the mapping keeps until unmapped);
     /// `None` leaves it to the trapped path.
-    fn map(&self, tree: &DecodeTree, region: &WantedRegion) -> Option<Self::Mapping>;
+    fn map(
+        &self,
+        tree: &DecodeTree,
+        region: &WantedRegion,
+        claim: SlotClaim,
+    ) -> Option<Self::Mapping>;
     /// Unmaps a region `map` mapped.
     fn unmap(&self, region: &RegionInfo, mapping: Self::Mapping);
 }
@@ -90,6 +101,7 @@ pub struct RegionMapper<S: SlotLayer> {
     layout: Layout,
     sources: DecoderSources,
     slots: S,
+    guard: Arc<SlotGuard>,
     tree: Arc<TreeCell>,
     /// The newest generation requested.
     requested: AtomicU64,
@@ -98,12 +110,18 @@ pub struct RegionMapper<S: SlotLayer> {
 
 impl<S: SlotLayer> RegionMapper<S> {
     /// A mapper with nothing installed, receiving the decoder events of
-    /// every block in `sources`.
-    pub fn new(layout: Layout, sources: DecoderSources, slots: S) -> Arc<Self> {
+    /// every block in `sources`; its slots go where `guard` allows.
+    pub fn new(
+        layout: Layout,
+        sources: DecoderSources,
+        slots: S,
+        guard: Arc<SlotGuard>,
+    ) -> Arc<Self> {
         let mapper = Arc::new(Self {
             layout,
             sources,
             slots,
+            guard,
             tree: Arc::default(),
             requested: AtomicU64::new(0),
             state: Mutex::new(MapState {
@@ -174,11 +192,18 @@ impl<S: SlotLayer> RegionMapper<S> {
         self.tree.set(tree);
         let tree = self.tree.get();
         for w in change.add {
-            let mapping = self.slots.map(&tree, &w);
-            let mode = match mapping {
-                Some(_) => RegionMode::Native,
-                None => RegionMode::Trapped,
-            };
+            let owner = self.layout.describe(&w);
+            let (mapping, mode) =
+                match self
+                    .guard
+                    .claim(&owner, w.base, w.size, Placement::CxlWindow)
+                {
+                    Err(_) => (None, RegionMode::Refused),
+                    Ok(claim) => match self.slots.map(&tree, &w, claim) {
+                        Some(m) => (Some(m), RegionMode::Native),
+                        None => (None, RegionMode::Trapped),
+                    },
+                };
             log::info!(
                 target: LOG_TARGET,
                 "region [{:#x}, +{:#x}) {}-way x {} B: {mode:?}",

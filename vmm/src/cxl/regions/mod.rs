@@ -38,6 +38,10 @@ const LOG_TARGET: &str = "vmm::cxl::regions";
 pub enum RegionMode {
     Native,
     Trapped,
+    /// No slot: the range is not one the guest may have mapped (outside
+    /// its window, over another region, malformed). Accesses inside a
+    /// window still go the trapped way and decode as the tree says.
+    Refused,
 }
 
 /// A committed region as the VMM sees it.

@@ -23,6 +23,8 @@ pub struct Layout {
     n_hb: usize,
     n_sw: usize,
     n_type3: usize,
+    /// The type-3 devices' ids, to name decoders in messages.
+    type3_ids: Vec<String>,
     /// The CFMWS windows, as the tree's roots.
     roots: Vec<RootDecode>,
 }
@@ -71,8 +73,28 @@ impl Layout {
             n_hb: topo.host_bridges.len(),
             n_sw: topo.switches.len(),
             n_type3: topo.type3.len(),
+            type3_ids: topo.type3.iter().map(|d| d.id.clone()).collect(),
             roots,
         }
+    }
+
+    /// "region [base, +size) of mem0 decoder 0, mem1 decoder 0": a region
+    /// named by the endpoint decoders that committed it.
+    pub fn describe(&self, region: &WantedRegion) -> String {
+        let decoders: Vec<String> = region
+            .endpoints
+            .iter()
+            .map(|(t, d)| {
+                let id = self.type3_ids.get(*t).map_or("?", String::as_str);
+                format!("{id} decoder {}", d.index)
+            })
+            .collect();
+        format!(
+            "region [{:#x}, +{:#x}) of {}",
+            region.base,
+            region.size,
+            decoders.join(", ")
+        )
     }
 
     fn node_of(&self, e: ElementRef) -> Option<usize> {

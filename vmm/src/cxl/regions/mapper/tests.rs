@@ -10,14 +10,16 @@ use fabric::topology::Topology;
 
 use super::*;
 use crate::cxl::plan::{plan, CxlPlan};
+use crate::guest_map::guest_map;
 
 const MIB: u64 = 1 << 20;
 /// Decoder 0's registers in a component block (HDM capability at 0x1128).
 const DEC0: u64 = 0x1128 + 0x10;
 
-/// A slot layer that checks what a real one relies on: a region is mapped
-/// only while the published tree decodes it to its own devices, live
-/// mappings never overlap, and every mapping is unmapped exactly once.
+/// A slot layer that checks what a real one relies on: it maps exactly the
+/// claimed range, only while the published tree decodes it to its own
+/// devices (else, like KVM's, it leaves the region trapped), live mappings
+/// never overlap, and every mapping is unmapped exactly once.
 #[derive(Default)]
 struct FakeSlots {
     live: Mutex<BTreeSet<(u64, u64)>>,
@@ -26,18 +28,23 @@ struct FakeSlots {
 }
 
 impl SlotLayer for FakeSlots {
-    type Mapping = (u64, u64);
+    /// The range, and the claim held as long as the "slot" lives.
+    type Mapping = ((u64, u64), SlotClaim);
 
-    fn map(&self, tree: &DecodeTree, region: &WantedRegion) -> Option<(u64, u64)> {
+    fn map(
+        &self,
+        tree: &DecodeTree,
+        region: &WantedRegion,
+        claim: SlotClaim,
+    ) -> Option<Self::Mapping> {
+        assert_eq!((claim.start(), claim.size()), (region.base, region.size));
         // A real slot takes a while (an ioctl, maybe thousands of mmaps):
         // give the other thread the chance to race.
         std::thread::yield_now();
         let first = tree.decode(region.base)?;
-        assert!(
-            region.endpoints.iter().any(|(t, _)| *t == first.device),
-            "tree and region disagree at {:#x}",
-            region.base
-        );
+        if !region.endpoints.iter().any(|(t, _)| *t == first.device) {
+            return None;
+        }
         let mut live = lock(&self.live);
         let end = region.base + region.size;
         assert!(
@@ -48,10 +55,10 @@ impl SlotLayer for FakeSlots {
         );
         live.insert((region.base, region.size));
         self.maps.fetch_add(1, Ordering::SeqCst);
-        Some((region.base, region.size))
+        Some(((region.base, region.size), claim))
     }
 
-    fn unmap(&self, region: &RegionInfo, mapping: (u64, u64)) {
+    fn unmap(&self, region: &RegionInfo, (mapping, _claim): Self::Mapping) {
         assert_eq!((region.base, region.size), mapping);
         assert!(lock(&self.live).remove(&mapping), "unmapped twice");
         self.unmaps.fetch_add(1, Ordering::SeqCst);
@@ -59,7 +66,7 @@ impl SlotLayer for FakeSlots {
 }
 
 /// Two host bridges with one root port each (passthrough) and a 256 MiB
-/// device on each; one 1-way window per host bridge.
+/// device on each; one 1-way window per host bridge, hb0's 1 GiB.
 const TWO_HB: &str = r#"
 [[host_bridge]]
 id = "hb0"
@@ -78,7 +85,7 @@ volatile = "256M"
 [[window]]
 id = "w0"
 targets = ["hb0"]
-size = "256M"
+size = "1G"
 granularity = 4096
 restrictions = ["ram"]
 [[window]]
@@ -92,8 +99,12 @@ restrictions = ["ram"]
 struct Rig {
     plan: CxlPlan,
     endpoints: Vec<Arc<ComponentBlock>>,
+    guard: Arc<SlotGuard>,
     mapper: Arc<RegionMapper<FakeSlots>>,
 }
+
+/// Guest RAM in the rig's map.
+const RAM: u64 = 1 << 30;
 
 fn rig() -> Rig {
     let topo = Topology::from_toml_str(TWO_HB).unwrap();
@@ -107,7 +118,9 @@ fn rig() -> Rig {
             block(
                 ComponentKind::Endpoint,
                 Some(HdmConfig {
-                    dpa_capacity: 256 * MIB,
+                    // More than the topology says: what the decoders may
+                    // claim is the mapper's to check, not the device's.
+                    dpa_capacity: 512 * MIB,
                     ..HdmConfig::default()
                 }),
             )
@@ -118,10 +131,17 @@ fn rig() -> Rig {
         switches: Vec::new(),
         type3: endpoints.iter().cloned().enumerate().collect(),
     };
-    let mapper = RegionMapper::new(Layout::new(&topo, &plan), sources, FakeSlots::default());
+    let guard = SlotGuard::new(guest_map(RAM, Some((&topo, &plan))).unwrap());
+    let mapper = RegionMapper::new(
+        Layout::new(&topo, &plan),
+        sources,
+        FakeSlots::default(),
+        guard.clone(),
+    );
     Rig {
         plan,
         endpoints,
+        guard,
         mapper,
     }
 }
@@ -133,9 +153,14 @@ fn wr32(block: &ComponentBlock, offset: u64, value: u32) {
 /// Programs endpoint decoder 0 over `[base, +256 MiB)` and commits it, as
 /// Linux's setup_hw_decoder() does.
 fn commit(block: &ComponentBlock, base: u64) {
+    commit_sized(block, base, 256 * MIB);
+}
+
+fn commit_sized(block: &ComponentBlock, base: u64, size: u64) {
     wr32(block, DEC0, base as u32);
     wr32(block, DEC0 + 4, (base >> 32) as u32);
-    wr32(block, DEC0 + 8, (256 * MIB) as u32);
+    wr32(block, DEC0 + 8, size as u32);
+    wr32(block, DEC0 + 0xc, (size >> 32) as u32);
     wr32(block, DEC0 + 0x10, (1 << 9) | (1 << 12));
 }
 
@@ -232,4 +257,90 @@ fn concurrent_commits_from_two_threads_end_with_the_newest_tree() {
         r.mapper.slots.unmaps.load(Ordering::SeqCst),
     );
     assert_eq!(maps - unmaps, 2);
+}
+
+fn modes(m: &RegionMapper<FakeSlots>) -> Vec<(u64, RegionMode)> {
+    m.regions().iter().map(|r| (r.base, r.mode)).collect()
+}
+
+/// Every live fake slot lies inside one of the plan's windows.
+fn slots_inside_windows(r: &Rig) {
+    for &(b, s) in lock(&r.mapper.slots.live).iter() {
+        assert!(
+            r.plan
+                .windows
+                .iter()
+                .any(|w| w.base <= b && b + s <= w.base + w.size),
+            "slot [{b:#x}, +{s:#x}) outside every window"
+        );
+    }
+}
+
+#[test]
+fn decoders_committed_over_ram_or_past_their_window_get_no_slot() {
+    let r = rig();
+    let w0 = r.plan.windows[0].base;
+    // Over guest RAM (the device accepts any aligned base; it knows no
+    // windows), then straddling the end of hb0's 1 GiB window.
+    for (base, size) in [
+        (0, 256 * MIB),
+        (256 * MIB, 256 * MIB),
+        (w0 + 768 * MIB, 512 * MIB),
+    ] {
+        commit_sized(&r.endpoints[0], base, size);
+        assert_eq!(modes(&r.mapper), vec![(base, RegionMode::Refused)]);
+        assert_eq!(r.mapper.slots.maps.load(Ordering::SeqCst), 0);
+        reset(&r.endpoints[0]);
+    }
+    // Inside the window again: mapped.
+    commit(&r.endpoints[0], w0);
+    assert_eq!(modes(&r.mapper), vec![(w0, RegionMode::Native)]);
+    slots_inside_windows(&r);
+}
+
+#[test]
+fn a_region_over_another_regions_slot_is_refused_until_that_one_goes() {
+    let r = rig();
+    let w0 = r.plan.windows[0].base;
+    commit(&r.endpoints[0], w0);
+    // mem1 (behind hb1) commits a range overlapping mem0's region in hb0's
+    // window: the guard refuses it a slot.
+    commit_sized(&r.endpoints[1], w0, 512 * MIB);
+    assert_eq!(
+        modes(&r.mapper),
+        vec![(w0, RegionMode::Native), (w0, RegionMode::Refused)]
+    );
+    let claims = r.guard.claims();
+    assert_eq!(claims.len(), 1);
+    assert!(claims[0].0.contains("mem0 decoder 0"), "{claims:?}");
+    // Once mem0 resets, mem1's region is re-evaluated: the guard lets it
+    // claim the range now, but it decodes to nothing through hb0, so it
+    // stays trapped rather than mapped over mem0's device.
+    reset(&r.endpoints[0]);
+    assert_eq!(modes(&r.mapper), vec![(w0, RegionMode::Trapped)]);
+    assert!(r.guard.claims().is_empty());
+    slots_inside_windows(&r);
+}
+
+#[test]
+fn a_slot_someone_else_claimed_in_a_window_is_not_mapped_over() {
+    let r = rig();
+    let w0 = r.plan.windows[0].base;
+    // Device memory another layer placed in the window (as a BAR would be
+    // in a PCI window): a region over it gets no slot.
+    let other = r
+        .guard
+        .claim(
+            "test device",
+            w0 + 4096,
+            4096,
+            crate::guest_map::guard::Placement::CxlWindow,
+        )
+        .unwrap();
+    commit(&r.endpoints[0], w0);
+    assert_eq!(modes(&r.mapper), vec![(w0, RegionMode::Refused)]);
+    drop(other);
+    reset(&r.endpoints[0]);
+    commit(&r.endpoints[0], w0);
+    assert_eq!(modes(&r.mapper), vec![(w0, RegionMode::Native)]);
 }
