@@ -232,7 +232,7 @@ pub fn describe(
     let ram: u64 = mem.iter().map(|r| r.len()).sum();
     let map = crate::guest_map::guest_map(ram, None).unwrap_or_default();
     let regions = regions.map(|r| r.regions()).unwrap_or_default();
-    let paravirtual = crate::host::kvm_is_paravirtual() && !crate::host::cpu_has_hw_virt();
+    let paravirtual = crate::host::kvm_cannot_boot_linux();
     message(index, &f, &places(&map, &regions), paravirtual)
 }
 

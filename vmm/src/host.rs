@@ -9,6 +9,14 @@ pub fn kvm_is_paravirtual() -> bool {
     Path::new("/sys/module/kvm_pvm").exists()
 }
 
+/// Whether this host's KVM is the paravirtual kind that cannot boot a stock
+/// kernel. Asked once (it reads /sys and /proc): later askers may be vCPU
+/// threads under a seccomp filter that opens no files.
+pub fn kvm_cannot_boot_linux() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| kvm_is_paravirtual() && !cpu_has_hw_virt())
+}
+
 /// Whether the CPU exposes hardware virtualization to this OS.
 pub fn cpu_has_hw_virt() -> bool {
     std::fs::read_to_string("/proc/cpuinfo")

@@ -45,15 +45,50 @@ pub fn coalesce(pieces: Vec<Piece<'_>>) -> Vec<Piece<'_>> {
 
 /// How many more mappings this process may create, keeping `reserve` spare
 /// for everything else (allocator arenas, thread stacks, later regions).
+///
+/// The first call opens the two /proc files it reads and keeps them: later
+/// calls come from vCPU threads, whose seccomp filter opens no files.
 pub fn map_budget(reserve: usize) -> usize {
-    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
+    static MAX: ProcFile = ProcFile::new("/proc/sys/vm/max_map_count");
+    static MAPS: ProcFile = ProcFile::new("/proc/self/maps");
+    let max = MAX
+        .read()
         .and_then(|s| s.trim().parse::<usize>().ok())
         .unwrap_or(65530);
-    let used = std::fs::read_to_string("/proc/self/maps")
-        .map(|s| s.lines().count())
-        .unwrap_or(0);
+    let used = MAPS.read().map(|s| s.lines().count()).unwrap_or(0);
     max.saturating_sub(used).saturating_sub(reserve)
+}
+
+/// A /proc file opened once and read from its start on every `read`.
+struct ProcFile {
+    path: &'static str,
+    file: std::sync::OnceLock<Option<std::sync::Mutex<std::fs::File>>>,
+}
+
+impl ProcFile {
+    const fn new(path: &'static str) -> Self {
+        Self {
+            path,
+            file: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn read(&self) -> Option<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let file = self
+            .file
+            .get_or_init(|| {
+                std::fs::File::open(self.path)
+                    .ok()
+                    .map(std::sync::Mutex::new)
+            })
+            .as_ref()?;
+        let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+        file.seek(SeekFrom::Start(0)).ok()?;
+        let mut s = String::new();
+        file.read_to_string(&mut s).ok()?;
+        Some(s)
+    }
 }
 
 /// The stitched range; unmapped (all pieces at once) on drop.

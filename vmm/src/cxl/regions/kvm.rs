@@ -58,6 +58,9 @@ pub struct KvmSlots {
 
 impl KvmSlots {
     pub fn new(vm: Arc<VmFd>, backings: Vec<Arc<Type3Backing>>) -> Self {
+        // Opens what the budget reads, while this thread may still open
+        // files (regions are mapped on vCPU threads).
+        map_budget(0);
         Self {
             vm,
             backings,
