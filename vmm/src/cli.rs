@@ -11,6 +11,7 @@ use fabric::topology::{
 };
 use serde::Serialize;
 
+use crate::seccomp::SeccompMode;
 use crate::vm::{self, VmConfig};
 use crate::{host, images};
 
@@ -223,6 +224,11 @@ pub struct RunArgs {
     /// read-only). The guest sees them as /dev/vda, /dev/vdb, ... in order.
     #[arg(long = "disk", value_name = "FILE[:ro]")]
     pub disks: Vec<String>,
+    /// Seccomp filters per thread: `enforce` stops cxlvmm (status 159) on a
+    /// system call a thread should never make, `log` lets it through and
+    /// has the kernel log it, `off` installs none.
+    #[arg(long, value_enum, default_value_t = SeccompMode::Enforce)]
+    pub seccomp: SeccompMode,
 }
 
 pub use runner::size::parse_size;
@@ -308,6 +314,7 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         timeout: args.timeout.map(std::time::Duration::from_secs),
         check_host: !args.no_kvm_check,
         disks,
+        seccomp: args.seccomp,
     })
 }
 

@@ -84,6 +84,11 @@ pub fn spawn_input(
     std::thread::Builder::new()
         .name("console-in".into())
         .spawn(move || {
+            if let Err(e) = crate::seccomp::enter(crate::seccomp::ThreadRole::ConsoleInput) {
+                eprintln!("cxlvmm: {e}");
+                exit.request(ExitReason::Fatal);
+                return;
+            }
             if let Err(e) = input_loop(&console, &exit, &stop) {
                 log::debug!("console input stopped: {e}");
             }

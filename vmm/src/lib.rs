@@ -16,6 +16,7 @@ pub mod initramfs;
 pub mod irq;
 pub mod layout;
 pub mod memory;
+pub mod seccomp;
 pub mod vcpu;
 pub mod virtio;
 pub mod vm;

@@ -61,6 +61,10 @@ pub fn spawn(index: u8, mut vcpu: VcpuFd, shared: VcpuShared) -> std::io::Result
     std::thread::Builder::new()
         .name(format!("vcpu{index}"))
         .spawn(move || {
+            if let Err(e) = crate::seccomp::enter(crate::seccomp::ThreadRole::Vcpu) {
+                shared.fail(e.to_string());
+                return;
+            }
             run_loop(index, &mut vcpu, &shared);
             let crashed = shared.triple_fault.load(Ordering::Acquire);
             if shared.exit.reason() == Some(ExitReason::Timeout) || crashed {

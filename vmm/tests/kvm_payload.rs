@@ -110,6 +110,42 @@ fn payload_prints_cmdline_and_exits_with_e820_count() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The payload's whole run (ELF load, port I/O on two devices, the exit
+/// port, stopping the vCPU) under each `--seccomp` mode; the default is
+/// enforce, so every other test here runs filtered too.
+fn the_payload_runs_alike_under_every_seccomp_mode() {
+    let dir = scratch("seccomp");
+    let kernel = dir.join("payload.elf");
+    std::fs::write(&kernel, elf(CODE)).unwrap();
+    for mode in ["enforce", "log", "off"] {
+        let out = cxlvmm()
+            .args(["run", "--no-kvm-check", "--vcpus", "2", "--memory", "128M"])
+            .args(["--seccomp", mode, "--kernel"])
+            .arg(&kernel)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "--seccomp {mode}: {stderr}");
+        assert!(!stderr.contains("seccomp"), "--seccomp {mode}: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{}\n", vmm::cli::DEFAULT_CMDLINE)
+        );
+    }
+    let out = cxlvmm()
+        .args(["run", "--seccomp", "strict", "--kernel"])
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'strict'") && stderr.contains("--seccomp"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn more_memory_means_more_e820_entries() {
     let dir = scratch("himem");
     let kernel = dir.join("payload.elf");
@@ -480,6 +516,11 @@ fn main() -> ExitCode {
         test(
             "payload_prints_cmdline_and_exits_with_e820_count",
             payload_prints_cmdline_and_exits_with_e820_count,
+            kvm,
+        ),
+        test(
+            "the_payload_runs_alike_under_every_seccomp_mode",
+            the_payload_runs_alike_under_every_seccomp_mode,
             kvm,
         ),
         test(

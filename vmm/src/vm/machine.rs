@@ -17,6 +17,7 @@ use crate::console::{self, Console, RawTerminal};
 use crate::cxl;
 use crate::cxl::regions::{KvmSlots, RegionMapper};
 use crate::memory::GuestMemory;
+use crate::seccomp::{self, ThreadRole};
 use crate::vcpu::{self, VcpuShared};
 
 /// A machine ready to run, as [`super::MachineBuilder::build`] leaves it.
@@ -42,6 +43,9 @@ impl Machine {
     /// Runs the guest until something asks to stop; how it ended.
     pub fn run(self) -> Result<Outcome, VmError> {
         let exit = self.exit.clone();
+        // What an emulation failure's message will say about the host,
+        // found out while files may still be opened.
+        crate::host::kvm_cannot_boot_linux();
         vcpu::install_kick_handler().map_err(io_err("install vCPU kick handler"))?;
         let shared = VcpuShared {
             pio: Arc::new(self.pio),
@@ -73,6 +77,10 @@ impl Machine {
             }
         }
 
+        // Every thread is running under its own filter: now this one.
+        if let Err(e) = seccomp::enter(ThreadRole::Main) {
+            shared.fail(e.to_string());
+        }
         // Sleep until a device, a vCPU or the console asks to stop, or the
         // time limit passes.
         wait_for_exit(&exit, self.timeout).map_err(io_err("wait for the guest"))?;

@@ -32,6 +32,8 @@ pub struct VmConfig {
     pub check_host: bool,
     /// Raw image files, each a virtio-blk function on the root bus.
     pub disks: Vec<crate::virtio::DiskSpec>,
+    /// What a thread's system call outside its filter does.
+    pub seccomp: crate::seccomp::SeccompMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,7 @@ pub enum VmError {
     Map(#[from] crate::guest_map::MapOverlap),
     #[error(transparent)]
     Virtio(#[from] crate::virtio::VirtioError),
+    Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("{0}")]
     Fatal(String),
 }
@@ -102,6 +105,8 @@ pub const STATUS_NO_SCRIPT_STATUS: i32 = 125;
 pub const STATUS_QUIT: i32 = 130;
 /// Status when `--timeout` expired, as timeout(1) uses.
 pub const STATUS_TIMEOUT: i32 = 124;
+/// Status after a thread made a system call its seccomp filter forbids.
+pub const STATUS_SECCOMP: i32 = crate::seccomp::STATUS_SECCOMP;
 
 /// Builds the machine `cfg` describes and runs it.
 ///
@@ -109,6 +114,8 @@ pub const STATUS_TIMEOUT: i32 = 124;
 /// ranges, PCI functions, interrupts, ACPI parts); a new device kind
 /// (an accelerator, virtio) is one more step here.
 pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
+    // Before any thread exists: each enters its filter when it starts.
+    crate::seccomp::configure(cfg.seccomp)?;
     // The KVM VM (refused on a host that cannot boot Linux), guest RAM, the
     // in-kernel interrupt controller and PIT, empty buses and PCI segment;
     // where the CXL hierarchy goes, checked against the rest of the map.

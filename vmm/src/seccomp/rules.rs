@@ -1,0 +1,248 @@
+//! What each thread may ask of the kernel: its role's groups of system
+//! calls. The lists were found by running every end-to-end scenario with
+//! `--seccomp log` and reading the kernel's audit records (docs/security.md);
+//! each group says why its calls are there.
+
+use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
+
+use super::ThreadRole;
+
+/// (system call, rules): no rules allows every call; otherwise any rule
+/// that matches allows it.
+pub type Allowed = Vec<(i64, Vec<SeccompRule>)>;
+
+/// A group of system calls that some roles need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// Every Rust thread: memory (never executable), locks, signals,
+    /// clocks, writing (stdout, stderr, eventfds, files), closing, exiting.
+    Basics,
+    /// KVM ioctls (type 0xAE) on the VM and vCPU fds.
+    Kvm,
+    /// Reading, writing and syncing the devices' media and label files;
+    /// duplicating a file descriptor to map it.
+    Media,
+    /// New eventfds (an MSI-X vector routed to KVM gets an irqfd).
+    NewEventfds,
+    /// Waiting on an epoll set and reading what woke it.
+    Wait,
+    /// Querying and setting the terminal (raw mode, is-a-terminal).
+    Terminal,
+    /// Signalling other threads of this process (the vCPU kick; a vCPU
+    /// that changes the memory map may kick the others).
+    SignalThreads,
+    /// Opening hardware counters (`perf_event_open`): the guest clock
+    /// reads the host's cycle and VM-exit counters of a vCPU thread to hide
+    /// exit costs from the guest (docs/timed-mode.md).
+    PerfCounters,
+    /// The KVM device-attribute ioctls on an in-kernel device fd
+    /// (KVM_{SET,GET,HAS}_DEVICE_ATTR): the guest clock sets the TSC
+    /// offset of a vCPU from outside its thread through them. Only these
+    /// three requests, not every KVM ioctl.
+    KvmDeviceAttr,
+    /// Serving the control API socket (docs/control-api.md): accepting
+    /// on the listening socket bound at start-up and talking on the
+    /// accepted connection. Creating or connecting sockets stays
+    /// forbidden.
+    ControlSocket,
+}
+
+impl ThreadRole {
+    /// The groups this role's filter allows.
+    pub fn groups(self) -> &'static [Group] {
+        use Group::*;
+        match self {
+            ThreadRole::Main => &[
+                Basics,
+                Media,
+                Wait,
+                Terminal,
+                SignalThreads,
+                PerfCounters,
+                KvmDeviceAttr,
+                ControlSocket,
+            ],
+            ThreadRole::Vcpu => &[Basics, Kvm, Media, NewEventfds, SignalThreads, PerfCounters],
+            ThreadRole::ConsoleInput => &[Basics, Wait, Terminal],
+        }
+    }
+}
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> SeccompCondition {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).expect("argument index below 6")
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> SeccompRule {
+    SeccompRule::new(conditions).expect("at least one condition")
+}
+
+/// `ioctl(fd, request, ...)` whose request's type byte is `ty`.
+fn ioctl_type(ty: u64) -> SeccompRule {
+    rule(vec![cond(1, SeccompCmpOp::MaskedEq(0xff00), ty << 8)])
+}
+
+/// `_IOW(KVMIO, 0xe1..0xe3, struct kvm_device_attr)` (24 bytes), as
+/// linux/kvm.h defines them.
+const KVM_SET_DEVICE_ATTR: u64 = 0x4018_aee1;
+const KVM_GET_DEVICE_ATTR: u64 = 0x4018_aee2;
+const KVM_HAS_DEVICE_ATTR: u64 = 0x4018_aee3;
+
+/// A call whose argument `arg` has none of the bits of `mask` set.
+fn without_bits(arg: u8, mask: u64) -> SeccompRule {
+    rule(vec![cond(arg, SeccompCmpOp::MaskedEq(mask), 0)])
+}
+
+fn any(calls: &[i64]) -> Allowed {
+    calls.iter().map(|&c| (c, Vec::new())).collect()
+}
+
+impl Group {
+    pub fn allowed(self) -> Allowed {
+        use libc::*;
+        let prot_exec = PROT_EXEC as u64;
+        match self {
+            Group::Basics => {
+                let mut v = any(&[
+                    SYS_brk,
+                    SYS_munmap,
+                    SYS_mremap,
+                    SYS_madvise,
+                    SYS_futex,
+                    SYS_sched_yield,
+                    SYS_nanosleep,
+                    SYS_clock_nanosleep,
+                    SYS_clock_gettime,
+                    SYS_gettimeofday,
+                    SYS_getpid,
+                    SYS_gettid,
+                    SYS_getrandom,
+                    SYS_rt_sigreturn,
+                    SYS_rt_sigprocmask,
+                    SYS_sigaltstack,
+                    SYS_restart_syscall,
+                    SYS_write,
+                    SYS_writev,
+                    SYS_close,
+                    SYS_exit,
+                    SYS_exit_group,
+                ]);
+                // Memory never becomes executable: no new code at run time.
+                v.push((SYS_mmap, vec![without_bits(2, prot_exec)]));
+                v.push((SYS_mprotect, vec![without_bits(2, prot_exec)]));
+                v
+            }
+            Group::Kvm => vec![(SYS_ioctl, vec![ioctl_type(0xae)])],
+            Group::Media => any(&[
+                SYS_read,
+                SYS_pread64,
+                SYS_pwrite64,
+                SYS_lseek,
+                SYS_fsync,
+                SYS_fdatasync,
+                SYS_msync,
+                SYS_fcntl,
+                SYS_fstat,
+                // Unlocking a backing file (it is locked at start-up
+                // against a second VMM, docs/persistence.md).
+                SYS_flock,
+            ]),
+            Group::NewEventfds => any(&[SYS_eventfd2]),
+            Group::Wait => any(&[
+                SYS_fcntl,
+                SYS_epoll_create1,
+                SYS_epoll_wait,
+                SYS_epoll_pwait,
+                SYS_epoll_ctl,
+                SYS_read,
+            ]),
+            Group::Terminal => vec![(
+                SYS_ioctl,
+                vec![
+                    rule(vec![cond(1, SeccompCmpOp::Eq, TCGETS)]),
+                    rule(vec![cond(1, SeccompCmpOp::Eq, TCSETS)]),
+                ],
+            )],
+            // tgkill only into this process: its first argument is the
+            // thread group, fixed when the filter is built.
+            Group::SignalThreads => vec![(
+                SYS_tgkill,
+                vec![rule(vec![cond(
+                    0,
+                    SeccompCmpOp::Eq,
+                    u64::from(std::process::id()),
+                )])],
+            )],
+            Group::PerfCounters => any(&[SYS_perf_event_open]),
+            Group::KvmDeviceAttr => vec![(
+                SYS_ioctl,
+                [
+                    KVM_SET_DEVICE_ATTR,
+                    KVM_GET_DEVICE_ATTR,
+                    KVM_HAS_DEVICE_ATTR,
+                ]
+                .into_iter()
+                .map(|req| rule(vec![cond(1, SeccompCmpOp::Eq, req)]))
+                .collect(),
+            )],
+            Group::ControlSocket => any(&[
+                SYS_accept4,
+                SYS_recvfrom,
+                SYS_sendto,
+                SYS_recvmsg,
+                SYS_sendmsg,
+                SYS_shutdown,
+                SYS_poll,
+                SYS_ppoll,
+            ]),
+        }
+    }
+}
+
+/// Every call `role` may make, groups merged (a call two groups allow with
+/// rules is allowed when any of their rules matches; without rules in one,
+/// it is allowed outright).
+pub fn allowed(role: ThreadRole) -> Allowed {
+    let mut merged: std::collections::BTreeMap<i64, Option<Vec<SeccompRule>>> = Default::default();
+    for g in role.groups() {
+        for (call, rules) in g.allowed() {
+            let entry = merged.entry(call).or_insert_with(|| Some(Vec::new()));
+            if rules.is_empty() {
+                *entry = None;
+            } else if let Some(have) = entry {
+                have.extend(rules);
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(call, rules)| (call, rules.unwrap_or_default()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_attr_requests_are_the_kernels() {
+        // _IOW(KVMIO, nr, struct kvm_device_attr): direction 1 (write) in
+        // bits 30-31, the size in bits 16-29, type 0xae, then nr.
+        let size = std::mem::size_of::<kvm_bindings::kvm_device_attr>() as u64;
+        let iow = |nr: u64| (1 << 30) | (size << 16) | (0xae << 8) | nr;
+        assert_eq!(KVM_SET_DEVICE_ATTR, iow(0xe1));
+        assert_eq!(KVM_GET_DEVICE_ATTR, iow(0xe2));
+        assert_eq!(KVM_HAS_DEVICE_ATTR, iow(0xe3));
+    }
+
+    #[test]
+    fn tgkill_is_allowed_only_into_this_process() {
+        let (_, rules) = allowed(ThreadRole::Vcpu)
+            .into_iter()
+            .find(|(c, _)| *c == libc::SYS_tgkill)
+            .expect("vCPU may kick");
+        assert_eq!(rules.len(), 1, "one rule: thread group == this pid");
+        assert!(!allowed(ThreadRole::ConsoleInput)
+            .iter()
+            .any(|(c, _)| *c == libc::SYS_tgkill));
+    }
+}
