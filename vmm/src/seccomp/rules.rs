@@ -1,7 +1,8 @@
 //! What each thread may ask of the kernel: its role's groups of system
-//! calls. The lists were found by running every end-to-end scenario with
-//! `--seccomp log` and reading the kernel's audit records (docs/security.md);
-//! each group says why its calls are there.
+//! calls; each group says why its calls are there. What a new thread or
+//! feature needs shows up by running the end-to-end scenarios with
+//! `--seccomp log` and reading the kernel's audit records
+//! (`scripts/seccomp-denials`, docs/security.md).
 
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 
@@ -31,14 +32,14 @@ pub enum Group {
     /// Signalling other threads of this process (the vCPU kick; a vCPU
     /// that changes the memory map may kick the others).
     SignalThreads,
-    /// Opening hardware counters (`perf_event_open`): the guest clock
-    /// reads the host's cycle and VM-exit counters of a vCPU thread to hide
-    /// exit costs from the guest (docs/timed-mode.md).
+    /// Opening hardware counters (`perf_event_open`), allowed ahead of the
+    /// virtual guest clock of timed memory: it counts a vCPU thread's host
+    /// cycles and VM exits to hide exit costs from the guest.
     PerfCounters,
     /// The KVM device-attribute ioctls on an in-kernel device fd
-    /// (KVM_{SET,GET,HAS}_DEVICE_ATTR): the guest clock sets the TSC
-    /// offset of a vCPU from outside its thread through them. Only these
-    /// three requests, not every KVM ioctl.
+    /// (KVM_{SET,GET,HAS}_DEVICE_ATTR), allowed ahead of the virtual guest
+    /// clock, which sets a vCPU's TSC offset from outside its thread
+    /// through them. Only these three requests, not every KVM ioctl.
     KvmDeviceAttr,
     /// Serving the control API socket (docs/control-api.md): accepting
     /// on the listening socket bound at start-up and talking on the
