@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
     region-1way region-4way region-2hb region-256b pmem-persist-6.12 pmem-persist-6.1
     region-mem-2g region-mem-3g region-mem-6g lat-tools mailbox-concurrent region-concurrent
-    virtio-blk virtio-blk-6.1)
+    virtio-blk virtio-blk-6.1 hostile)
 if [ "${1:-}" = --list ]; then printf '%s\n' "${all_scenarios[@]}"; exit 0; fi
 REPO=$PWD
 CXLVMM=${CXLVMM:-$REPO/target/release/cxlvmm}
@@ -366,6 +366,49 @@ open(sys.argv[2], "wb").write(pat(2 << 20, b"ro"))' "$rw" "$ro" || { result "$na
     result "$name" $?
 }
 
+# hostile: a guest script that drives a type-3 function's registers as no
+# correct driver would (tests/e2e/guest/hostile.sh). Pass = every answer was
+# hardware's, the guest and its RAM survived, cxlvmm exited with the
+# script's status and no panic, and every region it mapped lies inside a
+# window while the three outside (over RAM twice, above every window) were
+# refused.
+hostile() {
+    local name=hostile ops=${E2E_HOSTILE_OPS:-64} rc
+    local script=$OUT/$name.sh
+    { echo "RANDOM_OPS=$ops"; cat tests/e2e/guest/hostile.sh; } >"$script"
+    note "$name: bad mailbox commands ($ops random), HDM, DOE and config writes from the guest"
+    local start=$SECONDS
+    RUST_LOG=warn,vmm::cxl::regions=info timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --vcpus 2 \
+        --memory 1G --topology examples/direct.toml --cmdline "iomem=relaxed $GUEST_CMDLINE" \
+        --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^HOSTILE' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    $PYTHON - "$OUT/$name.log" "$OUT/$name.stderr" <<'PY' | sed 's/^/    /'
+import re, sys
+log = open(sys.argv[1], "rb").read().decode(errors="replace")
+err = open(sys.argv[2], "rb").read().decode(errors="replace")
+m = re.search(r"HOSTILE setup \S+ windows=((?: 0x[0-9a-f]+\+0x[0-9a-f]+)+)", log)
+if not m:
+    print("no windows reported by the guest"); sys.exit(1)
+windows = [tuple(int(x, 16) for x in w.split("+")) for w in m.group(1).split()]
+inside = lambda b, n: any(lo <= b and b + n <= lo + size for lo, size in windows)
+regions = [(int(b, 16), int(n, 16), mode) for b, n, mode in
+           re.findall(r"region \[(0x[0-9a-f]+), \+(0x[0-9a-f]+)\) \S+ x \d+ B: (\w+)", err)]
+bad = [r for r in regions if r[2] == "Native" and not inside(r[0], r[1])]
+outside = [r for r in regions if not inside(r[0], r[1])]
+print(f"VMM regions: {len(regions)} ({sum(r[2] == 'Native' for r in regions)} native, "
+      f"{sum(r[2] == 'Refused' for r in regions)} refused, {len(outside)} outside every window); "
+      f"mapped outside a window: {len(bad)}")
+ok = not bad and len(outside) >= 3 and all(r[2] == "Refused" for r in outside)
+ok = ok and "panicked" not in err and "refused a memory slot" in err
+sys.exit(0 if ok else 1)
+PY
+    local checked=$?
+    [ "$rc" = 7 ] && [ "$checked" = 0 ]
+    result "$name" $?
+}
+
 PYTHON=python3
 [ -x /usr/bin/python3 ] && PYTHON=/usr/bin/python3
 
@@ -398,6 +441,7 @@ run_scenario() {
         region-concurrent) region_concurrent ;;
         virtio-blk) virtio_blk 6.12 ;;
         virtio-blk-6.1) virtio_blk 6.1 ;;
+        hostile) hostile ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
     esac
