@@ -66,6 +66,9 @@ fn executable_mapping() {
     }
 }
 
+/// A media file, opened (and sized) before any filter.
+static BACKING: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
 /// What a vCPU thread does every day: allocate, lock, signal an eventfd,
 /// write to stderr, map and unmap memory.
 fn daily_vcpu_work() {
@@ -76,6 +79,15 @@ fn daily_vcpu_work() {
     e.write(1).unwrap();
     let map = vm_memory::MmapRegion::<()>::new(1 << 20).unwrap();
     drop(map);
+    // A region over a backing file opened before the filter, as the
+    // region mapper makes one (vm-memory asks the file's size first).
+    let backing = BACKING.get().expect("opened before the filter");
+    assert_eq!(backing.metadata().unwrap().len(), 1 << 20);
+    let file = backing.try_clone().unwrap();
+    let region =
+        vm_memory::MmapRegion::<()>::from_file(vm_memory::FileOffset::new(file, 0), 1 << 20)
+            .unwrap();
+    drop(region);
     // Kicking a thread of this process (signal 0: only checks it exists).
     // SAFETY: pthread_self() is this live thread.
     let kicked = unsafe { libc::pthread_kill(libc::pthread_self(), 0) };
@@ -92,6 +104,14 @@ fn child(case: &str) -> ExitCode {
     seccomp::configure(mode).unwrap();
     // SAFETY: getppid has no preconditions.
     PARENT.get_or_init(|| unsafe { libc::getppid() });
+    BACKING.get_or_init(|| {
+        let f = memfd::MemfdOptions::new()
+            .create("backing")
+            .unwrap()
+            .into_file();
+        f.set_len(1 << 20).unwrap();
+        f
+    });
     match case {
         "vcpu-socket" | "log" => on_thread("vcpu0", ThreadRole::Vcpu, open_socket),
         "console-exec-mapping" => {

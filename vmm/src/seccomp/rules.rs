@@ -77,6 +77,11 @@ fn rule(conditions: Vec<SeccompCondition>) -> SeccompRule {
     SeccompRule::new(conditions).expect("at least one condition")
 }
 
+/// A call whose argument `arg` has every bit of `bits` set.
+fn with_bits(arg: u8, bits: u64) -> SeccompRule {
+    rule(vec![cond(arg, SeccompCmpOp::MaskedEq(bits), bits)])
+}
+
 /// `ioctl(fd, request, ...)` whose request's type byte is `ty`.
 fn ioctl_type(ty: u64) -> SeccompRule {
     rule(vec![cond(1, SeccompCmpOp::MaskedEq(0xff00), ty << 8)])
@@ -146,7 +151,17 @@ impl Group {
                 // Unlocking a backing file (it is locked at start-up
                 // against a second VMM, docs/persistence.md).
                 SYS_flock,
-            ]),
+            ])
+            .into_iter()
+            // The size of an open file, as Rust's File::metadata (statx)
+            // and glibc's fstat (newfstatat) ask it: on the fd itself
+            // (AT_EMPTY_PATH), e.g. when vm-memory checks a backing file
+            // is long enough for a region's mapping.
+            .chain([
+                (SYS_statx, vec![with_bits(2, AT_EMPTY_PATH as u64)]),
+                (SYS_newfstatat, vec![with_bits(3, AT_EMPTY_PATH as u64)]),
+            ])
+            .collect(),
             Group::NewEventfds => any(&[SYS_eventfd2]),
             Group::Wait => any(&[
                 SYS_fcntl,
