@@ -78,6 +78,7 @@ pub enum VmError {
     Map(#[from] crate::guest_map::MapOverlap),
     #[error(transparent)]
     Virtio(#[from] crate::virtio::VirtioError),
+    #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
     #[error("{0}")]
     Fatal(String),
