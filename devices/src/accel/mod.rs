@@ -104,6 +104,14 @@ impl Interrupts {
     }
 }
 
+/// The VMM's completion timer: told, after a register write, when the
+/// earliest pending completion is due, so that it can wake up and call
+/// [`Accelerator::poll`] then. Called with the device's lock held: an
+/// implementation must not take that lock.
+pub trait CompletionTimer: Send + Sync {
+    fn deadline(&self, at: Picos);
+}
+
 /// What the VMM lends the device.
 pub struct AccelDeps {
     pub memory: Arc<dyn DmaMemory>,
@@ -121,6 +129,7 @@ pub struct Accelerator {
     int_status: u32,
     int_enable: u32,
     log: ErrorLog,
+    timer: Option<Arc<dyn CompletionTimer>>,
 }
 
 impl Accelerator {
@@ -141,6 +150,19 @@ impl Accelerator {
             int_status: 0,
             int_enable: 0,
             log: ErrorLog::default(),
+            timer: None,
+        }
+    }
+
+    /// The timer that delivers this device's completions.
+    pub fn set_timer(&mut self, timer: Arc<dyn CompletionTimer>) {
+        self.timer = Some(timer);
+    }
+
+    /// Tells the timer when the next completion is due, if one is pending.
+    fn arm_timer(&self) {
+        if let (Some(t), Some(at)) = (&self.timer, self.next_deadline()) {
+            t.deadline(at);
         }
     }
 

@@ -135,6 +135,8 @@ impl Accelerator {
             let v = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
             self.write_dword(offset + 4 * i as u64, v);
         }
+        // A doorbell may have booked completions.
+        self.arm_timer();
     }
 
     fn read_dword(&self, offset: u64, now: u64) -> u32 {

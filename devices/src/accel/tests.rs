@@ -797,6 +797,36 @@ fn completions_arrive_at_the_modelled_time_not_before() {
     assert!(took > 32_000_000 && took < 60_000_000, "{took} ps");
 }
 
+#[derive(Default)]
+struct TimerRecorder(Mutex<Vec<u64>>);
+
+impl super::CompletionTimer for TimerRecorder {
+    fn deadline(&self, at: u64) {
+        self.0.lock().unwrap().push(at);
+    }
+}
+
+#[test]
+fn a_doorbell_tells_the_timer_when_its_completion_is_due() {
+    let mut h = harness();
+    let timer = Arc::new(TimerRecorder::default());
+    h.dev.set_timer(timer.clone());
+    h.write32(INT_ENABLE, 1);
+    assert!(timer.0.lock().unwrap().is_empty(), "nothing pending");
+    h.submit(
+        0,
+        &[
+            build::copy(0, RAM, VRAM0, 1 << 20),
+            build::fence(FLAG_IRQ, FENCE_AT, 5),
+        ],
+    );
+    let due = h.dev.next_deadline().expect("the copy is pending");
+    assert_eq!(timer.0.lock().unwrap().last(), Some(&due));
+    h.settle();
+    assert_eq!(h.dev.next_deadline(), None);
+    assert_eq!(h.mem.peek(FENCE_AT, 8), 5u64.to_le_bytes());
+}
+
 /// Time for one COPY of `len` bytes from own VRAM to `dst`, on a fresh device.
 fn copy_ps(dst: u64, len: u64) -> u64 {
     let mut h = Harness::new();
