@@ -15,8 +15,8 @@ use fabric::topology::{Attach, Topology};
 
 use crate::irq::intx_gsi;
 
-/// Type-3 functions signal INTx on INTA#.
-const INTA: u8 = 1;
+/// Type-3 functions and accelerators signal INTx on INTA#.
+pub(crate) const INTA: u8 = 1;
 
 use super::plan::{CxlPlan, FunctionKind, FunctionPlan, CHBCR_SIZE};
 use super::regions::DecoderSources;
@@ -57,9 +57,10 @@ pub struct CxlDevices {
 
 const COMMAND_MEMORY_AND_MASTER: u32 = 0b110;
 
-fn link_params(topo: &Topology, kind: FunctionKind, port_number: u8) -> LinkParams {
+pub(crate) fn link_params(topo: &Topology, kind: FunctionKind, port_number: u8) -> LinkParams {
     let link = match kind {
         FunctionKind::Type3 { index } => Some(&topo.type3[index].link),
+        FunctionKind::Accelerator { index } => Some(&topo.accelerators[index].link),
         FunctionKind::SwitchUpstream { switch } => Some(&topo.switches[switch].link),
         // A port's own link is the one to whatever is plugged into it.
         FunctionKind::RootPort { host_bridge, port } => topo
@@ -102,7 +103,7 @@ fn cfg_write(f: &mut PciFunction, reg: usize, v: u32) {
 }
 
 /// Firmware-style setup: BARs, bridge buses and windows, decode enabled.
-fn program(f: &mut PciFunction, p: &FunctionPlan) {
+pub(crate) fn program(f: &mut PciFunction, p: &FunctionPlan) {
     for &(bar, addr) in &p.bars {
         cfg_write(f, 4 + bar, addr as u32);
         cfg_write(f, 5 + bar, (addr >> 32) as u32);
@@ -219,6 +220,9 @@ pub fn build(
                 devs.decoders.type3.push((index, dev.component.clone()));
                 dev.function
             }
+            // Built by `crate::accel`, with the guest memory, region map
+            // and timing engine their DMA needs.
+            FunctionKind::Accelerator { .. } => continue,
         };
         program(&mut f, p);
         pci.add(Bdf::new(p.bus, p.device, 0), f);

@@ -27,11 +27,15 @@ pub enum FunctionKind {
     SwitchUpstream { switch: usize },
     SwitchDownstream { switch: usize, port: u32 },
     Type3 { index: usize },
+    Accelerator { index: usize },
 }
 
 impl FunctionKind {
     pub fn is_bridge(&self) -> bool {
-        !matches!(self, FunctionKind::Type3 { .. })
+        !matches!(
+            self,
+            FunctionKind::Type3 { .. } | FunctionKind::Accelerator { .. }
+        )
     }
 }
 
@@ -44,7 +48,8 @@ pub struct FunctionPlan {
     /// For bridges: secondary and subordinate bus.
     pub secondary: u8,
     pub subordinate: u8,
-    /// Guest addresses of BAR slots 0, 2, 4 (64-bit BARs), if used.
+    /// Guest addresses of BAR slots 0, 2, 4 (64-bit BARs), if used; each
+    /// BAR's size is [`bar_sizes`]'.
     pub bars: Vec<(usize, u64)>,
     /// For bridges: the memory window [base, limit] it forwards.
     pub window: Option<(u64, u64)>,
@@ -120,12 +125,22 @@ pub enum PlanError {
     WindowBeyondAddressSpace { id: String, end: u64, bits: u8 },
 }
 
-/// BAR slots a function uses: components on BAR0; type-3 also device
-/// registers on BAR2 and MSI-X on BAR4.
-fn bar_indices(kind: FunctionKind) -> &'static [usize] {
+/// BAR slots a function uses and their sizes: components on BAR0; type-3
+/// also device registers on BAR2 and MSI-X on BAR4; an accelerator its
+/// registers on BAR0, VRAM on BAR2 (as large as the VRAM, a power of two)
+/// and MSI-X on BAR4 (`docs/accelerator.md` §1).
+pub fn bar_sizes(topo: &Topology, kind: FunctionKind) -> Vec<(usize, u64)> {
     match kind {
-        FunctionKind::Type3 { .. } => &[0, 2, 4],
-        _ => &[0],
+        FunctionKind::Type3 { .. } => vec![(0, BAR_SLOT), (2, BAR_SLOT), (4, BAR_SLOT)],
+        FunctionKind::Accelerator { index } => {
+            let vram = topo.accelerators[index].vram_size;
+            vec![
+                (0, BAR_SLOT),
+                (2, vram.max(BAR_SLOT).next_power_of_two()),
+                (4, BAR_SLOT),
+            ]
+        }
+        _ => vec![(0, BAR_SLOT)],
     }
 }
 
@@ -158,6 +173,9 @@ impl Planner<'_> {
         let below = |at| match self.topo.child_at(at) {
             Some(ElementRef::Switch(s)) => vec![(FunctionKind::SwitchUpstream { switch: s }, 0, 0)],
             Some(ElementRef::Type3(t)) => vec![(FunctionKind::Type3 { index: t }, 0, 0)],
+            Some(ElementRef::Accelerator(a)) => {
+                vec![(FunctionKind::Accelerator { index: a }, 0, 0)]
+            }
             _ => Vec::new(),
         };
         match kind {
@@ -177,30 +195,56 @@ impl Planner<'_> {
                     )
                 })
                 .collect(),
-            FunctionKind::Type3 { .. } => Vec::new(),
+            FunctionKind::Type3 { .. } | FunctionKind::Accelerator { .. } => Vec::new(),
         }
     }
 
-    /// Bytes the functions of one bus need from the window above them.
-    fn bus_footprint(&self, children: &[Child]) -> u64 {
-        children
+    /// What the functions of one bus take from the window above them, in
+    /// the order they are placed: largest alignment first (stable, so
+    /// equal ones keep device order).
+    fn bus_items(&self, children: &[Child]) -> Vec<Item> {
+        let mut items = Vec::new();
+        for (i, &(kind, ..)) in children.iter().enumerate() {
+            if kind.is_bridge() {
+                // A bridge with nothing behind still gets a 1 MiB window:
+                // harmless, and keeps the arithmetic uniform.
+                let (size, align) = self.bus_extent(&self.children(kind));
+                items.push(Item {
+                    child: i,
+                    bar: None,
+                    size: align_window(size),
+                    align: align.max(WINDOW_ALIGN),
+                });
+            }
+            for (bar, size) in bar_sizes(self.topo, kind) {
+                items.push(Item {
+                    child: i,
+                    bar: Some(bar),
+                    size,
+                    align: size,
+                });
+            }
+        }
+        items.sort_by_key(|it| std::cmp::Reverse(it.align));
+        items
+    }
+
+    /// Bytes and alignment the functions of one bus need: the extent of
+    /// their items placed in order from an address aligned to the largest
+    /// alignment, gaps included, so a window of that size and alignment
+    /// always holds them.
+    fn bus_extent(&self, children: &[Child]) -> (u64, u64) {
+        let items = self.bus_items(children);
+        let align = items.iter().map(|it| it.align).max().unwrap_or(1);
+        let end = items
             .iter()
-            .map(|&(kind, ..)| {
-                let bars = bar_indices(kind).len() as u64 * BAR_SLOT;
-                let window = if kind.is_bridge() {
-                    // A bridge with nothing behind still gets a 1 MiB window:
-                    // harmless, and keeps the arithmetic uniform.
-                    align_window(self.bus_footprint(&self.children(kind)))
-                } else {
-                    0
-                };
-                bars + window
-            })
-            .sum()
+            .fold(0u64, |at, it| at.next_multiple_of(it.align) + it.size);
+        (end, align)
     }
 
     /// Places `children` on `bus`, carving their windows and BARs out of
-    /// `space` (the bus's window), and recursively everything below them.
+    /// `space` (the bus's window, aligned as [`Planner::bus_extent`] asks),
+    /// and recursively everything below them.
     fn place_bus(
         &mut self,
         bus: u8,
@@ -222,34 +266,41 @@ impl Planner<'_> {
                 port_number,
             });
         }
-        for (i, &(kind, ..)) in children.iter().enumerate() {
-            if !kind.is_bridge() {
-                continue;
-            }
-            let grandchildren = self.children(kind);
-            let size = align_window(self.bus_footprint(&grandchildren));
-            let window = space
-                .allocate(size, WINDOW_ALIGN, AllocPolicy::FirstMatch)
+        for it in self.bus_items(children) {
+            let r = space
+                .allocate(it.size, it.align, AllocPolicy::FirstMatch)
                 .map_err(|_| out_of_mmio(space))?;
+            let f = &mut self.functions[first + it.child];
+            match it.bar {
+                Some(bar) => f.bars.push((bar, r.start())),
+                None => f.window = Some((r.start(), r.end())),
+            }
+        }
+        // Buses are numbered depth-first in device order.
+        for (i, &(kind, ..)) in children.iter().enumerate() {
+            let f = &mut self.functions[first + i];
+            f.bars.sort();
+            let Some((base, last)) = f.window else {
+                continue;
+            };
             let mut below =
-                AddressAllocator::new(window.start(), size).map_err(|_| out_of_mmio(space))?;
+                AddressAllocator::new(base, last - base + 1).map_err(|_| out_of_mmio(space))?;
             let secondary = self.take_bus()?;
-            self.place_bus(secondary, &grandchildren, &mut below)?;
+            self.place_bus(secondary, &self.children(kind), &mut below)?;
             let f = &mut self.functions[first + i];
             f.secondary = secondary;
             f.subordinate = (self.next_bus - 1) as u8;
-            f.window = Some((window.start(), window.end()));
-        }
-        for (i, &(kind, ..)) in children.iter().enumerate() {
-            for &bar in bar_indices(kind) {
-                let slot = space
-                    .allocate(BAR_SLOT, BAR_SLOT, AllocPolicy::FirstMatch)
-                    .map_err(|_| out_of_mmio(space))?;
-                self.functions[first + i].bars.push((bar, slot.start()));
-            }
         }
         Ok(())
     }
+}
+
+/// A bridge window (`bar` None) or a BAR of child `child` of a bus.
+struct Item {
+    child: usize,
+    bar: Option<usize>,
+    size: u64,
+    align: u64,
 }
 
 /// Plans the hierarchy. `mmio` is the part of the 32-bit PCI window given to
@@ -285,9 +336,10 @@ pub fn plan(topo: &Topology, mmio: (u64, u64), ram_end: u64) -> Result<CxlPlan, 
             })
             .collect();
         // The host bridge's share of the PCI window (its _CRS).
-        let size = align_window(p.bus_footprint(&root_ports));
+        let (size, align) = p.bus_extent(&root_ports);
+        let size = align_window(size);
         let window = space
-            .allocate(size, WINDOW_ALIGN, AllocPolicy::FirstMatch)
+            .allocate(size, align.max(WINDOW_ALIGN), AllocPolicy::FirstMatch)
             .map_err(|_| PlanError::OutOfMmio(space.base(), space.end() + 1))?;
         let mut bus_space = AddressAllocator::new(window.start(), size)
             .map_err(|_| PlanError::OutOfMmio(space.base(), space.end() + 1))?;
@@ -442,6 +494,52 @@ mod tests {
         assert_eq!(p.windows[0].base, 1 << 32);
         assert!(p.windows.iter().all(|w| w.base % (256 << 20) == 0));
         assert_eq!(p.windows[1].base, p.windows[0].base + p.windows[0].size);
+    }
+
+    #[test]
+    fn accelerator_bars_are_naturally_aligned_inside_their_bridges_windows() {
+        let t = load("accelerators.toml");
+        let p = plan(&t, MMIO, 1 << 30).unwrap();
+        let accels: Vec<_> = p
+            .functions
+            .iter()
+            .filter(|f| matches!(f.kind, FunctionKind::Accelerator { .. }))
+            .collect();
+        assert_eq!(accels.len(), 3);
+        let mut taken: Vec<(u64, u64)> = Vec::new();
+        for f in &p.functions {
+            let sizes = bar_sizes(&t, f.kind);
+            assert_eq!(f.bars.len(), sizes.len(), "{f:?}");
+            for (&(bar, addr), &(sbar, size)) in f.bars.iter().zip(&sizes) {
+                assert_eq!(bar, sbar);
+                assert_eq!(
+                    addr % size,
+                    0,
+                    "{f:?} BAR {bar} at {addr:#x} not aligned to {size:#x}"
+                );
+                // Inside every bridge window above it, up to the host bridge's.
+                let mut bus = f.bus;
+                while let Some(b) = p
+                    .functions
+                    .iter()
+                    .find(|b| b.kind.is_bridge() && b.secondary == bus)
+                {
+                    let (lo, hi) = b.window.unwrap();
+                    assert!(addr >= lo && addr + size - 1 <= hi, "{f:?} outside {b:?}");
+                    bus = b.bus;
+                }
+                let hb = p.host_bridges.iter().find(|h| h.root_bus == bus).unwrap();
+                assert!(addr >= hb.mmio.0 && addr + size - 1 <= hb.mmio.1);
+                assert!(taken
+                    .iter()
+                    .all(|&(a, s)| addr + size <= a || a + s <= addr));
+                taken.push((addr, size));
+            }
+        }
+        // VRAM: a 64 MiB BAR2 each.
+        for f in accels {
+            assert_eq!(bar_sizes(&t, f.kind)[1], (2, 64 << 20));
+        }
     }
 
     #[test]
