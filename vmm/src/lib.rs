@@ -1,6 +1,7 @@
 //! cxlvmm: a KVM virtual machine monitor that gives an unmodified Linux guest
 //! a CXL fabric. This crate is the only one that touches /dev/kvm.
 
+pub mod accel;
 pub mod acpi;
 pub mod boot;
 pub mod cli;

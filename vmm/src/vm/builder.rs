@@ -17,6 +17,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::machine::Machine;
 use super::{io_err, kvm_err, VmConfig, VmError};
+use crate::accel::clock::HostClock;
+use crate::accel::memory::{BusMemory, CxlMemory};
+use crate::accel::{self, AccelMachine, Accelerators};
 use crate::boot::{self, BootSpec, EntryPoint};
 use crate::console::{Console, ConsoleOut};
 use crate::cpu::{self, CpuidOptions};
@@ -27,6 +30,7 @@ use crate::irq::GsiRouter;
 use crate::layout::*;
 use crate::memory::{e820_map, ram_end, ram_ranges, GuestMemory, E820_RAM};
 use crate::{acpi, cxl, host};
+use devices::clock::GuestClock;
 
 /// A machine being assembled. [`MachineBuilder::new`] gives the parts every
 /// machine has; each `add_*` step adds one kind of device, wiring it to the
@@ -53,6 +57,11 @@ pub struct MachineBuilder<'a> {
     regions: Option<Arc<RegionMapper<KvmSlots>>>,
     /// The type-3 devices' media, synced when the guest is over.
     backings: Vec<Arc<Type3Backing>>,
+    /// The fabric timing model of `--topology`, shared by everything that
+    /// books traffic on it (the accelerators' DMA engines).
+    engine: Option<Arc<Mutex<fabric::Engine>>>,
+    /// The accelerators and their completion timer.
+    accelerators: Option<Accelerators>,
 }
 
 /// What device steps add to the firmware tables.
@@ -102,6 +111,16 @@ impl<'a> MachineBuilder<'a> {
         )?;
         // Every slot the guest's registers ask for is checked against it.
         let slot_guard = SlotGuard::new(map);
+        // One timing engine for the machine, its windows where the plan
+        // put them, so that an HPA decodes the same in the model.
+        let engine = cfg.topology.as_ref().map(|t| {
+            let floor = high_mmio_start(ram_end(cfg.mem_size));
+            Arc::new(Mutex::new(fabric::Engine::with_layout(
+                t,
+                t.fabric.seed,
+                floor,
+            )))
+        });
         let mmio = Arc::new(Bus::new());
         // BARs decode anywhere in the 32-bit PCI window (the main root
         // bridge's part and the CXL host bridges'); elsewhere, nothing.
@@ -123,6 +142,8 @@ impl<'a> MachineBuilder<'a> {
             acpi: AcpiParts::default(),
             regions: None,
             backings: Vec::new(),
+            engine,
+            accelerators: None,
         })
     }
 
@@ -207,6 +228,40 @@ impl<'a> MachineBuilder<'a> {
         Ok(())
     }
 
+    /// The topology's accelerators: PCI functions placed by the CXL plan,
+    /// DMA into guest RAM, CXL windows and each other's VRAM, timed by the
+    /// shared engine, completions delivered by a timer thread. After
+    /// [`MachineBuilder::add_cxl_hierarchy`], whose region map the DMA
+    /// decodes through.
+    pub fn add_accelerators(&mut self) -> Result<(), VmError> {
+        let (Some(topo), Some(plan), Some(engine)) =
+            (&self.cfg.topology, &self.cxl_plan, &self.engine)
+        else {
+            return Ok(());
+        };
+        if topo.accelerators.is_empty() {
+            return Ok(());
+        }
+        let cxl = self.regions.as_ref().map(|m| CxlMemory {
+            windows: plan.windows.iter().map(|w| (w.base, w.size)).collect(),
+            tree: m.tree(),
+            backings: self.backings.clone(),
+        });
+        let memory = Arc::new(BusMemory::new(self.mem.clone(), cxl));
+        // The seam for virtual time: another GuestClock goes here.
+        let clock: Arc<dyn GuestClock> = Arc::new(HostClock::new());
+        let machine = AccelMachine {
+            vm: self.vm.clone(),
+            apertures: vec![(PCI_MMIO32_START, PCI_MMIO32_SIZE)],
+            memory,
+            engine: engine.clone(),
+            clock,
+        };
+        let accels = accel::build(topo, plan, &mut self.pci, &self.irq, machine)?;
+        self.accelerators = Some(accels);
+        Ok(())
+    }
+
     /// Finishes the platform: configuration access to the PCI segment (ECAM
     /// and 0xCF8/0xCFC), the ACPI tables, the kernel and initrd, the vCPUs.
     pub fn build(self) -> Result<Machine, VmError> {
@@ -236,6 +291,7 @@ impl<'a> MachineBuilder<'a> {
             console,
             regions: self.regions,
             backings: self.backings,
+            accelerators: self.accelerators,
             vcpus,
         })
     }

@@ -13,6 +13,7 @@ use vmm_sys_util::signal::Killable;
 
 use super::{io_err, Outcome, VmError};
 use super::{STATUS_NO_SCRIPT_STATUS, STATUS_QUIT, STATUS_TIMEOUT};
+use crate::accel::Accelerators;
 use crate::console::{self, Console, RawTerminal};
 use crate::cxl;
 use crate::cxl::regions::{KvmSlots, RegionMapper};
@@ -36,6 +37,8 @@ pub struct Machine {
     pub(super) regions: Option<Arc<RegionMapper<KvmSlots>>>,
     /// The type-3 devices' media, synced when the guest is over.
     pub(super) backings: Vec<Arc<Type3Backing>>,
+    /// The accelerators; dropping them stops their completion timer.
+    pub(super) accelerators: Option<Accelerators>,
     pub(super) vcpus: Vec<VcpuFd>,
 }
 
@@ -98,6 +101,8 @@ impl Machine {
         }
         let _ = input_stop.write(1);
         let _ = input.join();
+        // No vCPU rings a doorbell any more: stop delivering completions.
+        drop(self.accelerators);
         // However the guest ended, what it stored in persistent media
         // reaches stable storage before cxlvmm exits (docs/persistence.md).
         cxl::sync_persistent_media(&self.backings);

@@ -72,6 +72,8 @@ pub enum VmError {
     Bus(#[from] devices::BusError),
     #[error("CXL devices: {0}")]
     CxlBuild(#[from] cxl::build::BuildError),
+    #[error(transparent)]
+    Accel(#[from] crate::accel::AccelError),
     #[error("CXL layout: {0}")]
     CxlPlan(#[from] cxl::plan::PlanError),
     #[error(transparent)]
@@ -127,6 +129,8 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
     m.add_cxl_hierarchy()?;
     // virtio-blk functions for --disk, on the root bus.
     m.add_virtio_disks()?;
+    // Accelerators: PCI functions, DMA into RAM, CXL memory and peers.
+    m.add_accelerators()?;
     // ECAM and 0xCF8/0xCFC, the ACPI tables, the kernel, the vCPUs.
     let machine = m.build()?;
     machine.run()
