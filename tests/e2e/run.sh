@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
     region-1way region-4way region-2hb region-256b pmem-persist-6.12 pmem-persist-6.1
     region-mem-2g region-mem-3g region-mem-6g lat-tools mailbox-concurrent region-concurrent
-    virtio-blk virtio-blk-6.1 hostile)
+    virtio-blk virtio-blk-6.1 hostile accel)
 if [ "${1:-}" = --list ]; then printf '%s\n' "${all_scenarios[@]}"; exit 0; fi
 REPO=$PWD
 CXLVMM=${CXLVMM:-$REPO/target/release/cxlvmm}
@@ -233,6 +233,27 @@ lat_tools() {
     result "$name" $?
 }
 
+# accel: three accelerators and a type-3 device (examples/accelerators.toml);
+# the guest drives them with cxlvmm-accel (tests/e2e/guest/accel.sh): DMA
+# round trips checked byte for byte, kernels checked bit-exact, peer-to-peer
+# below the switch and through the root complex, DMA to and from a CXL
+# region, a bad descriptor, INTx, and the DMA figures of every path.
+accel_scenario() {
+    local name=accel rc
+    note "$name: 2 vCPUs, accelerators.toml, cxlvmm-accel"
+    local start=$SECONDS
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --vcpus 2 --memory 1G --topology examples/accelerators.toml \
+        --cmdline "memhp_default_state=offline $GUEST_CMDLINE" --script tests/e2e/guest/accel.sh \
+        --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^ACCEL-CHECK' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    # Every check ran and passed (a check that never ran is a failure too).
+    [ "$rc" = 7 ] && ! grep -qa 'ACCEL-CHECK.*FAILED' "$OUT/$name.log" &&
+        [ "$(grep -ac '^ACCEL-CHECK .*: ok' "$OUT/$name.log")" = 17 ]
+    result "$name" $?
+}
+
 # Scenarios where four vCPUs drive four devices at once
 # (tests/e2e/four-devices.toml): the guest runs one loop per memdev, pinned
 # to a CPU of its own, all started together and each going on until all
@@ -442,6 +463,7 @@ run_scenario() {
         virtio-blk) virtio_blk 6.12 ;;
         virtio-blk-6.1) virtio_blk 6.1 ;;
         hostile) hostile ;;
+        accel) accel_scenario ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
     esac

@@ -1,0 +1,96 @@
+# Runs inside the guest (6.12, examples/accelerators.toml: gpu0 and gpu1
+# below switch sw0, gpu2 on another root port, type-3 mem0 below sw0).
+# Finds the three accelerators by their PCI IDs and drives them with
+# cxlvmm-accel: DMA host RAM -> VRAM -> host RAM checked byte for byte,
+# kernels checked bit-exact on the CPU, peer-to-peer VRAM copies, DMA to and
+# from a CXL RAM region (kept offline, so only the accelerator touches it),
+# an error status for a bad descriptor, INTx through uio_pci_generic, and
+# the DMA bandwidth/latency figures of every path. Prints the tool's JSON
+# and "ACCEL-CHECK <name>: ok|FAILED (...)" lines. Exits 7 if all pass.
+fail=0
+check() { if [ "$2" = 0 ]; then echo "ACCEL-CHECK $1: ok ($3)"; else echo "ACCEL-CHECK $1: FAILED ($3)"; fail=1; fi; }
+json_field() { grep -o "\"$1\":\"\{0,1\}[^\",}]*" | head -1 | sed 's/^[^:]*://; s/"//g'; }
+# run NAME ARGS...: cxlvmm-accel ARGS, its JSON in /tmp/NAME.json, and
+# on the console; the exit status is the tool's.
+run() {
+    name=$1; shift
+    cxlvmm-accel "$@" >/tmp/"$name".json 2>/tmp/"$name".err
+    rc=$?
+    sed "s/^/ACCEL-JSON $name: /" /tmp/"$name".json; sed "s/^/ACCEL-STDERR $name: /" /tmp/"$name".err
+    return $rc
+}
+ok() { grep -q '"ok":true' /tmp/"$1".json; }
+
+accels=
+for d in /sys/bus/pci/devices/*; do
+    [ "$(cat "$d"/vendor)" = 0x1af4 ] && [ "$(cat "$d"/device)" = 0x10f0 ] &&
+        [ "$(cat "$d"/class)" = 0x120000 ] && accels="$accels ${d##*/}"
+done
+set -- $accels
+[ $# = 3 ]; check enumerate $? "1af4:10f0 class 120000 at:$accels"
+# The two below the same switch share their grandparent (the switch's
+# upstream port); the third hangs off a root port of its own.
+up() { basename "$(dirname "$(dirname "$(readlink -f /sys/bus/pci/devices/"$1")")")"; }
+a=$1 b=$2 c=$3
+if [ "$(up "$a")" != "$(up "$b")" ]; then
+    if [ "$(up "$a")" = "$(up "$c")" ]; then b=$3 c=$2; else a=$2 b=$3 c=$1; fi
+fi
+[ "$(up "$a")" = "$(up "$b")" ] && [ "$(up "$a")" != "$(up "$c")" ]
+check topology $? "$a and $b below one switch, $c on its own root port"
+
+run info -d "$a" info && grep -q '"id_ok":true' /tmp/info.json &&
+    [ "$(json_field queues </tmp/info.json)" = 4 ] && [ "$(json_field vram_size </tmp/info.json)" = 67108864 ]
+check info $? "queues $(json_field queues </tmp/info.json), vram $(json_field vram_size </tmp/info.json) at $(json_field vram_bus </tmp/info.json)"
+
+# Host RAM -> VRAM -> host RAM: the same bytes come back.
+run h2d -d "$a" copy host vram 1048576 11 && ok h2d
+check copy-h2d $? "$(json_field device_gbps </tmp/h2d.json) GB/s, crc32c $(json_field crc32c </tmp/h2d.json)"
+run d2h -d "$a" copy vram host 1048576 keep && ok d2h &&
+    [ "$(json_field crc32c </tmp/d2h.json)" = "$(json_field crc32c </tmp/h2d.json)" ]
+check copy-d2h $? "crc32c $(json_field crc32c </tmp/d2h.json) after the round trip"
+
+run saxpy -d "$a" saxpy 65536 2.5 && ok saxpy
+check saxpy $? "$(json_field mismatches </tmp/saxpy.json) mismatches, device $(json_field device_ps </tmp/saxpy.json) ps"
+run gemm -d "$a" gemm 64 48 32 && ok gemm
+check gemm $? "$(json_field mismatches </tmp/gemm.json) mismatches, device $(json_field device_ps </tmp/gemm.json) ps"
+run checksum -d "$a" checksum 65536 && ok checksum
+check checksum $? "crc32c $(json_field crc32c </tmp/checksum.json) = cpu $(json_field cpu_crc32c </tmp/checksum.json)"
+
+run p2p-switch -d "$a" p2p "$b" 1048576 && ok p2p-switch
+check p2p-switch $? "$a -> $b $(json_field device_gbps </tmp/p2p-switch.json) GB/s"
+run p2p-rc -d "$a" p2p "$c" 1048576 && ok p2p-rc
+check p2p-rc $? "$a -> $c $(json_field device_gbps </tmp/p2p-rc.json) GB/s"
+sw=$(json_field device_ps </tmp/p2p-switch.json) rc=$(json_field device_ps </tmp/p2p-rc.json)
+[ -n "$sw" ] && [ -n "$rc" ] && [ "$sw" -lt "$rc" ]
+check p2p-switch-faster $? "1 MiB below the switch $sw ps, through the root complex $rc ps"
+
+run bad -d "$a" bad && ok bad
+check bad-descriptor $? "status $(json_field status </tmp/bad.json), err_code $(json_field err_code </tmp/bad.json)"
+
+# A CXL RAM region on mem0, left offline: DMA to and from it.
+memdev=$(cxl list -M | awk '/"memdev":/ { gsub(/[",]/, ""); split($0, a, ":"); print a[2]; exit }')
+cxl create-region -m -t ram -d decoder0.0 -w 1 -g 4096 "$memdev" >/tmp/region.json 2>/tmp/region.err
+region=$(json_field region </tmp/region.json)
+hpa=$(cat /sys/bus/cxl/devices/"$region"/resource 2>/dev/null)
+[ -n "$hpa" ] && [ "$hpa" != 0 ]; check cxl-region $? "$region on $memdev at $hpa"
+if [ -n "$hpa" ]; then
+    run to-cxl -d "$a" copy host "phys:$hpa" 1048576 23 && ok to-cxl &&
+        run from-cxl -d "$c" copy "phys:$hpa" host 1048576 23 && ok from-cxl
+    check cxl-round-trip $? "host -> CXL by $a, CXL -> host by $c: $(json_field mismatches </tmp/from-cxl.json) mismatches"
+    run vram-cxl -d "$b" copy vram "phys:$hpa" 65536 31 && ok vram-cxl &&
+        run cxl-host -d "$b" copy "phys:$hpa" host 65536 31 && ok cxl-host
+    check cxl-p2p $? "$b VRAM -> CXL -> host: $(json_field mismatches </tmp/cxl-host.json) mismatches"
+fi
+
+# INTx: the tool binds uio_pci_generic and waits for the interrupt.
+run irq -d "$c" --irq copy host vram 65536 41 && ok irq && [ "$(json_field irqs </tmp/irq.json)" -gt 0 ]
+check intx $? "$(json_field irqs </tmp/irq.json) interrupts"
+
+paths="h2d d2h peer:$b peer:$c"
+[ -n "$hpa" ] && paths="$paths cxl:$hpa"
+# shellcheck disable=SC2086 # paths: one word each
+run bench -d "$a" bench $paths
+check bench $? "$(grep -o '"path":"[^"]*"' /tmp/bench.json | wc -l) paths"
+
+[ "$fail" = 0 ] && exit 7
+exit 1
