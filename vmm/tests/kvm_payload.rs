@@ -493,6 +493,98 @@ fn holds_lock(path: &Path, pid: u32) -> bool {
         })
 }
 
+/// The payload of the accelerator test, at `LOAD_ADDR`: BAR0 and BAR2 of
+/// the first accelerator at 0x200 and 0x208 (filled in by the test), the
+/// fence at 0x240, a ring of 4 descriptors at 0x400, 64 source bytes at
+/// 0x800. It checks the ID register (an MMIO exit into the device), sets up
+/// queue 0 on the ring, rings the doorbell for the two descriptors there
+/// (COPY source -> VRAM, FENCE 0x5eed), spins until the fence is written
+/// (by the VMM's completion thread: nothing else polls the device), then
+/// compares the first and last 8 bytes of VRAM, read through BAR2, with the
+/// source. Exits 7 on success; 1 bad ID, 2 queue not enabled, 3 no fence,
+/// 4 VRAM differs.
+#[rustfmt::skip]
+const ACCEL_CODE: &[u8] = &[
+    0x48, 0x8b, 0x3c, 0x25, 0x00, 0x02, 0x10, 0x00, // mov rdi, [0x100200]       ; BAR0
+    0x48, 0x8b, 0x34, 0x25, 0x08, 0x02, 0x10, 0x00, // mov rsi, [0x100208]       ; BAR2
+    0xb0, 0x01,                                     // mov al, 1
+    0x81, 0x3f, 0x63, 0x78, 0x61, 0x63,             // cmp dword [rdi], "cxac"   ; ID
+    0x75, 0x7a,                                     // jne out
+    0xc7, 0x87, 0x00, 0x10, 0x00, 0x00, 0x00, 0x04, 0x10, 0x00, // mov dword [rdi+0x1000], 0x100400 ; Q_BASE
+    0xc7, 0x87, 0x04, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // mov dword [rdi+0x1004], 0
+    0xc7, 0x87, 0x08, 0x10, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, // mov dword [rdi+0x1008], 4  ; Q_SIZE
+    0xc7, 0x87, 0x0c, 0x10, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, // mov dword [rdi+0x100c], 1  ; ENABLE
+    0xb0, 0x02,                                     // mov al, 2
+    0xf7, 0x87, 0x10, 0x10, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, // test dword [rdi+0x1010], 1 ; Q_STATUS
+    0x74, 0x44,                                     // je out
+    0xc7, 0x87, 0x00, 0x80, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, // mov dword [rdi+0x8000], 2  ; doorbell
+    0xb9, 0x00, 0x00, 0x00, 0x40,                   // mov ecx, 0x40000000
+    0xb0, 0x03,                                     // mov al, 3
+    0x48, 0x81, 0x3c, 0x25, 0x40, 0x02, 0x10, 0x00, 0xed, 0x5e, 0x00, 0x00, // wait: cmp qword [0x100240], 0x5eed
+    0x74, 0x06,                                     //       je done
+    0xff, 0xc9,                                     //       dec ecx
+    0x75, 0xee,                                     //       jnz wait
+    0xeb, 0x1f,                                     //       jmp out
+    0xb0, 0x04,                                     // done: mov al, 4
+    0x48, 0x8b, 0x14, 0x25, 0x00, 0x08, 0x10, 0x00, // mov rdx, [0x100800]
+    0x48, 0x3b, 0x16,                               // cmp rdx, [rsi]
+    0x75, 0x10,                                     // jne out
+    0x48, 0x8b, 0x14, 0x25, 0x38, 0x08, 0x10, 0x00, // mov rdx, [0x100838]
+    0x48, 0x3b, 0x56, 0x38,                         // cmp rdx, [rsi+0x38]
+    0x75, 0x02,                                     // jne out
+    0xb0, 0x07,                                     // mov al, 7
+    0xe6, 0xf4,                                     // out: out 0xf4, al
+    0xf4,                                           // hlt
+    0xeb, 0xfd,                                     // jmp hlt
+];
+
+/// An accelerator of `examples/accelerators.toml` on the real machine: its
+/// BAR0 registers trap to the device, its VRAM is guest memory at BAR2, and
+/// a DMA it is told to do completes without the guest polling the device.
+fn accelerator_copies_into_vram_and_writes_the_fence() {
+    use devices::accel::command::build;
+    let dir = scratch("accel");
+    let topo_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/accelerators.toml");
+    let topo =
+        fabric::topology::Topology::from_toml_str(&std::fs::read_to_string(topo_path).unwrap())
+            .unwrap();
+    let mem = 128u64 << 20;
+    let plan = vmm::cxl::plan::plan(
+        &topo,
+        (vmm::layout::CXL_MMIO32_START, vmm::layout::CXL_MMIO32_END),
+        vmm::memory::ram_end(mem),
+    )
+    .unwrap();
+    let gpu0 = plan
+        .functions
+        .iter()
+        .find(|f| f.kind == vmm::cxl::plan::FunctionKind::Accelerator { index: 0 })
+        .unwrap();
+    let bar = |i| gpu0.bars.iter().find(|b| b.0 == i).unwrap().1;
+    let (bar0, bar2) = (bar(0), bar(2));
+    let mut image = vec![0u8; 0x840];
+    image[..ACCEL_CODE.len()].copy_from_slice(ACCEL_CODE);
+    image[0x200..0x208].copy_from_slice(&bar0.to_le_bytes());
+    image[0x208..0x210].copy_from_slice(&bar2.to_le_bytes());
+    image[0x400..0x440].copy_from_slice(&build::copy(0, LOAD_ADDR + 0x800, bar2, 64));
+    image[0x440..0x480].copy_from_slice(&build::fence(0, LOAD_ADDR + 0x240, 0x5eed));
+    for (i, b) in image[0x800..0x840].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37).wrapping_add(5);
+    }
+    let kernel = dir.join("accel.elf");
+    std::fs::write(&kernel, elf(&image)).unwrap();
+    let out = cxlvmm()
+        .args(["run", "--no-kvm-check", "--vcpus", "1", "--memory", "128M"])
+        .args(["--timeout", "60", "--topology", topo_path])
+        .arg("--kernel")
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let kvm = Path::new("/dev/kvm").exists();
@@ -513,6 +605,11 @@ fn main() -> ExitCode {
         .with_ignored_flag(!runs_here)
     };
     let trials = vec![
+        test(
+            "accelerator_copies_into_vram_and_writes_the_fence",
+            accelerator_copies_into_vram_and_writes_the_fence,
+            kvm,
+        ),
         test(
             "payload_prints_cmdline_and_exits_with_e820_count",
             payload_prints_cmdline_and_exits_with_e820_count,
