@@ -84,11 +84,21 @@ fi
 
 # INTx: the tool binds uio_pci_generic and waits for the interrupt. The
 # copy goes to the CXL region below the same switch, which the model makes
-# slow (docs/fabric.md), so the fence is not yet written when the tool
-# starts waiting and the completion must come as an interrupt.
+# slow (docs/fabric.md), so it is still running when the tool starts
+# waiting. The kernel's own count of the device's IOAPIC line is what is
+# checked (uio_pci_generic's handler takes it only if the function's Status
+# shows its INTx pending, and then masks it with Interrupt Disable); the
+# tool's own "irqs" count is printed too.
 if [ -n "$hpa" ]; then
-    run irq -d "$b" --irq copy host "phys:$hpa" 4194304 41 && ok irq && [ "$(json_field irqs </tmp/irq.json)" -gt 0 ]
-    check intx $? "$(json_field irqs </tmp/irq.json) interrupts, device $(json_field device_ps </tmp/irq.json) ps"
+    run irq -d "$b" --irq copy host "phys:$hpa" 4194304 41 && ok irq
+    rc=$?
+    irq=$(cat /sys/bus/pci/devices/"$b"/irq)
+    n=$(awk -v n="$irq:" '$1 == n && /uio_pci_generic/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts)
+    echo "ACCEL-INTX $b irq=$irq command+status=$(od -An -tx4 -j4 -N4 /sys/bus/pci/devices/"$b"/config | tr -d ' ')" \
+        "driver=$(basename "$(readlink /sys/bus/pci/devices/"$b"/driver)")"
+    grep "^ *$irq:" /proc/interrupts | sed 's/^/ACCEL-INTX /'
+    [ "$rc" = 0 ] && [ "$n" -gt 0 ]
+    check intx $? "IOAPIC line $irq: $n interrupts taken by uio_pci_generic (tool counted $(json_field irqs </tmp/irq.json)), device $(json_field device_ps </tmp/irq.json) ps"
 else
     check intx 1 "no CXL region to copy to"
 fi
