@@ -25,6 +25,7 @@ use kvm_ioctls::VmFd;
 
 use crate::cxl::build::{link_params, program, INTA};
 use crate::cxl::plan::{CxlPlan, FunctionKind};
+use crate::guest_map::guard::SlotGuard;
 use crate::irq::intx_gsi;
 use function::AccelFunction;
 use memory::{BusMemory, VramWindow};
@@ -54,6 +55,8 @@ pub struct Accelerators {
 /// What the accelerators get from the machine.
 pub struct AccelMachine {
     pub vm: Arc<VmFd>,
+    /// Where VRAM slots may go.
+    pub guard: Arc<SlotGuard>,
     /// Where BARs decode (base, size): the PCI windows.
     pub apertures: Vec<(u64, u64)>,
     /// Guest RAM and the CXL windows (VRAM is added by [`build`]).
@@ -77,6 +80,7 @@ pub fn build(
 ) -> Result<Accelerators, AccelError> {
     let AccelMachine {
         vm,
+        guard,
         apertures,
         memory,
         engine,
@@ -117,7 +121,15 @@ pub fn build(
         let window = Arc::new(VramWindow::new(dev.vram.clone()));
         memory.add_vram(index, window.clone());
         let slot = vram_slot(index)
-            .map(|s| VramSlot::new(vm.clone(), s, &dev.vram))
+            .map(|s| {
+                VramSlot::new(
+                    vm.clone(),
+                    guard.clone(),
+                    format!("{} VRAM", a.id),
+                    s,
+                    &dev.vram,
+                )
+            })
             .transpose()
             .map_err(|e| err("mapping VRAM", e))?;
         let mut f = dev.function;

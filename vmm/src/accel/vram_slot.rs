@@ -11,6 +11,8 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use vm_memory::{FileOffset, MmapRegion};
 
+use crate::guest_map::guard::{Placement, SlotClaim, SlotGuard};
+
 const LOG_TARGET: &str = "vmm::accel";
 
 /// KVM slots for VRAM: after guest RAM's (0 and 1), below the CXL
@@ -29,6 +31,12 @@ pub fn vram_slot(index: usize) -> Option<u32> {
 
 pub struct VramSlot {
     vm: Arc<VmFd>,
+    /// Every slot is claimed here first: inside a PCI window, clear of RAM,
+    /// devices and other slots, whatever the guest wrote into BAR2.
+    guard: Arc<SlotGuard>,
+    /// Held while the slot is mapped.
+    claim: Option<SlotClaim>,
+    owner: String,
     slot: u32,
     /// The whole VRAM, mapped shared once; KVM uses it while `at` is Some.
     /// None once given up (leaked) because KVM would not let go of it.
@@ -37,13 +45,22 @@ pub struct VramSlot {
 }
 
 impl VramSlot {
-    pub fn new(vm: Arc<VmFd>, slot: u32, vram: &Vram) -> std::io::Result<Self> {
+    pub fn new(
+        vm: Arc<VmFd>,
+        guard: Arc<SlotGuard>,
+        owner: String,
+        slot: u32,
+        vram: &Vram,
+    ) -> std::io::Result<Self> {
         let file = vram.file().try_clone()?;
         let size = usize::try_from(vram.size()).map_err(std::io::Error::other)?;
         let map = MmapRegion::from_file(FileOffset::new(file, 0), size)
             .map_err(|e| std::io::Error::other(format!("mapping VRAM: {e}")))?;
         Ok(VramSlot {
             vm,
+            guard,
+            claim: None,
+            owner,
             slot,
             map: Some(map),
             at: None,
@@ -79,15 +96,24 @@ impl VramSlot {
                 // the process, and use this slot no more.
                 log::warn!(target: LOG_TARGET, "removing VRAM slot {}: {e}", self.slot);
                 std::mem::forget(self.map.take());
+                std::mem::forget(self.claim.take());
                 return;
             }
+            self.claim = None;
         }
         let Some(size) = self.map.as_ref().map(|m| m.size() as u64) else {
             return;
         };
         if let Some(b) = base {
+            let Ok(claim) = self.guard.claim(&self.owner, b, size, Placement::PciWindow) else {
+                // The guard logged why; the BAR stays served by traps.
+                return;
+            };
             match self.set(b, size) {
-                Ok(()) => self.at = Some(b),
+                Ok(()) => {
+                    self.at = Some(b);
+                    self.claim = Some(claim);
+                }
                 Err(e) => log::warn!(
                     target: LOG_TARGET,
                     "KVM refused VRAM slot {} at {b:#x}: {e}; the BAR is served by traps",

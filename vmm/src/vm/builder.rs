@@ -252,6 +252,7 @@ impl<'a> MachineBuilder<'a> {
         let clock: Arc<dyn GuestClock> = Arc::new(HostClock::new());
         let machine = AccelMachine {
             vm: self.vm.clone(),
+            guard: self.slot_guard.clone(),
             apertures: vec![(PCI_MMIO32_START, PCI_MMIO32_SIZE)],
             memory,
             engine: engine.clone(),
