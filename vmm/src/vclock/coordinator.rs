@@ -1,0 +1,380 @@
+//! One guest clock for all vCPUs (the policy; see docs/timed-mode.md).
+//!
+//! Every vCPU's TSC offset is the same value `offset` whenever it is in the
+//! guest, so all vCPUs read one consistent, monotonic clock
+//! `G = host TSC + offset`. `G` advances with host time while at least one
+//! vCPU can run guest code (in the guest, or halted inside KVM_RUN, from
+//! where an interrupt can wake it at any moment). While *every* vCPU is
+//! outside KVM_RUN nobody can read the clock, so the time that passes there
+//! is hidden: when the first vCPU goes back in, `offset` is chosen so that
+//! `G` continues from where it stopped, plus whatever modelled latency has
+//! to pass before that vCPU may run again.
+//!
+//! A vCPU whose exit must take a modelled time (a timed memory access, an
+//! accelerator doorbell) gets a *release* time `G_left + latency`: it does
+//! not re-enter before the clock shows that time. So the model's latency is
+//! what the guest sees, and the exit's own cost disappears, as long as the
+//! other vCPUs are outside KVM_RUN too; the caller kicks them out for such
+//! exits (a halted vCPU leaves its halt at once; a busy one after its own
+//! exit path, and the guest sees that part of the delay — the price of one
+//! consistent clock, measured in docs/performance.md).
+//!
+//! Several releases pending at once are served in guest-time order: the
+//! earliest restarts the world; the others wait (in user space, spinning
+//! on host time) until the running clock reaches their release. That is a
+//! conservative discrete-event schedule, so concurrent accesses from
+//! several vCPUs queue in the fabric model in guest-time order.
+//!
+//! Time that the guest saw but should not have (entry predictions that came
+//! in late, exits handled inside the kernel while this vCPU ran alone) is
+//! *debt*: it is paid back out of later releases, never by letting the
+//! clock step back (a release is never shortened below the moment the clock
+//! stopped).
+//!
+//! Everything here is arithmetic on host TSC cycles; the caller measures.
+//! No KVM, no clock reads: unit-tested with made-up times.
+
+/// What a vCPU thread must do before KVM_RUN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Enter now with this TSC offset (unchanged from the last one unless
+    /// the clock was restarted).
+    Go { offset: u64 },
+    /// Not yet: come back once the host TSC reaches this value (another
+    /// vCPU is running, so the clock is moving towards the release).
+    WaitUntil { host_tsc: u64 },
+    /// Not yet: the clock is stopped and another vCPU's release comes
+    /// first; wait until the state changes.
+    WaitForOthers,
+}
+
+#[derive(Clone, Copy, Default)]
+struct VcpuState {
+    /// Inside KVM_RUN (in the guest or halted there).
+    running: bool,
+    /// Guest time before which this vCPU may not re-enter.
+    release: Option<u64>,
+    /// In `enter`, ready to go once allowed.
+    waiting: bool,
+    /// Ran with every other vCPU outside KVM_RUN since it last entered:
+    /// only then is its in-kernel exit time this VM's idle-free time.
+    alone: bool,
+    /// Its last entry restarted a stopped clock (so its entry prediction
+    /// defined the clock).
+    restarted: bool,
+    /// Its thread has ended: nobody waits for it.
+    gone: bool,
+}
+
+/// The shared clock state. Wrap it in a mutex; see [`super::SharedClock`].
+#[derive(Debug, Clone)]
+pub struct Coordinator {
+    /// `guest TSC = host TSC + offset` (wrapping arithmetic).
+    offset: u64,
+    /// Guest time at which the clock stopped (the latest moment any vCPU
+    /// could have read it), while no vCPU is running.
+    stopped_at: Option<u64>,
+    /// Cycles the guest saw that it should not have, to be hidden.
+    debt: u64,
+    vcpus: Vec<VcpuState>,
+    /// Total cycles hidden so far (for statistics).
+    hidden: u64,
+}
+
+impl std::fmt::Debug for VcpuState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{{run {} rel {:?} wait {} alone {}}}",
+            self.running, self.release, self.waiting, self.alone
+        )
+    }
+}
+
+impl Coordinator {
+    /// `vcpus` vCPUs, all outside KVM_RUN, with the clock at `initial_offset`.
+    pub fn new(vcpus: usize, initial_offset: u64) -> Self {
+        Self {
+            offset: initial_offset,
+            stopped_at: None,
+            debt: 0,
+            vcpus: vec![VcpuState::default(); vcpus],
+            hidden: 0,
+        }
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Guest time at host TSC `host`.
+    pub fn guest_at(&self, host: u64) -> u64 {
+        host.wrapping_add(self.offset)
+    }
+
+    pub fn hidden_cycles(&self) -> u64 {
+        self.hidden
+    }
+
+    pub fn debt(&self) -> u64 {
+        self.debt
+    }
+
+    fn any_running(&self) -> bool {
+        self.vcpus.iter().any(|v| v.running)
+    }
+
+    /// vCPU `i` left the guest at host TSC `left` (its best estimate of the
+    /// moment the guest stopped). With `latency`, it may not re-enter before
+    /// the guest clock shows `G(left) + latency`. Returns the guest time of
+    /// the exit (the issue time of whatever the exit starts). The caller
+    /// then kicks the vCPUs [`Coordinator::running_others`] names if the
+    /// exit's cost must be hidden.
+    pub fn exited(&mut self, i: usize, left: u64, latency: Option<u64>) -> u64 {
+        let g = self.guest_at(left);
+        let v = &mut self.vcpus[i];
+        v.running = false;
+        v.release = latency.map(|l| g.wrapping_add(l));
+        if !self.any_running() {
+            // The clock stops at the latest moment anyone could read it.
+            let last = self.stopped_at.map_or(g, |s| s.max(g));
+            self.stopped_at = Some(last);
+        }
+        g
+    }
+
+    /// vCPUs other than `i` inside KVM_RUN (to kick so the clock can stop).
+    pub fn running_others(&self, i: usize) -> Vec<usize> {
+        (0..self.vcpus.len())
+            .filter(|&j| j != i && self.vcpus[j].running)
+            .collect()
+    }
+
+    /// Time `i` saw that it should not have (in-kernel exits while it ran
+    /// alone, a late entry after it restarted the clock). Only counted when
+    /// this vCPU's view was the clock's: otherwise others ran meanwhile and
+    /// the time really passed.
+    pub fn add_debt(&mut self, i: usize, alone_cycles: u64, restart_error: i64) {
+        let v = self.vcpus[i];
+        if v.alone {
+            self.debt = self.debt.saturating_add(alone_cycles);
+        }
+        if v.restarted {
+            if restart_error >= 0 {
+                self.debt = self.debt.saturating_add(restart_error as u64);
+            } else {
+                // Entered earlier than predicted: the guest saw less; take
+                // it off the debt (never below zero: the lost time is just
+                // gone, as if the clock had jumped).
+                self.debt = self.debt.saturating_sub(restart_error.unsigned_abs());
+            }
+        }
+    }
+
+    /// vCPU `i` wants to enter at host TSC `now`; KVM will reach the guest
+    /// about `entry_delay` cycles later.
+    pub fn enter(&mut self, i: usize, now: u64, entry_delay: u64) -> Entry {
+        self.vcpus[i].waiting = true;
+        let arrive = now.wrapping_add(entry_delay);
+        if self.any_running() {
+            // The clock is moving; wait for our release if it is ahead.
+            if let Some(r) = self.vcpus[i].release {
+                let g = self.guest_at(arrive);
+                if (r.wrapping_sub(g) as i64) > 0 {
+                    return Entry::WaitUntil {
+                        host_tsc: r.wrapping_sub(self.offset).wrapping_sub(entry_delay),
+                    };
+                }
+            }
+            for v in &mut self.vcpus {
+                v.alone = false;
+            }
+            self.go(i, false);
+            return Entry::Go {
+                offset: self.offset,
+            };
+        }
+        // Everyone is out: the clock is stopped. The waiting vCPU with the
+        // earliest target goes first and restarts it.
+        let stopped = self.stopped_at.unwrap_or_else(|| self.guest_at(now));
+        let target = |v: &VcpuState| v.release.map_or(stopped, |r| r.max(stopped));
+        let mine = target(&self.vcpus[i]);
+        // Every vCPU outside KVM_RUN is either waiting here or finishing an
+        // exit and about to come: the earliest target goes first, even if
+        // its vCPU is not here yet.
+        let first = self
+            .vcpus
+            .iter()
+            .filter(|v| !v.running && !v.gone)
+            .map(target)
+            .min()
+            .unwrap_or(mine);
+        if mine > first {
+            return Entry::WaitForOthers;
+        }
+        let pay = self.debt.min(mine - stopped);
+        self.debt -= pay;
+        let resume = mine - pay;
+        let old = self.guest_at(arrive);
+        self.hidden = self
+            .hidden
+            .wrapping_add(old.wrapping_sub(resume).min(i64::MAX as u64));
+        self.offset = resume.wrapping_sub(arrive);
+        self.stopped_at = None;
+        let alone = self.vcpus.len() == 1;
+        self.go(i, true);
+        self.vcpus[i].alone = alone || self.vcpus.iter().filter(|v| v.running).count() == 1;
+        Entry::Go {
+            offset: self.offset,
+        }
+    }
+
+    fn go(&mut self, i: usize, restarted: bool) {
+        let v = &mut self.vcpus[i];
+        v.running = true;
+        v.waiting = false;
+        v.release = None;
+        v.restarted = restarted;
+        if !restarted {
+            v.alone = false;
+        }
+    }
+
+    /// A vCPU that did not get to enter and will try again later.
+    pub fn abandon(&mut self, i: usize) {
+        self.vcpus[i].waiting = false;
+    }
+
+    /// A vCPU whose thread ends (the VM is stopping): nobody waits for it.
+    pub fn retire(&mut self, i: usize) {
+        let v = &mut self.vcpus[i];
+        v.running = false;
+        v.waiting = false;
+        v.gone = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn go(e: Entry) -> u64 {
+        match e {
+            Entry::Go { offset } => offset,
+            other => panic!("expected Go, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_vcpu_sees_only_the_latency() {
+        let mut c = Coordinator::new(1, 0);
+        // Runs from host 1000; guest = host.
+        go(c.enter(0, 1000, 0));
+        // Exit at host 5000 (guest 5000), latency 200; the VMM handles it
+        // and re-enters at host 60_000 with a 100-cycle entry path.
+        assert_eq!(c.exited(0, 5000, Some(200)), 5000);
+        let off = go(c.enter(0, 60_000, 100));
+        // Guest time at arrival = 5200 exactly.
+        assert_eq!(60_100u64.wrapping_add(off), 5200);
+        assert_eq!(c.hidden_cycles(), 60_100 - 5200);
+        // A non-timed exit is hidden entirely.
+        c.exited(0, 70_100, None); // guest 70_100 + off = 15_200
+        let off2 = go(c.enter(0, 90_000, 100));
+        assert_eq!(90_100u64.wrapping_add(off2), 70_100u64.wrapping_add(off));
+    }
+
+    #[test]
+    fn debt_is_paid_from_releases_without_stepping_back() {
+        let mut c = Coordinator::new(1, 0);
+        go(c.enter(0, 0, 0));
+        c.exited(0, 1000, Some(300));
+        go(c.enter(0, 5000, 0)); // guest 1300 at host 5000
+        // The entry came 500 cycles late, and an in-kernel exit of 400 was
+        // seen while alone: 900 owed.
+        c.add_debt(0, 400, 500);
+        assert_eq!(c.debt(), 900);
+        // Next exit at host 6000: guest 1300 + 1000 = 2300; latency 300:
+        // pay 300 (all of the release), 600 left.
+        let g = c.exited(0, 6000, Some(300));
+        assert_eq!(g, 2300);
+        let off = go(c.enter(0, 9000, 0));
+        assert_eq!(9000u64.wrapping_add(off), 2300, "never below the stop");
+        assert_eq!(c.debt(), 600);
+    }
+
+    #[test]
+    fn busy_other_vcpu_keeps_the_clock_moving() {
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 0, 0));
+        c.exited(0, 1000, Some(300));
+        assert_eq!(c.running_others(0), vec![1]);
+        // vCPU 1 still runs: vCPU 0 must wait for the clock to reach 1300.
+        assert_eq!(c.enter(0, 1100, 50), Entry::WaitUntil { host_tsc: 1250 });
+        assert_eq!(go(c.enter(0, 1250, 50)), 0);
+    }
+
+    #[test]
+    fn kicked_vcpu_stops_the_clock_and_releases_go_in_order() {
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 0, 0));
+        // Both leave for timed accesses: 0 at 1000 (+500), 1 at 1200 (+100).
+        c.exited(0, 1000, Some(500)); // release 1500
+        c.exited(1, 1200, Some(100)); // release 1300; clock stopped at 1200
+        // Much later both want in: vCPU 1's release (1300) comes first.
+        assert_eq!(c.enter(0, 50_000, 10), Entry::WaitForOthers);
+        let off = go(c.enter(1, 50_000, 10));
+        assert_eq!(50_010u64.wrapping_add(off), 1300);
+        // Now the clock runs; vCPU 0 waits until it shows 1500.
+        match c.enter(0, 50_020, 10) {
+            Entry::WaitUntil { host_tsc } => assert_eq!(host_tsc.wrapping_add(off) + 10, 1500),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn clock_is_monotonic_under_random_schedules() {
+        // Random exits, latencies, debts and entry delays on 3 vCPUs: the
+        // guest time any vCPU observes at entry never falls below the
+        // latest time any vCPU observed before.
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut c = Coordinator::new(3, 1 << 40);
+        let mut host = 1000u64;
+        let mut latest_seen = 0u64;
+        let mut inside = [false; 3];
+        for _ in 0..20_000 {
+            host += 1 + rnd(500);
+            let i = rnd(3) as usize;
+            if inside[i] {
+                let g = c.exited(i, host, (rnd(2) == 0).then(|| rnd(3000)));
+                latest_seen = latest_seen.max(g);
+                inside[i] = false;
+                c.add_debt(i, rnd(100), rnd(200) as i64 - 100);
+            } else {
+                let delay = rnd(100);
+                match c.enter(i, host, delay) {
+                    Entry::Go { offset } => {
+                        // Nothing else happens before it arrives.
+                        host += delay;
+                        let g = host.wrapping_add(offset);
+                        assert!(g >= latest_seen, "clock stepped back: {g} < {latest_seen}");
+                        latest_seen = g;
+                        inside[i] = true;
+                    }
+                    Entry::WaitUntil { .. } | Entry::WaitForOthers => c.abandon(i),
+                }
+            }
+            // While anyone runs, the clock moves with host time.
+            if inside.iter().any(|&x| x) {
+                latest_seen = latest_seen.max(c.guest_at(host));
+            }
+        }
+    }
+}

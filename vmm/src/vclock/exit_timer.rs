@@ -1,0 +1,210 @@
+//! One vCPU thread's measurements of its own exits: when the guest really
+//! stopped, how long KVM's entry path takes, and how much time went to exits
+//! that the kernel handled without coming back to user space.
+//!
+//! The kernel's `kvm_exit`/`kvm_entry` tracepoints ([`super::trace`]) fire
+//! a little after the guest stopped and a little before it resumes; the
+//! part outside that window (the hardware's world switch, and in a nested
+//! setup the outer hypervisor's emulation of it) is invisible to this host
+//! and is taken from the start-up calibration ([`super::calibrate`]), split
+//! evenly between the exit and the entry side.
+
+use super::trace::{now_ns, TraceEvent, TraceKind, VcpuTrace};
+use super::tsc::rdtsc;
+
+/// Exit reasons that mean "the guest is idle", whose time must pass: HLT
+/// (SVM 0x78, VMX 12), PAUSE-loop exits (SVM 0x77, VMX 40: the guest spins
+/// for a lock another vCPU holds), MWAIT (SVM 0x8b, VMX 36).
+fn is_idle_exit(reason: u32, amd: bool) -> bool {
+    if amd {
+        matches!(reason, 0x78 | 0x77 | 0x8b)
+    } else {
+        matches!(reason, 12 | 40 | 36)
+    }
+}
+
+/// Whether the host CPU is AMD (its exit reasons are SVM exit codes).
+pub fn host_is_amd() -> bool {
+    let r = core::arch::x86_64::__cpuid(0);
+    r.ebx == u32::from_le_bytes(*b"Auth")
+}
+
+/// Calibration constants, in host TSC cycles.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Calibration {
+    /// Invisible part of one exit + entry (both sides together).
+    pub invisible_cycles: u64,
+    /// Median delay from deciding to enter to the `kvm_entry` tracepoint.
+    pub entry_path_cycles: u64,
+    /// Host TSC cycles per nanosecond.
+    pub cycles_per_ns: f64,
+}
+
+/// What the last exit looked like, for the clock coordinator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitTiming {
+    /// Host TSC when the guest stopped.
+    pub left: u64,
+    /// Exits handled in the kernel since the last entry (not idle ones),
+    /// with their invisible parts: time the guest should not have seen.
+    pub in_kernel: u64,
+    /// How much later (positive) or earlier than predicted the guest
+    /// really resumed after the previous entry decision.
+    pub entry_error: i64,
+}
+
+/// Recent samples; the median predicts the next.
+#[derive(Clone, Debug)]
+struct Recent {
+    samples: [u64; 31],
+    len: usize,
+    next: usize,
+}
+
+impl Recent {
+    fn new(initial: u64) -> Self {
+        Self {
+            samples: [initial; 31],
+            len: 1,
+            next: 1,
+        }
+    }
+
+    fn push(&mut self, v: u64) {
+        self.samples[self.next] = v;
+        self.next = (self.next + 1) % self.samples.len();
+        self.len = (self.len + 1).min(self.samples.len());
+    }
+
+    fn median(&self) -> u64 {
+        let mut s = self.samples;
+        let s = &mut s[..self.len];
+        s.sort_unstable();
+        s[s.len() / 2]
+    }
+}
+
+pub struct ExitTimer {
+    trace: Option<VcpuTrace>,
+    events: Vec<TraceEvent>,
+    cal: Calibration,
+    amd: bool,
+    entry_path: Recent,
+    /// When we last decided to enter (ns) and what entry delay we assumed.
+    decided: Option<(u64, u64)>,
+    /// Events the kernel dropped (ring full): accounting was incomplete.
+    pub lost_events: u64,
+}
+
+impl ExitTimer {
+    /// `trace` is None where tracepoints cannot be read: then only the
+    /// user-space view is available (exits are dated when KVM_RUN returns,
+    /// less the calibrated invisible part, and in-kernel exits are not seen).
+    pub fn new(trace: Option<VcpuTrace>, cal: Calibration) -> Self {
+        Self {
+            trace,
+            events: Vec::with_capacity(64),
+            cal,
+            amd: host_is_amd(),
+            entry_path: Recent::new(cal.entry_path_cycles),
+            decided: None,
+            lost_events: 0,
+        }
+    }
+
+    pub fn traced(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    fn half_invisible(&self) -> u64 {
+        self.cal.invisible_cycles / 2
+    }
+
+    /// The delay from now to the guest running again, in cycles: the
+    /// predicted entry path plus the invisible entry half.
+    pub fn entry_delay(&self) -> u64 {
+        self.entry_path.median() + self.half_invisible()
+    }
+
+    /// Records that the vCPU enters now, having assumed `entry_delay`.
+    pub fn entering(&mut self, entry_delay: u64) {
+        self.decided = Some((now_ns(), entry_delay));
+    }
+
+    /// Right after KVM_RUN returned: what happened since the last entry.
+    pub fn exited(&mut self) -> ExitTiming {
+        let (ns, tsc) = (now_ns(), rdtsc());
+        let to_tsc = |e: u64| -> u64 {
+            let back = (ns.saturating_sub(e) as f64 * self.cal.cycles_per_ns) as u64;
+            tsc.saturating_sub(back)
+        };
+        let Some(trace) = self.trace.as_mut() else {
+            return ExitTiming {
+                left: tsc.saturating_sub(self.cal.invisible_cycles / 2),
+                ..Default::default()
+            };
+        };
+        self.events.clear();
+        self.lost_events += trace.drain(&mut self.events);
+        let mut timing = ExitTiming {
+            left: tsc,
+            ..Default::default()
+        };
+        let mut first_entry = None;
+        let mut open_exit: Option<(u64, u32)> = None;
+        for ev in &self.events {
+            match ev.kind {
+                TraceKind::Entry => {
+                    first_entry.get_or_insert(ev.time_ns);
+                    if let Some((at, reason)) = open_exit.take() {
+                        if !is_idle_exit(reason, self.amd) {
+                            let cycles = (ev.time_ns.saturating_sub(at) as f64
+                                * self.cal.cycles_per_ns)
+                                as u64;
+                            timing.in_kernel += cycles + self.cal.invisible_cycles;
+                        }
+                    }
+                }
+                TraceKind::Exit { reason } => open_exit = Some((ev.time_ns, reason)),
+            }
+        }
+        if let Some((at, _)) = open_exit {
+            timing.left = to_tsc(at).saturating_sub(self.half_invisible());
+        }
+        if let (Some(entry), Some((decided, assumed))) = (first_entry, self.decided.take()) {
+            let path = (entry.saturating_sub(decided) as f64 * self.cal.cycles_per_ns) as u64;
+            self.entry_path.push(path);
+            let actual = path + self.half_invisible();
+            timing.entry_error = actual as i64 - assumed as i64;
+        }
+        timing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_median_follows_the_samples() {
+        let mut r = Recent::new(100);
+        assert_eq!(r.median(), 100);
+        for v in [10, 20, 30] {
+            r.push(v);
+        }
+        // 100, 10, 20, 30 -> sorted 10 20 30 100 -> index 2
+        assert_eq!(r.median(), 30);
+        for _ in 0..40 {
+            r.push(7);
+        }
+        assert_eq!(r.median(), 7);
+    }
+
+    #[test]
+    fn idle_exits_are_told_apart_per_vendor() {
+        assert!(is_idle_exit(0x78, true));
+        assert!(!is_idle_exit(0x400, true)); // NPF
+        assert!(is_idle_exit(12, false));
+        assert!(!is_idle_exit(48, false)); // EPT violation
+    }
+}

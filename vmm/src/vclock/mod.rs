@@ -1,0 +1,8 @@
+//! Virtual time: the guest's clock advances with its own run time and the
+//! fabric model's latencies, never with the cost of a VM exit.
+
+pub mod calibrate;
+pub mod coordinator;
+pub mod exit_timer;
+pub mod trace;
+pub mod tsc;
