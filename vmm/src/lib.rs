@@ -18,6 +18,7 @@ pub mod irq;
 pub mod layout;
 pub mod memory;
 pub mod seccomp;
+pub mod timed;
 pub mod vclock;
 pub mod vcpu;
 pub mod virtio;

@@ -112,6 +112,15 @@ impl Coordinator {
         host.wrapping_add(self.offset)
     }
 
+    /// The guest clock at host TSC `host`: moving if any vCPU runs, else
+    /// where it stopped.
+    pub fn now(&self, host: u64) -> u64 {
+        match self.stopped_at {
+            Some(s) if !self.any_running() => s,
+            _ => self.guest_at(host),
+        }
+    }
+
     pub fn hidden_cycles(&self) -> u64 {
         self.hidden
     }

@@ -4,5 +4,6 @@
 pub mod calibrate;
 pub mod coordinator;
 pub mod exit_timer;
+pub mod shared;
 pub mod trace;
 pub mod tsc;

@@ -1,0 +1,291 @@
+//! The virtual clock as the vCPU threads use it: one [`SharedClock`] per VM
+//! (the [`Coordinator`] behind a mutex, plus the means to kick vCPU threads
+//! out of KVM_RUN), one [`VcpuClock`] per vCPU thread (its [`ExitTimer`] and
+//! the TSC offset it last gave KVM).
+//!
+//! Per exit, a vCPU thread calls [`VcpuClock::left`] as soon as KVM_RUN
+//! returns (when did the guest stop, in guest time), handles the exit, then
+//! [`VcpuClock::exited`] (with the modelled latency if the exit was a timed
+//! access or another exit whose cost the guest must not see), and before
+//! the next KVM_RUN [`VcpuClock::before_run`], which may wait and sets the
+//! TSC offset.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kvm_ioctls::VcpuFd;
+
+use super::coordinator::{Coordinator, Entry};
+use super::exit_timer::{Calibration, ExitTiming, ExitTimer};
+use super::trace::VcpuTrace;
+use super::tsc;
+
+/// Picoseconds in `cycles` of a `khz` clock.
+pub fn cycles_to_ps(cycles: u64, khz: u32) -> u64 {
+    (u128::from(cycles) * 1_000_000_000 / u128::from(khz.max(1))) as u64
+}
+
+/// Cycles of a `khz` clock in `ps` picoseconds.
+pub fn ps_to_cycles(ps: u64, khz: u32) -> u64 {
+    (u128::from(ps) * u128::from(khz) / 1_000_000_000) as u64
+}
+
+/// Counters for `--stats`.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct ClockStats {
+    /// Guest-invisible host time, ns.
+    pub hidden_ns: u64,
+    /// Debt still owed, ns.
+    pub debt_ns: u64,
+    /// Kicks sent to stop other vCPUs.
+    pub kicks: u64,
+    /// Tracepoint events the kernel dropped.
+    pub lost_events: u64,
+}
+
+pub struct SharedClock {
+    state: Mutex<Coordinator>,
+    changed: Condvar,
+    /// Each vCPU thread's pthread, to kick it (None until it started).
+    threads: Mutex<Vec<Option<libc::pthread_t>>>,
+    kick_signal: i32,
+    cal: Calibration,
+    khz: u32,
+    kicks: std::sync::atomic::AtomicU64,
+    lost: std::sync::atomic::AtomicU64,
+}
+
+impl SharedClock {
+    /// A clock for `vcpus` vCPUs whose TSC runs at `khz`, starting at the
+    /// guest TSC the vCPUs have now (`initial_offset`).
+    pub fn new(
+        vcpus: usize,
+        initial_offset: u64,
+        khz: u32,
+        cal: Calibration,
+        kick_signal: i32,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(Coordinator::new(vcpus, initial_offset)),
+            changed: Condvar::new(),
+            threads: Mutex::new(vec![None; vcpus]),
+            kick_signal,
+            cal,
+            khz,
+            kicks: Default::default(),
+            lost: Default::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Coordinator> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn khz(&self) -> u32 {
+        self.khz
+    }
+
+    pub fn calibration(&self) -> Calibration {
+        self.cal
+    }
+
+    /// Guest time now, in picoseconds of guest TSC (what a vCPU entering now
+    /// would read, or where the stopped clock stands).
+    pub fn now_ps(&self) -> u64 {
+        let c = self.lock();
+        cycles_to_ps(c.now(tsc::rdtsc()), self.khz)
+    }
+
+    pub fn stats(&self) -> ClockStats {
+        let c = self.lock();
+        let ns = |cyc: u64| (cyc as f64 / self.cal.cycles_per_ns) as u64;
+        ClockStats {
+            hidden_ns: ns(c.hidden_cycles()),
+            debt_ns: ns(c.debt()),
+            kicks: self.kicks.load(Ordering::Relaxed),
+            lost_events: self.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The handle for vCPU `index`, to be created on its own thread.
+    pub fn vcpu(self: &Arc<Self>, index: usize) -> VcpuClock {
+        // SAFETY: pthread_self and gettid have no arguments and cannot fail.
+        let (me, tid) = unsafe { (libc::pthread_self(), libc::gettid()) };
+        if let Some(slot) = self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(index)
+        {
+            *slot = Some(me);
+        }
+        let trace = match VcpuTrace::open(tid) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                log::warn!("vcpu{index}: virtual time without exit tracepoints ({e}): in-kernel exits will show");
+                None
+            }
+        };
+        VcpuClock {
+            index,
+            timer: ExitTimer::new(trace, self.cal),
+            clock: self.clone(),
+            applied: None,
+        }
+    }
+
+    fn kick(&self, vcpus: &[usize]) {
+        let threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        for &i in vcpus {
+            if let Some(Some(t)) = threads.get(i) {
+                // SAFETY: the thread is a live vCPU thread of this process
+                // (threads retire themselves before they end); the signal
+                // has a no-op handler whose only effect is EINTR in KVM_RUN.
+                unsafe { libc::pthread_kill(*t, self.kick_signal) };
+                self.kicks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+pub struct VcpuClock {
+    index: usize,
+    timer: ExitTimer,
+    clock: Arc<SharedClock>,
+    applied: Option<u64>,
+}
+
+/// Spin (rather than sleep) for waits shorter than this many nanoseconds:
+/// a sleeping thread wakes tens of microseconds late.
+const SPIN_NS: u64 = 200_000;
+
+impl VcpuClock {
+    /// Right after KVM_RUN returned: when the guest stopped, and that
+    /// moment in guest picoseconds (the issue time of a timed access).
+    pub fn left(&mut self) -> (ExitTiming, u64) {
+        let t = self.timer.exited();
+        let g = self.clock.lock().guest_at(t.left);
+        (t, cycles_to_ps(g, self.clock.khz))
+    }
+
+    /// After the exit was handled. `latency_ps`: the guest must see this
+    /// exit take exactly that long (and the other vCPUs are kicked out of
+    /// KVM_RUN so the exit's own cost can be hidden).
+    pub fn exited(&mut self, t: ExitTiming, latency_ps: Option<u64>) {
+        let kick = {
+            let mut c = self.clock.lock();
+            c.add_debt(self.index, t.in_kernel, t.entry_error);
+            c.exited(
+                self.index,
+                t.left,
+                latency_ps.map(|ps| ps_to_cycles(ps, self.clock.khz)),
+            );
+            if latency_ps.is_some() {
+                c.running_others(self.index)
+            } else {
+                Vec::new()
+            }
+        };
+        self.clock.changed.notify_all();
+        if !kick.is_empty() {
+            self.clock.kick(&kick);
+        }
+        let lost = std::mem::take(&mut self.timer.lost_events);
+        if lost > 0 {
+            self.clock.lost.fetch_add(lost, Ordering::Relaxed);
+        }
+    }
+
+    /// Before KVM_RUN: waits until this vCPU may run, then gives KVM the
+    /// clock's TSC offset. Returns false if `stop` was raised meanwhile.
+    pub fn before_run(&mut self, vcpu: &VcpuFd, stop: &AtomicBool) -> std::io::Result<bool> {
+        let delay = self.timer.entry_delay();
+        let offset = loop {
+            if stop.load(Ordering::Acquire) {
+                self.clock.lock().abandon(self.index);
+                return Ok(false);
+            }
+            let mut c = self.clock.lock();
+            match c.enter(self.index, tsc::rdtsc(), delay) {
+                Entry::Go { offset } => break offset,
+                Entry::WaitUntil { host_tsc } => {
+                    drop(c);
+                    self.wait_until(host_tsc);
+                }
+                Entry::WaitForOthers => {
+                    let (c, _) = self
+                        .clock
+                        .changed
+                        .wait_timeout(c, Duration::from_millis(1))
+                        .unwrap_or_else(|e| e.into_inner());
+                    drop(c);
+                }
+            }
+        };
+        self.clock.changed.notify_all();
+        if self.applied != Some(offset) {
+            tsc::set_offset(vcpu, offset)?;
+            tsc::rearm_deadline(vcpu)?;
+            self.applied = Some(offset);
+        }
+        self.timer.entering(delay);
+        Ok(true)
+    }
+
+    /// Waits for the host TSC to reach `target`, or for the clock's state
+    /// to change (then the caller asks again).
+    fn wait_until(&self, target: u64) {
+        let per_ns = self.clock.cal.cycles_per_ns.max(1e-3);
+        let left_ns = (target.saturating_sub(tsc::rdtsc()) as f64 / per_ns) as u64;
+        if left_ns > SPIN_NS {
+            let c = self.clock.lock();
+            let _ = self
+                .clock
+                .changed
+                .wait_timeout(c, Duration::from_nanos(left_ns - SPIN_NS / 2));
+            return;
+        }
+        while tsc::rdtsc() < target {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The thread is ending: nobody waits for this vCPU any more.
+    pub fn retire(&mut self) {
+        self.clock.lock().retire(self.index);
+        self.clock.changed.notify_all();
+    }
+
+    pub fn traced(&self) -> bool {
+        self.timer.traced()
+    }
+}
+
+impl Drop for VcpuClock {
+    fn drop(&mut self) {
+        self.retire();
+        if let Some(slot) = self
+            .clock
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(self.index)
+        {
+            *slot = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picoseconds_and_cycles_round_trip() {
+        // 2.6 GHz: 2600 cycles per microsecond.
+        assert_eq!(cycles_to_ps(2600, 2_600_000), 1_000_000);
+        assert_eq!(ps_to_cycles(1_000_000, 2_600_000), 2600);
+        assert_eq!(cycles_to_ps(0, 0), 0);
+    }
+}
