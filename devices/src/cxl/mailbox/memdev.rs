@@ -78,6 +78,16 @@ impl MemoryDevice {
         self.media_writer = Some(w);
     }
 
+    pub(crate) fn volatile_bytes(&self) -> u64 {
+        self.volatile_bytes
+    }
+
+    /// Takes a line off the poison list without writing it (host clear).
+    pub(crate) fn unpoison(&mut self, dpa: u64) {
+        let now = self.now();
+        self.poison.clear(dpa, now);
+    }
+
     pub(crate) fn poison_records(&self) -> &[poison::PoisonRecord] {
         self.poison.records()
     }

@@ -18,6 +18,7 @@
 
 mod commands;
 mod events;
+mod host_inject;
 mod labels;
 mod memdev;
 mod payload;
@@ -31,6 +32,7 @@ pub use events::{
     EventError, EventLog, EVENT_LOG_CAPACITY, EVENT_MSIX_VECTOR_BASE, EVENT_RECORD_SIZE,
     GENERAL_MEDIA_EVENT_UUID,
 };
+pub use host_inject::HostEvent;
 pub use labels::{FileLabels, LabelStorage, MemoryLabels};
 pub use memdev::{MediaWriter, CAPACITY_UNIT};
 pub use poison::{PoisonRecord, PoisonSource, POISON_LIST_MAX};

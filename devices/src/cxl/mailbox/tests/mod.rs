@@ -6,6 +6,7 @@
 mod commands;
 mod events;
 mod fuzz;
+mod host_inject;
 mod lsa;
 mod poison;
 mod registers;
