@@ -3,6 +3,7 @@
 
 pub mod accel;
 pub mod acpi;
+pub mod api;
 pub mod boot;
 pub mod cli;
 pub mod console;
