@@ -22,10 +22,19 @@ fn main() {
         .collect();
     let kvm = kvm_ioctls::Kvm::new().unwrap();
     let (cal, report) = calibrate(&kvm, samples).unwrap();
-    println!("{{\"calibration\":{},\"invisible_cycles\":{},\"entry_path_cycles\":{}}}",
-        serde_json::to_string(&report).unwrap(), cal.invisible_cycles, cal.entry_path_cycles);
+    println!("{{\"calibration\":{},\"cal\":\"{:?}\"}}",
+        serde_json::to_string(&report).unwrap(), cal);
     for l in lats {
-        let g = verify(&kvm, cal, samples, l).unwrap();
+        let (g, diag) = verify(&kvm, cal, samples, l).unwrap();
+        println!("{}", serde_json::to_string(&diag).unwrap());
+        if let Ok(dir) = std::env::var("PROBE_CSV") {
+            let mut out = String::from("k,guest_ns,entry_error_ns,entry_path_ns,debt_ns\n");
+            for k in 0..g.len() {
+                let at = |v: &Vec<f64>, i: usize| v.get(i).copied().unwrap_or(f64::NAN);
+                out += &format!("{k},{},{},{},{}\n", g[k], at(&diag.errors, k + 1), at(&diag.paths, k + 1), 0.0);
+            }
+            std::fs::write(format!("{dir}/probe-{l}.csv"), out).unwrap();
+        }
         let skip = g.len() / 10;
         let s = Spread::of(&g[skip..]);
         println!("{{\"latency_ns\":{l},\"guest\":{},\"median_err\":{:.4},\"mean_err\":{:.4}}}",

@@ -2,29 +2,33 @@
 //!
 //! A throw-away one-vCPU VM runs a bare-metal payload that times, with the
 //! guest's own `rdtsc`, first N empty rdtsc pairs and then N loads from an
-//! unmapped address (each one an MMIO exit answered here). For every exit
-//! the tracepoints give the window the host kernel saw (kvm_exit ->
-//! kvm_entry); what the guest saw beyond that window, less the empty pair's
-//! own cost, is the invisible part: the world switch, and in a nested
-//! hypervisor the outer one's emulation of VMRUN/#VMEXIT. Its median is the
-//! constant the virtual clock adds to every exit it measures.
+//! unmapped address (each one an MMIO exit answered here), keeping the
+//! guest TSC just before and just after each load. Since the guest TSC is
+//! the host TSC plus a known offset, each exit splits into three parts on
+//! one time line: from the guest's last instruction to the `kvm_exit`
+//! tracepoint (the exit side, invisible here), the kernel's window up to
+//! `kvm_entry` (visible per exit), and from `kvm_entry` to the guest's next
+//! instruction (the entry side, invisible). The invisible parts are the
+//! hardware world switch and, in a nested hypervisor, the outer one's
+//! emulation of VMRUN/#VMEXIT; their medians are the constants the virtual
+//! clock adds to what it measures of every exit.
 //!
 //! The same VM, run with the virtual clock on and a modelled latency per
-//! load ([`verify`]), shows how exactly the guest then sees that latency;
-//! `cxlvmm vclock-probe` prints both.
+//! load ([`verify`]), shows how exactly the guest then sees that latency.
 
 use kvm_bindings::{kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
-use super::coordinator::{Coordinator, Entry};
-use super::exit_timer::{Calibration, ExitTimer};
-use super::trace::{now_ns, VcpuTrace};
+use super::exit_timer::Calibration;
+use super::shared::{SharedClock, VcpuClock};
+use super::trace::{now_ns, TraceKind, VcpuTrace};
 use super::tsc;
 use crate::memory::GuestMemory;
 
-/// The payload (see the module comment): N at 0x1ff000, empty pairs to
-/// 0x200000.., timed loads from 0xd000_0000 to 0x400000.., then `out 0xf4`.
+/// The payload (see the module comment): N at 0x1ff000, empty pair
+/// durations to 0x200000.., (start, end) guest TSC of each timed load from
+/// 0xd000_0000 to 0x400000.., then `out 0xf4`.
 #[rustfmt::skip]
 const PAYLOAD: &[u8] = &[
     0x48, 0x8b, 0x0c, 0x25, 0x00, 0xf0, 0x1f, 0x00, 0x48, 0xc7, 0xc7, 0x00, 0x00, 0x20, 0x00, 0x48,
@@ -34,15 +38,15 @@ const PAYLOAD: &[u8] = &[
     0xc9, 0x75, 0xd6, 0x48, 0x8b, 0x0c, 0x25, 0x00, 0xf0, 0x1f, 0x00, 0x48, 0xc7, 0xc7, 0x00, 0x00,
     0x40, 0x00, 0x0f, 0xae, 0xe8, 0x0f, 0x31, 0x48, 0xc1, 0xe2, 0x20, 0x48, 0x09, 0xc2, 0x49, 0x89,
     0xd0, 0x48, 0x8b, 0x06, 0x0f, 0xae, 0xe8, 0x0f, 0x31, 0x48, 0xc1, 0xe2, 0x20, 0x48, 0x09, 0xd0,
-    0x4c, 0x29, 0xc0, 0x48, 0x89, 0x07, 0x48, 0x83, 0xc7, 0x08, 0x48, 0xff, 0xc9, 0x75, 0xd3, 0x66,
-    0xba, 0xf4, 0x00, 0xee, 0xf4, 0xeb, 0xfd,
+    0x4c, 0x89, 0x07, 0x48, 0x89, 0x47, 0x08, 0x48, 0x83, 0xc7, 0x10, 0x48, 0xff, 0xc9, 0x75, 0xd2,
+    0x66, 0xba, 0xf4, 0x00, 0xee, 0xf4, 0xeb, 0xfd,
 ];
 const ENTRY: u64 = 0x10_0000;
 const COUNT_AT: u64 = 0x1f_f000;
 const EMPTY_AT: u64 = 0x20_0000;
 const LOADS_AT: u64 = 0x40_0000;
 const MEM_SIZE: usize = 8 << 20;
-/// At most this many samples per phase fit between the two arrays.
+/// At most this many samples per phase fit in the arrays.
 pub const MAX_SAMPLES: u64 = (LOADS_AT - EMPTY_AT) / 8;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +66,7 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> CalibrationE
     move |source| CalibrationError::Kvm { what, source }
 }
 
-/// Percentiles of a sample, in nanoseconds.
+/// Percentiles of a sample.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Spread {
     pub p10: f64,
@@ -88,19 +92,23 @@ impl Spread {
     }
 }
 
-/// What the calibration measured (all nanoseconds).
+/// What the calibration measured (nanoseconds).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct CalibrationReport {
     pub samples: u64,
+    /// Whether the exit tracepoints could be read (without them the whole
+    /// exit counts as invisible and in-kernel exits cannot be hidden).
     pub traced: bool,
     pub tsc_khz: u32,
     /// Guest-observed cost of one MMIO load exit (no hiding).
     pub exit_cost: Spread,
-    /// Of that, the kernel's kvm_exit -> kvm_entry window.
+    /// The kernel's kvm_exit -> kvm_entry window.
     pub kernel_window: Spread,
-    /// And the rest: what nobody on this host can see.
-    pub invisible: Spread,
-    /// Deciding to enter -> kvm_entry.
+    /// Guest's last instruction -> kvm_exit.
+    pub exit_side: Spread,
+    /// kvm_entry -> guest's next instruction.
+    pub entry_side: Spread,
+    /// Deciding to enter (before the offset is set) -> kvm_entry.
     pub entry_path: Spread,
     /// An empty rdtsc pair in the guest.
     pub empty_pair: Spread,
@@ -139,8 +147,9 @@ fn probe_vm(kvm: &Kvm, samples: u64) -> Result<ProbeVm, CalibrationError> {
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("get CPUID"))?;
     vcpu.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
-    crate::cpu::setup_long_mode(&vcpu, &mem).map_err(|e| CalibrationError::Setup(e.to_string()))?;
-    crate::cpu::setup_regs(&vcpu, ENTRY, 0).map_err(|e| CalibrationError::Setup(e.to_string()))?;
+    let setup = |e: crate::cpu::CpuError| CalibrationError::Setup(e.to_string());
+    crate::cpu::setup_long_mode(&vcpu, &mem).map_err(setup)?;
+    crate::cpu::setup_regs(&vcpu, ENTRY, 0).map_err(setup)?;
     let khz = vcpu.get_tsc_khz().map_err(kvm_err("get TSC frequency"))?;
     Ok(ProbeVm {
         _vm: vm,
@@ -150,10 +159,9 @@ fn probe_vm(kvm: &Kvm, samples: u64) -> Result<ProbeVm, CalibrationError> {
     })
 }
 
-fn read_samples(mem: &GuestMemory, at: u64, n: u64, cycles_per_ns: f64) -> Vec<f64> {
-    (0..n.min(MAX_SAMPLES))
+fn read_u64s(mem: &GuestMemory, at: u64, n: u64) -> Vec<u64> {
+    (0..n)
         .filter_map(|i| mem.read_obj::<u64>(GuestAddress(at + 8 * i)).ok())
-        .map(|c| c as f64 / cycles_per_ns)
         .collect()
 }
 
@@ -183,95 +191,57 @@ fn run_probe(
     Ok(p)
 }
 
-/// Calibration: no hiding; per exit, the kernel window and entry path.
+/// Host TSC of a moment given in trace nanoseconds, through a (ns, tsc)
+/// pair read together a moment ago.
+fn tsc_at(ns: u64, reference: (u64, u64), cycles_per_ns: f64) -> u64 {
+    let (ref_ns, ref_tsc) = reference;
+    let back = ref_ns.saturating_sub(ns) as f64 * cycles_per_ns;
+    ref_tsc.saturating_sub(back as u64)
+}
+
+/// Calibration: no hiding; per exit, kvm_exit and kvm_entry in host TSC.
 struct Measure {
     trace: Option<VcpuTrace>,
     events: Vec<super::trace::TraceEvent>,
+    cycles_per_ns: f64,
+    /// Host TSC when we decided to enter.
     decided: u64,
-    /// (kernel window, entry path) per exit, ns.
-    windows: Vec<(f64, f64)>,
-    /// kvm_exit time of the load being served.
+    /// Per exit: (kvm_exit, kvm_entry, decided) in host TSC.
+    exits: Vec<(u64, u64, u64)>,
+    /// kvm_exit of the load being served.
     pending: Option<u64>,
 }
 
 impl ProbeHooks for Measure {
     fn before_run(&mut self, _: &VcpuFd) -> Result<(), CalibrationError> {
-        self.decided = now_ns();
+        self.decided = tsc::rdtsc();
         Ok(())
     }
 
     fn after_load(&mut self) -> Result<(), CalibrationError> {
-        use super::trace::TraceKind;
         let Some(t) = self.trace.as_mut() else {
             return Ok(());
         };
+        let reference = (now_ns(), tsc::rdtsc());
         self.events.clear();
         t.drain(&mut self.events);
-        let first_entry = self
-            .events
-            .iter()
-            .find(|e| e.kind == TraceKind::Entry)
-            .map(|e| e.time_ns);
+        let to_tsc = |ns| tsc_at(ns, reference, self.cycles_per_ns);
+        let first_entry = self.events.iter().find(|e| e.kind == TraceKind::Entry);
+        // `decided` is from the before_run that followed the pending exit.
         if let (Some(exit), Some(entry)) = (self.pending, first_entry) {
-            self.windows.push((
-                entry.saturating_sub(exit) as f64,
-                entry.saturating_sub(self.decided) as f64,
-            ));
+            self.exits.push((exit, to_tsc(entry.time_ns), self.decided));
         }
         self.pending = self
             .events
             .iter()
             .rev()
             .find(|e| matches!(e.kind, TraceKind::Exit { .. }))
-            .map(|e| e.time_ns);
+            .map(|e| to_tsc(e.time_ns));
         Ok(())
     }
 }
 
-/// Verification: the virtual clock on, each load charged `latency`.
-struct Clocked {
-    timer: ExitTimer,
-    clock: Option<Coordinator>,
-    latency: u64,
-    applied: Option<u64>,
-}
-
-impl ProbeHooks for Clocked {
-    fn before_run(&mut self, vcpu: &VcpuFd) -> Result<(), CalibrationError> {
-        let c = self
-            .clock
-            .get_or_insert_with(|| Coordinator::new(1, tsc::offset(vcpu).unwrap_or(0)));
-        let delay = self.timer.entry_delay();
-        match c.enter(0, tsc::rdtsc(), delay) {
-            Entry::Go { offset } => {
-                if self.applied != Some(offset) {
-                    tsc::set_offset(vcpu, offset)
-                        .map_err(|e| CalibrationError::Setup(format!("TSC offset: {e}")))?;
-                    self.applied = Some(offset);
-                }
-            }
-            other => {
-                return Err(CalibrationError::Setup(format!(
-                    "a single vCPU was told {other:?}"
-                )))
-            }
-        }
-        self.timer.entering(delay);
-        Ok(())
-    }
-
-    fn after_load(&mut self) -> Result<(), CalibrationError> {
-        let t = self.timer.exited();
-        if let Some(c) = self.clock.as_mut() {
-            c.add_debt(0, t.in_kernel, t.entry_error);
-            c.exited(0, t.left, Some(self.latency));
-        }
-        Ok(())
-    }
-}
-
-/// Measures the invisible part of an exit on this host. `trace` says
-/// whether the tracepoints can be used (they must be, for a useful answer).
+/// Measures the invisible parts of an exit on this host.
 pub fn calibrate(
     kvm: &Kvm,
     samples: u64,
@@ -281,46 +251,154 @@ pub fn calibrate(
     let mut m = Measure {
         trace: VcpuTrace::open(tid).ok(),
         events: Vec::new(),
+        cycles_per_ns: 1.0,
         decided: 0,
-        windows: Vec::new(),
+        exits: Vec::new(),
         pending: None,
     };
-    let p = run_probe(kvm, samples, &mut m)?;
-    let (windows, trace) = (m.windows, m.trace);
-    let cycles_per_ns = f64::from(p.khz) / 1e6;
+    // The payload starts after the first KVM_RUN; the offset is fixed from
+    // creation on (guest TSC = host TSC + offset).
+    let probe = probe_vm(kvm, 1)?;
+    m.cycles_per_ns = f64::from(probe.khz) / 1e6;
+    drop(probe);
+    let mut offset = None;
+    struct WithOffset<'a>(&'a mut Measure, &'a mut Option<u64>);
+    impl ProbeHooks for WithOffset<'_> {
+        fn before_run(&mut self, vcpu: &VcpuFd) -> Result<(), CalibrationError> {
+            if self.1.is_none() {
+                *self.1 = Some(
+                    tsc::offset(vcpu)
+                        .map_err(|e| CalibrationError::Setup(format!("TSC offset: {e}")))?,
+                );
+            }
+            self.0.before_run(vcpu)
+        }
+        fn after_load(&mut self) -> Result<(), CalibrationError> {
+            self.0.after_load()
+        }
+    }
+    let p = run_probe(kvm, samples, &mut WithOffset(&mut m, &mut offset))?;
+    let offset = offset.unwrap_or(0);
+    let per_ns = m.cycles_per_ns;
+    let ns = |c: f64| c / per_ns;
     let n = samples.min(MAX_SAMPLES);
-    let empty = read_samples(&p.mem, EMPTY_AT, n, cycles_per_ns);
-    let loads = read_samples(&p.mem, LOADS_AT, n, cycles_per_ns);
-    let empty_spread = Spread::of(&empty);
-    // windows[k] belongs to load k (the window of load k ends when the
-    // payload resumes for load k+1's rdtsc; the last one is never closed).
-    let invisible: Vec<f64> = loads
-        .iter()
-        .zip(&windows)
-        .map(|(g, (w, _))| g - w - empty_spread.p50)
+    let empty: Vec<f64> = read_u64s(&p.mem, EMPTY_AT, n)
+        .into_iter()
+        .map(|c| ns(c as f64))
         .collect();
+    let pairs = read_u64s(&p.mem, LOADS_AT, 2 * n);
+    let loads: Vec<(u64, u64)> = pairs.chunks_exact(2).map(|c| (c[0], c[1])).collect();
+    let host = |guest: u64| guest.wrapping_sub(offset);
+    // exits[k] belongs to load k (its window closes when load k+1 exits;
+    // the last one is never closed).
+    let mut exit_side = Vec::new();
+    let mut entry_side = Vec::new();
+    let mut windows = Vec::new();
+    let mut paths = Vec::new();
+    for (&(start, end), &(exit, entry, decided)) in loads.iter().zip(&m.exits) {
+        exit_side.push(ns(exit as f64 - host(start) as f64));
+        entry_side.push(ns(host(end) as f64 - entry as f64));
+        windows.push(ns(entry as f64 - exit as f64));
+        paths.push(ns(entry as f64 - decided as f64));
+    }
     let report = CalibrationReport {
         samples: n,
-        traced: trace.is_some(),
+        traced: m.trace.is_some(),
         tsc_khz: p.khz,
-        exit_cost: Spread::of(&loads),
-        kernel_window: Spread::of(&windows.iter().map(|w| w.0).collect::<Vec<_>>()),
-        invisible: Spread::of(&invisible),
-        entry_path: Spread::of(&windows.iter().map(|w| w.1).collect::<Vec<_>>()),
-        empty_pair: empty_spread,
+        exit_cost: Spread::of(
+            &loads
+                .iter()
+                .map(|(s, e)| ns(e.wrapping_sub(*s) as f64))
+                .collect::<Vec<_>>(),
+        ),
+        kernel_window: Spread::of(&windows),
+        exit_side: Spread::of(&exit_side),
+        entry_side: Spread::of(&entry_side),
+        entry_path: Spread::of(&paths),
+        empty_pair: Spread::of(&empty),
     };
-    let invisible_ns = if report.traced {
-        report.invisible.p50.max(0.0)
+    let cycles = |v: f64| (v.max(0.0) * per_ns) as u64;
+    let cal = if report.traced {
+        Calibration {
+            exit_invisible_cycles: cycles(report.exit_side.p50),
+            entry_invisible_cycles: cycles(report.entry_side.p50),
+            entry_path_cycles: cycles(report.entry_path.p50),
+            cycles_per_ns: per_ns,
+        }
     } else {
-        // Without tracepoints the whole exit is invisible.
-        (report.exit_cost.p50 - empty_spread.p50).max(0.0)
-    };
-    let cal = Calibration {
-        invisible_cycles: (invisible_ns * cycles_per_ns) as u64,
-        entry_path_cycles: (report.entry_path.p50 * cycles_per_ns) as u64,
-        cycles_per_ns,
+        // Without tracepoints the exit is dated when KVM_RUN returns and the
+        // whole of it is invisible: half before, half after.
+        let half = cycles((report.exit_cost.p50 - report.empty_pair.p50) / 2.0);
+        Calibration {
+            exit_invisible_cycles: half,
+            entry_invisible_cycles: half,
+            entry_path_cycles: 0,
+            cycles_per_ns: per_ns,
+        }
     };
     Ok((cal, report))
+}
+
+/// Verification: the virtual clock on, each load charged `latency`,
+/// through the same [`SharedClock`]/[`VcpuClock`] the vCPU threads use.
+struct Clocked {
+    cal: Calibration,
+    khz: u32,
+    clock: Option<VcpuClock>,
+    latency_ps: u64,
+    stop: std::sync::atomic::AtomicBool,
+    diag: VerifyDiagnostics,
+}
+
+/// What the virtual clock did during [`verify`].
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VerifyDiagnostics {
+    pub exits_in_kernel: u64,
+    pub in_kernel_reasons: std::collections::BTreeMap<String, u64>,
+    /// Entry paths and their prediction errors, ns.
+    pub entry_path: Spread,
+    pub entry_error: Spread,
+    #[serde(skip)]
+    pub paths: Vec<f64>,
+    #[serde(skip)]
+    pub errors: Vec<f64>,
+    pub final_debt_ns: u64,
+}
+
+impl ProbeHooks for Clocked {
+    fn before_run(&mut self, vcpu: &VcpuFd) -> Result<(), CalibrationError> {
+        if self.clock.is_none() {
+            let offset = tsc::offset(vcpu)
+                .map_err(|e| CalibrationError::Setup(format!("TSC offset: {e}")))?;
+            let shared = SharedClock::new(1, offset, self.khz, self.cal, 0);
+            self.clock = Some(shared.vcpu(0));
+        }
+        if let Some(c) = self.clock.as_mut() {
+            c.before_run(vcpu, &self.stop)
+                .map_err(|e| CalibrationError::Setup(format!("virtual clock: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn after_load(&mut self) -> Result<(), CalibrationError> {
+        let Some(c) = self.clock.as_mut() else {
+            return Ok(());
+        };
+        let (t, _) = c.left();
+        self.diag.exits_in_kernel += u64::from(t.in_kernel_exits);
+        if t.in_kernel_exits > 0 {
+            *self
+                .diag
+                .in_kernel_reasons
+                .entry(format!("{:#x}", t.last_in_kernel_reason))
+                .or_default() += u64::from(t.in_kernel_exits);
+        }
+        let per_ns = self.cal.cycles_per_ns;
+        self.diag.paths.push(t.entry_path as f64 / per_ns);
+        self.diag.errors.push(t.entry_error as f64 / per_ns);
+        c.exited(t, Some(self.latency_ps));
+        Ok(())
+    }
 }
 
 /// Runs the probe with the virtual clock on, every load charged `latency_ns`;
@@ -330,20 +408,32 @@ pub fn verify(
     cal: Calibration,
     samples: u64,
     latency_ns: f64,
-) -> Result<Vec<f64>, CalibrationError> {
-    // SAFETY: gettid has no arguments and cannot fail.
-    let tid = unsafe { libc::gettid() };
+) -> Result<(Vec<f64>, VerifyDiagnostics), CalibrationError> {
+    let khz = (cal.cycles_per_ns * 1e6).round() as u32;
     let mut hooks = Clocked {
-        timer: ExitTimer::new(VcpuTrace::open(tid).ok(), cal),
+        cal,
+        khz,
         clock: None,
-        latency: (latency_ns * cal.cycles_per_ns) as u64,
-        applied: None,
+        latency_ps: (latency_ns * 1000.0) as u64,
+        stop: Default::default(),
+        diag: VerifyDiagnostics::default(),
     };
     let p = run_probe(kvm, samples, &mut hooks)?;
+    let mut diag = hooks.diag;
+    diag.final_debt_ns = hooks.clock.as_ref().map_or(0, |c| c.stats().debt_ns);
+    diag.entry_path = Spread::of(&diag.paths);
+    diag.entry_error = Spread::of(&diag.errors);
     let n = samples.min(MAX_SAMPLES);
-    let empty = Spread::of(&read_samples(&p.mem, EMPTY_AT, n, cal.cycles_per_ns));
-    Ok(read_samples(&p.mem, LOADS_AT, n, cal.cycles_per_ns)
-        .into_iter()
-        .map(|g| g - empty.p50)
-        .collect())
+    let ns = |c: u64| c as f64 / cal.cycles_per_ns;
+    let empty = Spread::of(
+        &read_u64s(&p.mem, EMPTY_AT, n)
+            .into_iter()
+            .map(ns)
+            .collect::<Vec<_>>(),
+    );
+    let seen = read_u64s(&p.mem, LOADS_AT, 2 * n)
+        .chunks_exact(2)
+        .map(|c| ns(c[1].wrapping_sub(c[0])) - empty.p50)
+        .collect();
+    Ok((seen, diag))
 }

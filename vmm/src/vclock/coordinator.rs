@@ -79,6 +79,8 @@ pub struct Coordinator {
     vcpus: Vec<VcpuState>,
     /// Total cycles hidden so far (for statistics).
     hidden: u64,
+    /// Debt beyond this is forgiven.
+    max_debt: u64,
 }
 
 impl std::fmt::Debug for VcpuState {
@@ -100,7 +102,15 @@ impl Coordinator {
             debt: 0,
             vcpus: vec![VcpuState::default(); vcpus],
             hidden: 0,
+            max_debt: u64::MAX,
         }
+    }
+
+    /// Caps the debt: time the guest saw beyond this is not taken back
+    /// from later accesses (they would look far too fast for too long).
+    pub fn with_max_debt(mut self, cycles: u64) -> Self {
+        self.max_debt = cycles;
+        self
     }
 
     pub fn offset(&self) -> u64 {
@@ -163,7 +173,13 @@ impl Coordinator {
     /// alone, a late entry after it restarted the clock). Only counted when
     /// this vCPU's view was the clock's: otherwise others ran meanwhile and
     /// the time really passed.
-    pub fn add_debt(&mut self, i: usize, alone_cycles: u64, restart_error: i64) {
+    /// `idled`: the vCPU halted since its last entry; debt from before an
+    /// idle period is forgiven (the guest's busy stretch it distorted is
+    /// over, and idle time passes for real anyway).
+    pub fn add_debt(&mut self, i: usize, alone_cycles: u64, restart_error: i64, idled: bool) {
+        if idled {
+            self.debt = 0;
+        }
         let v = self.vcpus[i];
         if v.alone {
             self.debt = self.debt.saturating_add(alone_cycles);
@@ -178,6 +194,7 @@ impl Coordinator {
                 self.debt = self.debt.saturating_sub(restart_error.unsigned_abs());
             }
         }
+        self.debt = self.debt.min(self.max_debt);
     }
 
     /// vCPU `i` wants to enter at host TSC `now`; KVM will reach the guest
@@ -300,7 +317,7 @@ mod tests {
         go(c.enter(0, 5000, 0)); // guest 1300 at host 5000
         // The entry came 500 cycles late, and an in-kernel exit of 400 was
         // seen while alone: 900 owed.
-        c.add_debt(0, 400, 500);
+        c.add_debt(0, 400, 500, false);
         assert_eq!(c.debt(), 900);
         // Next exit at host 6000: guest 1300 + 1000 = 2300; latency 300:
         // pay 300 (all of the release), 600 left.
@@ -365,7 +382,7 @@ mod tests {
                 let g = c.exited(i, host, (rnd(2) == 0).then(|| rnd(3000)));
                 latest_seen = latest_seen.max(g);
                 inside[i] = false;
-                c.add_debt(i, rnd(100), rnd(200) as i64 - 100);
+                c.add_debt(i, rnd(100), rnd(200) as i64 - 100, rnd(50) == 0);
             } else {
                 let delay = rnd(100);
                 match c.enter(i, host, delay) {

@@ -32,8 +32,10 @@ pub fn host_is_amd() -> bool {
 /// Calibration constants, in host TSC cycles.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Calibration {
-    /// Invisible part of one exit + entry (both sides together).
-    pub invisible_cycles: u64,
+    /// Invisible part of an exit: guest's last instruction -> kvm_exit.
+    pub exit_invisible_cycles: u64,
+    /// Invisible part of an entry: kvm_entry -> guest's next instruction.
+    pub entry_invisible_cycles: u64,
     /// Median delay from deciding to enter to the `kvm_entry` tracepoint.
     pub entry_path_cycles: u64,
     /// Host TSC cycles per nanosecond.
@@ -51,9 +53,20 @@ pub struct ExitTiming {
     /// How much later (positive) or earlier than predicted the guest
     /// really resumed after the previous entry decision.
     pub entry_error: i64,
+    /// How many exits the kernel handled by itself (not idle ones), and
+    /// the reason of the last one.
+    pub in_kernel_exits: u32,
+    pub last_in_kernel_reason: u32,
+    /// The measured entry path (decision -> kvm_entry) of the last entry.
+    pub entry_path: u64,
+    /// The guest idled (HLT, PAUSE loop, MWAIT) since the last entry.
+    pub idled: bool,
 }
 
-/// Recent samples; the median predicts the next.
+/// Which quantile of recent entry paths predicts the next.
+const ENTRY_QUANTILE: f64 = 0.1;
+
+/// Recent samples; a quantile of them predicts the next.
 #[derive(Clone, Debug)]
 struct Recent {
     samples: [u64; 31],
@@ -76,11 +89,13 @@ impl Recent {
         self.len = (self.len + 1).min(self.samples.len());
     }
 
-    fn median(&self) -> u64 {
+
+    /// The `q` quantile of the recent samples (0 = the smallest).
+    fn quantile(&self, q: f64) -> u64 {
         let mut s = self.samples;
         let s = &mut s[..self.len];
         s.sort_unstable();
-        s[s.len() / 2]
+        s[((s.len() - 1) as f64 * q) as usize]
     }
 }
 
@@ -112,23 +127,28 @@ impl ExitTimer {
         }
     }
 
+    pub fn cycles_per_ns(&self) -> f64 {
+        self.cal.cycles_per_ns
+    }
+
     pub fn traced(&self) -> bool {
         self.trace.is_some()
     }
 
-    fn half_invisible(&self) -> u64 {
-        self.cal.invisible_cycles / 2
-    }
-
-    /// The delay from now to the guest running again, in cycles: the
-    /// predicted entry path plus the invisible entry half.
+    /// The delay from now to the guest running again, in cycles: a low
+    /// quantile of the recent entry paths plus the invisible entry side.
+    /// Erring early means the guest may see an access take a little longer
+    /// (paid back from later ones as debt), never shorter than the clock
+    /// allows; erring late would let it step back.
     pub fn entry_delay(&self) -> u64 {
-        self.entry_path.median() + self.half_invisible()
+        self.entry_path.quantile(ENTRY_QUANTILE) + self.cal.entry_invisible_cycles
     }
 
-    /// Records that the vCPU enters now, having assumed `entry_delay`.
-    pub fn entering(&mut self, entry_delay: u64) {
-        self.decided = Some((now_ns(), entry_delay));
+    /// Records that the vCPU decided at host TSC `now` to enter, having
+    /// assumed `entry_delay` (setting the TSC offset counts as part of the
+    /// entry path).
+    pub fn entering(&mut self, now: u64, entry_delay: u64) {
+        self.decided = Some((now, entry_delay));
     }
 
     /// Right after KVM_RUN returned: what happened since the last entry.
@@ -140,7 +160,7 @@ impl ExitTimer {
         };
         let Some(trace) = self.trace.as_mut() else {
             return ExitTiming {
-                left: tsc.saturating_sub(self.cal.invisible_cycles / 2),
+                left: tsc.saturating_sub(self.cal.exit_invisible_cycles),
                 ..Default::default()
             };
         };
@@ -157,11 +177,17 @@ impl ExitTimer {
                 TraceKind::Entry => {
                     first_entry.get_or_insert(ev.time_ns);
                     if let Some((at, reason)) = open_exit.take() {
-                        if !is_idle_exit(reason, self.amd) {
+                        if is_idle_exit(reason, self.amd) {
+                            timing.idled = true;
+                        } else {
+                            timing.in_kernel_exits += 1;
+                            timing.last_in_kernel_reason = reason;
                             let cycles = (ev.time_ns.saturating_sub(at) as f64
                                 * self.cal.cycles_per_ns)
                                 as u64;
-                            timing.in_kernel += cycles + self.cal.invisible_cycles;
+                            timing.in_kernel += cycles
+                                + self.cal.exit_invisible_cycles
+                                + self.cal.entry_invisible_cycles;
                         }
                     }
                 }
@@ -169,12 +195,13 @@ impl ExitTimer {
             }
         }
         if let Some((at, _)) = open_exit {
-            timing.left = to_tsc(at).saturating_sub(self.half_invisible());
+            timing.left = to_tsc(at).saturating_sub(self.cal.exit_invisible_cycles);
         }
         if let (Some(entry), Some((decided, assumed))) = (first_entry, self.decided.take()) {
-            let path = (entry.saturating_sub(decided) as f64 * self.cal.cycles_per_ns) as u64;
+            let path = to_tsc(entry).saturating_sub(decided);
             self.entry_path.push(path);
-            let actual = path + self.half_invisible();
+            timing.entry_path = path;
+            let actual = path + self.cal.entry_invisible_cycles;
             timing.entry_error = actual as i64 - assumed as i64;
         }
         timing
@@ -186,18 +213,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recent_median_follows_the_samples() {
+    fn recent_quantiles_follow_the_samples() {
         let mut r = Recent::new(100);
-        assert_eq!(r.median(), 100);
+        assert_eq!(r.quantile(0.5), 100);
         for v in [10, 20, 30] {
             r.push(v);
         }
-        // 100, 10, 20, 30 -> sorted 10 20 30 100 -> index 2
-        assert_eq!(r.median(), 30);
+        // sorted 10 20 30 100: the 0.5 quantile is index 1, 0 the smallest
+        assert_eq!(r.quantile(0.5), 20);
+        assert_eq!(r.quantile(0.0), 10);
+        assert_eq!(r.quantile(1.0), 100);
         for _ in 0..40 {
             r.push(7);
         }
-        assert_eq!(r.median(), 7);
+        assert_eq!(r.quantile(0.5), 7);
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct ClockStats {
     pub lost_events: u64,
 }
 
+/// Time the guest saw that should have been hidden is taken back from
+/// later timed accesses up to this much; beyond it, forgiven.
+const MAX_DEBT_NS: u64 = 1_000_000;
+
 pub struct SharedClock {
     state: Mutex<Coordinator>,
     changed: Condvar,
@@ -66,8 +70,9 @@ impl SharedClock {
         cal: Calibration,
         kick_signal: i32,
     ) -> Arc<Self> {
+        let max_debt = (MAX_DEBT_NS as f64 * cal.cycles_per_ns) as u64;
         Arc::new(Self {
-            state: Mutex::new(Coordinator::new(vcpus, initial_offset)),
+            state: Mutex::new(Coordinator::new(vcpus, initial_offset).with_max_debt(max_debt)),
             changed: Condvar::new(),
             threads: Mutex::new(vec![None; vcpus]),
             kick_signal,
@@ -132,6 +137,7 @@ impl SharedClock {
             timer: ExitTimer::new(trace, self.cal),
             clock: self.clone(),
             applied: None,
+            rearmed: None,
         }
     }
 
@@ -154,6 +160,8 @@ pub struct VcpuClock {
     timer: ExitTimer,
     clock: Arc<SharedClock>,
     applied: Option<u64>,
+    /// The offset the guest's TSC deadline was last re-armed with.
+    rearmed: Option<u64>,
 }
 
 /// Spin (rather than sleep) for waits shorter than this many nanoseconds:
@@ -175,7 +183,7 @@ impl VcpuClock {
     pub fn exited(&mut self, t: ExitTiming, latency_ps: Option<u64>) {
         let kick = {
             let mut c = self.clock.lock();
-            c.add_debt(self.index, t.in_kernel, t.entry_error);
+            c.add_debt(self.index, t.in_kernel, t.entry_error, t.idled);
             c.exited(
                 self.index,
                 t.left,
@@ -200,14 +208,24 @@ impl VcpuClock {
     /// Before KVM_RUN: waits until this vCPU may run, then gives KVM the
     /// clock's TSC offset. Returns false if `stop` was raised meanwhile.
     pub fn before_run(&mut self, vcpu: &VcpuFd, stop: &AtomicBool) -> std::io::Result<bool> {
+        // The guest's timer deadline follows the offset it runs with now;
+        // done here, before the entry decision, so that the entry path
+        // holds one ioctl only (the new offset), and so the host timer is
+        // early by at most one exit's hidden time.
+        if self.rearmed != self.applied {
+            tsc::rearm_deadline(vcpu)?;
+            self.rearmed = self.applied;
+        }
         let delay = self.timer.entry_delay();
+        let mut decided;
         let offset = loop {
             if stop.load(Ordering::Acquire) {
                 self.clock.lock().abandon(self.index);
                 return Ok(false);
             }
             let mut c = self.clock.lock();
-            match c.enter(self.index, tsc::rdtsc(), delay) {
+            decided = tsc::rdtsc();
+            match c.enter(self.index, decided, delay) {
                 Entry::Go { offset } => break offset,
                 Entry::WaitUntil { host_tsc } => {
                     drop(c);
@@ -226,10 +244,9 @@ impl VcpuClock {
         self.clock.changed.notify_all();
         if self.applied != Some(offset) {
             tsc::set_offset(vcpu, offset)?;
-            tsc::rearm_deadline(vcpu)?;
             self.applied = Some(offset);
         }
-        self.timer.entering(delay);
+        self.timer.entering(decided, delay);
         Ok(true)
     }
 
@@ -259,6 +276,10 @@ impl VcpuClock {
 
     pub fn traced(&self) -> bool {
         self.timer.traced()
+    }
+
+    pub fn stats(&self) -> ClockStats {
+        self.clock.stats()
     }
 }
 
