@@ -29,6 +29,9 @@ pub struct CpuidOptions {
     pub vcpu_count: u8,
     /// Keep CPUID.1:ECX[31] ("running under a hypervisor") and the KVM leaves.
     pub show_hypervisor: bool,
+    /// Hide AVX and its relatives: trapped or timed memory exists
+    /// ([`crate::cpuid_vector`]).
+    pub hide_vector: bool,
 }
 
 const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
@@ -54,6 +57,9 @@ pub fn filter_cpuid(cpuid: &mut CpuId, index: u8, opts: CpuidOptions) {
         if let Ok(c) = CpuId::from_entries(&kept) {
             *cpuid = c;
         }
+    }
+    if opts.hide_vector {
+        crate::cpuid_vector::hide_vector_extensions(cpuid);
     }
     for e in cpuid.as_mut_slice() {
         match e.function {
@@ -308,6 +314,7 @@ mod tests {
             CpuidOptions {
                 vcpu_count: 4,
                 show_hypervisor: false,
+                hide_vector: false,
             },
         );
         let s = c.as_slice();
@@ -324,6 +331,7 @@ mod tests {
             CpuidOptions {
                 vcpu_count: 1,
                 show_hypervisor: true,
+                hide_vector: false,
             },
         );
         assert_eq!(c.as_slice().len(), 4);

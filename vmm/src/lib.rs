@@ -8,6 +8,7 @@ pub mod boot;
 pub mod cli;
 pub mod console;
 pub mod cpu;
+pub mod cpuid_vector;
 pub mod cxl;
 pub mod emulation_failure;
 pub mod guest_map;

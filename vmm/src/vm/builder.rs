@@ -359,6 +359,7 @@ impl<'a> MachineBuilder<'a> {
                 CpuidOptions {
                     vcpu_count: cfg.vcpus,
                     show_hypervisor: cfg.show_hypervisor,
+                    hide_vector: crate::cpuid_vector::needed(cfg.topology.as_ref()),
                 },
             );
             fd.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
