@@ -6,6 +6,7 @@
 //! the guest only when the guest clock shows that time ([`crate::vclock`]).
 
 pub mod media;
+pub mod plots;
 pub mod stats;
 
 use std::sync::{Arc, Mutex, MutexGuard};
