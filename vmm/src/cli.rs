@@ -46,6 +46,13 @@ pub enum Command {
     /// Run a test manifest: cases over kernels x topologies, each in its own
     /// guest, with KTAP results, splat detection, JUnit and JSON reports.
     Test(runner::cli::TestArgs),
+    /// Send one request to a running VM's control socket and print the
+    /// answer (docs/control-api.md).
+    Ctl(crate::ctl_cmd::CtlArgs),
+    /// Measure what this host's KVM keeps invisible of a VM exit (the
+    /// virtual clock's calibration), and with --latency-ns how exactly a
+    /// modelled latency then shows inside a guest. Prints JSON.
+    Calibrate(crate::ctl_cmd::CalibrateArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -324,6 +331,8 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Check(args) => check(&args),
         Command::Test(args) => test(&args),
+        Command::Ctl(args) => crate::ctl_cmd::ctl(&args),
+        Command::Calibrate(args) => crate::ctl_cmd::calibrate_cmd(&args),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod console;
 pub mod cpu;
 pub mod cpuid_vector;
+pub mod ctl_cmd;
 pub mod cxl;
 pub mod emulation_failure;
 pub mod guest_map;

@@ -1,0 +1,107 @@
+//! `cxlvmm ctl` and `cxlvmm calibrate`: the two small commands around a
+//! running VM's virtual time and control socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::vclock::calibrate::{calibrate, verify, Spread};
+
+#[derive(Args, Debug, Clone)]
+pub struct CtlArgs {
+    /// The VM's control socket (`cxlvmm run --api-socket PATH`).
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// The request: get ID [KEY] | set ID KEY VALUE | stats | topology |
+    /// inject-poison DEVICE DPA [LENGTH] | clear-poison DEVICE DPA |
+    /// inject-event DEVICE general-media|dram|memory-module
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub request: Vec<String>,
+}
+
+/// Exit 0 when the VM answered ok, 1 when it answered an error, 2 when the
+/// request could not be formed or sent.
+pub fn ctl(args: &CtlArgs) -> ExitCode {
+    let line = match fabric::control::request_from_args(&args.request) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cxlvmm ctl: {}", fabric::control::error_response(&e));
+            return ExitCode::from(2);
+        }
+    };
+    match crate::api::client(&args.socket, &line) {
+        Ok(resp) => {
+            println!("{resp}");
+            if resp.starts_with("{\"ok\":true") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("cxlvmm ctl: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CalibrateArgs {
+    /// Timed loads per measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub samples: u64,
+    /// Also run the virtual clock with this modelled latency per load and
+    /// report what the guest measured (repeatable).
+    #[arg(long = "latency-ns")]
+    pub latency_ns: Vec<f64>,
+}
+
+/// Prints one JSON object: the calibration, and per requested latency the
+/// guest-measured spread and its error.
+pub fn calibrate_cmd(args: &CalibrateArgs) -> ExitCode {
+    let kvm = match kvm_ioctls::Kvm::new() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("cxlvmm calibrate: cannot open /dev/kvm: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (cal, report) = match calibrate(&kvm, args.samples) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cxlvmm calibrate: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut checks = Vec::new();
+    for &l in &args.latency_ns {
+        match verify(&kvm, cal, args.samples, l) {
+            Ok((seen, diag)) => {
+                // The first tenth warms the entry-path predictor up.
+                let s = Spread::of(&seen[seen.len() / 10..]);
+                checks.push(serde_json::json!({
+                    "latency_ns": l,
+                    "guest_ns": s,
+                    "median_error": (s.p50 - l) / l,
+                    "mean_error": (s.mean - l) / l,
+                    "clock": diag,
+                }));
+            }
+            Err(e) => {
+                eprintln!("cxlvmm calibrate: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "calibration": report,
+            "exit_invisible_ns": cal.exit_invisible_cycles as f64 / cal.cycles_per_ns,
+            "entry_invisible_ns": cal.entry_invisible_cycles as f64 / cal.cycles_per_ns,
+            "verify": checks,
+        })
+    );
+    ExitCode::SUCCESS
+}
