@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
     region-1way region-4way region-2hb region-256b pmem-persist-6.12 pmem-persist-6.1
     region-mem-2g region-mem-3g region-mem-6g lat-tools mailbox-concurrent region-concurrent
-    virtio-blk virtio-blk-6.1 hostile accel)
+    virtio-blk virtio-blk-6.1 hostile accel timed)
 if [ "${1:-}" = --list ]; then printf '%s\n' "${all_scenarios[@]}"; exit 0; fi
 REPO=$PWD
 CXLVMM=${CXLVMM:-$REPO/target/release/cxlvmm}
@@ -254,6 +254,63 @@ accel_scenario() {
     result "$name" $?
 }
 
+# timed: a region in a timed window (tests/e2e/timed.toml) measured by the
+# guest's own pointer chase at 5 us and, after a live `ctl set`, at 20 us;
+# the clock checked across both vCPUs; poison and an event injected through
+# the control socket; an ordinary program on the timed node
+# (tests/e2e/guest/timed.sh). The guest prints "TIMED-MARK <step>" and waits
+# for the effect; this side answers each mark once.
+timed() {
+    local name=timed topo=tests/e2e/timed.toml rc pid log sock ctl_log
+    log=$OUT/$name.log sock=$OUT/$name.sock ctl_log=$OUT/$name.ctl
+    note "$name: 2 vCPUs, $topo, cxlvmm-lat at 5 and 20 us, ctl set/inject while the guest runs"
+    "$CXLVMM" check --json --topology "$topo" |
+        $PYTHON -c 'import json,sys; d=json.load(sys.stdin)["type3"][0]; print("    model idle read latency %.1f ns (64 B, mem0)" % (d["read_latency_ps"]/1000))' 2>/dev/null
+    local start=$SECONDS
+    rm -f "$sock" "$log"; : >"$ctl_log"
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --vcpus 2 --memory 1G --topology "$topo" \
+        --cmdline "memhp_default_state=offline $GUEST_CMDLINE" --script tests/e2e/guest/timed.sh \
+        --api-socket "$sock" --stats "$OUT/$name-stats.json" \
+        --serial-log "$log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr" &
+    pid=$!
+    ctl() { echo "ctl $*" >>"$ctl_log"; "$CXLVMM" ctl --socket "$sock" "$@" >>"$ctl_log" 2>&1; echo "exit $?" >>"$ctl_log"; }
+    local done_marks=" "
+    while kill -0 "$pid" 2>/dev/null; do
+        for mark in set-latency inject-poison inject-event; do
+            case "$done_marks" in *" $mark "*) continue ;; esac
+            grep -aq "^TIMED-MARK $mark" "$log" 2>/dev/null || continue
+            done_marks="$done_marks$mark "
+            case $mark in
+                set-latency)
+                    ctl set mem0 media.read_latency_ns 20000
+                    # A bad request: answered with an error, the guest goes on.
+                    ctl set mem0 media.no_such_key 1 ;;
+                inject-poison) ctl inject-poison mem0 4096 ;;
+                inject-event) ctl inject-event mem0 general-media ;;
+            esac
+        done
+        sleep 0.5
+    done
+    wait "$pid"
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^cxlvmm: timed memory' "$OUT/$name.stderr" | sed 's/^/    /'
+    grep -a -e '^TIMED-CHECK' -e '^TIMED-LATENCY' "$log" | tr -d '\r' | sed 's/^/    /'
+    sed 's/^/    host /' "$ctl_log"
+    [ -s "$OUT/$name-stats.json" ] && $PYTHON - "$OUT/$name-stats.json" <<'PY' | sed 's/^/    /'
+import json, sys
+s = json.load(open(sys.argv[1]))
+for w in (s.get("timed") or {}).get("windows", []):
+    print("stats window %s: %s accesses" % (w.get("id"), w.get("accesses")))
+vc = (s.get("timed") or {}).get("vmm_cost")
+if vc: print("stats VMM cost per timed access: %s" % json.dumps(vc)[:200])
+print("stats clock: %s" % json.dumps(s.get("clock")))
+PY
+    [ "$rc" = 7 ] && ! grep -aq 'TIMED-CHECK.*FAILED' "$log" &&
+        grep -q '"ok":false' "$ctl_log" && grep -aq '^TIMED-CHECK program: ok' "$log"
+    result "$name" $?
+}
+
 # Scenarios where four vCPUs drive four devices at once
 # (tests/e2e/four-devices.toml): the guest runs one loop per memdev, pinned
 # to a CPU of its own, all started together and each going on until all
@@ -464,6 +521,7 @@ run_scenario() {
         virtio-blk-6.1) virtio_blk 6.1 ;;
         hostile) hostile ;;
         accel) accel_scenario ;;
+        timed) timed ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
     esac

@@ -39,6 +39,12 @@ impl ApiContext {
         self.clock.as_ref().map_or(0, |c| c.now_ps())
     }
 
+    /// The fabric's counters up to now.
+    pub fn fabric_stats(&self) -> fabric::FabricStats {
+        let now = self.now_ps();
+        self.engine().fabric_stats(now)
+    }
+
     /// Everything `stats` returns and `--stats FILE` writes.
     pub fn stats_json(&self) -> serde_json::Value {
         let now = self.now_ps();
@@ -85,7 +91,10 @@ impl ApiContext {
                 length,
             } => match self.device(device).host_inject_poison(dpa, length) {
                 Ok(lines) => {
-                    log::info!("control API: poisoned {lines} line(s) at {}:{dpa:#x}", id(device));
+                    log::info!(
+                        "control API: poisoned {lines} line(s) at {}:{dpa:#x}",
+                        id(device)
+                    );
                     ok_response(json!({ "device": id(device), "dpa": dpa, "lines": lines }))
                 }
                 Err(rc) => self.device_error("inject-poison", rc),
@@ -105,7 +114,9 @@ impl ApiContext {
                 match self.device(device).host_inject_event(event) {
                     Ok(handle) => {
                         log::info!("control API: {} event on {}", kind.as_str(), id(device));
-                        ok_response(json!({ "device": id(device), "kind": kind.as_str(), "handle": handle }))
+                        ok_response(
+                            json!({ "device": id(device), "kind": kind.as_str(), "handle": handle }),
+                        )
                     }
                     Err(rc) => self.device_error("inject-event", rc),
                 }
@@ -209,8 +220,8 @@ impl Drop for ApiServer {
 /// `cxlvmm ctl`: sends one request, prints the response; the exit status
 /// says whether the server answered `ok`.
 pub fn client(socket: &Path, request: &str) -> Result<String, String> {
-    let mut s = UnixStream::connect(socket)
-        .map_err(|e| format!("--socket {}: {e}", socket.display()))?;
+    let mut s =
+        UnixStream::connect(socket).map_err(|e| format!("--socket {}: {e}", socket.display()))?;
     s.write_all(request.as_bytes())
         .and_then(|()| s.write_all(b"\n"))
         .map_err(|e| format!("--socket {}: {e}", socket.display()))?;

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use devices::ExitReason;
 use fabric::topology::{
     Accelerator, AddressLimits, CpuCacheParams, FabricParams, HostBridge, Switch, Topology, Type3,
-    Window, DEFAULT_TOPOLOGY_TOML,
+    Window, WindowMode, DEFAULT_TOPOLOGY_TOML,
 };
 use serde::Serialize;
 
@@ -236,6 +236,31 @@ pub struct RunArgs {
     /// has the kernel log it, `off` installs none.
     #[arg(long, value_enum, default_value_t = SeccompMode::Enforce)]
     pub seccomp: SeccompMode,
+    /// Serve every CXL window this way, whatever its `mode` in the topology:
+    /// `native` (KVM memory slots, DRAM speed), `trapped` (every access
+    /// exits and is decoded by the VMM) or `timed` (trapped, and each access
+    /// takes the time the fabric model gives it, in the guest's own clock;
+    /// docs/timed-mode.md).
+    #[arg(long, value_parser = parse_memory_mode)]
+    pub memory_mode: Option<WindowMode>,
+    /// Serve the control API on this Unix socket (docs/control-api.md):
+    /// fabric parameters changed while the guest runs, statistics, poison
+    /// and event injection.
+    #[arg(long)]
+    pub api_socket: Option<PathBuf>,
+    /// When the guest is over, write the fabric and timed-memory statistics
+    /// to this JSON file, with latency and link plots beside it
+    /// (FILE-latency.svg, FILE-links.svg).
+    #[arg(long)]
+    pub stats: Option<PathBuf>,
+    /// Exits measured at start-up to calibrate the virtual clock of timed
+    /// memory (more: a steadier calibration, a slower start).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=20000))]
+    pub calibration_samples: u64,
+}
+
+fn parse_memory_mode(s: &str) -> Result<WindowMode, String> {
+    WindowMode::parse(s).ok_or_else(|| format!("{s:?}: expected native, trapped or timed"))
 }
 
 pub use runner::size::parse_size;
@@ -306,8 +331,28 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
     let topology = if args.no_cxl {
         None
     } else {
-        Some(load_topology(args.topology.as_deref())?)
+        let mut t = load_topology(args.topology.as_deref())?;
+        if let Some(mode) = args.memory_mode {
+            for w in &mut t.windows {
+                w.mode = mode;
+            }
+        }
+        Some(t)
     };
+    if args.no_cxl && args.memory_mode.is_some() {
+        return Err("--memory-mode: needs a CXL topology (not --no-cxl)".into());
+    }
+    if let Some(p) = &args.stats {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(format!(
+                    "--stats {}: no such directory {}",
+                    p.display(),
+                    dir.display()
+                ));
+            }
+        }
+    }
     Ok(VmConfig {
         topology,
         vcpus: args.vcpus,
@@ -322,6 +367,9 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         check_host: !args.no_kvm_check,
         disks,
         seccomp: args.seccomp,
+        api_socket: args.api_socket.clone(),
+        stats: args.stats.clone(),
+        calibration_samples: args.calibration_samples,
     })
 }
 
@@ -466,6 +514,48 @@ mod tests {
             build_config(&bad).unwrap_err(),
             "--disk /nonexistent/d.img: no such file"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn memory_mode_overrides_every_window_and_bad_values_are_named() {
+        let dir = std::env::temp_dir().join(format!("cxlvmm-cli-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let k = dir.join("kernel");
+        std::fs::write(&k, b"x").unwrap();
+        let topo = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/direct.toml");
+        let kernel = k.to_str().unwrap();
+        let args = RunArgs::parse_from_run(&[
+            "--kernel",
+            kernel,
+            "--topology",
+            topo,
+            "--memory-mode",
+            "timed",
+        ]);
+        let cfg = build_config(&args).unwrap();
+        let t = cfg.topology.unwrap();
+        assert_eq!(t.windows.len(), 2);
+        assert!(t.windows.iter().all(|w| w.mode == WindowMode::Timed));
+        // Without the flag, the topology's own modes (native by default).
+        let args = RunArgs::parse_from_run(&["--kernel", kernel, "--topology", topo]);
+        let t = build_config(&args).unwrap().topology.unwrap();
+        assert!(t.windows.iter().all(|w| w.mode == WindowMode::Native));
+        let err = Cli::try_parse_from(["cxlvmm", "run", "--memory-mode", "fast"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--memory-mode") && err.contains("\"fast\""),
+            "{err}"
+        );
+        let args =
+            RunArgs::parse_from_run(&["--kernel", kernel, "--no-cxl", "--memory-mode", "trapped"]);
+        assert!(build_config(&args).unwrap_err().contains("--memory-mode"));
+        let args =
+            RunArgs::parse_from_run(&["--kernel", kernel, "--stats", "/nonexistent/dir/s.json"]);
+        assert!(build_config(&args)
+            .unwrap_err()
+            .contains("--stats /nonexistent/dir/s.json"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

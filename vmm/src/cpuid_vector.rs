@@ -37,9 +37,11 @@ const LEAF7_EBX: u32 = (1 << 5)
     | (1 << 31);
 /// CPUID.7.0:ECX: AVX-512 VBMI/VBMI2/VNNI/BITALG/VPOPCNTDQ, VAES and
 /// VPCLMULQDQ (their wide forms are VEX/EVEX only).
-const LEAF7_ECX: u32 = (1 << 1) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 14);
+const LEAF7_ECX: u32 =
+    (1 << 1) | (1 << 6) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 14);
 /// CPUID.7.0:EDX: AVX-512 4VNNIW/4FMAPS/VP2INTERSECT/FP16, AMX BF16/TILE/INT8.
-const LEAF7_EDX: u32 = (1 << 2) | (1 << 3) | (1 << 8) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 25);
+const LEAF7_EDX: u32 =
+    (1 << 2) | (1 << 3) | (1 << 8) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 25);
 /// CPUID.7.1:EAX: AVX-VNNI, AVX-512 BF16, AVX-IFMA.
 const LEAF7_1_EAX: u32 = (1 << 4) | (1 << 5) | (1 << 23);
 /// CPUID.0x80000001:ECX: XOP, FMA4 (AMD).
@@ -99,7 +101,11 @@ mod tests {
         .unwrap();
         hide_vector_extensions(&mut c);
         let s = c.as_slice();
-        assert_eq!(s[0].ecx, sse | (1 << 26), "SSE and XSAVE stay, AVX/FMA/F16C go");
+        assert_eq!(
+            s[0].ecx,
+            sse | (1 << 26),
+            "SSE and XSAVE stay, AVX/FMA/F16C go"
+        );
         assert_eq!(s[1].ebx & (1 << 5), 0, "AVX2");
         assert_eq!(s[1].ebx & (1 << 16), 0, "AVX-512F");
         assert_ne!(s[1].ebx & (1 << 3), 0, "BMI1 stays");

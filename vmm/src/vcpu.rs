@@ -9,6 +9,9 @@ use devices::{Bus, ExitReason, ExitRequest};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
+use crate::timed::{Access, TimedMemory};
+use crate::vclock::shared::SharedClock;
+
 /// The signal that kicks a vCPU thread out of KVM_RUN.
 pub fn kick_signal() -> i32 {
     SIGRTMIN()
@@ -38,6 +41,11 @@ pub struct VcpuShared {
     /// Set when a vCPU triple-faulted: the others then show their state
     /// (KVM has already reset the faulting one's registers).
     pub triple_fault: Arc<AtomicBool>,
+    /// Timed windows: their accesses are served and timed on the vCPU
+    /// thread, before the MMIO bus is asked.
+    pub timed: Option<Arc<TimedMemory>>,
+    /// The virtual clock every vCPU runs on when any window is timed.
+    pub clock: Option<Arc<SharedClock>>,
 }
 
 impl VcpuShared {
@@ -96,9 +104,44 @@ fn kernel_stack(index: u8, vcpu: &VcpuFd, mem: &crate::memory::GuestMemory) -> S
     format!("vcpu{index} stack: {}", list.join(" "))
 }
 
+/// Serves an access to a timed window; the latency the guest must see, in
+/// ps (None: not a timed address, or no clock to charge).
+fn timed_access(
+    shared: &VcpuShared,
+    addr: u64,
+    access: Access<'_>,
+    issue_ps: Option<u64>,
+) -> Option<u64> {
+    let timed = shared.timed.as_ref()?;
+    let issue_ps = issue_ps?;
+    let w = timed.window_of(addr)?;
+    let started = std::time::Instant::now();
+    let latency = timed.access(w, addr, access, issue_ps);
+    timed.record_vmm_cost(started.elapsed().as_nanos() as u64);
+    Some(latency)
+}
+
 fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
+    // With timed memory, every exit of every vCPU goes through the virtual
+    // clock: its cost hidden, a timed access's latency shown
+    // (docs/timed-mode.md).
+    let mut clock = shared.clock.as_ref().map(|c| c.vcpu(usize::from(index)));
     while !shared.stop.load(Ordering::Acquire) {
-        match vcpu.run() {
+        if let Some(c) = clock.as_mut() {
+            match c.before_run(vcpu, &shared.stop) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    shared.fail(format!("vcpu{index}: virtual clock: {e}"));
+                    return;
+                }
+            }
+        }
+        let result = vcpu.run();
+        let left = clock.as_mut().map(|c| c.left());
+        let issue_ps = left.map(|(_, ps)| ps);
+        let mut latency = None;
+        match result {
             Ok(exit) => match exit {
                 VcpuExit::IoIn(port, data) => {
                     if !shared.pio.read(u64::from(port), data) {
@@ -110,14 +153,18 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
                     shared.pio.write(u64::from(port), data);
                 }
                 VcpuExit::MmioRead(addr, data) => {
-                    if !shared.mmio.read(addr, data) {
+                    latency = timed_access(shared, addr, Access::Read(data), issue_ps);
+                    if latency.is_none() && !shared.mmio.read(addr, data) {
                         data.fill(0xff);
                     }
                 }
                 VcpuExit::MmioWrite(addr, data) => {
+                    latency = timed_access(shared, addr, Access::Write(data), issue_ps);
                     // A write that commits or resets an HDM decoder returns
                     // only once the region map it changes is installed.
-                    shared.mmio.write(addr, data);
+                    if latency.is_none() {
+                        shared.mmio.write(addr, data);
+                    }
                 }
                 // With the in-kernel LAPIC, HLT only reaches us if the
                 // guest halted with interrupts off for good.
@@ -175,6 +222,9 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
                 shared.fail(format!("vcpu{index}: KVM_RUN failed: {e}"));
                 return;
             }
+        }
+        if let (Some(c), Some((t, _))) = (clock.as_mut(), left) {
+            c.exited(t, latency);
         }
     }
 }

@@ -3,10 +3,10 @@
 //! BARs as firmware would, so the guest finds everything already placed.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use devices::cxl::component::{Cdat, ComponentBlock, ComponentKind, ComponentRegisters, HdmConfig};
-use devices::cxl::mailbox::{FileLabels, LabelStorage, MemoryLabels};
+use devices::cxl::mailbox::{DeviceRegisters, FileLabels, LabelStorage, MemoryLabels};
 use devices::cxl::port::{build_port, PortRole};
 use devices::cxl::type3::{build_type3, Type3Spec, MSIX_VECTORS};
 use devices::pci::{Bdf, InterruptAllocator, IntxPin, LinkParams, PciDevice, PciFunction, PciRoot};
@@ -53,6 +53,9 @@ pub struct CxlDevices {
     pub decoders: DecoderSources,
     /// Indexed like the topology's type-3 list.
     pub backings: Vec<Arc<Type3Backing>>,
+    /// The type-3 devices' mailbox registers, indexed like the backings
+    /// (the control API injects poison and events through them).
+    pub registers: Vec<Arc<Mutex<DeviceRegisters>>>,
 }
 
 const COMMAND_MEMORY_AND_MASTER: u32 = 0b110;
@@ -158,7 +161,9 @@ pub fn build(
             type3: Vec::new(),
         },
         backings,
+        registers: Vec::new(),
     };
+    let mut registers = Vec::new();
     for (h, hb) in plan.host_bridges.iter().enumerate() {
         let hdm = HdmConfig {
             target_count: topo.host_bridges[h].root_ports.clamp(1, 8) as u8,
@@ -218,6 +223,7 @@ pub fn build(
                         })?,
                 );
                 devs.decoders.type3.push((index, dev.component.clone()));
+                registers.push((index, dev.registers.clone()));
                 dev.function
             }
             // Built by `crate::accel`, with the guest memory, region map
@@ -227,5 +233,7 @@ pub fn build(
         program(&mut f, p);
         pci.add(Bdf::new(p.bus, p.device, 0), f);
     }
+    registers.sort_by_key(|(index, _)| *index);
+    devs.registers = registers.into_iter().map(|(_, r)| r).collect();
     Ok(devs)
 }

@@ -7,6 +7,7 @@
 
 pub mod media;
 pub mod plots;
+pub mod setup;
 pub mod stats;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -98,16 +99,16 @@ impl TimedMemory {
         };
         let decoded = self.decode.decode(addr);
         self.move_bytes(addr, access);
-        let timed = self
-            .lock_engine()
-            .timed_access(addr, len.clamp(1, 64) as u32, op, issue_ps, |line| {
-                // Lines of this access decode like its first byte unless
-                // the access straddles a granule.
-                match self.decode.decode(line) {
-                    Some((device, dpa)) => Target::Type3 { device, dpa },
-                    None => Target::Address(line),
-                }
-            });
+        let timed =
+            self.lock_engine()
+                .timed_access(addr, len.clamp(1, 64) as u32, op, issue_ps, |line| {
+                    // Lines of this access decode like its first byte unless
+                    // the access straddles a granule.
+                    match self.decode.decode(line) {
+                        Some((device, dpa)) => Target::Type3 { device, dpa },
+                        None => Target::Address(line),
+                    }
+                });
         let (latency, hit) = match timed {
             Ok(t) => (t.latency(), t.hit),
             Err(e) => {
@@ -142,7 +143,9 @@ impl TimedMemory {
                         Access::Write(d) => m.write(dpa, &d[done..done + run]),
                     };
                     if !ok {
-                        log::debug!("timed access at {hpa:#x}: DPA {dpa:#x} outside device {device}");
+                        log::debug!(
+                            "timed access at {hpa:#x}: DPA {dpa:#x} outside device {device}"
+                        );
                     }
                 }
             }
@@ -166,7 +169,7 @@ mod tests {
     impl HpaDecode for TwoWay {
         fn decode(&self, hpa: u64) -> Option<(usize, u64)> {
             let off = hpa.checked_sub(0x1000_0000)?;
-            (off < 1 << 20).then(|| (((off >> 8) & 1) as usize, (off >> 9 << 8) | (off & 255)))
+            (off < 1 << 20).then_some((((off >> 8) & 1) as usize, (off >> 9 << 8) | (off & 255)))
         }
     }
 

@@ -21,7 +21,11 @@ pub fn latency_svg(timed: &TimedStats) -> String {
                 w.latency.percentile_ns(99.0),
                 100.0 * w.hit_rate()
             ),
-            points: w.latency.buckets_ns().map(|(ns, n)| (ns, n as f64)).collect(),
+            points: w
+                .latency
+                .buckets_ns()
+                .map(|(ns, n)| (ns, n as f64))
+                .collect(),
             ..Default::default()
         })
         .collect();

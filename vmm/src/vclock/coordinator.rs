@@ -315,8 +315,8 @@ mod tests {
         go(c.enter(0, 0, 0));
         c.exited(0, 1000, Some(300));
         go(c.enter(0, 5000, 0)); // guest 1300 at host 5000
-        // The entry came 500 cycles late, and an in-kernel exit of 400 was
-        // seen while alone: 900 owed.
+                                 // The entry came 500 cycles late, and an in-kernel exit of 400 was
+                                 // seen while alone: 900 owed.
         c.add_debt(0, 400, 500, false);
         assert_eq!(c.debt(), 900);
         // Next exit at host 6000: guest 1300 + 1000 = 2300; latency 300:
@@ -348,7 +348,7 @@ mod tests {
         // Both leave for timed accesses: 0 at 1000 (+500), 1 at 1200 (+100).
         c.exited(0, 1000, Some(500)); // release 1500
         c.exited(1, 1200, Some(100)); // release 1300; clock stopped at 1200
-        // Much later both want in: vCPU 1's release (1300) comes first.
+                                      // Much later both want in: vCPU 1's release (1300) comes first.
         assert_eq!(c.enter(0, 50_000, 10), Entry::WaitForOthers);
         let off = go(c.enter(1, 50_000, 10));
         assert_eq!(50_010u64.wrapping_add(off), 1300);

@@ -89,7 +89,6 @@ impl Recent {
         self.len = (self.len + 1).min(self.samples.len());
     }
 
-
     /// The `q` quantile of the recent samples (0 = the smallest).
     fn quantile(&self, q: f64) -> u64 {
         let mut s = self.samples;

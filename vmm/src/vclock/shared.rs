@@ -17,7 +17,7 @@ use std::time::Duration;
 use kvm_ioctls::VcpuFd;
 
 use super::coordinator::{Coordinator, Entry};
-use super::exit_timer::{Calibration, ExitTiming, ExitTimer};
+use super::exit_timer::{Calibration, ExitTimer, ExitTiming};
 use super::trace::VcpuTrace;
 use super::tsc;
 

@@ -95,4 +95,3 @@ pub fn rdtsc() -> u64 {
 pub fn khz(vcpu: &VcpuFd) -> io::Result<u32> {
     vcpu.get_tsc_khz().map_err(io::Error::from)
 }
-

@@ -15,6 +15,7 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
+use super::machine::ApiParts;
 use super::machine::Machine;
 use super::{io_err, kvm_err, VmConfig, VmError};
 use crate::accel::clock::HostClock;
@@ -29,8 +30,13 @@ use crate::guest_map::guard::SlotGuard;
 use crate::irq::GsiRouter;
 use crate::layout::*;
 use crate::memory::{e820_map, ram_end, ram_ranges, GuestMemory, E820_RAM};
+use crate::timed::{self, TimedMemory};
+use crate::vclock::calibrate::CalibrationReport;
+use crate::vclock::shared::SharedClock;
 use crate::{acpi, cxl, host};
 use devices::clock::GuestClock;
+use devices::cxl::mailbox::DeviceRegisters;
+use fabric::Engine;
 
 /// A machine being assembled. [`MachineBuilder::new`] gives the parts every
 /// machine has; each `add_*` step adds one kind of device, wiring it to the
@@ -62,6 +68,10 @@ pub struct MachineBuilder<'a> {
     engine: Option<Arc<Mutex<fabric::Engine>>>,
     /// The accelerators and their completion timer.
     accelerators: Option<Accelerators>,
+    /// The timed windows' data path, if any window is `timed`.
+    timed: Option<Arc<TimedMemory>>,
+    /// The type-3 devices' mailbox registers, for the control API.
+    type3_registers: Vec<Arc<Mutex<DeviceRegisters>>>,
 }
 
 /// What device steps add to the firmware tables.
@@ -144,6 +154,8 @@ impl<'a> MachineBuilder<'a> {
             backings: Vec::new(),
             engine,
             accelerators: None,
+            timed: None,
+            type3_registers: Vec::new(),
         })
     }
 
@@ -199,7 +211,9 @@ impl<'a> MachineBuilder<'a> {
             return Ok(());
         };
         let devs = cxl::build::build(topo, plan, &mut self.pci, &self.mmio, &self.irq)?;
-        let slots = KvmSlots::new(self.vm.clone(), devs.backings.clone());
+        // Trapped and timed windows' regions never get a memory slot.
+        let slots = KvmSlots::new(self.vm.clone(), devs.backings.clone())
+            .serve_in_vmm(timed::setup::vmm_served_windows(topo, plan));
         let mapper = RegionMapper::new(
             Layout::new(topo, plan),
             devs.decoders,
@@ -207,11 +221,24 @@ impl<'a> MachineBuilder<'a> {
             self.slot_guard.clone(),
         );
         // Window addresses not mapped natively exit to the VMM and are
-        // decoded here.
+        // decoded here (timed windows' accesses are taken by the vCPU
+        // thread first, to be timed).
         for w in &plan.windows {
             let trap = WindowTrap::new(w.base, mapper.tree(), devs.backings.clone());
             self.mmio.insert(Arc::new(trap), w.base, w.size)?;
         }
+        if let Some(engine) = &self.engine {
+            self.timed = timed::setup::timed_memory(
+                topo,
+                plan,
+                mapper.tree(),
+                &devs.backings,
+                engine.clone(),
+            )
+            .map_err(io_err("map the type-3 media for timed memory"))?
+            .map(Arc::new);
+        }
+        self.type3_registers = devs.registers;
         self.regions = Some(mapper);
         self.acpi.topology = Some(topo.clone());
         self.backings = devs.backings;
@@ -267,8 +294,21 @@ impl<'a> MachineBuilder<'a> {
     /// and 0xCF8/0xCFC), the ACPI tables, the kernel and initrd, the vCPUs.
     pub fn build(self) -> Result<Machine, VmError> {
         let rsdp = self.write_acpi_tables()?;
-        let entry = self.load_kernel(rsdp)?;
-        let vcpus = self.create_vcpus(&entry)?;
+        let vcpus = self.create_vcpus()?;
+        let boot_cpu = vcpus
+            .first()
+            .ok_or_else(|| VmError::Fatal("no vCPUs".into()))?;
+        // The guest cannot measure its TSC's rate in every host (the rig's
+        // L2 has no timer that calibrates it): it is told.
+        let tsc_khz = crate::vclock::tsc::khz(boot_cpu).ok();
+        let clock = match &self.timed {
+            Some(_) => Some(self.virtual_clock(boot_cpu, vcpus.len())?),
+            None => None,
+        };
+        let entry = self.load_kernel(rsdp, tsc_khz)?;
+        // Application processors wait for INIT/SIPI from the boot CPU.
+        cpu::setup_long_mode(boot_cpu, &self.mem)?;
+        cpu::setup_regs(boot_cpu, entry.rip, entry.zero_page)?;
         // No more functions join the segment from here on.
         let pci = Arc::new(self.pci);
         self.pio.insert(
@@ -294,7 +334,32 @@ impl<'a> MachineBuilder<'a> {
             backings: self.backings,
             accelerators: self.accelerators,
             vcpus,
+            timed: self.timed,
+            clock: clock.as_ref().map(|(c, _)| c.clone()),
+            calibration: clock.map(|(_, r)| r),
+            api: api_context(self.cfg, self.engine, self.type3_registers),
+            api_socket: self.cfg.api_socket.clone(),
+            stats: self.cfg.stats.clone(),
         })
+    }
+
+    /// The virtual clock timed memory runs on, calibrated now; the
+    /// calibration is shown to the user.
+    fn virtual_clock(
+        &self,
+        boot_cpu: &VcpuFd,
+        vcpus: usize,
+    ) -> Result<(Arc<SharedClock>, CalibrationReport), VmError> {
+        let (clock, report) = timed::setup::virtual_clock(
+            &self.kvm,
+            boot_cpu,
+            vcpus,
+            self.cfg.calibration_samples,
+            crate::vcpu::kick_signal(),
+        )
+        .map_err(|e| VmError::Fatal(format!("timed memory: {e}")))?;
+        eprintln!("cxlvmm: {}", timed::setup::describe_calibration(&report));
+        Ok((clock, report))
     }
 
     /// Writes the tables into the BIOS area; returns the RSDP's address.
@@ -319,9 +384,20 @@ impl<'a> MachineBuilder<'a> {
         Ok(tables.rsdp_addr)
     }
 
-    /// Loads the kernel and the initrd (with the `--script` archive).
-    fn load_kernel(&self, rsdp_addr: u64) -> Result<EntryPoint, VmError> {
+    /// Loads the kernel and the initrd (with the `--script` archive). The
+    /// command line gets the TSC rate (`tsc_early_khz=`, arch/x86/kernel/
+    /// tsc.c) and, with timed windows, `tsc=reliable`: the virtual TSC is
+    /// the guest's one true clock, and every other timer it could check it
+    /// against runs in host time.
+    fn load_kernel(&self, rsdp_addr: u64, tsc_khz: Option<u32>) -> Result<EntryPoint, VmError> {
         let cfg = self.cfg;
+        let mut cmdline = cfg.cmdline.clone();
+        if let Some(khz) = tsc_khz {
+            cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+        }
+        if self.timed.is_some() {
+            cmdline.push_str(" tsc=reliable");
+        }
         let mut initrd = cfg.initrd.as_deref().map(boot::read_initrd).transpose()?;
         if let Some(script) = &cfg.script {
             let initrd = initrd.get_or_insert_with(Vec::new);
@@ -332,15 +408,16 @@ impl<'a> MachineBuilder<'a> {
             &BootSpec {
                 kernel: &cfg.kernel,
                 initrd,
-                cmdline: &cfg.cmdline,
+                cmdline: &cmdline,
                 mem_size: cfg.mem_size,
                 rsdp_addr,
             },
         )?)
     }
 
-    /// The vCPUs, the boot CPU set up to enter the kernel at `entry`.
-    fn create_vcpus(&self, entry: &EntryPoint) -> Result<Vec<VcpuFd>, VmError> {
+    /// The vCPUs, with CPUID, MSRs and LAPICs (the boot CPU's registers are
+    /// set once the kernel is loaded).
+    fn create_vcpus(&self) -> Result<Vec<VcpuFd>, VmError> {
         let cfg = self.cfg;
         let base_cpuid = self
             .kvm
@@ -365,15 +442,23 @@ impl<'a> MachineBuilder<'a> {
             fd.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
             cpu::setup_msrs(&fd)?;
             cpu::setup_lapic(&fd)?;
-            // Application processors wait for INIT/SIPI from the boot CPU.
-            if i == 0 {
-                cpu::setup_long_mode(&fd, &self.mem)?;
-                cpu::setup_regs(&fd, entry.rip, entry.zero_page)?;
-            }
             vcpus.push(fd);
         }
         Ok(vcpus)
     }
+}
+
+/// What the control API reaches, if there is a fabric to reach.
+fn api_context(
+    cfg: &VmConfig,
+    engine: Option<Arc<Mutex<Engine>>>,
+    type3: Vec<Arc<Mutex<DeviceRegisters>>>,
+) -> Option<ApiParts> {
+    Some(ApiParts {
+        topology: cfg.topology.clone()?,
+        engine: engine?,
+        type3,
+    })
 }
 
 /// The in-kernel IOAPIC/PIC/LAPICs and the PIT; the GSI routing table

@@ -14,12 +14,18 @@ use vmm_sys_util::signal::Killable;
 use super::{io_err, Outcome, VmError};
 use super::{STATUS_NO_SCRIPT_STATUS, STATUS_QUIT, STATUS_TIMEOUT};
 use crate::accel::Accelerators;
+use crate::api::{ApiContext, ApiServer};
 use crate::console::{self, Console, RawTerminal};
 use crate::cxl;
 use crate::cxl::regions::{KvmSlots, RegionMapper};
 use crate::memory::GuestMemory;
 use crate::seccomp::{self, ThreadRole};
+use crate::timed::TimedMemory;
+use crate::vclock::calibrate::CalibrationReport;
+use crate::vclock::shared::SharedClock;
 use crate::vcpu::{self, VcpuShared};
+use devices::cxl::mailbox::DeviceRegisters;
+use std::path::{Path, PathBuf};
 
 /// A machine ready to run, as [`super::MachineBuilder::build`] leaves it.
 pub struct Machine {
@@ -40,6 +46,21 @@ pub struct Machine {
     /// The accelerators; dropping them stops their completion timer.
     pub(super) accelerators: Option<Accelerators>,
     pub(super) vcpus: Vec<VcpuFd>,
+    /// The timed windows' data path and the virtual clock it charges.
+    pub(super) timed: Option<Arc<TimedMemory>>,
+    pub(super) clock: Option<Arc<SharedClock>>,
+    pub(super) calibration: Option<CalibrationReport>,
+    /// What the control API and `--stats` reach (None without a fabric).
+    pub(super) api: Option<ApiParts>,
+    pub(super) api_socket: Option<PathBuf>,
+    pub(super) stats: Option<PathBuf>,
+}
+
+/// The running machine's parts the control API serves.
+pub struct ApiParts {
+    pub topology: fabric::Topology,
+    pub engine: Arc<Mutex<fabric::Engine>>,
+    pub type3: Vec<Arc<Mutex<DeviceRegisters>>>,
 }
 
 impl Machine {
@@ -50,6 +71,29 @@ impl Machine {
         // found out while files may still be opened.
         crate::host::kvm_cannot_boot_linux();
         vcpu::install_kick_handler().map_err(io_err("install vCPU kick handler"))?;
+        let api = self.api.map(|p| {
+            Arc::new(ApiContext {
+                topology: p.topology,
+                engine: p.engine,
+                type3: p.type3,
+                timed: self.timed.clone(),
+                clock: self.clock.clone(),
+            })
+        });
+        let _server = match (&self.api_socket, &api) {
+            (Some(path), Some(ctx)) => Some(ApiServer::start(path, ctx.clone()).map_err(
+                |source| VmError::ApiSocket {
+                    path: path.clone(),
+                    source,
+                },
+            )?),
+            (Some(_), None) => {
+                return Err(VmError::Fatal(
+                    "--api-socket: the control API needs a CXL topology".into(),
+                ))
+            }
+            _ => None,
+        };
         let shared = VcpuShared {
             pio: Arc::new(self.pio),
             mmio: self.mmio,
@@ -59,6 +103,8 @@ impl Machine {
             fatal: Arc::new(Mutex::new(None)),
             triple_fault: Arc::new(AtomicBool::new(false)),
             mem: self.mem.clone(),
+            timed: self.timed.clone(),
+            clock: self.clock.clone(),
         };
         let _raw = RawTerminal::enter();
         let input_stop = EventFd::new(0).map_err(io_err("console eventfd"))?;
@@ -106,6 +152,9 @@ impl Machine {
         // However the guest ended, what it stored in persistent media
         // reaches stable storage before cxlvmm exits (docs/persistence.md).
         cxl::sync_persistent_media(&self.backings);
+        if let (Some(path), Some(ctx)) = (&self.stats, &api) {
+            write_stats(path, ctx, self.calibration.as_ref())?;
+        }
 
         if reason == ExitReason::Fatal {
             let msg = shared
@@ -125,6 +174,34 @@ impl Machine {
         };
         Ok(Outcome { reason, status })
     }
+}
+
+/// `--stats FILE`: the statistics as JSON, and the plots beside them.
+fn write_stats(
+    path: &Path,
+    ctx: &ApiContext,
+    calibration: Option<&CalibrationReport>,
+) -> Result<(), VmError> {
+    let mut json = ctx.stats_json();
+    json["calibration"] = serde_json::to_value(calibration).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+    let fail = |source| VmError::Stats {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(path, text + "\n").map_err(fail)?;
+    let stem = path.with_extension("");
+    let fabric = ctx.fabric_stats();
+    std::fs::write(
+        format!("{}-links.svg", stem.display()),
+        crate::timed::plots::links_svg(&fabric),
+    )
+    .map_err(fail)?;
+    if let Some(t) = &ctx.timed {
+        let svg = crate::timed::plots::latency_svg(&t.stats());
+        std::fs::write(format!("{}-latency.svg", stem.display()), svg).map_err(fail)?;
+    }
+    Ok(())
 }
 
 /// Blocks until an exit is requested, or requests one at the deadline.

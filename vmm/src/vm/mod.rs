@@ -34,6 +34,12 @@ pub struct VmConfig {
     pub disks: Vec<crate::virtio::DiskSpec>,
     /// What a thread's system call outside its filter does.
     pub seccomp: crate::seccomp::SeccompMode,
+    /// Where to serve the control API, if anywhere.
+    pub api_socket: Option<PathBuf>,
+    /// Where to write the statistics when the guest is over.
+    pub stats: Option<PathBuf>,
+    /// Exits measured to calibrate the virtual clock (timed windows only).
+    pub calibration_samples: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +88,16 @@ pub enum VmError {
     Virtio(#[from] crate::virtio::VirtioError),
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error("--api-socket {path}: {source}")]
+    ApiSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--stats {path}: {source}")]
+    Stats {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Fatal(String),
 }

@@ -111,7 +111,10 @@ mod tests {
     #[test]
     fn records_carry_their_uuid_and_length() {
         for (e, uuid) in [
-            (HostEvent::GeneralMedia { dpa: 0x1000 }, GENERAL_MEDIA_EVENT_UUID),
+            (
+                HostEvent::GeneralMedia { dpa: 0x1000 },
+                GENERAL_MEDIA_EVENT_UUID,
+            ),
             (HostEvent::Dram { dpa: 0x1000 }, DRAM_EVENT_UUID),
             (HostEvent::MemoryModule, MEMORY_MODULE_EVENT_UUID),
         ] {
@@ -121,6 +124,9 @@ mod tests {
             assert_eq!(r[0x10], 0x80);
         }
         let r = event_record(HostEvent::Dram { dpa: 0x1000 }, |_| true);
-        assert_eq!(u64::from_le_bytes(r[0x30..0x38].try_into().unwrap()), 0x1001);
+        assert_eq!(
+            u64::from_le_bytes(r[0x30..0x38].try_into().unwrap()),
+            0x1001
+        );
     }
 }

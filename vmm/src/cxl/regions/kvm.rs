@@ -54,6 +54,9 @@ pub struct KvmSlots {
     /// Indexed like the topology's type-3 list.
     backings: Vec<Arc<Type3Backing>>,
     used: Mutex<BTreeSet<u32>>,
+    /// Windows (base, size) whose regions the VMM serves on every access
+    /// (`trapped` and `timed` mode): never mapped here.
+    vmm_served: Vec<(u64, u64)>,
 }
 
 impl KvmSlots {
@@ -65,7 +68,18 @@ impl KvmSlots {
             vm,
             backings,
             used: Mutex::new(BTreeSet::new()),
+            vmm_served: Vec::new(),
         }
+    }
+
+    /// Regions inside these windows stay unmapped, whatever their shape.
+    pub fn serve_in_vmm(mut self, windows: Vec<(u64, u64)>) -> Self {
+        self.vmm_served = windows;
+        self
+    }
+
+    fn served_by_vmm(&self, base: u64, size: u64) -> bool {
+        overlaps_any(&self.vmm_served, base, size)
     }
 
     /// An interleaved region: every granule decoded through the tree and
@@ -183,6 +197,9 @@ impl SlotLayer for KvmSlots {
 
     fn map(&self, tree: &DecodeTree, region: &WantedRegion, claim: SlotClaim) -> Option<KvmRegion> {
         let (base, size) = (claim.start(), claim.size());
+        if self.served_by_vmm(base, size) {
+            return None;
+        }
         if (base, size) != (region.base, region.size) {
             return None;
         }
@@ -223,5 +240,30 @@ impl SlotLayer for KvmSlots {
                 std::mem::forget(mapping);
             }
         }
+    }
+}
+
+/// Whether [base, base + size) overlaps any of the (base, size) ranges.
+fn overlaps_any(ranges: &[(u64, u64)], base: u64, size: u64) -> bool {
+    ranges
+        .iter()
+        .any(|&(b, s)| base < b.saturating_add(s) && b < base.saturating_add(size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlaps_any;
+
+    #[test]
+    fn a_region_touching_a_vmm_served_window_is_never_mapped() {
+        let served = [(0x1_0000_0000, 0x1000_0000), (0x2_0000_0000, 0x1000_0000)];
+        assert!(overlaps_any(&served, 0x1_0000_0000, 0x1000_0000));
+        assert!(overlaps_any(&served, 0x1_0fff_f000, 0x2000));
+        assert!(overlaps_any(&served, 0x2_0800_0000, 0x1000));
+        // Right next to a window, on either side: not inside it.
+        assert!(!overlaps_any(&served, 0x1_1000_0000, 0x1000_0000));
+        assert!(!overlaps_any(&served, 0x0_f000_0000, 0x1000_0000));
+        assert!(!overlaps_any(&[], 0x1_0000_0000, 0x1000));
+        assert!(!overlaps_any(&served, u64::MAX - 0xfff, 0x1000));
     }
 }

@@ -6,8 +6,15 @@ use super::*;
 fn host_poison_shows_in_the_poison_list_and_clears() {
     let mut h = Harness::new();
     assert_eq!(h.regs.host_inject_poison(0x1000, 128), Ok(2));
-    assert_eq!(h.regs.host_inject_poison(0x1000, 1), Ok(0), "already poisoned");
-    let list = h.ok(OP_GET_POISON, &[&0u64.to_le_bytes()[..], &(VOLATILE / 64).to_le_bytes()].concat());
+    assert_eq!(
+        h.regs.host_inject_poison(0x1000, 1),
+        Ok(0),
+        "already poisoned"
+    );
+    let list = h.ok(
+        OP_GET_POISON,
+        &[&0u64.to_le_bytes()[..], &(VOLATILE / 64).to_le_bytes()].concat(),
+    );
     // Output: flags, rsvd, overflow ts, count at 0x0a, records from 0x20.
     // One record per 64 B line, as Inject Poison makes them.
     assert_eq!(le16(&list, 0x0a), 2);
@@ -15,7 +22,10 @@ fn host_poison_shows_in_the_poison_list_and_clears() {
     assert_eq!(le64(&list, 0x30) & !63, 0x1040);
     assert_eq!(le32(&list, 0x28), 1, "length in 64 B units");
     assert_eq!(h.regs.host_clear_poison(0x1000), Ok(()));
-    assert_eq!(h.regs.host_clear_poison(0x1001), Err(ReturnCode::InvalidInput));
+    assert_eq!(
+        h.regs.host_clear_poison(0x1001),
+        Err(ReturnCode::InvalidInput)
+    );
     assert_eq!(
         h.regs.host_inject_poison(VOLATILE + PERSISTENT, 64),
         Err(ReturnCode::InvalidPhysicalAddress)

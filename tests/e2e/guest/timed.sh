@@ -1,0 +1,109 @@
+# Runs inside the guest (6.12, 2 vCPUs, tests/e2e/timed.toml: mem0's RAM
+# window in timed mode, media read latency 5 us, no CPU cache model in front
+# of it). The harness watches the console for "TIMED-MARK <step>" lines and
+# answers each through the control socket (tests/e2e/run.sh, timed()); the
+# guest waits for the effect, never for a fixed time. "TIMED-CHECK <name>:
+# ok|FAILED (...)" lines say what was checked; exits 7 if all pass.
+fail=0
+check() { if [ "$2" = 0 ]; then echo "TIMED-CHECK $1: ok ($3)"; else echo "TIMED-CHECK $1: FAILED ($3)"; fail=1; fi; }
+json_field() { grep -o "\"$1\":\"\{0,1\}[^\",}]*" | head -1 | sed 's/^[^:]*://; s/"//g'; }
+# Waits up to $1 tries of the command in the rest of the line (each try
+# takes its own time: a chase, a list); returns its last status.
+until_ok() { n=$1; shift; while [ "$n" -gt 0 ]; do "$@" && return 0; n=$((n - 1)); done; return 1; }
+mount -t debugfs none /sys/kernel/debug 2>/dev/null
+
+cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)
+[ "$cs" = tsc ]
+check clocksource $? "current clocksource '$cs'; $(dmesg | grep -m1 -o 'tsc: Detected [0-9.]* MHz.*')"
+
+memdev=$(cxl list -M | awk '/"memdev":/ { gsub(/[",]/, ""); split($0, a, ":"); print a[2]; exit }')
+cxl create-region -m -t ram -d decoder0.0 -w 1 -g 4096 "$memdev" >/tmp/region.json 2>/tmp/region.err
+region=$(json_field region </tmp/region.json)
+[ -n "$region" ]
+check region $? "$region on $memdev: $(tr '\n' ' ' </tmp/region.err)"
+acc=/sys/bus/cxl/devices/$region/access0
+echo "TIMED-LATENCY guest-computed read_latency=$(cat $acc/read_latency 2>/dev/null) write_latency=$(cat $acc/write_latency 2>/dev/null)"
+dax=$(daxctl list | json_field chardev)
+daxctl reconfigure-device --mode=devdax --force "$dax" >/dev/null 2>/tmp/dax.err
+[ -c "/dev/$dax" ]
+check devdax $? "/dev/$dax $(tr '\n' ' ' </tmp/dax.err)"
+
+# chase LABEL LOADS: a pointer chase over 4 MiB of the timed region, one
+# node per page, one per-load sample each; its JSON in /tmp/LABEL.json.
+chase() {
+    cxlvmm-lat chase -s 4M -n 4096 -l "$2" -w 100 --per-load -c 0 --devdax "/dev/$dax" --label "$1" \
+        >/tmp/"$1".json 2>/tmp/"$1".err
+    rc=$?
+    cat /tmp/"$1".json
+    return $rc
+}
+p50() { json_field p50_ns </tmp/"$1".json | cut -d. -f1; }
+mean() { json_field mean_ns </tmp/"$1".json | cut -d. -f1; }
+
+chase at-5us 2000
+a=$(p50 at-5us)
+[ -n "$a" ] && [ "$a" -ge 4000 ] && [ "$a" -le 7000 ]
+check latency-5us $? "per-load p50 $a ns, mean $(mean at-5us) ns (model idle latency in the harness output)"
+
+# The harness sets mem0's media read latency to 20 us; chases until it shows.
+echo "TIMED-MARK set-latency"
+moved() { chase probe 200 >/dev/null && [ "$(p50 probe)" -ge $((a + 10000)) ]; }
+until_ok 100 moved
+check live-set $? "p50 $(p50 probe) ns after the live change"
+chase at-20us 2000
+b=$(p50 at-20us)
+[ -n "$b" ] && [ "$b" -ge 18000 ] && [ "$b" -le 24000 ]
+check latency-20us $? "per-load p50 $b ns, mean $(mean at-20us) ns"
+d=$((b - a))
+[ "$d" -ge 13500 ] && [ "$d" -le 16500 ]
+check difference $? "p50(20 us) - p50(5 us) = $d ns, configured 15000 ns"
+
+# The clock: monotonic across both CPUs while CPU 1 also hammers timed
+# memory; sleep still sleeps about as long as asked.
+cxlvmm-lat chase -s 4M -n 4096 -l 20000 -w 0 -c 1 --devdax "/dev/$dax" --label hammer >/tmp/hammer.json 2>&1 &
+hammer=$!
+cxlvmm-clockcheck -c 0,1 -n 10000000 --label clock >/tmp/clock.json 2>/tmp/clock.err
+rc=$?
+cat /tmp/clock.json
+[ "$rc" = 0 ] && [ "$(json_field reads </tmp/clock.json)" = 10000000 ] && [ "$(json_field backward_steps </tmp/clock.json)" = 0 ]
+check clockcheck $? "exit $rc, $(json_field reads </tmp/clock.json) reads, $(json_field backward_steps </tmp/clock.json) steps back"
+t0=$(date +%s%N)
+sleep 1
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+[ "$ms" -ge 990 ] && [ "$ms" -le 3000 ]
+check sleep $? "sleep 1 took $ms ms of guest time while CPU 1 chased"
+wait "$hammer"
+check hammer $? "$(json_field p50_ns </tmp/hammer.json) ns p50 over 20000 loads on CPU 1"
+
+# Poison and an event injected by the host through the control socket.
+pcidev=$(basename "$(readlink -f /sys/bus/cxl/devices/$memdev/..)")
+irqs() { awk -v d="$pcidev" 'index($0, d) { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts; }
+before=$(irqs)
+echo "TIMED-MARK inject-poison"
+poisoned() { cxl list -m "$memdev" --media-errors 2>/dev/null | grep -q -e '"dpa":4096' -e '"offset":4096' -e '"dpa":"0x1000"'; }
+until_ok 200 poisoned
+check inject-poison $? "$(cxl list -m "$memdev" --media-errors 2>/dev/null | tr -d ' \n' | cut -c1-200)"
+echo "TIMED-MARK inject-event"
+raised() { [ "$(irqs)" -gt "$before" ]; }
+until_ok 2000 raised
+check inject-event $? "interrupts of $pcidev $before -> $(irqs)"
+
+# An ordinary program with its data on the timed node: the region onlined
+# as movable system RAM (so page tables and other kernel allocations stay
+# off it), the program's pages bound there.
+daxctl reconfigure-device --mode=system-ram --no-online --force "$dax" >/dev/null 2>&1
+daxctl online-memory --movable "$dax" >/dev/null 2>&1
+node=$(daxctl list -d "$dax" | json_field target_node)
+head -c 262144 /dev/urandom >/tmp/data
+want=$(sha256sum </tmp/data | cut -d' ' -f1)
+got=$(numactl --membind="$node" sha256sum </tmp/data | cut -d' ' -f1)
+[ -n "$node" ] && [ "$got" = "$want" ]
+check program $? "sha256sum with its memory on node '$node': $got"
+
+dmesg | grep -i -e 'tsc.*unstable' -e 'clocksource.*switch' -e 'marking tsc' >/tmp/tsc.msgs
+[ ! -s /tmp/tsc.msgs ]
+check dmesg-clock $? "$(tr '\n' ' ' </tmp/tsc.msgs)"
+echo "TIMED-MARK done"
+[ "$fail" = 0 ] && exit 7
+exit 1
