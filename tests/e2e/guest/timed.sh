@@ -79,11 +79,11 @@ check hammer $? "$(json_field p50_ns </tmp/hammer.json) ns p50 over 20000 loads 
 # Poison and an event injected by the host through the control socket.
 pcidev=$(basename "$(readlink -f /sys/bus/cxl/devices/$memdev/..)")
 irqs() { awk -v d="$pcidev" 'index($0, d) { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts; }
-before=$(irqs)
 echo "TIMED-MARK inject-poison"
 poisoned() { cxl list -m "$memdev" --media-errors 2>/dev/null | grep -q -e '"dpa":4096' -e '"offset":4096' -e '"dpa":"0x1000"'; }
 until_ok 200 poisoned
 check inject-poison $? "$(cxl list -m "$memdev" --media-errors 2>/dev/null | tr -d ' \n' | cut -c1-200)"
+before=$(irqs)
 echo "TIMED-MARK inject-event"
 raised() { [ "$(irqs)" -gt "$before" ]; }
 until_ok 2000 raised

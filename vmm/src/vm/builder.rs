@@ -386,17 +386,14 @@ impl<'a> MachineBuilder<'a> {
 
     /// Loads the kernel and the initrd (with the `--script` archive). The
     /// command line gets the TSC rate (`tsc_early_khz=`, arch/x86/kernel/
-    /// tsc.c) and, with timed windows, `tsc=reliable`: the virtual TSC is
-    /// the guest's one true clock, and every other timer it could check it
-    /// against runs in host time.
+    /// tsc.c): a guest without a timer it can calibrate the TSC against
+    /// (the rig's) would otherwise fall back to jiffies, and timed memory
+    /// needs the guest on its TSC, the clock the VMM controls.
     fn load_kernel(&self, rsdp_addr: u64, tsc_khz: Option<u32>) -> Result<EntryPoint, VmError> {
         let cfg = self.cfg;
         let mut cmdline = cfg.cmdline.clone();
         if let Some(khz) = tsc_khz {
             cmdline.push_str(&format!(" tsc_early_khz={khz}"));
-        }
-        if self.timed.is_some() {
-            cmdline.push_str(" tsc=reliable");
         }
         let mut initrd = cfg.initrd.as_deref().map(boot::read_initrd).transpose()?;
         if let Some(script) = &cfg.script {
