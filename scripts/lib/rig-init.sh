@@ -48,6 +48,9 @@ mount -t devtmpfs dev $R/dev
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
+# KVM's exit and entry tracepoints, which timed memory's virtual clock reads
+# (docs/timed-mode.md), are found through tracefs.
+mount -t tracefs nodev $R/sys/kernel/tracing 2>/dev/null
 for d in /tmp /run /var/tmp; do
     mount -t tmpfs -o mode=1777 tmpfs "$R$d" || die "cannot mount tmpfs on $d"
 done

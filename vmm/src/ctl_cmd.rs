@@ -33,7 +33,9 @@ pub fn ctl(args: &CtlArgs) -> ExitCode {
     match crate::api::client(&args.socket, &line) {
         Ok(resp) => {
             println!("{resp}");
-            if resp.starts_with("{\"ok\":true") {
+            let ok = serde_json::from_str::<serde_json::Value>(&resp)
+                .is_ok_and(|v| v["ok"] == serde_json::Value::Bool(true));
+            if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

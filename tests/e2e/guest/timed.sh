@@ -21,8 +21,6 @@ cxl create-region -m -t ram -d decoder0.0 -w 1 -g 4096 "$memdev" >/tmp/region.js
 region=$(json_field region </tmp/region.json)
 [ -n "$region" ]
 check region $? "$region on $memdev: $(tr '\n' ' ' </tmp/region.err)"
-acc=/sys/bus/cxl/devices/$region/access0
-echo "TIMED-LATENCY guest-computed read_latency=$(cat $acc/read_latency 2>/dev/null) write_latency=$(cat $acc/write_latency 2>/dev/null)"
 dax=$(daxctl list | json_field chardev)
 daxctl reconfigure-device --mode=devdax --force "$dax" >/dev/null 2>/tmp/dax.err
 [ -c "/dev/$dax" ]
@@ -95,6 +93,10 @@ check inject-event $? "interrupts of $pcidev $before -> $(irqs)"
 daxctl reconfigure-device --mode=system-ram --no-online --force "$dax" >/dev/null 2>&1
 daxctl online-memory --movable "$dax" >/dev/null 2>&1
 node=$(daxctl list -d "$dax" | json_field target_node)
+# What the kernel computed for the region (published once it is online),
+# for the harness to set beside the model and the chase.
+acc=/sys/bus/cxl/devices/$region/access0
+echo "TIMED-LATENCY guest-computed read_latency=$(cat $acc/read_latency 2>/dev/null) write_latency=$(cat $acc/write_latency 2>/dev/null) (ns); guest-measured p50 $a ns at 5 us"
 head -c 262144 /dev/urandom >/tmp/data
 want=$(sha256sum </tmp/data | cut -d' ' -f1)
 got=$(numactl --membind="$node" sha256sum </tmp/data | cut -d' ' -f1)

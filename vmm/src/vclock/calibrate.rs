@@ -326,12 +326,14 @@ pub fn calibrate(
             cycles_per_ns: per_ns,
         }
     } else {
-        // Without tracepoints the exit is dated when KVM_RUN returns and the
-        // whole of it is invisible: half before, half after.
-        let half = cycles((report.exit_cost.p50 - report.empty_pair.p50) / 2.0);
+        // Without tracepoints the exit is dated when KVM_RUN returns and
+        // nothing of it is hidden: a guess at the part before that moment or
+        // after the entry decision could make the clock step back whenever
+        // a real exit is quicker than the guess. The guest then sees each
+        // exit's cost on top of the modelled latency, never less.
         Calibration {
-            exit_invisible_cycles: half,
-            entry_invisible_cycles: half,
+            exit_invisible_cycles: 0,
+            entry_invisible_cycles: 0,
             entry_path_cycles: 0,
             cycles_per_ns: per_ns,
         }
