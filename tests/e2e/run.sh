@@ -284,7 +284,9 @@ timed() {
                 set-latency)
                     ctl set mem0 media.read_latency_ns 20000
                     # A bad request: answered with an error, the guest goes on.
-                    ctl set mem0 media.no_such_key 1 ;;
+                    ctl set mem0 media.no_such_key 1
+                    # Tells the guest the change is in.
+                    ctl inject-event mem0 memory-module ;;
                 inject-poison) ctl inject-poison mem0 4096 ;;
                 inject-event) ctl inject-event mem0 general-media ;;
             esac
@@ -295,7 +297,9 @@ timed() {
     rc=$?
     note "$name: exit $rc after $((SECONDS - start))s"
     grep -a '^cxlvmm: timed memory' "$OUT/$name.stderr" | sed 's/^/    /'
-    grep -a -e '^TIMED-CHECK' -e '^TIMED-LATENCY' "$log" | tr -d '\r' | sed 's/^/    /'
+    "$CXLVMM" check --json --topology <(sed 's/read_latency_ns = 5000/read_latency_ns = 20000/' "$topo") |
+        $PYTHON -c 'import json,sys; d=json.load(sys.stdin)["type3"][0]; print("    model idle read latency %.1f ns at the 20 us setting" % (d["read_latency_ps"]/1000))' 2>/dev/null
+    grep -a -e '^TIMED-CHECK' -e '^TIMED-FIGURE' "$log" | tr -d '\r' | sed 's/^/    /'
     sed 's/^/    host /' "$ctl_log"
     [ -s "$OUT/$name-stats.json" ] && $PYTHON - "$OUT/$name-stats.json" <<'PY' | sed 's/^/    /'
 import json, sys
@@ -306,8 +310,11 @@ vc = (s.get("timed") or {}).get("vmm_cost")
 if vc: print("stats VMM cost per timed access: %s" % json.dumps(vc)[:200])
 print("stats clock: %s" % json.dumps(s.get("clock")))
 PY
+    # Every ctl request but the bad one answered ok; the bad one named its field.
     [ "$rc" = 7 ] && ! grep -aq 'TIMED-CHECK.*FAILED' "$log" &&
-        grep -q '"ok":false' "$ctl_log" && grep -aq '^TIMED-CHECK program: ok' "$log"
+        [ "$(grep -c '"ok":true' "$ctl_log")" = 4 ] && grep -q '"field":"key","ok":false' "$ctl_log" &&
+        grep -aq '^TIMED-CHECK program: ok' "$log" &&
+        $PYTHON -c 'import json,sys; s=json.load(open(sys.argv[1])); w=s["timed"]["windows"][0]; sys.exit(not w["accesses"] >= 4000)' "$OUT/$name-stats.json"
     result "$name" $?
 }
 
