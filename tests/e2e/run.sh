@@ -297,7 +297,8 @@ timed() {
     rc=$?
     note "$name: exit $rc after $((SECONDS - start))s"
     grep -a '^cxlvmm: timed memory' "$OUT/$name.stderr" | sed 's/^/    /'
-    "$CXLVMM" check --json --topology <(sed 's/read_latency_ns = 5000/read_latency_ns = 20000/' "$topo") |
+    sed 's/read_latency_ns = 5000/read_latency_ns = 20000/' "$topo" >"$OUT/$name-20us.toml"
+    "$CXLVMM" check --json --topology "$OUT/$name-20us.toml" |
         $PYTHON -c 'import json,sys; d=json.load(sys.stdin)["type3"][0]; print("    model idle read latency %.1f ns at the 20 us setting" % (d["read_latency_ps"]/1000))' 2>/dev/null
     grep -a -e '^TIMED-CHECK' -e '^TIMED-FIGURE' "$log" | tr -d '\r' | sed 's/^/    /'
     sed 's/^/    host /' "$ctl_log"

@@ -101,11 +101,15 @@ acc=/sys/bus/cxl/devices/$region/access0
 echo "TIMED-FIGURE guest-computed read_latency=$(cat $acc/read_latency 2>/dev/null) write_latency=$(cat $acc/write_latency 2>/dev/null) ns (HMAT/CDAT/links, at the 20 us setting)"
 head -c 262144 /dev/urandom >/tmp/data
 want=$(sha256sum </tmp/data | cut -d' ' -f1)
-got=$(numactl --membind="$node" sha256sum </tmp/data | cut -d' ' -f1)
+numactl --membind="$node" sha256sum </tmp/data >/tmp/prog.out 2>/tmp/prog.err
+prc=$?
+got=$(cut -d' ' -f1 </tmp/prog.out)
 [ -n "$node" ] && [ "$got" = "$want" ]
-check program $? "sha256sum with its memory on node '$node': $got"
+check program $? "sha256sum with its memory on node '$node': exit $prc, '$got', $(tr '\n' ' ' </tmp/prog.err)"
 
-dmesg | grep -i -e 'tsc.*unstable' -e 'clocksource.*switch' -e 'marking tsc' >/tmp/tsc.msgs
+# (Booting switches from tsc-early to tsc; any later switch, a watchdog
+# complaint or an unstable TSC is a failure.)
+dmesg | grep -i -e 'unstable' -e 'clocksource.*watchdog' -e 'switched to clocksource [^t]' >/tmp/tsc.msgs
 [ ! -s /tmp/tsc.msgs ]
 check dmesg-clock $? "$(tr '\n' ' ' </tmp/tsc.msgs)"
 echo "TIMED-MARK done"
