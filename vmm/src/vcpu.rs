@@ -10,7 +10,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
 use crate::timed::{Access, TimedMemory};
-use crate::vclock::shared::SharedClock;
+use crate::vclock::shared::{SharedClock, VcpuClock};
 
 /// The signal that kicks a vCPU thread out of KVM_RUN.
 pub fn kick_signal() -> i32 {
@@ -69,11 +69,15 @@ pub fn spawn(index: u8, mut vcpu: VcpuFd, shared: VcpuShared) -> std::io::Result
     std::thread::Builder::new()
         .name(format!("vcpu{index}"))
         .spawn(move || {
+            // The virtual clock's exit trace is opened on this thread (its
+            // tracepoint ids are read from tracefs) before the filter forbids
+            // opening files.
+            let clock = shared.clock.as_ref().map(|c| c.vcpu(usize::from(index)));
             if let Err(e) = crate::seccomp::enter(crate::seccomp::ThreadRole::Vcpu) {
                 shared.fail(e.to_string());
                 return;
             }
-            run_loop(index, &mut vcpu, &shared);
+            run_loop(index, &mut vcpu, &shared, clock);
             let crashed = shared.triple_fault.load(Ordering::Acquire);
             if shared.exit.reason() == Some(ExitReason::Timeout) || crashed {
                 eprintln!("cxlvmm: {}", describe(index, &vcpu));
@@ -121,11 +125,10 @@ fn timed_access(
     Some(latency)
 }
 
-fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared) {
+fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option<VcpuClock>) {
     // With timed memory, every exit of every vCPU goes through the virtual
     // clock: its cost hidden, a timed access's latency shown
     // (docs/timed-mode.md).
-    let mut clock = shared.clock.as_ref().map(|c| c.vcpu(usize::from(index)));
     while !shared.stop.load(Ordering::Acquire) {
         if let Some(c) = clock.as_mut() {
             match c.before_run(vcpu, &shared.stop) {

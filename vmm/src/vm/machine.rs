@@ -80,6 +80,10 @@ impl Machine {
                 clock: self.clock.clone(),
             })
         });
+        let stats_files = match (&self.stats, &api) {
+            (Some(path), Some(_)) => Some(StatsFiles::create(path, self.timed.is_some())?),
+            _ => None,
+        };
         let _server = match (&self.api_socket, &api) {
             (Some(path), Some(ctx)) => Some(ApiServer::start(path, ctx.clone()).map_err(
                 |source| VmError::ApiSocket {
@@ -152,8 +156,8 @@ impl Machine {
         // However the guest ended, what it stored in persistent media
         // reaches stable storage before cxlvmm exits (docs/persistence.md).
         cxl::sync_persistent_media(&self.backings);
-        if let (Some(path), Some(ctx)) = (&self.stats, &api) {
-            write_stats(path, ctx, self.calibration.as_ref())?;
+        if let (Some(files), Some(ctx)) = (stats_files, &api) {
+            write_stats(files, ctx, self.calibration.as_ref())?;
         }
 
         if reason == ExitReason::Fatal {
@@ -178,30 +182,60 @@ impl Machine {
 
 /// `--stats FILE`: the statistics as JSON, and the plots beside them.
 fn write_stats(
-    path: &Path,
+    files: StatsFiles,
     ctx: &ApiContext,
     calibration: Option<&CalibrationReport>,
 ) -> Result<(), VmError> {
+    use std::io::Write;
     let mut json = ctx.stats_json();
     json["calibration"] = serde_json::to_value(calibration).unwrap_or_default();
-    let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&json).unwrap_or_default() + "\n";
     let fail = |source| VmError::Stats {
-        path: path.to_path_buf(),
+        path: files.path.clone(),
         source,
     };
-    std::fs::write(path, text + "\n").map_err(fail)?;
-    let stem = path.with_extension("");
-    let fabric = ctx.fabric_stats();
-    std::fs::write(
-        format!("{}-links.svg", stem.display()),
-        crate::timed::plots::links_svg(&fabric),
-    )
-    .map_err(fail)?;
-    if let Some(t) = &ctx.timed {
-        let svg = crate::timed::plots::latency_svg(&t.stats());
-        std::fs::write(format!("{}-latency.svg", stem.display()), svg).map_err(fail)?;
+    let mut f = files.json;
+    f.write_all(text.as_bytes()).map_err(fail)?;
+    let mut f = files.links;
+    f.write_all(crate::timed::plots::links_svg(&ctx.fabric_stats()).as_bytes())
+        .map_err(fail)?;
+    if let (Some(mut f), Some(t)) = (files.latency, &ctx.timed) {
+        f.write_all(crate::timed::plots::latency_svg(&t.stats()).as_bytes())
+            .map_err(fail)?;
     }
     Ok(())
+}
+
+/// `--stats FILE`'s files, created before the seccomp filter forbids
+/// opening files: FILE, FILE-links.svg, FILE-latency.svg.
+struct StatsFiles {
+    path: PathBuf,
+    json: std::fs::File,
+    links: std::fs::File,
+    /// Only with timed windows.
+    latency: Option<std::fs::File>,
+}
+
+impl StatsFiles {
+    fn create(path: &Path, timed: bool) -> Result<Self, VmError> {
+        let stem = path.with_extension("");
+        let open = |p: PathBuf| {
+            std::fs::File::create(&p).map_err(|source| VmError::Stats { path: p, source })
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            json: open(path.to_path_buf())?,
+            links: open(PathBuf::from(format!("{}-links.svg", stem.display())))?,
+            latency: if timed {
+                Some(open(PathBuf::from(format!(
+                    "{}-latency.svg",
+                    stem.display()
+                )))?)
+            } else {
+                None
+            },
+        })
+    }
 }
 
 /// Blocks until an exit is requested, or requests one at the deadline.
