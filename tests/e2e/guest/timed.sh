@@ -98,7 +98,7 @@ node=$(daxctl list -d "$dax" | json_field target_node)
 # What the kernel computed for the region (published once it is online),
 # for the harness to set beside the model and the chase.
 acc=/sys/bus/cxl/devices/$region/access0
-echo "TIMED-FIGURE guest-computed read_latency=$(cat $acc/read_latency 2>/dev/null) write_latency=$(cat $acc/write_latency 2>/dev/null) ns (HMAT/CDAT/links, at the 20 us setting)"
+echo "TIMED-FIGURE guest-computed read_latency=$(cat $acc/read_latency 2>/dev/null) write_latency=$(cat $acc/write_latency 2>/dev/null) ns (from HMAT, the CDAT read at enumeration with 5 us media, and the links)"
 head -c 262144 /dev/urandom >/tmp/data
 want=$(sha256sum </tmp/data | cut -d' ' -f1)
 numactl --membind="$node" sha256sum </tmp/data >/tmp/prog.out 2>/tmp/prog.err
