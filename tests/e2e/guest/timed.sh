@@ -37,8 +37,8 @@ chase() {
     cat /tmp/"$1".json
     return $rc
 }
-p50() { json_field p50_ns </tmp/"$1".json | cut -d. -f1; }
-mean() { json_field mean_ns </tmp/"$1".json | cut -d. -f1; }
+p50() { json_field p50_ns </tmp/"$1".json | awk '{ printf "%d", $1 }'; }
+mean() { json_field mean_ns </tmp/"$1".json | awk '{ printf "%d", $1 }'; }
 
 pcidev=$(basename "$(readlink -f /sys/bus/cxl/devices/$memdev/..)")
 irqs() { awk -v d="$pcidev" 'index($0, d) { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts; }

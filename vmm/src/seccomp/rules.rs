@@ -209,6 +209,10 @@ impl Group {
                 SYS_shutdown,
                 SYS_poll,
                 SYS_ppoll,
+                // The socket's path is removed when the VM is over
+                // (`ApiServer`'s drop), after this thread's filter is on.
+                SYS_unlink,
+                SYS_unlinkat,
             ]),
         }
     }
