@@ -15,12 +15,12 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::machine::ApiParts;
 use super::machine::Machine;
 use super::{io_err, kvm_err, VmConfig, VmError};
 use crate::accel::clock::HostClock;
 use crate::accel::memory::{BusMemory, CxlMemory};
 use crate::accel::{self, AccelMachine, Accelerators};
+use crate::api::ApiContext;
 use crate::boot::{self, BootSpec, EntryPoint};
 use crate::console::{Console, ConsoleOut};
 use crate::cpu::{self, CpuidOptions};
@@ -334,10 +334,16 @@ impl<'a> MachineBuilder<'a> {
             backings: self.backings,
             accelerators: self.accelerators,
             vcpus,
+            api: api_context(
+                self.cfg,
+                self.engine,
+                self.type3_registers,
+                self.timed.clone(),
+                clock.as_ref().map(|(c, _)| c.clone()),
+            ),
             timed: self.timed,
             clock: clock.as_ref().map(|(c, _)| c.clone()),
             calibration: clock.map(|(_, r)| r),
-            api: api_context(self.cfg, self.engine, self.type3_registers),
             api_socket: self.cfg.api_socket.clone(),
             stats: self.cfg.stats.clone(),
         })
@@ -450,12 +456,16 @@ fn api_context(
     cfg: &VmConfig,
     engine: Option<Arc<Mutex<Engine>>>,
     type3: Vec<Arc<Mutex<DeviceRegisters>>>,
-) -> Option<ApiParts> {
-    Some(ApiParts {
+    timed: Option<Arc<TimedMemory>>,
+    clock: Option<Arc<SharedClock>>,
+) -> Option<Arc<ApiContext>> {
+    Some(Arc::new(ApiContext {
         topology: cfg.topology.clone()?,
         engine: engine?,
         type3,
-    })
+        timed,
+        clock,
+    }))
 }
 
 /// The in-kernel IOAPIC/PIC/LAPICs and the PIT; the GSI routing table

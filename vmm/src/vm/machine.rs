@@ -24,7 +24,6 @@ use crate::timed::TimedMemory;
 use crate::vclock::calibrate::CalibrationReport;
 use crate::vclock::shared::SharedClock;
 use crate::vcpu::{self, VcpuShared};
-use devices::cxl::mailbox::DeviceRegisters;
 use std::path::{Path, PathBuf};
 
 /// A machine ready to run, as [`super::MachineBuilder::build`] leaves it.
@@ -51,16 +50,9 @@ pub struct Machine {
     pub(super) clock: Option<Arc<SharedClock>>,
     pub(super) calibration: Option<CalibrationReport>,
     /// What the control API and `--stats` reach (None without a fabric).
-    pub(super) api: Option<ApiParts>,
+    pub(super) api: Option<Arc<ApiContext>>,
     pub(super) api_socket: Option<PathBuf>,
     pub(super) stats: Option<PathBuf>,
-}
-
-/// The running machine's parts the control API serves.
-pub struct ApiParts {
-    pub topology: fabric::Topology,
-    pub engine: Arc<Mutex<fabric::Engine>>,
-    pub type3: Vec<Arc<Mutex<DeviceRegisters>>>,
 }
 
 impl Machine {
@@ -71,15 +63,7 @@ impl Machine {
         // found out while files may still be opened.
         crate::host::kvm_cannot_boot_linux();
         vcpu::install_kick_handler().map_err(io_err("install vCPU kick handler"))?;
-        let api = self.api.map(|p| {
-            Arc::new(ApiContext {
-                topology: p.topology,
-                engine: p.engine,
-                type3: p.type3,
-                timed: self.timed.clone(),
-                clock: self.clock.clone(),
-            })
-        });
+        let api = self.api;
         let stats_files = match (&self.stats, &api) {
             (Some(path), Some(_)) => Some(StatsFiles::create(path, self.timed.is_some())?),
             _ => None,
