@@ -55,6 +55,10 @@ pub const TARGETS: &[Target] = &[
         name: "virtio_blk",
         run: targets::virtio_blk::fuzz_virtio_blk,
     },
+    Target {
+        name: "accel_queue",
+        run: targets::accel_queue::fuzz_accel_queue,
+    },
 ];
 
 /// The target called `name`.

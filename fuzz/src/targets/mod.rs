@@ -1,5 +1,6 @@
 //! One module per guest-facing surface.
 
+pub mod accel_queue;
 pub mod component;
 pub mod config_space;
 pub mod doe;
