@@ -3,6 +3,7 @@
 
 pub mod calibrate;
 pub mod coordinator;
+pub mod exit_log;
 pub mod exit_timer;
 pub mod shared;
 pub mod trace;

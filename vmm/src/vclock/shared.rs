@@ -17,6 +17,7 @@ use std::time::Duration;
 use kvm_ioctls::VcpuFd;
 
 use super::coordinator::{Coordinator, Entry};
+use super::exit_log::{EntryRecord, ExitLog};
 use super::exit_timer::{Calibration, ExitTimer, ExitTiming};
 use super::trace::VcpuTrace;
 use super::tsc;
@@ -138,6 +139,7 @@ impl SharedClock {
             clock: self.clone(),
             applied: None,
             rearmed: None,
+            log: ExitLog::open(index),
         }
     }
 
@@ -162,6 +164,8 @@ pub struct VcpuClock {
     applied: Option<u64>,
     /// The offset the guest's TSC deadline was last re-armed with.
     rearmed: Option<u64>,
+    /// Per-exit record, when asked for (`CXLVMM_CLOCK_LOG`).
+    log: Option<ExitLog>,
 }
 
 /// Spin (rather than sleep) for waits shorter than this many nanoseconds:
@@ -172,7 +176,11 @@ impl VcpuClock {
     /// Right after KVM_RUN returned: when the guest stopped, and that
     /// moment in guest picoseconds (the issue time of a timed access).
     pub fn left(&mut self) -> (ExitTiming, u64) {
+        let host_ret = tsc::rdtsc();
         let t = self.timer.exited();
+        if let Some(l) = self.log.as_mut() {
+            l.host_ret = host_ret;
+        }
         let g = self.clock.lock().guest_at(t.left);
         (t, cycles_to_ps(g, self.clock.khz))
     }
@@ -181,6 +189,10 @@ impl VcpuClock {
     /// exit take exactly that long (and the other vCPUs are kicked out of
     /// KVM_RUN so the exit's own cost can be hidden).
     pub fn exited(&mut self, t: ExitTiming, latency_ps: Option<u64>) {
+        if let Some(l) = self.log.as_mut() {
+            let cycles = latency_ps.map(|ps| ps_to_cycles(ps, self.clock.khz));
+            l.exited(&t, cycles);
+        }
         let kick = {
             let mut c = self.clock.lock();
             c.add_debt(self.index, t.in_kernel, t.entry_error, t.idled);
@@ -225,8 +237,22 @@ impl VcpuClock {
             }
             let mut c = self.clock.lock();
             decided = tsc::rdtsc();
+            let debt_before = c.debt();
             match c.enter(self.index, decided, delay) {
-                Entry::Go { offset } => break offset,
+                Entry::Go { offset } => {
+                    if let Some(l) = self.log.as_mut() {
+                        l.entered(EntryRecord {
+                            debt_before,
+                            decided,
+                            delay,
+                            offset,
+                            guest_resume: decided.wrapping_add(delay).wrapping_add(offset),
+                            debt_after: c.debt(),
+                            hidden: c.hidden_cycles(),
+                        });
+                    }
+                    break offset;
+                }
                 Entry::WaitUntil { host_tsc } => {
                     drop(c);
                     self.wait_until(host_tsc);
