@@ -2,11 +2,22 @@
 //! a file that outlives the VMM. DPA 0.. is volatile, then persistent
 //! (CXL's partition order). The VMM maps ranges of these files into the
 //! guest for native regions; the trapped path reads and writes them here.
+//!
+//! While a volatile interleaved region is native, the bytes of each member
+//! device's share live in the region's own HPA-ordered memfd instead
+//! ([`RegionBacking`]); [`Type3Backing::read`] and [`Type3Backing::write`]
+//! follow them there, so every DPA-addressed user (trapped accesses, DMA,
+//! the mailbox) sees the same bytes as the guest's loads and stores.
+
+mod region;
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use region::{InterleaveLayout, RegionBacking};
 
 /// Where a DPA lives: which file, at what offset, and how much of it is left
 /// in that partition.
@@ -18,12 +29,33 @@ pub struct BackingSlice<'a> {
     pub persistent: bool,
 }
 
+/// A DPA range held by a region's backing: DPA `dpa_base + x` is at
+/// `layout.region_offset(position, x)` in `file`.
+#[derive(Clone, Debug)]
+struct Relocation {
+    dpa_base: u64,
+    len: u64,
+    position: u64,
+    layout: InterleaveLayout,
+    file: Arc<File>,
+}
+
+impl Relocation {
+    fn contains(&self, dpa: u64) -> bool {
+        dpa >= self.dpa_base && dpa - self.dpa_base < self.len
+    }
+}
+
 #[derive(Debug)]
 pub struct Type3Backing {
     volatile: Option<File>,
     volatile_len: u64,
     persistent: Option<File>,
     persistent_len: u64,
+    /// DPA ranges whose bytes a region's backing holds now. Readers hold
+    /// the lock for the whole access, a region's move holds it to write,
+    /// so an access never sees bytes half moved.
+    relocated: RwLock<Vec<Relocation>>,
 }
 
 impl Type3Backing {
@@ -86,6 +118,7 @@ impl Type3Backing {
             volatile_len: volatile,
             persistent: persistent_file,
             persistent_len: persistent,
+            relocated: RwLock::new(Vec::new()),
         })
     }
 
@@ -93,7 +126,10 @@ impl Type3Backing {
         self.volatile_len + self.persistent_len
     }
 
-    /// The file and offset holding `dpa`, or None past the capacity.
+    /// The device's own file and offset for `dpa`, or None past the
+    /// capacity. While a region's backing holds `dpa` (see
+    /// [`Type3Backing::relocated_within`]) the bytes are not there: map
+    /// the device's own file only over ranges that are not relocated.
     pub fn locate(&self, dpa: u64) -> Option<BackingSlice<'_>> {
         if dpa < self.volatile_len {
             return self.volatile.as_ref().map(|file| BackingSlice {
@@ -119,19 +155,78 @@ impl Type3Backing {
     /// boundary) read as all ones, as an undecoded access would.
     pub fn read(&self, dpa: u64, buf: &mut [u8]) {
         buf.fill(0xff);
-        if let Some(s) = self.locate(dpa) {
-            let n = (buf.len() as u64).min(s.len_to_end) as usize;
-            let _ = s.file.read_exact_at(&mut buf[..n], s.offset);
-        }
+        let relocated = self.relocations();
+        self.each_run(&relocated, dpa, buf.len(), |at, file, offset, run| {
+            let _ = file.read_exact_at(&mut buf[at..at + run], offset);
+            Ok(())
+        })
+        .ok();
     }
 
     /// Writes at `dpa`; bytes past the capacity are dropped.
     pub fn write(&self, dpa: u64, data: &[u8]) -> io::Result<()> {
-        if let Some(s) = self.locate(dpa) {
-            let n = (data.len() as u64).min(s.len_to_end) as usize;
-            s.file.write_all_at(&data[..n], s.offset)?;
+        let relocated = self.relocations();
+        self.each_run(&relocated, dpa, data.len(), |at, file, offset, run| {
+            file.write_all_at(&data[at..at + run], offset)
+        })
+    }
+
+    /// Whether any byte of `[dpa, dpa + len)` lives in a region's backing.
+    pub fn relocated_within(&self, dpa: u64, len: u64) -> bool {
+        self.relocations()
+            .iter()
+            .any(|r| dpa < r.dpa_base + r.len && r.dpa_base < dpa.saturating_add(len))
+    }
+
+    /// Calls `f(at, file, offset, run)` for each run of an access of `len`
+    /// bytes at `dpa` that one file holds contiguously: the region's
+    /// backing for relocated DPAs (one granule at most), else the device's
+    /// own file. The access stops at the end of `dpa`'s partition.
+    fn each_run(
+        &self,
+        relocated: &[Relocation],
+        dpa: u64,
+        len: usize,
+        mut f: impl FnMut(usize, &File, u64, usize) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let Some(first) = self.locate(dpa) else {
+            return Ok(());
+        };
+        let len = (len as u64).min(first.len_to_end);
+        let mut done = 0u64;
+        while done < len {
+            let at = dpa + done;
+            let left = len - done;
+            let (file, offset, run) = match relocated.iter().find(|r| r.contains(at)) {
+                Some(r) => {
+                    let x = at - r.dpa_base;
+                    let g = r.layout.granularity;
+                    let run = (g - x % g).min(r.len - x).min(left);
+                    (&*r.file, r.layout.region_offset(r.position, x), run)
+                }
+                None => {
+                    let next = relocated
+                        .iter()
+                        .filter(|r| r.dpa_base > at)
+                        .map(|r| r.dpa_base - at)
+                        .min()
+                        .unwrap_or(u64::MAX);
+                    let Some(own) = self.locate(at) else { break };
+                    (own.file, own.offset, left.min(next))
+                }
+            };
+            f(done as usize, file, offset, run as usize)?;
+            done += run;
         }
         Ok(())
+    }
+
+    fn relocations(&self) -> RwLockReadGuard<'_, Vec<Relocation>> {
+        self.relocated.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn relocations_mut(&self) -> RwLockWriteGuard<'_, Vec<Relocation>> {
+        self.relocated.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Flushes persistent media to stable storage.
