@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use region::{InterleaveLayout, RegionBacking};
+pub use region::{InterleaveLayout, Reclaim, RegionBacking};
 
 /// Where a DPA lives: which file, at what offset, and how much of it is left
 /// in that partition.
@@ -30,7 +30,7 @@ pub struct BackingSlice<'a> {
 }
 
 /// A DPA range held by a region's backing: DPA `dpa_base + x` is at
-/// `layout.region_offset(position, x)` in `file`.
+/// `offset + layout.region_offset(position, x)` in `file`.
 #[derive(Clone, Debug)]
 struct Relocation {
     dpa_base: u64,
@@ -38,6 +38,7 @@ struct Relocation {
     position: u64,
     layout: InterleaveLayout,
     file: Arc<File>,
+    offset: u64,
 }
 
 impl Relocation {
@@ -202,7 +203,11 @@ impl Type3Backing {
                     let x = at - r.dpa_base;
                     let g = r.layout.granularity;
                     let run = (g - x % g).min(r.len - x).min(left);
-                    (&*r.file, r.layout.region_offset(r.position, x), run)
+                    (
+                        &*r.file,
+                        r.offset + r.layout.region_offset(r.position, x),
+                        run,
+                    )
                 }
                 None => {
                     let next = relocated

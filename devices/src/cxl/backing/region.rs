@@ -1,14 +1,17 @@
-//! An interleaved region's bytes in HPA order: one memfd that the VMM maps
-//! into the guest as a single memory slot, however large the region and
-//! whatever its granularity, instead of one host mapping per granule
-//! (which the kernel caps at `vm.max_map_count` per process).
+//! An interleaved region's bytes in HPA order: one range of a file (the VMM
+//! gives each CFMWS window a memfd, byte `n` at HPA `window base + n`) that
+//! the VMM maps into the guest as a single memory slot, however large the
+//! region and whatever its granularity, instead of one host mapping per
+//! granule (which the kernel caps at `vm.max_map_count` per process).
 //!
 //! While the region exists its member devices' shares live here (and
 //! [`Type3Backing`] follows them, see `Relocation`); when it goes they move
 //! back. Only populated bytes move (`SEEK_DATA`/`SEEK_HOLE`), each chunk's
 //! source is punched out once copied and all-zero granules are not written,
 //! so a fresh region costs a few system calls and a move never holds much
-//! more memory than the data it moves. Volatile media only: persistent bytes
+//! more memory than the data it moves. Freeing is the caller's [`Reclaim`]:
+//! the VMM's vCPU threads, which commit regions, may not `fallocate` under
+//! their seccomp filter and free pages through a mapping instead. Volatile media only: persistent bytes
 //! must stay in the device's file, where a `kill -9` cannot lose them.
 
 use std::fs::File;
@@ -17,7 +20,6 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use vmm_sys_util::seek_hole::SeekHole;
-use vmm_sys_util::write_zeroes::PunchHole;
 
 use super::{Relocation, Type3Backing};
 
@@ -54,10 +56,19 @@ impl InterleaveLayout {
     }
 }
 
+/// Frees a range of a file the bytes moved out of: it reads as zeros
+/// afterwards and holds no memory (a hole).
+pub trait Reclaim: Send + Sync {
+    fn punch(&self, file: &File, offset: u64, len: u64) -> io::Result<()>;
+}
+
 /// A region's HPA-ordered backing; dropping it moves the bytes back into
 /// the member devices' own backings.
 pub struct RegionBacking {
     file: Arc<File>,
+    /// Where the region starts in `file`.
+    offset: u64,
+    reclaim: Arc<dyn Reclaim>,
     layout: InterleaveLayout,
     share: u64,
     /// The member devices by interleave position, each with the DPA its
@@ -76,15 +87,18 @@ impl std::fmt::Debug for RegionBacking {
 }
 
 impl RegionBacking {
-    /// Creates the region's memfd (`share` × ways bytes) and moves into it
-    /// the populated bytes of `[dpa, dpa + share)` of every member (listed
-    /// by interleave position); from then on the members' reads and writes
-    /// of those DPAs go to it. On error nothing has changed.
+    /// Moves into `[offset, offset + share × ways)` of `file` (which must
+    /// hold nothing there) the populated bytes of `[dpa, dpa + share)` of
+    /// every member (listed by interleave position); from then on the
+    /// members' reads and writes of those DPAs go there. On error nothing
+    /// has changed.
     pub fn gather(
-        name: &str,
+        file: Arc<File>,
+        offset: u64,
         layout: InterleaveLayout,
         share: u64,
         members: Vec<(Arc<Type3Backing>, u64)>,
+        reclaim: Arc<dyn Reclaim>,
     ) -> io::Result<Self> {
         let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
         let g = layout.granularity;
@@ -121,21 +135,22 @@ impl RegionBacking {
         let size = share
             .checked_mul(layout.ways)
             .ok_or_else(|| invalid("region too large".into()))?;
-        let file: File = memfd::MemfdOptions::default()
-            .close_on_exec(true)
-            .create(format!("cxlvmm-{name}"))
-            .map_err(|e| io::Error::other(format!("memfd: {e}")))?
-            .into_file();
-        file.set_len(size)?;
-        let file = Arc::new(file);
+        let end = offset
+            .checked_add(size)
+            .ok_or_else(|| invalid("region too large".into()))?;
+        if file.metadata()?.len() < end {
+            return Err(invalid(format!(
+                "the file is shorter than [{offset:#x}, {end:#x})"
+            )));
+        }
         {
             let mut held: Vec<_> = members.iter().map(|(b, _)| b.relocations_mut()).collect();
-            let moves = Moves::new(&file, layout, share, &members);
+            let moves = Moves::new(&file, offset, layout, share, &members, &*reclaim);
             if let Err(e) = moves.gather() {
                 if let Err(back) = moves.scatter() {
                     log::error!(
-                        "{name}: moving the devices' bytes back after a failed gather ({e}) \
-                         failed too: {back}; their contents may be lost"
+                        "moving the devices' bytes back after a failed gather ({e}) failed \
+                         too: {back}; their contents may be lost"
                     );
                 }
                 return Err(e);
@@ -147,20 +162,28 @@ impl RegionBacking {
                     position: position as u64,
                     layout,
                     file: file.clone(),
+                    offset,
                 });
             }
         }
         Ok(Self {
             file,
+            offset,
+            reclaim,
             layout,
             share,
             members,
         })
     }
 
-    /// The memfd holding the region, byte `n` at HPA `base + n`.
+    /// The file holding the region, from [`RegionBacking::offset`] on.
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// Where the region starts in its file.
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// The region's size in bytes.
@@ -180,7 +203,14 @@ impl Drop for RegionBacking {
             .iter()
             .map(|(b, _)| b.relocations_mut())
             .collect();
-        let moves = Moves::new(&self.file, self.layout, self.share, &self.members);
+        let moves = Moves::new(
+            &self.file,
+            self.offset,
+            self.layout,
+            self.share,
+            &self.members,
+            &*self.reclaim,
+        );
         match moves.scatter() {
             Ok(()) => {
                 for relocations in &mut held {
@@ -201,18 +231,23 @@ impl Drop for RegionBacking {
 /// members' own files.
 struct Moves<'a> {
     region: &'a File,
+    /// Where the region starts in `region`.
+    offset: u64,
     layout: InterleaveLayout,
     share: u64,
     /// Each member's own file and the offset its share starts at.
     own: Vec<(&'a File, u64)>,
+    reclaim: &'a dyn Reclaim,
 }
 
 impl<'a> Moves<'a> {
     fn new(
         region: &'a File,
+        offset: u64,
         layout: InterleaveLayout,
         share: u64,
         members: &'a [(Arc<Type3Backing>, u64)],
+        reclaim: &'a dyn Reclaim,
     ) -> Self {
         let own = members
             .iter()
@@ -220,9 +255,11 @@ impl<'a> Moves<'a> {
             .collect();
         Self {
             region,
+            offset,
             layout,
             share,
             own,
+            reclaim,
         }
     }
 
@@ -230,8 +267,8 @@ impl<'a> Moves<'a> {
     fn gather(&self) -> io::Result<()> {
         let g = self.layout.granularity;
         for (position, &(file, start)) in self.own.iter().enumerate() {
-            move_populated(file, start, self.share, &[self.region], |x| {
-                let at = self.layout.region_offset(position as u64, x);
+            move_populated(file, start, self.share, &[self.region], self.reclaim, |x| {
+                let at = self.offset + self.layout.region_offset(position as u64, x);
                 (0, at, g - x % g)
             })?;
         }
@@ -243,7 +280,7 @@ impl<'a> Moves<'a> {
         let g = self.layout.granularity;
         let files: Vec<&File> = self.own.iter().map(|(f, _)| *f).collect();
         let size = self.share * self.layout.ways;
-        move_populated(self.region, 0, size, &files, |r| {
+        move_populated(self.region, self.offset, size, &files, self.reclaim, |r| {
             let (position, x) = self.layout.device_offset(r);
             let p = position as usize;
             (p, self.own[p].1 + x, g - r % g)
@@ -256,15 +293,16 @@ impl<'a> Moves<'a> {
 /// continue contiguously there)`. Each chunk is punched out of `from` once
 /// copied; runs of zeros are not written.
 fn move_populated(
-    from: &File,
+    source: &File,
     start: u64,
     len: u64,
     dests: &[&File],
+    reclaim: &dyn Reclaim,
     place: impl Fn(u64) -> (usize, u64, u64),
 ) -> io::Result<()> {
     let end = start + len;
     // Seeking moves the file position, which nothing else here uses.
-    let mut from = from.try_clone()?;
+    let mut from = source.try_clone()?;
     let mut buf = Vec::new();
     let mut pos = start;
     while pos < end {
@@ -293,7 +331,7 @@ fn move_populated(
                 }
                 done += run;
             }
-            from.punch_hole(at, n)?;
+            reclaim.punch(source, at, n)?;
             at += n;
         }
         pos = hole;

@@ -58,6 +58,43 @@ fn the_layout_is_the_hdm_decode_for_every_ways_and_granularity() {
     }
 }
 
+/// Frees with `fallocate`, as any thread without the VMM's filter may.
+struct Fallocate;
+
+impl Reclaim for Fallocate {
+    fn punch(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        use vmm_sys_util::write_zeroes::PunchHole;
+        file.try_clone()?.punch_hole(offset, len)
+    }
+}
+
+/// A window's memfd of `size` bytes.
+fn window(size: u64) -> Arc<File> {
+    let f: File = memfd::MemfdOptions::default()
+        .create("window-test")
+        .unwrap()
+        .into_file();
+    f.set_len(size).unwrap();
+    Arc::new(f)
+}
+
+fn gather(
+    file: &Arc<File>,
+    offset: u64,
+    layout: InterleaveLayout,
+    share: u64,
+    members: Vec<(Arc<Type3Backing>, u64)>,
+) -> io::Result<RegionBacking> {
+    RegionBacking::gather(
+        file.clone(),
+        offset,
+        layout,
+        share,
+        members,
+        Arc::new(Fallocate),
+    )
+}
+
 fn volatile(name: &str, size: u64) -> Arc<Type3Backing> {
     Arc::new(Type3Backing::new(name, size, 0, None).unwrap())
 }
@@ -70,9 +107,10 @@ fn own_bytes(b: &Type3Backing, dpa: u64, n: usize) -> Vec<u8> {
     v
 }
 
+/// Bytes at `offset` into the region (not into its file).
 fn region_bytes(r: &RegionBacking, offset: u64, n: usize) -> Vec<u8> {
     let mut v = vec![0; n];
-    r.file().read_exact_at(&mut v, offset).unwrap();
+    r.file().read_exact_at(&mut v, r.offset() + offset).unwrap();
     v
 }
 
@@ -96,7 +134,9 @@ fn bytes_written_one_way_move_to_their_hpa_and_back() {
         b.write(0x100, b"outside").unwrap();
     }
     let members = devs.iter().map(|b| (b.clone(), dpa_base)).collect();
-    let region = RegionBacking::gather("t", layout, share, members).unwrap();
+    // The region 256 MiB into its window's file.
+    let file = window(512 * MIB);
+    let region = gather(&file, 256 * MIB, layout, share, members).unwrap();
     assert_eq!(region.size(), 16 * MIB);
     for (d, b) in devs.iter().enumerate() {
         for x in places {
@@ -135,7 +175,7 @@ fn bytes_written_one_way_move_to_their_hpa_and_back() {
     // And a write by HPA (the guest's store) is read back by DPA.
     region
         .file()
-        .write_all_at(b"guest", 3 * 4096 * 4 + 3 * 4096)
+        .write_all_at(b"guest", 256 * MIB + 3 * 4096 * 4 + 3 * 4096)
         .unwrap();
     let mut g = [0u8; 5];
     devs[3].read(dpa_base + 3 * 4096, &mut g);
@@ -152,6 +192,8 @@ fn bytes_written_one_way_move_to_their_hpa_and_back() {
     assert_eq!(own_bytes(&devs[2], dpa_base + 8 * 4096, 7), b"mailbox");
     assert_eq!(own_bytes(&devs[1], dpa_base - 4, 8), b"edge-str");
     assert_eq!(own_bytes(&devs[3], dpa_base + 3 * 4096, 5), b"guest");
+    // And the window holds nothing any more.
+    assert_eq!(file.try_clone().unwrap().seek_data(0).unwrap(), None);
 }
 
 #[test]
@@ -164,7 +206,7 @@ fn a_fresh_region_moves_nothing_and_holds_no_memory() {
         granularity: 256,
     };
     let members = devs.iter().map(|b| (b.clone(), 0)).collect();
-    let region = RegionBacking::gather("fresh", layout, 1 << 30, members).unwrap();
+    let region = gather(&window(2 << 30), 0, layout, 1 << 30, members).unwrap();
     assert_eq!(
         region.file().try_clone().unwrap().seek_data(0).unwrap(),
         None
@@ -186,18 +228,19 @@ fn persistent_shares_duplicates_and_held_ranges_are_refused() {
     };
     let a = volatile("a", 4 * MIB);
     let p = Arc::new(Type3Backing::new("p", MIB, 4 * MIB, None).unwrap());
+    let file = window(4 * MIB);
     let refused = |m: Vec<(Arc<Type3Backing>, u64)>| {
-        RegionBacking::gather("r", layout, MIB, m)
-            .unwrap_err()
-            .to_string()
+        gather(&file, 0, layout, MIB, m).unwrap_err().to_string()
     };
     assert!(refused(vec![(a.clone(), 0), (p.clone(), MIB)]).contains("volatile"));
     assert!(refused(vec![(a.clone(), 0), (p.clone(), 512 << 10)]).contains("volatile"));
     assert!(refused(vec![(a.clone(), 0), (a.clone(), MIB)]).contains("twice"));
     assert!(refused(vec![(a.clone(), 0)]).contains("1 members for 2 ways"));
-    let held =
-        RegionBacking::gather("h", layout, MIB, vec![(a.clone(), 0), (p.clone(), 0)]).unwrap();
+    let held = gather(&file, 0, layout, MIB, vec![(a.clone(), 0), (p.clone(), 0)]).unwrap();
     let b = volatile("b", 4 * MIB);
-    assert!(refused(vec![(a.clone(), 0), (b, 0)]).contains("another region"));
+    assert!(refused(vec![(a.clone(), 0), (b.clone(), 0)]).contains("another region"));
     drop(held);
+    // A region that would run past the end of its file.
+    let past = gather(&file, 3 * MIB, layout, MIB, vec![(a, 0), (b, 0)]);
+    assert!(past.unwrap_err().to_string().contains("shorter"));
 }
