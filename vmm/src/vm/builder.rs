@@ -212,8 +212,10 @@ impl<'a> MachineBuilder<'a> {
         };
         let devs = cxl::build::build(topo, plan, &mut self.pci, &self.mmio, &self.irq)?;
         // Trapped and timed windows' regions never get a memory slot.
+        let windows: Vec<(u64, u64)> = plan.windows.iter().map(|w| (w.base, w.size)).collect();
         let slots = KvmSlots::new(self.vm.clone(), devs.backings.clone())
-            .serve_in_vmm(timed::setup::vmm_served_windows(topo, plan));
+            .serve_in_vmm(timed::setup::vmm_served_windows(topo, plan))
+            .gather_in(&windows);
         let mapper = RegionMapper::new(
             Layout::new(topo, plan),
             devs.decoders,

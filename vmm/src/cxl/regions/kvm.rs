@@ -1,11 +1,14 @@
 //! The KVM side of the region map: a native region becomes a memory slot
-//! over host memory that holds each byte where its device keeps it.
+//! over host memory that holds its bytes: the device's own backing (1-way),
+//! the window's memfd into which a volatile interleave's bytes were
+//! gathered in HPA order ([`super::gathered`]), or, for persistent media,
+//! a range stitched from every device's file, granule by granule.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use devices::bus::lock;
-use devices::cxl::backing::Type3Backing;
+use devices::cxl::backing::{InterleaveLayout, RegionBacking, Type3Backing};
 use devices::cxl::component::DecoderState;
 use fabric::interleave::DecodeTree;
 use kvm_bindings::kvm_userspace_memory_region;
@@ -15,7 +18,9 @@ use vm_memory::{FileOffset, MmapRegion};
 use crate::guest_map::guard::SlotClaim;
 
 use super::super::composed::{coalesce, map_budget, ComposedMapping, Piece, PAGE};
+use super::gathered::GatherMedia;
 use super::mapper::SlotLayer;
+use super::order::interleave_order;
 use super::tree::WantedRegion;
 use super::RegionInfo;
 use super::LOG_TARGET;
@@ -29,13 +34,25 @@ enum HostMapping {
     Device(MmapRegion<()>),
     /// Several devices' backings, interleaved.
     Composed(ComposedMapping),
+    /// A volatile interleave gathered into its window's memfd, mapped
+    /// there by `media`; dropping `region` moves the bytes back.
+    Gathered {
+        host: *mut u8,
+        _region: RegionBacking,
+        _media: Arc<GatherMedia>,
+    },
 }
+
+// SAFETY: the pointer of `Gathered` is into `media`'s mapping, which the
+// variant keeps alive; nothing in it is tied to a thread.
+unsafe impl Send for HostMapping {}
 
 impl HostMapping {
     fn as_ptr(&self) -> *mut u8 {
         match self {
             HostMapping::Device(m) => m.as_ptr(),
             HostMapping::Composed(m) => m.as_ptr(),
+            HostMapping::Gathered { host, .. } => *host,
         }
     }
 }
@@ -57,6 +74,8 @@ pub struct KvmSlots {
     /// Windows (base, size) whose regions the VMM serves on every access
     /// (`trapped` and `timed` mode): never mapped here.
     vmm_served: Vec<(u64, u64)>,
+    /// Where volatile interleaves are gathered; None: they are stitched.
+    gather: Option<Arc<GatherMedia>>,
 }
 
 impl KvmSlots {
@@ -69,6 +88,7 @@ impl KvmSlots {
             backings,
             used: Mutex::new(BTreeSet::new()),
             vmm_served: Vec::new(),
+            gather: None,
         }
     }
 
@@ -76,6 +96,74 @@ impl KvmSlots {
     pub fn serve_in_vmm(mut self, windows: Vec<(u64, u64)>) -> Self {
         self.vmm_served = windows;
         self
+    }
+
+    /// Volatile interleaves in these windows (those not served by the VMM)
+    /// are gathered into one memfd per window, made here (on a thread that
+    /// may still create files). Without it (or should that fail, logged)
+    /// they are stitched, granule by granule.
+    pub fn gather_in(mut self, windows: &[(u64, u64)]) -> Self {
+        let native: Vec<(u64, u64)> = windows
+            .iter()
+            .copied()
+            .filter(|&(b, s)| !self.served_by_vmm(b, s))
+            .collect();
+        match GatherMedia::new(&native, &self.backings) {
+            Ok(media) => self.gather = Some(Arc::new(media)),
+            Err(e) => log::warn!(
+                target: LOG_TARGET,
+                "no window memfds ({e}): interleaved volatile regions will be stitched, \
+                 one host mapping per granule"
+            ),
+        }
+        self
+    }
+
+    /// A volatile interleave whose decoders keep HPA order, its bytes
+    /// gathered into its window's memfd. `None` where that does not apply
+    /// (persistent media, an irregular decode, no window memfd); `Some(None)`
+    /// where it applies but failed (logged): the region is trapped.
+    fn gathered_mapping(
+        &self,
+        tree: &DecodeTree,
+        region: &WantedRegion,
+    ) -> Option<Option<HostMapping>> {
+        let media = self.gather.as_ref()?;
+        let order = interleave_order(tree, region)?;
+        let share = region.size / u64::from(region.ways);
+        let members: Vec<(Arc<Type3Backing>, u64)> = order
+            .iter()
+            .map(|&(t, dpa)| Some((self.backings.get(t)?.clone(), dpa)))
+            .collect::<Option<_>>()?;
+        let volatile = |(b, dpa): &(Arc<Type3Backing>, u64)| {
+            b.locate(*dpa)
+                .is_some_and(|s| !s.persistent && s.len_to_end >= share)
+        };
+        if !members.iter().all(volatile) {
+            return None;
+        }
+        let range = media.range(region.base, region.size)?;
+        let layout = InterleaveLayout {
+            ways: u64::from(region.ways),
+            granularity: region.granularity,
+        };
+        let reclaim: Arc<dyn devices::cxl::backing::Reclaim> = media.clone();
+        match RegionBacking::gather(range.file, range.offset, layout, share, members, reclaim) {
+            Ok(backing) => Some(Some(HostMapping::Gathered {
+                host: range.host,
+                _region: backing,
+                _media: media.clone(),
+            })),
+            Err(e) => {
+                log::warn!(
+                    target: LOG_TARGET,
+                    "region [{:#x}, +{:#x}): gathering its bytes failed: {e}; serving it trapped",
+                    region.base,
+                    region.size
+                );
+                Some(None)
+            }
+        }
     }
 
     fn served_by_vmm(&self, base: u64, size: u64) -> bool {
@@ -94,8 +182,9 @@ impl KvmSlots {
         let mut pieces = Vec::with_capacity(usize::try_from(size / gran).ok()?);
         for at in (0..size).step_by(usize::try_from(gran).ok()?) {
             let t = tree.decode(base + at)?;
-            let slice = self.backings.get(t.device)?.locate(t.dpa)?;
-            if slice.len_to_end < gran {
+            let backing = self.backings.get(t.device)?;
+            let slice = backing.locate(t.dpa)?;
+            if slice.len_to_end < gran || backing.relocated_within(t.dpa, gran) {
                 return None;
             }
             pieces.push(Piece {
@@ -148,7 +237,7 @@ impl KvmSlots {
         }
         let backing = self.backings.get(*t)?;
         let slice = backing.locate(d.dpa_base)?;
-        if slice.len_to_end < size {
+        if slice.len_to_end < size || backing.relocated_within(d.dpa_base, size) {
             return None;
         }
         let file = slice.file.try_clone().ok()?;
@@ -206,7 +295,15 @@ impl SlotLayer for KvmSlots {
         let host = if region.ways == 1 {
             HostMapping::Device(self.device_mapping(tree, base, size, region.endpoints.first()?)?)
         } else if region.granularity >= PAGE {
-            HostMapping::Composed(self.composed_mapping(tree, base, size, region.granularity)?)
+            match self.gathered_mapping(tree, region) {
+                Some(gathered) => gathered?,
+                None => HostMapping::Composed(self.composed_mapping(
+                    tree,
+                    base,
+                    size,
+                    region.granularity,
+                )?),
+            }
         } else {
             return None;
         };

@@ -18,8 +18,10 @@
 //!   ([`trap`]).
 
 pub mod diff;
+pub mod gathered;
 pub mod kvm;
 pub mod mapper;
+pub mod order;
 pub mod trap;
 pub mod tree;
 
