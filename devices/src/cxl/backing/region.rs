@@ -109,7 +109,7 @@ impl RegionBacking {
                 layout.ways
             )));
         }
-        if !g.is_power_of_two() || share == 0 || share % g != 0 {
+        if !g.is_power_of_two() || share == 0 || !share.is_multiple_of(g) {
             return Err(invalid(format!(
                 "share {share:#x} is not a whole number of {g} B granules"
             )));
