@@ -35,10 +35,11 @@ passed=0; failed=0; failures=(); retried=()
 # rig the stalls it is meant to explain came more often with it (3 of 6 runs
 # of the 6.1 enumeration vs about 1 in 8 without; small samples).
 GUEST_CMDLINE=${E2E_GUEST_CMDLINE:-}
-# Interleaved regions are stitched from one host mapping per interleave
-# granule (a 1 GiB 4-way region at 4 KiB: 262144), beyond the default
-# vm.max_map_count; cxlvmm would fall back to the trapped path. Raise it
-# where we may (the rig's throwaway L1 runs us as root).
+# Persistent interleaved regions are stitched from one host mapping per
+# interleave granule (a 1 GiB 4-way region at 4 KiB: 262144), beyond the
+# default vm.max_map_count; cxlvmm would fall back to the trapped path
+# (volatile ones are gathered into one mapping). Raise it where we may (the
+# rig's throwaway L1 runs us as root).
 if [ -w /proc/sys/vm/max_map_count ] && [ "$(cat /proc/sys/vm/max_map_count)" -lt 1048576 ]; then
     echo 1048576 >/proc/sys/vm/max_map_count
 fi

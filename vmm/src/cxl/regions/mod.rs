@@ -7,12 +7,16 @@
 //! host bridge -> switch -> endpoint, [`tree`]), compares it with what is
 //! installed ([`diff`]) and installs the difference before the vCPU returns
 //! to the guest ([`mapper`]). A region is then
-//! - **native**: a KVM memory slot over the devices' backings ([`kvm`]) —
-//!   the device's own memfd/file for a 1-way region; for an interleaved
-//!   region at 4 KiB granularity or more, one host range stitched from
-//!   page-granular shared mappings of every device's backing
-//!   ([`super::composed`]), so each byte stays in its device (volatile or
-//!   persistent alike);
+//! - **native**: a KVM memory slot over the region's bytes ([`kvm`]) —
+//!   the device's own memfd/file for a 1-way region; for a volatile
+//!   interleave at 4 KiB granularity or more whose decoders keep HPA order
+//!   ([`order`]), the range of its window's memfd into which the members'
+//!   bytes were gathered at commit (and from which they go back at
+//!   teardown; [`gathered`], `devices::cxl::backing::RegionBacking`): one
+//!   mapping at any size; for other interleaves at 4 KiB or more (persistent
+//!   media above all), one host range stitched from page-granular shared
+//!   mappings of every device's backing ([`super::composed`]), so each
+//!   persistent byte stays in its device's file;
 //! - **trapped**: no slot; every access exits to the VMM, which decodes it
 //!   exactly and serves it from the device backing, any granularity
 //!   ([`trap`]).
