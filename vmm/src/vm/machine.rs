@@ -140,6 +140,10 @@ impl Machine {
         // However the guest ended, what it stored in persistent media
         // reaches stable storage before cxlvmm exits (docs/persistence.md).
         cxl::sync_persistent_media(&self.backings);
+        // The region map outlives the run: dropping it would move every
+        // gathered region's bytes back into device memfds that die with
+        // the process anyway (seconds for a big, well-used region).
+        std::mem::forget(shared.regions.clone());
         if let (Some(files), Some(ctx)) = (stats_files, &api) {
             write_stats(files, ctx, self.calibration.as_ref())?;
         }
