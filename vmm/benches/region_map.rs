@@ -28,7 +28,10 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: not a number: {v}")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: not a number: {v}"))
+        })
         .unwrap_or(default)
 }
 
@@ -102,12 +105,7 @@ fn main() {
     }
     let slots = KvmSlots::new(vm, backings.clone()).gather_in(&[(BASE, size)]);
     let maps_before = maps();
-    let guard = SlotGuard::new(vec![MapItem::new(
-        "window",
-        MapKind::CxlWindow,
-        BASE,
-        size,
-    )]);
+    let guard = SlotGuard::new(vec![MapItem::new("window", MapKind::CxlWindow, BASE, size)]);
     let tree = tree(size, ways, g);
     let decoder = DecoderState {
         index: 0,

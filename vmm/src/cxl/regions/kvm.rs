@@ -149,11 +149,21 @@ impl KvmSlots {
         };
         let reclaim: Arc<dyn devices::cxl::backing::Reclaim> = media.clone();
         match RegionBacking::gather(range.file, range.offset, layout, share, members, reclaim) {
-            Ok(backing) => Some(Some(HostMapping::Gathered {
-                host: range.host,
-                _region: backing,
-                _media: media.clone(),
-            })),
+            Ok(backing) => {
+                log::info!(
+                    target: LOG_TARGET,
+                    "region [{:#x}, +{:#x}): {}-way volatile interleave gathered into one host \
+                     mapping of its window's memfd",
+                    region.base,
+                    region.size,
+                    region.ways
+                );
+                Some(Some(HostMapping::Gathered {
+                    host: range.host,
+                    _region: backing,
+                    _media: media.clone(),
+                }))
+            }
             Err(e) => {
                 log::warn!(
                     target: LOG_TARGET,
