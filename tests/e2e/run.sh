@@ -217,6 +217,34 @@ pmem_persist() { # variant ways
     result "$name" $?
 }
 
+# region-big: a 4 GiB RAM region, 4-way x 4 KiB (tests/e2e/big-interleave.toml)
+# with vm.max_map_count at the kernel's default for the run (stitching it
+# would take 1 048 576 mappings): the VMM must map it natively in one piece
+# (its bytes gathered into the window's memfd), and the guest's chase on it
+# must run within 0.95x of its own RAM's (tests/e2e/guest/region-big.sh).
+region_big() {
+    local name=region-big script=$OUT/region-big.sh rc saved=
+    { [ "${RIG:-}" = 1 ] && echo "TSC_MHZ=$(awk '/^cpu MHz/ { print $4; exit }' /proc/cpuinfo)"
+      cat tests/e2e/guest/region-big.sh; } >"$script"
+    if [ -w /proc/sys/vm/max_map_count ]; then
+        saved=$(cat /proc/sys/vm/max_map_count); echo 65530 >/proc/sys/vm/max_map_count
+    fi
+    note "$name: big-interleave.toml, 4 GiB 4-way x 4096 B region, vm.max_map_count $(cat /proc/sys/vm/max_map_count)"
+    local start=$SECONDS
+    RUST_LOG=vmm::cxl::regions=info timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --memory 1G \
+        --topology tests/e2e/big-interleave.toml --cmdline "memhp_default_state=offline $GUEST_CMDLINE" \
+        --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
+    rc=$?
+    [ -n "$saved" ] && echo "$saved" >/proc/sys/vm/max_map_count
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^BIG-CHECK' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    grep -a 'vmm::cxl::regions' "$OUT/$name.stderr" | sed 's/.*regions\] /    vmm: /'
+    [ "$rc" = 7 ] && ! grep -qa 'BIG-CHECK.*FAILED' "$OUT/$name.log" &&
+        grep -qa '4-way x 4096 B: Native' "$OUT/$name.stderr" &&
+        grep -qa 'gathered into one host mapping' "$OUT/$name.stderr"
+    result "$name" $?
+}
+
 # lat-tools: cxlvmm-lat (chase, bw, loaded) on guest RAM, a native CXL node
 # and a file, and cxlvmm-clockcheck across 2 vCPUs, which must also catch a
 # skew put in on purpose (tests/e2e/guest/lat-tools.sh).
@@ -525,6 +553,7 @@ run_scenario() {
         region-mem-2g) region_ram region-mem-2g switch-4 4 4096 64 full Native 2048 ;;
         region-mem-3g) region_ram region-mem-3g switch-4 4 4096 64 full Native 3072 ;;
         region-mem-6g) region_ram region-mem-6g switch-4 4 4096 64 full Native 6144 ;;
+        region-big) region_big ;;
         pmem-persist-6.12) pmem_persist 6.12 2 ;;
         pmem-persist-6.1) pmem_persist 6.1 1 ;;
         lat-tools) lat_tools ;;

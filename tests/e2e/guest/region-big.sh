@@ -1,0 +1,44 @@
+# Runs inside the guest (6.12, tests/e2e/big-interleave.toml). A 4 GiB RAM
+# region interleaved 4 ways at 4 KiB over the four 1 GiB devices, onlined
+# (movable) as a CPU-less NUMA node: its data path verified, and cxlvmm-lat's
+# pointer chase on it compared with the same chase on the guest's own RAM
+# (node 0): a region the VMM maps natively in one piece runs at RAM speed.
+# "BIG-CHECK <name>: ok|FAILED (...)" lines; exits 7 if all pass. The
+# harness may prepend TSC_MHZ (as for lat-tools).
+fail=0
+check() { if [ "$2" = 0 ]; then echo "BIG-CHECK $1: ok ($3)"; else echo "BIG-CHECK $1: FAILED ($3)"; fail=1; fi; }
+# The first value of KEY in a JSON line (top-level fields come first).
+json_field() { grep -o "\"$1\":\"\{0,1\}[^\",}]*" | head -1 | sed 's/^[^:]*://; s/"//g'; }
+tsc=${TSC_MHZ:+-t $TSC_MHZ}
+
+memdevs=$(cxl list -M | awk '/"memdev":/ { gsub(/[",]/, ""); split($0, a, ":"); print a[2] }' | tr '\n' ' ')
+# shellcheck disable=SC2086 # the memdevs, one word each
+cxl create-region -m -t ram -d decoder0.0 -w 4 -g 4096 $memdevs >/tmp/region.json 2>/tmp/region.err
+cat /tmp/region.err
+size=$(json_field size </tmp/region.json)
+[ "$size" = 4294967296 ]; check create $? "$(json_field region </tmp/region.json) over $memdevs, size $size"
+dax=$(daxctl list | json_field chardev)
+daxctl online-memory --movable "$dax" >/dev/null 2>&1 || daxctl online-memory "$dax" >/dev/null 2>&1
+node=$(daxctl list -d "$dax" | json_field target_node)
+[ -n "$node" ] && numactl -H | grep -q "^node $node size: 4096 MB"
+check numa-node $? "$(numactl -H | grep "^node $node size")"
+
+numactl --membind="$node" cxlvmm-memtest 64 1 >/tmp/memtest.out 2>&1
+check data $? "$(tail -1 /tmp/memtest.out)"
+
+for where in ram:0 cxl:$node; do
+    name=${where%%:*} n=${where#*:}
+    # shellcheck disable=SC2086 # $tsc: none or two words
+    cxlvmm-lat chase -s 64M -c 0 --node "$n" $tsc --label "chase-$name" >/tmp/"$name".json 2>/tmp/"$name".err
+    rc=$?
+    cat /tmp/"$name".json
+    [ "$rc" = 0 ] && grep -q "\"page_nodes\":{\"$n\":64}" /tmp/"$name".json
+    check "chase-$name" $? "p50 $(json_field p50_ns </tmp/"$name".json) ns on node $n"
+done
+ram=$(json_field p50_ns </tmp/ram.json) cxl=$(json_field p50_ns </tmp/cxl.json)
+# At least 0.95x the speed of RAM: RAM's latency >= 0.95 x the region's.
+awk -v r="$ram" -v c="$cxl" 'BEGIN { exit !(r > 0 && c > 0 && r >= 0.95 * c) }'
+check chase-vs-ram $? "p50 RAM $ram ns, region $cxl ns"
+
+[ "$fail" = 0 ] && exit 7
+exit 1
