@@ -28,7 +28,7 @@ def main():
     M = 1 << 64
     out = {"records": len(rows)}
     series = {k: [] for k in ("latency", "intended", "entry_error_next", "seen", "debt", "pay",
-                              "exit_to_user", "vmm_handling", "in_kernel_next", "entry_path_next")}
+                              "exit_to_user", "vmm_handling", "in_kernel_next", "entry_path_next", "run_path_next")}
     timed = 0
     for i in range(1, len(rows) - 1):
         r, prev, nxt = rows[i], rows[i - 1], rows[i + 1]
@@ -56,6 +56,8 @@ def main():
         series["vmm_handling"].append(ns(int(r["decided"]) - int(r["host_ret"])))
         series["in_kernel_next"].append(ns(int(nxt["in_kernel"]) if nxt["in_kernel"] else 0))
         series["entry_path_next"].append(ns(int(nxt["entry_path"]) if nxt["entry_path"] else 0))
+        if nxt.get("run_path"):
+            series["run_path_next"].append(ns(int(nxt["run_path"])))
     out["timed_accesses"] = timed
     for k, xs in series.items():
         if xs:

@@ -12,7 +12,7 @@ use super::exit_timer::ExitTiming;
 /// Lines kept per vCPU (about 100 bytes each).
 const MAX_LINES: usize = 400_000;
 
-pub const HEADER: &str = "host_ret,left,in_kernel,in_kernel_exits,last_reason,entry_error,entry_path,idled,latency,debt_before_enter,decided,entry_delay,offset,guest_resume,debt_after_enter,hidden";
+pub const HEADER: &str = "host_ret,left,in_kernel,in_kernel_exits,last_reason,entry_error,entry_path,run_path,idled,latency,debt_before_enter,decided,entry_delay,offset,guest_resume,debt_after_enter,hidden";
 
 pub struct ExitLog {
     /// Host TSC when KVM_RUN last returned.
@@ -47,7 +47,7 @@ impl ExitLog {
     /// charged (cycles).
     pub fn exited(&mut self, t: &ExitTiming, latency: Option<u64>) {
         self.pending = Some(format!(
-            "{},{},{},{},{:#x},{},{},{},{}",
+            "{},{},{},{},{:#x},{},{},{},{},{}",
             self.host_ret,
             t.left,
             t.in_kernel,
@@ -55,6 +55,7 @@ impl ExitLog {
             t.last_in_kernel_reason,
             t.entry_error,
             t.entry_path,
+            t.run_path,
             u8::from(t.idled),
             latency.map_or(-1, |l| l as i64),
         ));
@@ -62,7 +63,7 @@ impl ExitLog {
 
     /// The entry half: the decision the coordinator made.
     pub fn entered(&mut self, e: EntryRecord) {
-        let exit = self.pending.take().unwrap_or_else(|| ",,,,,,,,".into());
+        let exit = self.pending.take().unwrap_or_else(|| ",,,,,,,,,".into());
         if self.lines.len() < MAX_LINES {
             self.lines.push(format!(
                 "{exit},{},{},{},{},{},{},{}",
@@ -126,6 +127,7 @@ mod tests {
                 in_kernel_exits: 1,
                 last_in_kernel_reason: 0x7c,
                 entry_path: 30,
+                run_path: 12,
                 idled: false,
             };
             log.exited(&t, Some(250));
@@ -139,8 +141,11 @@ mod tests {
             lines[1..].iter().all(|l| l.split(',').count() == fields),
             "{text}"
         );
-        assert_eq!(lines[1], ",,,,,,,,,5,100,20,1,121,2,7");
-        assert_eq!(lines[2], "900,880,3,1,0x7c,-4,30,0,250,5,100,20,2,122,2,7");
+        assert_eq!(lines[1], ",,,,,,,,,,5,100,20,1,121,2,7");
+        assert_eq!(
+            lines[2],
+            "900,880,3,1,0x7c,-4,30,12,0,250,5,100,20,2,122,2,7"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -59,6 +59,8 @@ pub struct ExitTiming {
     pub last_in_kernel_reason: u32,
     /// The measured entry path (decision -> kvm_entry) of the last entry.
     pub entry_path: u64,
+    /// Its last part: from the KVM_RUN call to kvm_entry.
+    pub run_path: u64,
     /// The guest idled (HLT, PAUSE loop, MWAIT) since the last entry.
     pub idled: bool,
 }
@@ -106,6 +108,8 @@ pub struct ExitTimer {
     entry_path: Recent,
     /// When we last decided to enter (ns) and what entry delay we assumed.
     decided: Option<(u64, u64)>,
+    /// When KVM_RUN was last called (host TSC).
+    ran_at: Option<u64>,
     /// Events the kernel dropped (ring full): accounting was incomplete.
     pub lost_events: u64,
 }
@@ -122,6 +126,7 @@ impl ExitTimer {
             amd: host_is_amd(),
             entry_path: Recent::new(cal.entry_path_cycles),
             decided: None,
+            ran_at: None,
             lost_events: 0,
         }
     }
@@ -138,16 +143,23 @@ impl ExitTimer {
     /// quantile of the recent entry paths plus the invisible entry side.
     /// Erring early means the guest may see an access take a little longer
     /// (paid back from later ones as debt), never shorter than the clock
-    /// allows; erring late would let it step back.
+    /// allows; erring late would let it step back. (Waiting out a high
+    /// quantile of the offset write before KVM_RUN was tried: in the rig
+    /// the KVM_RUN -> kvm_entry part alone spreads over 35-153 µs, so it
+    /// only lengthened the path; docs/timed-mode.md, "Known limits".)
     pub fn entry_delay(&self) -> u64 {
         self.entry_path.quantile(ENTRY_QUANTILE) + self.cal.entry_invisible_cycles
     }
 
-    /// Records that the vCPU decided at host TSC `now` to enter, having
-    /// assumed `entry_delay` (setting the TSC offset counts as part of the
-    /// entry path).
-    pub fn entering(&mut self, now: u64, entry_delay: u64) {
-        self.decided = Some((now, entry_delay));
+    /// Records that the vCPU decided at host TSC `decided` to enter,
+    /// having assumed `entry_delay`.
+    pub fn entering(&mut self, decided: u64, entry_delay: u64) {
+        self.decided = Some((decided, entry_delay));
+    }
+
+    /// KVM_RUN is called now (host TSC).
+    pub fn running(&mut self, now: u64) {
+        self.ran_at = Some(now);
     }
 
     /// Right after KVM_RUN returned: what happened since the last entry.
@@ -197,9 +209,13 @@ impl ExitTimer {
             timing.left = to_tsc(at).saturating_sub(self.cal.exit_invisible_cycles);
         }
         if let (Some(entry), Some((decided, assumed))) = (first_entry, self.decided.take()) {
-            let path = to_tsc(entry).saturating_sub(decided);
+            let entered = to_tsc(entry);
+            let path = entered.saturating_sub(decided);
             self.entry_path.push(path);
             timing.entry_path = path;
+            if let Some(ran) = self.ran_at.take() {
+                timing.run_path = entered.saturating_sub(ran);
+            }
             let actual = path + self.cal.entry_invisible_cycles;
             timing.entry_error = actual as i64 - assumed as i64;
         }

@@ -273,6 +273,7 @@ impl VcpuClock {
             self.applied = Some(offset);
         }
         self.timer.entering(decided, delay);
+        self.timer.running(tsc::rdtsc());
         Ok(true)
     }
 
