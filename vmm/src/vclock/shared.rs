@@ -47,7 +47,16 @@ pub struct ClockStats {
 
 /// Time the guest saw that should have been hidden is taken back from
 /// later timed accesses up to this much; beyond it, forgiven.
+/// `CXLVMM_CLOCK_MAX_DEBT_NS` overrides it (0: never take time back),
+/// for measuring what the repayment does (docs/timed-mode.md).
 const MAX_DEBT_NS: u64 = 1_000_000;
+
+fn max_debt_ns() -> u64 {
+    std::env::var("CXLVMM_CLOCK_MAX_DEBT_NS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MAX_DEBT_NS)
+}
 
 pub struct SharedClock {
     state: Mutex<Coordinator>,
@@ -71,7 +80,7 @@ impl SharedClock {
         cal: Calibration,
         kick_signal: i32,
     ) -> Arc<Self> {
-        let max_debt = (MAX_DEBT_NS as f64 * cal.cycles_per_ns) as u64;
+        let max_debt = (max_debt_ns() as f64 * cal.cycles_per_ns) as u64;
         Arc::new(Self {
             state: Mutex::new(Coordinator::new(vcpus, initial_offset).with_max_debt(max_debt)),
             changed: Condvar::new(),
