@@ -485,20 +485,27 @@ open(sys.argv[2], "wb").write(pat(2 << 20, b"ro"))' "$rw" "$ro" || { result "$na
     result "$name" $?
 }
 
-# hostile: a guest script that drives a type-3 function's registers as no
-# correct driver would (tests/e2e/guest/hostile.sh). Pass = every answer was
-# hardware's, the guest and its RAM survived, cxlvmm exited with the
-# script's status and no panic, and every region it mapped lies inside a
-# window while the three outside (over RAM twice, above every window) were
-# refused.
+# hostile: a guest script that drives a type-3 function's registers, and
+# every CXL root port's and switch port's config space and component
+# registers, as no correct driver would, with both vCPUs racing on one
+# mailbox (tests/e2e/guest/hostile.sh, topology tests/e2e/hostile.toml).
+# Pass = every answer was hardware's, the guest and its RAM survived,
+# cxlvmm exited with the script's status and no panic, and every region it
+# mapped lies inside a window while the three outside (over RAM twice,
+# above every window) were refused; then a second boot over the same
+# backing files (tests/e2e/guest/hostile-reboot.sh) enumerates the memdevs
+# as the first left them and reads the same label area.
 hostile() {
-    local name=hostile ops=${E2E_HOSTILE_OPS:-64} rc
-    local script=$OUT/$name.sh
-    { echo "RANDOM_OPS=$ops"; cat tests/e2e/guest/hostile.sh; } >"$script"
-    note "$name: bad mailbox commands ($ops random), HDM, DOE and config writes from the guest"
+    local name=hostile ops=${E2E_HOSTILE_OPS:-64} race=${E2E_HOSTILE_RACE:-16} port_ops=${E2E_HOSTILE_PORT_OPS:-16}
+    local topo=tests/e2e/hostile.toml script=$OUT/$name.sh rc
+    { echo "RANDOM_OPS=$ops RACE_ROUNDS=$race PORT_OPS=$port_ops"; cat tests/e2e/guest/hostile.sh; } >"$script"
+    # The persistent device's files (persistent_path in the topology) start
+    # empty; the second boot reads what the first left.
+    rm -f build/e2e/hostile-mem0.img build/e2e/hostile-mem0.img.lsa
+    note "$name: bad mailbox commands ($ops random, $race raced per vCPU), HDM, DOE, config and port writes from the guest"
     local start=$SECONDS
     RUST_LOG=warn,vmm::cxl::regions=info timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --vcpus 2 \
-        --memory 1G --topology examples/direct.toml --cmdline "iomem=relaxed $GUEST_CMDLINE" \
+        --memory 1G --topology "$topo" --cmdline "iomem=relaxed $GUEST_CMDLINE" \
         --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
     rc=$?
     note "$name: exit $rc after $((SECONDS - start))s"
@@ -524,7 +531,23 @@ ok = ok and "panicked" not in err and "refused a memory slot" in err
 sys.exit(0 if ok else 1)
 PY
     local checked=$?
-    [ "$rc" = 7 ] && [ "$checked" = 0 ]
+    # The second boot, told what the first one left.
+    local memdevs lsa rc2=none
+    memdevs=$(grep -a '^HOSTILE-STATE memdevs ' "$OUT/$name.log" | tr -d '\r' | tail -1 | cut -d' ' -f3-)
+    lsa=$(grep -a '^HOSTILE-STATE lsa ' "$OUT/$name.log" | tr -d '\r' | tail -1 | cut -d' ' -f3-)
+    if [ "$rc" = 7 ] && [ -n "$memdevs" ] && [ -n "$lsa" ]; then
+        { echo "EXPECT_MEMDEVS='$memdevs' LSA_SERIAL=${lsa% *} LSA_MD5=${lsa#* }"
+          cat tests/e2e/guest/hostile-reboot.sh; } >"$OUT/$name-reboot.sh"
+        note "$name: second boot over build/e2e/hostile-mem0.img{,.lsa}"
+        start=$SECONDS
+        timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --memory 1G --topology "$topo" \
+            --cmdline "$GUEST_CMDLINE" --script "$OUT/$name-reboot.sh" --serial-log "$OUT/$name-reboot.log" \
+            </dev/null >"$OUT/$name-reboot.stdout" 2>"$OUT/$name-reboot.stderr"
+        rc2=$?
+        note "$name: second boot exit $rc2 after $((SECONDS - start))s"
+        grep -a '^HOSTILE' "$OUT/$name-reboot.log" | tr -d '\r' | sed 's/^/    /'
+    fi
+    [ "$rc" = 7 ] && [ "$checked" = 0 ] && [ "$rc2" = 7 ]
     result "$name" $?
 }
 
@@ -583,10 +606,11 @@ TRIES=5
 # Where L1's KVM resumes after VMRUN: a vCPU found there holds L1's state.
 L1_VMRUN_RETURN=
 [ "${RIG:-}" = 1 ] && L1_VMRUN_RETURN=$(/usr/bin/python3 scripts/lib/l1-vmrun-return.py 2>/dev/null)
-# What a scenario's guest runs wrote (pmem-persist runs four: -write...).
+# What a scenario's guest runs wrote (pmem-persist runs four: -write...;
+# hostile a second boot, -reboot).
 scenario_outputs() {
     local f
-    for f in "$OUT/$1" "$OUT/$1"-{write,verify,hold,reverify}; do
+    for f in "$OUT/$1" "$OUT/$1"-{write,verify,hold,reverify,reboot}; do
         compgen -G "$f.*"
     done | grep -e '\.log$' -e '\.stdout$' -e '\.stderr$' -e '\.rc$'
 }
