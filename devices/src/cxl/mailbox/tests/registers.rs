@@ -256,3 +256,74 @@ fn unknown_opcodes_are_unsupported_with_no_output() {
         assert!(r.out.is_empty());
     }
 }
+
+/// Two vCPUs that do not serialise ring the same doorbell, as the hostile
+/// end-to-end guest makes them: one IDENTIFY (no payload), one GET_LSA
+/// (8 bytes). Each access takes the device's lock (the MMIO bus holds a
+/// `Mutex<DeviceRegisters>`), and a command runs inside the ringing write,
+/// so no CPU ever sees the doorbell set; a command may run with the other
+/// CPU's length or take the other one's output as its input, and is then
+/// answered with an error code, never left hanging.
+#[test]
+fn two_cpus_racing_on_one_doorbell_always_get_an_answer() {
+    use crate::BusDevice;
+    let dev = Arc::new(Mutex::new(
+        Harness::new().regs, // interrupt sink and all, as built for the guest
+    ));
+    let r32 = |d: &Mutex<DeviceRegisters>, off: u64| {
+        let mut b = [0u8; 4];
+        BusDevice::read(d, off, &mut b);
+        u32::from_le_bytes(b)
+    };
+    let cpu = |op: u16, len: u64, payload: Option<[u8; 8]>| {
+        let dev = dev.clone();
+        std::thread::spawn(move || {
+            let mut codes = std::collections::BTreeMap::new();
+            for _ in 0..2000 {
+                if let Some(p) = payload {
+                    BusDevice::write(&*dev, MBOX_PAYLOAD_REG, &p);
+                }
+                BusDevice::write(
+                    &*dev,
+                    MBOX_CMD_REG,
+                    &(u64::from(op) | (len << 16)).to_le_bytes(),
+                );
+                BusDevice::write(&*dev, MBOX_CTRL_REG, &1u32.to_le_bytes());
+                assert_eq!(r32(&dev, MBOX_CTRL_REG) & 1, 0, "doorbell still set");
+                let rc = (r32(&dev, MBOX_STATUS_REG + 4) & 0xffff) as u16;
+                *codes.entry(rc).or_insert(0u32) += 1;
+            }
+            codes
+        })
+    };
+    let mut lsa_input = [0u8; 8];
+    lsa_input[4..].copy_from_slice(&0x40u32.to_le_bytes());
+    let a = cpu(OP_IDENTIFY, 0, None);
+    let b = cpu(OP_GET_LSA, 8, Some(lsa_input));
+    for (name, t) in [("IDENTIFY", a), ("GET_LSA", b)] {
+        let codes = t.join().expect("no panic on either CPU");
+        assert_eq!(
+            codes.values().sum::<u32>(),
+            2000,
+            "{name}: every command answered"
+        );
+        for rc in codes.keys() {
+            assert!(
+                [RC_SUCCESS, RC_INVALID_INPUT, RC_INVALID_PAYLOAD_LEN].contains(rc),
+                "{name}: return code {rc:#x} ({codes:?})"
+            );
+        }
+    }
+    // The mailbox is open for the next command.
+    BusDevice::write(&*dev, MBOX_CMD_REG, &u64::from(OP_IDENTIFY).to_le_bytes());
+    BusDevice::write(&*dev, MBOX_CTRL_REG, &1u32.to_le_bytes());
+    assert_eq!(
+        r32(&dev, MBOX_STATUS_REG + 4) & 0xffff,
+        u32::from(RC_SUCCESS)
+    );
+    assert_eq!(
+        r32(&dev, MBOX_CMD_REG) >> 16,
+        0x43,
+        "IDENTIFY output length"
+    );
+}
