@@ -7,7 +7,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use devices::cxl::mailbox::{DeviceRegisters, HostEvent};
@@ -17,6 +17,7 @@ use fabric::control::{
 use fabric::{Engine, Topology};
 use serde_json::json;
 
+use crate::seccomp::{self, ThreadRole};
 use crate::timed::TimedMemory;
 use crate::vclock::shared::SharedClock;
 
@@ -176,37 +177,83 @@ fn serve_connection(ctx: &ApiContext, stream: UnixStream) -> io::Result<()> {
     Ok(())
 }
 
+/// Connections served at once; a further client waits (in the listening
+/// socket's backlog, then for a free worker) until one of them closes.
+/// `cxlvmm ctl` holds its connection for one request.
+pub const API_WORKERS: usize = 4;
+
 /// The listening socket; removed when dropped.
 pub struct ApiServer {
     path: PathBuf,
-    _thread: JoinHandle<()>,
+    _threads: Vec<JoinHandle<()>>,
+}
+
+/// Puts the calling API thread under its seccomp filter and says so on
+/// `ready`; false when the filter could not be installed (the thread must
+/// not serve then).
+fn enter_filter(ready: &mpsc::Sender<Result<(), String>>) -> bool {
+    let entered = seccomp::enter(ThreadRole::Api).map_err(|e| e.to_string());
+    let ok = entered.is_ok();
+    let _ = ready.send(entered);
+    ok
 }
 
 impl ApiServer {
-    /// Binds `path` (a stale socket file is replaced) and serves it on a
-    /// thread, each connection on its own.
+    /// Binds `path` (a stale socket file is replaced) and serves it: one
+    /// thread accepts, [`API_WORKERS`] threads serve a connection each.
+    /// Every one of them is under the `Api` seccomp filter before it
+    /// touches the socket; if a filter cannot be installed, nothing is
+    /// served and this fails.
     pub fn start(path: &Path, ctx: Arc<ApiContext>) -> io::Result<Self> {
         if path.exists() {
             std::fs::remove_file(path)?;
         }
         let listener = UnixListener::bind(path)?;
-        let thread = std::thread::Builder::new()
-            .name("api".into())
-            .spawn(move || {
-                for stream in listener.incoming().flatten() {
-                    let ctx = ctx.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("api-conn".into())
-                        .spawn(move || {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (conn_tx, conn_rx) = crossbeam_channel::bounded::<UnixStream>(0);
+        let mut threads = Vec::with_capacity(API_WORKERS + 1);
+        for i in 0..API_WORKERS {
+            let (ctx, conns, ready) = (ctx.clone(), conn_rx.clone(), ready_tx.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("api-conn{i}"))
+                    .spawn(move || {
+                        if !enter_filter(&ready) {
+                            return;
+                        }
+                        for stream in conns.iter() {
                             if let Err(e) = serve_connection(&ctx, stream) {
                                 log::debug!("control API connection: {e}");
                             }
-                        });
-                }
-            })?;
+                        }
+                    })?,
+            );
+        }
+        drop(conn_rx);
+        threads.push(
+            std::thread::Builder::new()
+                .name("api".into())
+                .spawn(move || {
+                    if !enter_filter(&ready_tx) {
+                        return;
+                    }
+                    for stream in listener.incoming().flatten() {
+                        if conn_tx.send(stream).is_err() {
+                            break;
+                        }
+                    }
+                })?,
+        );
+        for _ in 0..threads.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(io::Error::other(e)),
+                Err(_) => return Err(io::Error::other("a control API thread ended at start")),
+            }
+        }
         Ok(Self {
             path: path.to_path_buf(),
-            _thread: thread,
+            _threads: threads,
         })
     }
 }

@@ -364,6 +364,69 @@ fn a_second_vm_on_the_same_persistent_media_is_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `cxlvmm ctl` against a running VM under the default `--seccomp
+/// enforce`: the control API's threads serve every kind of request under
+/// their own filter (a call outside it would stop the VM with status
+/// 159), and a bad request gets an error while the VM runs on.
+fn ctl_requests_are_served_under_the_api_filter() {
+    let dir = scratch("ctl");
+    let kernel = dir.join("spin.elf");
+    std::fs::write(&kernel, elf(&[0xeb, 0xfe])).unwrap();
+    let topo = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/direct.toml");
+    let sock = dir.join("api.sock");
+    let mut vm = cxlvmm()
+        .args(["run", "--no-kvm-check", "--vcpus", "1", "--memory", "128M"])
+        .args(["--timeout", "60", "--topology", topo, "--api-socket"])
+        .arg(&sock)
+        .arg("--kernel")
+        .arg(&kernel)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "no control socket at {sock:?}");
+        assert!(vm.try_wait().unwrap().is_none(), "the VM ended at start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ctl = |request: &[&str]| {
+        let out = cxlvmm()
+            .args(["ctl", "--socket"])
+            .arg(&sock)
+            .args(request)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let mut answers = Vec::new();
+    for request in [
+        &["topology"][..],
+        &["stats"],
+        &["set", "mem0", "media.read_latency_ns", "200"],
+        &["get", "mem0", "media.read_latency_ns"],
+        &["inject-poison", "mem0", "4096"],
+        &["clear-poison", "mem0", "4096"],
+        &["inject-event", "mem0", "dram"],
+    ] {
+        let (code, out) = ctl(request);
+        assert_eq!(code, Some(0), "ctl {request:?}: {out}");
+        answers.push(out);
+    }
+    assert!(answers[3].contains("200"), "{}", answers[3]);
+    let (code, out) = ctl(&["set", "mem0", "media.no_such_key", "1"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(vm.try_wait().unwrap().is_none(), "the VM stopped");
+    vm.kill().unwrap();
+    let out = vm.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("seccomp"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A guest that jumps into device memory stops with a message naming the
 /// place and why (code cannot run there), not a host hint.
 fn code_in_device_memory_stops_the_vm_naming_the_place() {
@@ -629,6 +692,11 @@ fn main() -> ExitCode {
         test(
             "payload_prints_cmdline_and_exits_with_e820_count",
             payload_prints_cmdline_and_exits_with_e820_count,
+            kvm,
+        ),
+        test(
+            "ctl_requests_are_served_under_the_api_filter",
+            ctl_requests_are_served_under_the_api_filter,
             kvm,
         ),
         test(

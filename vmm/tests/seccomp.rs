@@ -95,6 +95,117 @@ fn daily_vcpu_work() {
     eprintln!("daily work done: {}", m.lock().unwrap());
 }
 
+fn open_file() {
+    let r = std::fs::File::open("/proc/self/status");
+    eprintln!("open went through: {}", r.is_ok());
+}
+
+/// A control API over the default topology, its devices' interrupts going
+/// to an eventfd as an irqfd's would.
+fn api_context() -> vmm::api::ApiContext {
+    use devices::cxl::mailbox::{DeviceRegisters, MemoryLabels, Type3Config};
+    use std::sync::{Arc, Mutex};
+    let topology = fabric::Topology::default_topology();
+    let irqfd = Arc::new(vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap());
+    let type3 = topology
+        .type3
+        .iter()
+        .map(|d| {
+            let mut regs = DeviceRegisters::new(Type3Config {
+                volatile_bytes: d.volatile,
+                persistent_bytes: d.persistent,
+                serial: d.serial,
+                lsa: Box::new(MemoryLabels::new(0)),
+                fw_revision: "t".into(),
+            });
+            let irqfd = irqfd.clone();
+            regs.set_interrupt(Box::new(move |_| {
+                let _ = irqfd.write(1);
+            }));
+            Arc::new(Mutex::new(regs))
+        })
+        .collect();
+    vmm::api::ApiContext {
+        engine: Arc::new(Mutex::new(fabric::Engine::new(&topology))),
+        topology,
+        type3,
+        timed: None,
+        clock: None,
+    }
+}
+
+/// Each API thread's `Seccomp:` line in /proc (2 = filtering).
+fn api_thread_seccomp_modes() -> Vec<(String, String)> {
+    let mut modes = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim().to_string();
+        if !comm.starts_with("api") {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let mode = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .unwrap_or("?")
+            .trim()
+            .to_string();
+        modes.push((comm, mode));
+    }
+    modes.sort();
+    modes
+}
+
+/// A real control socket served by the filtered API threads, driven from
+/// this (unfiltered) thread as `cxlvmm ctl` would, several clients at once.
+fn api_serves_under_its_filter() {
+    let dir = std::env::temp_dir().join(format!("cxlvmm-seccomp-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("api.sock");
+    let ctx = std::sync::Arc::new(api_context());
+    let sw = ctx.topology.switches[0].id.clone();
+    let dev = ctx.topology.type3[0].id.clone();
+    let server = vmm::api::ApiServer::start(&path, ctx).expect("server and filters up");
+    let clients: Vec<_> = (0..vmm::api::API_WORKERS + 2)
+        .map(|i| {
+            let requests = [
+                r#"{"cmd":"topology"}"#.to_string(),
+                r#"{"cmd":"stats"}"#.to_string(),
+                format!(r#"{{"cmd":"set","id":"{sw}","key":"latency_ns","value":5000}}"#),
+                format!(r#"{{"cmd":"get","id":"{sw}","key":"latency_ns"}}"#),
+                format!(
+                    r#"{{"cmd":"inject-poison","device":"{dev}","dpa":{}}}"#,
+                    4096 * (i + 1)
+                ),
+                format!(r#"{{"cmd":"inject-event","device":"{dev}","kind":"general-media"}}"#),
+            ];
+            let path = path.clone();
+            std::thread::spawn(move || {
+                requests
+                    .iter()
+                    .filter(|r| {
+                        let resp = vmm::api::client(&path, r).unwrap();
+                        let v: serde_json::Value = serde_json::from_str(&resp).unwrap();
+                        v["ok"] == true || {
+                            eprintln!("{r} -> {resp}");
+                            false
+                        }
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let ok: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    let bad = vmm::api::client(&path, r#"{"cmd":"fly"}"#).unwrap();
+    assert!(bad.contains(r#""ok":false"#), "{bad}");
+    let modes = api_thread_seccomp_modes();
+    assert_eq!(modes.len(), vmm::api::API_WORKERS + 1, "{modes:?}");
+    assert!(modes.iter().all(|(_, m)| m == "2"), "{modes:?}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("api served {ok} requests ok, threads {modes:?}");
+}
+
 fn child(case: &str) -> ExitCode {
     let mode = if case == "log" {
         SeccompMode::Log
@@ -119,6 +230,8 @@ fn child(case: &str) -> ExitCode {
         }
         "vcpu-tgkill-other" => on_thread("vcpu2", ThreadRole::Vcpu, signal_another_process),
         "vcpu-daily" => on_thread("vcpu1", ThreadRole::Vcpu, daily_vcpu_work),
+        "api-open" => on_thread("api", ThreadRole::Api, open_file),
+        "api-serves" => api_serves_under_its_filter(),
         "main-open" => {
             seccomp::enter(ThreadRole::Main).unwrap();
             let r = std::fs::File::open("/proc/self/status");
@@ -197,6 +310,13 @@ fn main() -> ExitCode {
         }),
         trial("a_vcpus_daily_calls_are_allowed", || {
             expect_alive("vcpu-daily", "daily work done: 100001")
+        }),
+        trial("an_api_thread_opening_a_file_is_stopped", || {
+            expect_stopped("api-open", "api", "openat (257)")
+        }),
+        trial("the_control_api_serves_under_its_filter", || {
+            let n = 6 * (vmm::api::API_WORKERS + 2);
+            expect_alive("api-serves", &format!("api served {n} requests ok"))
         }),
         trial("log_mode_lets_a_forbidden_call_through", || {
             expect_alive("log", "socket went through")

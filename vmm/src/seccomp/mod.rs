@@ -47,10 +47,18 @@ pub enum ThreadRole {
     Vcpu,
     /// Host stdin to the serial port.
     ConsoleInput,
+    /// The control API: the thread accepting on its socket and the threads
+    /// serving connections (docs/control-api.md).
+    Api,
 }
 
 impl ThreadRole {
-    pub const ALL: [ThreadRole; 3] = [ThreadRole::Main, ThreadRole::Vcpu, ThreadRole::ConsoleInput];
+    pub const ALL: [ThreadRole; 4] = [
+        ThreadRole::Main,
+        ThreadRole::Vcpu,
+        ThreadRole::ConsoleInput,
+        ThreadRole::Api,
+    ];
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +178,8 @@ mod tests {
     fn groups_merge_rules_unless_one_allows_a_call_outright() {
         // Main has ioctl only for the terminal (2 requests) and the KVM
         // device attributes (3); the vCPU for every KVM request; the
-        // console thread for the terminal alone.
+        // console thread for the terminal alone; the API threads for the
+        // two interrupt requests a device event may make.
         let ioctl = |role| {
             rules::allowed(role)
                 .into_iter()
@@ -180,6 +189,7 @@ mod tests {
         assert_eq!(ioctl(ThreadRole::Main), Some(5));
         assert_eq!(ioctl(ThreadRole::Vcpu), Some(1));
         assert_eq!(ioctl(ThreadRole::ConsoleInput), Some(2));
+        assert_eq!(ioctl(ThreadRole::Api), Some(2));
         // read: outright for Main (Media and Wait both allow it so).
         let read = rules::allowed(ThreadRole::Main)
             .into_iter()

@@ -42,10 +42,19 @@ pub enum Group {
     /// through them. Only these three requests, not every KVM ioctl.
     KvmDeviceAttr,
     /// Serving the control API socket (docs/control-api.md): accepting
-    /// on the listening socket bound at start-up and talking on the
-    /// accepted connection. Creating or connecting sockets stays
-    /// forbidden.
+    /// on the listening socket bound at start-up, talking on the accepted
+    /// connection (duplicated to read and write it apart). Creating,
+    /// binding or connecting sockets stays forbidden.
     ControlSocket,
+    /// Removing the control socket's path when the VM is over
+    /// (`ApiServer`'s drop, on the main thread).
+    SocketCleanup,
+    /// The interrupts a device event raises outside a vCPU (an event or
+    /// poison injected through the control API): `KVM_IRQ_LINE` for an
+    /// INTx level, `KVM_SET_GSI_ROUTING` when an MSI-X vector's message is
+    /// first delivered (routing is lazy); the irqfd write is a `write`.
+    /// Only these two requests, not every KVM ioctl.
+    DeviceInterrupts,
 }
 
 impl ThreadRole {
@@ -61,10 +70,11 @@ impl ThreadRole {
                 SignalThreads,
                 PerfCounters,
                 KvmDeviceAttr,
-                ControlSocket,
+                SocketCleanup,
             ],
             ThreadRole::Vcpu => &[Basics, Kvm, Media, NewEventfds, SignalThreads, PerfCounters],
             ThreadRole::ConsoleInput => &[Basics, Wait, Terminal],
+            ThreadRole::Api => &[Basics, ControlSocket, DeviceInterrupts],
         }
     }
 }
@@ -92,6 +102,10 @@ fn ioctl_type(ty: u64) -> SeccompRule {
 const KVM_SET_DEVICE_ATTR: u64 = 0x4018_aee1;
 const KVM_GET_DEVICE_ATTR: u64 = 0x4018_aee2;
 const KVM_HAS_DEVICE_ATTR: u64 = 0x4018_aee3;
+/// `_IOW(KVMIO, 0x61, struct kvm_irq_level)` (8 bytes).
+const KVM_IRQ_LINE: u64 = 0x4008_ae61;
+/// `_IOW(KVMIO, 0x6a, struct kvm_irq_routing)` (its 8-byte header).
+const KVM_SET_GSI_ROUTING: u64 = 0x4008_ae6a;
 
 /// A call whose argument `arg` has none of the bits of `mask` set.
 fn without_bits(arg: u8, mask: u64) -> SeccompRule {
@@ -209,11 +223,18 @@ impl Group {
                 SYS_shutdown,
                 SYS_poll,
                 SYS_ppoll,
-                // The socket's path is removed when the VM is over
-                // (`ApiServer`'s drop), after this thread's filter is on.
-                SYS_unlink,
-                SYS_unlinkat,
+                SYS_read,
+                // UnixStream::try_clone: F_DUPFD_CLOEXEC.
+                SYS_fcntl,
             ]),
+            Group::SocketCleanup => any(&[SYS_unlink, SYS_unlinkat]),
+            Group::DeviceInterrupts => vec![(
+                SYS_ioctl,
+                [KVM_IRQ_LINE, KVM_SET_GSI_ROUTING]
+                    .into_iter()
+                    .map(|req| rule(vec![cond(1, SeccompCmpOp::Eq, req)]))
+                    .collect(),
+            )],
         }
     }
 }
@@ -252,6 +273,36 @@ mod tests {
         assert_eq!(KVM_SET_DEVICE_ATTR, iow(0xe1));
         assert_eq!(KVM_GET_DEVICE_ATTR, iow(0xe2));
         assert_eq!(KVM_HAS_DEVICE_ATTR, iow(0xe3));
+    }
+
+    #[test]
+    fn interrupt_requests_are_the_kernels() {
+        let iow = |nr: u64, size: usize| (1 << 30) | ((size as u64) << 16) | (0xae << 8) | nr;
+        let level = std::mem::size_of::<kvm_bindings::kvm_irq_level>();
+        let routing = std::mem::size_of::<kvm_bindings::kvm_irq_routing>();
+        assert_eq!(KVM_IRQ_LINE, iow(0x61, level));
+        assert_eq!(KVM_SET_GSI_ROUTING, iow(0x6a, routing));
+    }
+
+    #[test]
+    fn api_threads_may_not_run_the_vm_or_touch_files_by_name() {
+        let api = allowed(ThreadRole::Api);
+        let calls: Vec<i64> = api.iter().map(|(c, _)| *c).collect();
+        for forbidden in [
+            libc::SYS_unlink,
+            libc::SYS_bind,
+            libc::SYS_listen,
+            libc::SYS_clone,
+            libc::SYS_clone3,
+            libc::SYS_tgkill,
+            libc::SYS_perf_event_open,
+            libc::SYS_eventfd2,
+            libc::SYS_pwrite64,
+        ] {
+            assert!(!calls.contains(&forbidden), "Api allows {forbidden}");
+        }
+        let (_, ioctl) = api.iter().find(|(c, _)| *c == libc::SYS_ioctl).unwrap();
+        assert_eq!(ioctl.len(), 2, "KVM_IRQ_LINE and KVM_SET_GSI_ROUTING only");
     }
 
     #[test]
