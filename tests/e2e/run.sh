@@ -540,7 +540,8 @@ PY
           cat tests/e2e/guest/hostile-reboot.sh; } >"$OUT/$name-reboot.sh"
         note "$name: second boot over build/e2e/hostile-mem0.img{,.lsa}"
         start=$SECONDS
-        timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --memory 1G --topology "$topo" \
+        # One vCPU: enumerating and reading labels needs no more.
+        timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --vcpus 1 --memory 1G --topology "$topo" \
             --cmdline "$GUEST_CMDLINE" --script "$OUT/$name-reboot.sh" --serial-log "$OUT/$name-reboot.log" \
             </dev/null >"$OUT/$name-reboot.stdout" 2>"$OUT/$name-reboot.stderr"
         rc2=$?
