@@ -1,8 +1,8 @@
 # Runs inside the guest (6.12, tests/e2e/hostile.toml) booted a second time
 # over the persistent device's backing files that the hostile guest
 # (hostile.sh) left. The harness prepends what the first boot reported:
-# EXPECT_MEMDEVS (ram/pmem sizes and serials of every memdev, as
-# `cxl list -M -i` gave them) and LSA_SERIAL / LSA_MD5 (the persistent
+# EXPECT_MEMDEVS (serial, ram and pmem size of every memdev, in serial
+# order: memdev names follow probe order, which varies) and LSA_SERIAL / LSA_MD5 (the persistent
 # device's serial and its label storage area's md5). The memdevs must
 # enumerate alike and the label area must read back the same bytes.
 #   HOSTILE <check> ok | HOSTILE <check> FAILED <why>
@@ -12,13 +12,18 @@ check() { # name, status (0 = pass), detail
     if [ "$2" = 0 ]; then echo "HOSTILE $1 ok${3:+ ($3)}"; else echo "HOSTILE $1 FAILED ${3:-}"; fail=1; fi
 }
 memdevs() { cxl list -M | sed -n 's/.*"memdev":"\(mem[0-9]*\)".*/\1/p'; }
-summary() { cxl list -M -i | tr ',' '\n' | grep -E '"(ram_size|pmem_size|serial)"' | tr -d ' \n'; }
+memdev_summary() { # serial, ram and pmem size of every memdev, by serial
+    for d in /sys/bus/cxl/devices/mem*; do
+        [ -e "$d/serial" ] || continue
+        echo "serial=$(($(cat "$d/serial"))) ram=$(($(cat "$d/ram/size"))) pmem=$(($(cat "$d/pmem/size")))"
+    done | sort | tr '\n' ' '
+}
 i=0
-while [ $i -lt 100 ] && [ "$(summary)" != "$EXPECT_MEMDEVS" ]; do
+while [ $i -lt 100 ] && [ "$(memdev_summary)" != "$EXPECT_MEMDEVS" ]; do
     sleep 0.1
     i=$((i + 1))
 done
-got=$(summary)
+got=$(memdev_summary)
 check reboot-enumerates $([ -n "$got" ] && [ "$got" = "$EXPECT_MEMDEVS" ]; echo $?) "$got"
 
 pm=

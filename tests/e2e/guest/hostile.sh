@@ -69,8 +69,11 @@ done
 window=$(cat /sys/bus/cxl/devices/decoder0.0/start)
 # What the driver learnt from the device (IDENTIFY and partition info
 # through the mailbox): the same after everything below.
-memdev_summary() {
-    cxl list -M -i | tr ',' '\n' | grep -E '"(ram_size|pmem_size|serial)"' | tr -d ' \n'
+memdev_summary() { # serial, ram and pmem size of every memdev, by serial
+    for d in /sys/bus/cxl/devices/mem*; do
+        [ -e "$d/serial" ] || continue
+        echo "serial=$(($(cat "$d/serial"))) ram=$(($(cat "$d/ram/size"))) pmem=$(($(cat "$d/pmem/size")))"
+    done | sort | tr '\n' ' '
 }
 memdevs() { cxl list -M | sed -n 's/.*"memdev":"\(mem[0-9]*\)".*/\1/p'; }
 # Every type-3 function's memdev, however long the drivers take to probe.
