@@ -180,6 +180,16 @@ fn place_initrd(size: u64, mem_size: u64, addr_max: u32) -> Result<u64, BootErro
     Ok(addr)
 }
 
+/// The most initrd bytes a guest with `mem_size` bytes of RAM can take,
+/// where the kernel accepts the default `initrd_addr_max` (2 GiB) or more:
+/// what the CLI checks `--modules` against before anything starts.
+pub fn max_initrd_size(mem_size: u64) -> u64 {
+    low_ram_end(mem_size)
+        .min(0x8000_0000)
+        .saturating_sub(HIMEM_START + 0x100_0000)
+        & !0xfff
+}
+
 /// Reads an initrd file (the guest image or `--initrd`).
 pub fn read_initrd(path: &Path) -> Result<Vec<u8>, BootError> {
     std::fs::read(path).map_err(|source| BootError::InitrdFile {

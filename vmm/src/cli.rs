@@ -187,12 +187,18 @@ pub struct RunArgs {
     /// Guest RAM, e.g. 512M, 1G, 4G (plain numbers are MiB).
     #[arg(long, default_value = "1G", value_parser = parse_size)]
     pub memory: u64,
-    /// Kernel image: bzImage or ELF vmlinux. Default: the built guest image.
+    /// Kernel image: bzImage, ELF vmlinux, or a built kernel tree (its
+    /// arch/x86/boot/bzImage). Default: the built guest image.
     #[arg(long)]
     pub kernel: Option<PathBuf>,
     /// Initramfs. Default: the built guest image's, when --kernel is not given.
     #[arg(long)]
     pub initrd: Option<PathBuf>,
+    /// Kernel modules for the guest's /lib/modules/<release>: a kernel build
+    /// tree (its *.ko), an installed lib/modules/<release> folder, or a
+    /// folder holding one. Packed into an archive appended to the initramfs.
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
     /// Extra kernel command line, appended to the default one.
     #[arg(long, default_value = "")]
     pub cmdline: String,
@@ -295,19 +301,42 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
             (img.kernel, Some(img.initrd))
         }
     };
-    if !kernel.is_file() {
+    let kernel = if kernel.is_dir() {
+        runner::manifest::find_build_tree_image(&kernel).ok_or_else(|| {
+            format!(
+                "--kernel {}: a folder without arch/x86/boot/bzImage (not a built kernel tree)",
+                kernel.display()
+            )
+        })?
+    } else if kernel.is_file() {
+        kernel
+    } else {
         return Err(format!("--kernel {}: no such file", kernel.display()));
-    }
+    };
+    let mut initrd_size = 0;
     if let Some(i) = &initrd {
         if !i.is_file() {
             return Err(format!("--initrd {}: no such file", i.display()));
         }
+        initrd_size = std::fs::metadata(i).map(|m| m.len()).unwrap_or(0);
     }
     let script = args
         .script
         .as_ref()
         .map(|p| std::fs::read(p).map_err(|e| format!("--script {}: {e}", p.display())))
         .transpose()?;
+    let modules = match &args.modules {
+        None => None,
+        Some(dir) => {
+            let room = crate::boot::max_initrd_size(args.memory)
+                .saturating_sub(initrd_size)
+                .saturating_sub(script.as_ref().map_or(0, |s| s.len() as u64 + 512));
+            let archive = crate::modules::ModuleTree::find(dir)
+                .and_then(|t| t.archive(room))
+                .map_err(|e| format!("--modules {}: {e}", dir.display()))?;
+            Some(archive)
+        }
+    };
     let cmdline = if args.cmdline.trim().is_empty() {
         DEFAULT_CMDLINE.to_string()
     } else {
@@ -361,6 +390,7 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         initrd,
         cmdline,
         script,
+        modules,
         show_hypervisor: args.show_hypervisor,
         serial_log: args.serial_log.clone(),
         timeout: args.timeout.map(std::time::Duration::from_secs),
@@ -491,6 +521,55 @@ mod tests {
         assert!(build_config(&bad)
             .unwrap_err()
             .contains("more than this host has"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn kernel_build_tree_and_modules_are_resolved_or_named_in_errors() {
+        let dir = std::env::temp_dir().join(format!("cxlvmm-cli-mods-{}", std::process::id()));
+        let tree = dir.join("linux");
+        std::fs::create_dir_all(tree.join("arch/x86/boot")).unwrap();
+        std::fs::create_dir_all(tree.join("include/config")).unwrap();
+        std::fs::create_dir_all(tree.join("drivers")).unwrap();
+        let t = tree.to_str().unwrap();
+
+        // A tree without a bzImage yet: named as --kernel.
+        let err = build_config(&RunArgs::parse_from_run(&["--kernel", t])).unwrap_err();
+        assert!(err.starts_with(&format!("--kernel {t}:")), "{err}");
+        assert!(err.contains("arch/x86/boot/bzImage"), "{err}");
+
+        std::fs::write(tree.join("arch/x86/boot/bzImage"), b"x").unwrap();
+        let cfg = build_config(&RunArgs::parse_from_run(&["--kernel", t])).unwrap();
+        assert_eq!(cfg.kernel, tree.join("arch/x86/boot/bzImage"));
+        assert!(cfg.modules.is_none());
+
+        // --modules with no release yet, then with one but no modules.
+        let run = |extra: &[&str]| {
+            let mut a = vec!["--kernel", t];
+            a.extend_from_slice(extra);
+            build_config(&RunArgs::parse_from_run(&a))
+        };
+        let err = run(&["--modules", t]).unwrap_err();
+        assert!(err.starts_with(&format!("--modules {t}:")), "{err}");
+        assert!(err.contains("no kernel release found"), "{err}");
+        std::fs::write(tree.join("include/config/kernel.release"), b"6.12.0-dev\n").unwrap();
+        let err = run(&["--modules", t]).unwrap_err();
+        assert!(err.contains("no module files"), "{err}");
+        let err = run(&["--modules", "/nonexistent/m"]).unwrap_err();
+        assert_eq!(
+            err,
+            "--modules /nonexistent/m: /nonexistent/m: no such folder"
+        );
+
+        // A module bigger than a 64M guest can take beside its kernel.
+        std::fs::write(tree.join("drivers/x.ko"), b"elf").unwrap();
+        let cfg = run(&["--modules", t]).unwrap();
+        assert!(cfg.modules.unwrap().starts_with(b"070701"));
+        let big = std::fs::File::create(tree.join("drivers/big.ko")).unwrap();
+        big.set_len(80 << 20).unwrap();
+        let err = run(&["--modules", t, "--memory", "64M"]).unwrap_err();
+        assert!(err.starts_with(&format!("--modules {t}:")), "{err}");
+        assert!(err.contains("fits in guest memory"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

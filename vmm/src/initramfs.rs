@@ -1,47 +1,121 @@
-//! A minimal newc cpio writer, to append an injected script to the guest's
-//! initramfs. Linux unpacks concatenated archives in order (the second may be
+//! A minimal newc cpio writer, to append an injected script (and a kernel
+//! module tree, [`crate::modules`]) to the guest's initramfs. Linux unpacks concatenated archives in order (the second may be
 //! uncompressed), so the script lands in the rootfs before `/init` runs.
 
-const MAGIC: &str = "070701";
+use std::io::Read;
 
-/// Builds an uncompressed newc archive from (path, mode, contents) entries;
-/// a mode with the directory bit gets no contents.
-pub fn newc_archive(entries: &[(&str, u32, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (ino, (name, mode, data)) in entries.iter().enumerate() {
-        push_entry(&mut out, ino as u32 + 1, name, *mode, data);
-    }
-    push_entry(&mut out, 0, "TRAILER!!!", 0, &[]);
-    out
+const MAGIC: &str = "070701";
+const TRAILER: &str = "TRAILER!!!";
+/// Mode bit of a directory (S_IFDIR).
+pub const S_IFDIR: u32 = 0o040000;
+/// Mode bit of a regular file (S_IFREG).
+pub const S_IFREG: u32 = 0o100000;
+
+/// Writes a newc archive member by member into memory
+/// (Documentation/driver-api/early-userspace/buffer-format.rst): a 110-byte
+/// ASCII header, the NUL-terminated name and the data, each padded to 4 bytes.
+pub struct NewcWriter {
+    out: Vec<u8>,
+    next_ino: u32,
 }
 
-fn push_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8]) {
-    let namesize = name.len() + 1;
-    let nlink = if mode & 0o040000 != 0 { 2 } else { 1 };
-    let fields = [
-        ino,
-        mode,
-        0,     // uid
-        0,     // gid
-        nlink, // nlink
-        0,     // mtime
-        data.len() as u32,
-        0, // devmajor
-        0, // devminor
-        0, // rdevmajor
-        0, // rdevminor
-        namesize as u32,
-        0, // check
-    ];
-    out.extend_from_slice(MAGIC.as_bytes());
-    for f in fields {
-        out.extend_from_slice(format!("{f:08x}").as_bytes());
+impl NewcWriter {
+    /// A writer that appends to `out`, first padding it to 4 bytes: the
+    /// kernel only finds an archive that starts 4-byte aligned.
+    pub fn append_to(mut out: Vec<u8>) -> Self {
+        pad4(&mut out);
+        NewcWriter { out, next_ino: 1 }
     }
-    out.extend_from_slice(name.as_bytes());
-    out.push(0);
-    pad4(out);
-    out.extend_from_slice(data);
-    pad4(out);
+
+    pub fn new() -> Self {
+        Self::append_to(Vec::new())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
+    }
+
+    pub fn dir(&mut self, name: &str, perm: u32) {
+        self.header(name, S_IFDIR | perm, 0);
+        pad4(&mut self.out);
+    }
+
+    pub fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
+        self.header(name, S_IFREG | perm, data.len() as u32);
+        self.out.extend_from_slice(data);
+        pad4(&mut self.out);
+    }
+
+    /// A regular file of exactly `size` bytes read from `src` straight into
+    /// the archive; a source shorter or longer than `size` is an error (the
+    /// header already carries the size).
+    pub fn file_from(
+        &mut self,
+        name: &str,
+        perm: u32,
+        size: u32,
+        src: &mut impl Read,
+    ) -> std::io::Result<()> {
+        self.header(name, S_IFREG | perm, size);
+        let start = self.out.len();
+        self.out.reserve(size as usize + 4);
+        src.take(u64::from(size) + 1).read_to_end(&mut self.out)?;
+        if self.out.len() - start != size as usize {
+            return Err(std::io::Error::other(format!(
+                "changed size while being read ({size} bytes expected, {} read)",
+                self.out.len() - start
+            )));
+        }
+        pad4(&mut self.out);
+        Ok(())
+    }
+
+    /// Ends the archive with its TRAILER!!! member and returns the bytes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.next_ino = 0;
+        self.header(TRAILER, 0, 0);
+        pad4(&mut self.out);
+        self.out
+    }
+
+    fn header(&mut self, name: &str, mode: u32, size: u32) {
+        let ino = self.next_ino;
+        self.next_ino = self.next_ino.wrapping_add(1);
+        let nlink = if mode & S_IFDIR != 0 { 2 } else { 1 };
+        let fields = [
+            ino,
+            mode,
+            0,     // uid
+            0,     // gid
+            nlink, // nlink
+            0,     // mtime
+            size,
+            0, // devmajor
+            0, // devminor
+            0, // rdevmajor
+            0, // rdevminor
+            name.len() as u32 + 1,
+            0, // check
+        ];
+        self.out.extend_from_slice(MAGIC.as_bytes());
+        for f in fields {
+            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        pad4(&mut self.out);
+    }
+}
+
+impl Default for NewcWriter {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 fn pad4(out: &mut Vec<u8>) {
@@ -52,20 +126,18 @@ fn pad4(out: &mut Vec<u8>) {
 
 /// Appends a `/cxlvmm/script` archive to `initrd` (see docs/guest-contract.md).
 pub fn append_script(initrd: &mut Vec<u8>, script: &[u8]) {
-    // The kernel only recognises an archive that starts 4-byte aligned.
-    pad4(initrd);
-    initrd.extend(newc_archive(&[
-        ("cxlvmm", 0o040755, &[]),
-        ("cxlvmm/script", 0o100755, script),
-    ]));
+    let mut w = NewcWriter::append_to(std::mem::take(initrd));
+    w.dir("cxlvmm", 0o755);
+    w.file("cxlvmm/script", 0o755, script);
+    *initrd = w.finish();
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Parses a newc archive back into (name, mode, data), independently of the writer.
-    fn parse(mut b: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
+    pub(crate) fn parse(mut b: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
         let mut out = Vec::new();
         let start = b.as_ptr() as usize;
         loop {
@@ -85,6 +157,7 @@ mod tests {
             assert_eq!((b.as_ptr() as usize - start) % 4, 0);
             b = &b[next..];
             if name == "TRAILER!!!" {
+                assert!(b.is_empty(), "{} bytes after the trailer", b.len());
                 break;
             }
             out.push((name, mode, data));

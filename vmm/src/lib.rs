@@ -20,6 +20,7 @@ pub mod initramfs;
 pub mod irq;
 pub mod layout;
 pub mod memory;
+pub mod modules;
 pub mod seccomp;
 pub mod timed;
 pub mod vclock;

@@ -392,7 +392,8 @@ impl<'a> MachineBuilder<'a> {
         Ok(tables.rsdp_addr)
     }
 
-    /// Loads the kernel and the initrd (with the `--script` archive). The
+    /// Loads the kernel and the initrd (with the `--modules` and `--script`
+    /// archives). The
     /// command line gets the TSC rate (`tsc_early_khz=`, arch/x86/kernel/
     /// tsc.c): a guest without a timer it can calibrate the TSC against
     /// (the rig's) would otherwise fall back to jiffies, and timed memory
@@ -404,6 +405,12 @@ impl<'a> MachineBuilder<'a> {
             cmdline.push_str(&format!(" tsc_early_khz={khz}"));
         }
         let mut initrd = cfg.initrd.as_deref().map(boot::read_initrd).transpose()?;
+        if let Some(archive) = &cfg.modules {
+            let initrd = initrd.get_or_insert_with(Vec::new);
+            // An archive starts 4-byte aligned (init/initramfs.c).
+            initrd.resize(initrd.len().next_multiple_of(4), 0);
+            initrd.extend_from_slice(archive);
+        }
         if let Some(script) = &cfg.script {
             let initrd = initrd.get_or_insert_with(Vec::new);
             crate::initramfs::append_script(initrd, script);

@@ -24,6 +24,8 @@ pub struct VmConfig {
     pub initrd: Option<PathBuf>,
     pub cmdline: String,
     pub script: Option<Vec<u8>>,
+    /// The `--modules` archive (newc), appended to the initramfs.
+    pub modules: Option<Vec<u8>>,
     pub show_hypervisor: bool,
     pub serial_log: Option<PathBuf>,
     /// Stop the guest (exit status 124, vCPU state on stderr) after this long.
