@@ -122,6 +122,10 @@ pub fn vmm_args(job: &Job, script: &Path, disks: &[OsString]) -> Vec<OsString> {
             a.push(initrd.into());
         }
     }
+    if let Some(m) = &job.kernel.modules {
+        a.push("--modules".into());
+        a.push(m.into());
+    }
     match &job.topology.source {
         TopologySource::Builtin => {}
         TopologySource::File(f) => {

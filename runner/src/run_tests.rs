@@ -156,10 +156,11 @@ fn vmm_args_follow_kernel_topology_and_case() {
         ("direct.toml", crate::manifest::tests::DIRECT_TOPOLOGY),
         ("bz", "k"),
         ("ird", "i"),
+        ("mods/6.12.0/modules.dep", ""),
     ]);
     let m = load(
         &dir,
-        "[[kernel]]\nname = \"dev\"\nimage = \"bz\"\ninitrd = \"ird\"\n[[topology]]\nname = \"d\"\nfile = \"direct.toml\"\n[[case]]\nname = \"c\"\ncommand = \"x\"\nvcpus = 4\nmemory = \"2G\"\ntimeout = 30\n",
+        "[[kernel]]\nname = \"dev\"\nimage = \"bz\"\ninitrd = \"ird\"\nmodules = \"mods/6.12.0\"\n[[topology]]\nname = \"d\"\nfile = \"direct.toml\"\n[[case]]\nname = \"c\"\ncommand = \"x\"\nvcpus = 4\nmemory = \"2G\"\ntimeout = 30\n",
     )
     .unwrap();
     let jobs = matrix::expand(&m);
@@ -170,7 +171,7 @@ fn vmm_args_follow_kernel_topology_and_case() {
     let d = dir.display();
     assert_eq!(
         args.join(" "),
-        format!("--kernel {d}/bz --initrd {d}/ird --topology {d}/direct.toml --vcpus 4 --memory 2048M --timeout 30 --script /o/script.sh")
+        format!("--kernel {d}/bz --initrd {d}/ird --modules {d}/mods/6.12.0 --topology {d}/direct.toml --vcpus 4 --memory 2048M --timeout 30 --script /o/script.sh")
     );
     let line = rerun_line(
         std::path::Path::new("/bin/cxlvmm"),

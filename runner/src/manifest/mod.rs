@@ -41,6 +41,8 @@ pub struct Kernel {
     pub release: Option<String>,
     /// Appended to cxlvmm's kernel command line for every case.
     pub cmdline: String,
+    /// A module tree for the guest's /lib/modules (`cxlvmm run --modules`).
+    pub modules: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

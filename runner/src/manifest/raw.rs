@@ -30,6 +30,8 @@ pub struct RawKernel {
     /// A built guest image (`guest-images/build`): its kernel unless `image`
     /// is given, and its initramfs unless `initrd` is.
     pub guest: Option<String>,
+    /// A module tree: a kernel build tree, an installed lib/modules/<release>
+    /// or a folder holding one (`cxlvmm run --modules`).
     pub modules: Option<PathBuf>,
     pub cmdline: Option<String>,
 }

@@ -172,12 +172,20 @@ pub fn find_build_tree_image(tree: &Path) -> Option<PathBuf> {
 
 fn kernel(k: &RawKernel, dir: &Path, find_guest: GuestFinder) -> Result<Kernel> {
     let at = format!("kernel {:?}", k.name);
-    if let Some(m) = &k.modules {
-        return err(format!(
-            "{at}: modules = {:?}: not supported yet (cxlvmm run has no --modules)",
-            m.display().to_string()
-        ));
-    }
+    let modules = match &k.modules {
+        None => None,
+        Some(m) => {
+            let full = dir.join(m);
+            if !full.is_dir() {
+                return err(format!(
+                    "{at}: modules = {:?}: no such folder ({})",
+                    m.display().to_string(),
+                    full.display()
+                ));
+            }
+            Some(std::fs::canonicalize(&full).unwrap_or(full))
+        }
+    };
     let guest = k.guest.as_deref().unwrap_or(DEFAULT_GUEST);
     let guest_image =
         || find_guest(guest).map_err(|e| ManifestError(format!("{at}: guest = {guest:?}: {e}")));
@@ -216,6 +224,7 @@ fn kernel(k: &RawKernel, dir: &Path, find_guest: GuestFinder) -> Result<Kernel> 
         boot,
         release,
         cmdline: k.cmdline.clone().unwrap_or_default(),
+        modules,
     })
 }
 

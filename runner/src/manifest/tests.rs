@@ -97,6 +97,7 @@ env = { A = "1", B = "2" }
 name = "dev"
 image = "linux"
 cmdline = "nokaslr"
+modules = "linux"
 [[kernel]]
 name = "dev-own-initrd"
 image = "linux/arch/x86/boot/bzImage"
@@ -140,6 +141,8 @@ topologies = ["plain"]
         }
     );
     assert_eq!(dev.cmdline, "nokaslr");
+    assert_eq!(dev.modules, Some(dir.join("linux")));
+    assert_eq!(m.kernels[1].modules, None);
     assert_eq!(dev.release.as_deref(), Some("6.19.0-rc1+"));
     assert_eq!(m.kernels[1].release, None);
     assert_eq!(m.kernels[2].release, None); // the fake 6.1 guest has no kernel-release
@@ -226,7 +229,8 @@ fn every_error_names_key_and_value() {
         (format!("[[kernel]]\nname = \"k\"\nimage = \"t.sh\"\ninitrd = \"gone.img\"\n{c}"), &["kernel \"k\": initrd = \"gone.img\": no such file"]),
         (format!("[[kernel]]\nname = \"k\"\ninitrd = \"t.sh\"\n{c}"), &["kernel \"k\": initrd needs image"]),
         (format!("[[kernel]]\nname = \"k\"\nguest = \"5.4\"\n{c}"), &["kernel \"k\": guest = \"5.4\": no guest image '5.4' built"]),
-        (format!("[[kernel]]\nname = \"k\"\nmodules = \"lib/modules\"\n{c}"), &["kernel \"k\": modules = \"lib/modules\": not supported yet"]),
+        (format!("[[kernel]]\nname = \"k\"\nmodules = \"lib/modules\"\n{c}"), &["kernel \"k\": modules = \"lib/modules\": no such folder"]),
+        (format!("[[kernel]]\nname = \"k\"\nmodules = \"t.sh\"\n{c}"), &["kernel \"k\": modules = \"t.sh\": no such folder"]),
         (format!("{k}[[case]]\nname = \"c\"\nscript = \"missing.sh\"\n"), &["case \"c\": script = \"missing.sh\": no such file"]),
         (format!("{k}{c}[[topology]]\nname = \"t\"\nfile = \"absent.toml\"\n"), &["topology \"t\": file = \"absent.toml\": no such file"]),
         (format!("{k}{c}[[topology]]\nname = \"t\"\nfile = \"broken.toml\"\n"), &["topology \"t\": file = \"broken.toml\":", "root_ports"]),
