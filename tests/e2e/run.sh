@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
     region-1way region-4way region-2hb region-256b region-big pmem-persist-6.12 pmem-persist-6.1
     region-mem-2g region-mem-3g region-mem-6g lat-tools mailbox-concurrent region-concurrent
-    virtio-blk virtio-blk-6.1 hostile accel)
+    virtio-blk virtio-blk-6.1 hostile accel modules)
 # Run only when named: timed memory's guests triple-fault in the nested rig
 # in about two runs of three (every access is an exit, and the rig's
 # emulated SVM corrupts a guest now and then; docs/timed-mode.md).
@@ -485,6 +485,38 @@ open(sys.argv[2], "wb").write(pat(2 << 20, b"ro"))' "$rw" "$ro" || { result "$na
     result "$name" $?
 }
 
+# modules: `cxlvmm run --modules` with two modules of the 6.12 guest kernel
+# that its image lacks (af_key and xfrm_algo, which af_key needs), taken
+# from the kernel package that guest-images/build unpacked, and no
+# modules.dep: the guest's /init runs depmod, modprobe loads both
+# (tests/e2e/guest/modules.sh). The initramfs is the built image's with this
+# checkout's guest-images/init appended over its /init, so the scenario
+# checks the init of the checkout even where the image is older.
+modules_scenario() {
+    local name=modules rel src tree=$OUT/modules-tree initrd=$OUT/modules-initrd.img rc
+    rel=$(cat build/guest/6.12/kernel-release)
+    # build/guest/.. rather than build/: build/guest may be a symbolic link.
+    src=$(compgen -G "build/guest/../guest-work/pkgs/linux-image-*/lib/modules/$rel" | head -1)
+    if [ -z "$src" ]; then note "$name: no unpacked kernel package for $rel"; result "$name" 1; return; fi
+    rm -rf "$tree" && mkdir -p "$tree/lib/modules/$rel/kernel/net/key" "$tree/lib/modules/$rel/kernel/net/xfrm"
+    cp "$src/kernel/net/key/af_key.ko.xz" "$tree/lib/modules/$rel/kernel/net/key/" &&
+        cp "$src/kernel/net/xfrm/xfrm_algo.ko.xz" "$tree/lib/modules/$rel/kernel/net/xfrm/" &&
+        cp build/guest/6.12/initrd.img "$initrd" &&
+        (cd guest-images && echo init | cpio --quiet -o -H newc -R 0:0) >>"$initrd" ||
+        { result "$name" 1; return; }
+    note "$name: cxlvmm run --kernel build/guest/6.12/vmlinuz --modules $tree"
+    local start=$SECONDS
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --cmdline "$GUEST_CMDLINE" \
+        --kernel build/guest/6.12/vmlinuz --initrd "$initrd" --modules "$tree" \
+        --script tests/e2e/guest/modules.sh --serial-log "$OUT/$name.log" \
+        </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^MOD-CHECK' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    [ "$rc" = 7 ] && [ "$(grep -ac '^MOD-CHECK .*: ok' "$OUT/$name.log")" = 9 ]
+    result "$name" $?
+}
+
 # hostile: a guest script that drives a type-3 function's registers, and
 # every CXL root port's and switch port's config space and component
 # registers, as no correct driver would, with both vCPUs racing on one
@@ -587,6 +619,7 @@ run_scenario() {
         virtio-blk-6.1) virtio_blk 6.1 ;;
         hostile) hostile ;;
         accel) accel_scenario ;;
+        modules) modules_scenario ;;
         timed) timed ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
