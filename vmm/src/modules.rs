@@ -28,15 +28,16 @@ const MAX_DEPTH: usize = 32;
 /// Where the archive names the release when /init must run depmod.
 pub const DEPMOD_MARKER: &str = "cxlvmm/depmod";
 
+/// What is wrong with DIR or a file in it (the caller names DIR).
 #[derive(Debug, thiserror::Error)]
 pub enum ModulesError {
-    #[error("{0}: no such folder")]
-    NotADir(PathBuf),
+    #[error("no such folder")]
+    NotADir,
     #[error(
-        "{0}: no kernel release found (expected a kernel build tree with include/config/kernel.release, \
+        "no kernel release found (expected a kernel build tree with include/config/kernel.release, \
          a lib/modules/<release> folder with modules.dep or kernel/, or a folder holding one lib/modules/<release>)"
     )]
-    NoRelease(PathBuf),
+    NoRelease,
     #[error("{path}: holds {count} module folders ({names}); pass the one to use")]
     SeveralReleases {
         path: PathBuf,
@@ -45,8 +46,8 @@ pub enum ModulesError {
     },
     #[error("{path}: kernel release {release:?} is not a plain folder name")]
     BadRelease { path: PathBuf, release: String },
-    #[error("{0}: no module files found")]
-    Empty(PathBuf),
+    #[error("no module files found")]
+    Empty,
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -97,7 +98,7 @@ impl ModuleTree {
     /// Finds the release and the files of DIR (see the module comment).
     pub fn find(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(ModulesError::NotADir(dir.to_owned()));
+            return Err(ModulesError::NotADir);
         }
         let release_file = dir.join("include/config/kernel.release");
         let tree = if release_file.is_file() {
@@ -119,10 +120,10 @@ impl ModuleTree {
             })?;
             ModuleTree { release, members }
         } else {
-            return Err(ModulesError::NoRelease(dir.to_owned()));
+            return Err(ModulesError::NoRelease);
         };
         if tree.members.is_empty() {
-            return Err(ModulesError::Empty(dir.to_owned()));
+            return Err(ModulesError::Empty);
         }
         Ok(tree)
     }

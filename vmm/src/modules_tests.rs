@@ -128,13 +128,13 @@ fn errors_name_what_is_wrong() {
     let missing = Path::new("/nonexistent/mods");
     assert!(matches!(
         ModuleTree::find(missing),
-        Err(ModulesError::NotADir(_))
+        Err(ModulesError::NotADir)
     ));
 
     let d = TempDir::new("norel");
     d.write("README", b"x");
     let e = ModuleTree::find(&d.0).unwrap_err();
-    assert!(matches!(e, ModulesError::NoRelease(_)));
+    assert!(matches!(e, ModulesError::NoRelease));
     assert!(e.to_string().contains("no kernel release found"));
 
     let d = TempDir::new("two");
@@ -152,10 +152,7 @@ fn errors_name_what_is_wrong() {
 
     let d = TempDir::new("empty");
     d.write("include/config/kernel.release", b"6.12.0\n");
-    assert!(matches!(
-        ModuleTree::find(&d.0),
-        Err(ModulesError::Empty(_))
-    ));
+    assert!(matches!(ModuleTree::find(&d.0), Err(ModulesError::Empty)));
 }
 
 #[test]
