@@ -147,8 +147,11 @@ pub struct Engine {
     /// (the hot path; see `mem_path`).
     mem_paths: Vec<Option<MemPath>>,
     /// Routes found so far, as a dense (source end, destination end) table
-    /// (see [`Engine::end_slot`]): a lookup per request, no hashing.
-    index: Vec<Option<RouteId>>,
+    /// (see [`Engine::end_slot`]): a lookup per request, no hashing. A
+    /// source's row is allocated when it first sends, so an engine over
+    /// a thousand devices does not start by zeroing a million entries
+    /// (`cxlvmm check --json` builds one per device).
+    index: Vec<Option<Box<[Option<RouteId>]>>>,
     /// Host → type-3 routes, the hot path.
     host_t3: Vec<RouteId>,
     /// Per route, its ends (to rebuild it when a parameter changes).
@@ -207,7 +210,7 @@ impl Engine {
             rc_cap: f.rc_p2p_bandwidth_gbps.map(Server::new),
             routes: Vec::new(),
             mem_paths: Vec::new(),
-            index: vec![None; end_slots(topo) * end_slots(topo)],
+            index: vec![None; end_slots(topo)],
             host_t3: Vec::new(),
             route_ends: Vec::new(),
             trace: None,
@@ -277,11 +280,8 @@ impl Engine {
     }
 
     fn route_for(&mut self, src: End, dst: End) -> Option<RouteId> {
-        let key = match (self.end_slot(src), self.end_slot(dst)) {
-            (Some(s), Some(d)) => Some(s * end_slots(&self.topo) + d),
-            _ => None,
-        };
-        if let Some(id) = key.and_then(|k| self.index[k]) {
+        let key = self.end_slot(src).zip(self.end_slot(dst));
+        if let Some(id) = key.and_then(|(s, d)| self.index[s].as_ref()?[d]) {
             return Some(id);
         }
         let r = self.graph.route(&self.topo, src, dst)?;
@@ -289,8 +289,9 @@ impl Engine {
         self.mem_paths.push(MemPath::new(&r, &self.dirs));
         self.routes.push(r);
         self.route_ends.push((src, dst));
-        if let Some(k) = key {
-            self.index[k] = Some(id);
+        if let Some((s, d)) = key {
+            let slots = end_slots(&self.topo);
+            self.index[s].get_or_insert_with(|| vec![None; slots].into_boxed_slice())[d] = Some(id);
         }
         Some(id)
     }

@@ -35,6 +35,8 @@ mod params;
 mod raw;
 mod validate;
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 pub use error::{ErrorKind, TopologyError};
@@ -456,25 +458,49 @@ impl Topology {
     pub fn type3_under(&self, hb: usize) -> Vec<usize> {
         let mut out = Vec::new();
         if let Some(h) = self.host_bridges.get(hb) {
+            // One pass over the elements instead of a `child_at` scan per
+            // port: the decode map calls this for every window whenever an
+            // engine is built, and `check --json` builds one per device.
+            let children = self.children();
             for p in 0..h.root_ports {
-                self.collect_type3(
-                    Attach::RootPort {
-                        host_bridge: hb,
-                        port: p,
-                    },
-                    &mut out,
-                );
+                let at = Attach::RootPort {
+                    host_bridge: hb,
+                    port: p,
+                };
+                self.collect_type3(&children, at, &mut out);
             }
         }
         out
     }
 
-    fn collect_type3(&self, at: Attach, out: &mut Vec<usize>) {
-        match self.child_at(at) {
-            Some(ElementRef::Type3(i)) => out.push(i),
-            Some(ElementRef::Switch(s)) => {
+    /// Every occupied port and what is plugged into it, with the same
+    /// precedence as [`Topology::child_at`] (validation refuses two
+    /// elements on one port anyway).
+    fn children(&self) -> HashMap<Attach, ElementRef> {
+        let mut map = HashMap::new();
+        let all =
+            (self.switches.iter().enumerate()).map(|(i, s)| (s.attach, ElementRef::Switch(i)));
+        let t3 = (self.type3.iter().enumerate()).map(|(i, d)| (d.attach, ElementRef::Type3(i)));
+        let acc = (self.accelerators.iter().enumerate())
+            .map(|(i, a)| (a.attach, ElementRef::Accelerator(i)));
+        for (at, e) in all.chain(t3).chain(acc) {
+            map.entry(at).or_insert(e);
+        }
+        map
+    }
+
+    fn collect_type3(
+        &self,
+        children: &HashMap<Attach, ElementRef>,
+        at: Attach,
+        out: &mut Vec<usize>,
+    ) {
+        match children.get(&at) {
+            Some(&ElementRef::Type3(i)) => out.push(i),
+            Some(&ElementRef::Switch(s)) => {
                 for p in 0..self.switches[s].downstream_ports {
-                    self.collect_type3(Attach::SwitchPort { switch: s, port: p }, out);
+                    let port = Attach::SwitchPort { switch: s, port: p };
+                    self.collect_type3(children, port, out);
                 }
             }
             _ => {}
