@@ -15,7 +15,7 @@
 //! Linux 5.14 and later, the rig's 6.1 included): `internal.data[0]` holds
 //! flags; with `KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES` set
 //! (only when userspace enabled `KVM_CAP_EXIT_ON_EMULATION_FAILURE`, which
-//! cxlvmm does not: a guest process must keep getting its #UD) the next two
+//! cxlvmm does only on request, `CXLVMM_EMULATE_SSE=1`, see `vector_mmio`) the next two
 //! words hold the instruction bytes; then five words of the vendor's exit
 //! information (`get_exit_info`): exit reason, info1, info2, interrupt info,
 //! error code. On AMD, a nested page fault (exit code 0x400) has the

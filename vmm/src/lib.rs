@@ -25,5 +25,6 @@ pub mod seccomp;
 pub mod timed;
 pub mod vclock;
 pub mod vcpu;
+pub mod vector_mmio;
 pub mod virtio;
 pub mod vm;

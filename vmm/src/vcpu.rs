@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 
 use devices::{Bus, ExitReason, ExitRequest};
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use vm_memory::Bytes;
 use vmm_sys_util::signal::{register_signal_handler, SIGRTMIN};
 
 use crate::timed::{Access, TimedMemory};
@@ -125,6 +126,88 @@ fn timed_access(
     Some(latency)
 }
 
+/// The MMIO exit path for an instruction cxlvmm completes itself: timed
+/// windows first, then the MMIO bus, then guest RAM (an operand may
+/// straddle into it); nothing there reads as all ones.
+struct ExitPath<'a> {
+    shared: &'a VcpuShared,
+    /// When the next access issues, in the virtual clock's ps.
+    issue_ps: Option<u64>,
+}
+
+impl ExitPath<'_> {
+    fn charged(&mut self, latency: Option<u64>) -> Option<u64> {
+        if let (Some(t), Some(l)) = (self.issue_ps.as_mut(), latency) {
+            *t += l;
+        }
+        latency
+    }
+}
+
+impl crate::vector_mmio::PhysicalAccess for ExitPath<'_> {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Option<u64> {
+        let l = timed_access(self.shared, gpa, Access::Read(buf), self.issue_ps);
+        if l.is_none()
+            && !self.shared.mmio.read(gpa, buf)
+            && self
+                .shared
+                .mem
+                .read_slice(buf, vm_memory::GuestAddress(gpa))
+                .is_err()
+        {
+            buf.fill(0xff);
+        }
+        self.charged(l)
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Option<u64> {
+        let l = timed_access(self.shared, gpa, Access::Write(data), self.issue_ps);
+        if l.is_none() && !self.shared.mmio.write(gpa, data) {
+            // Guest RAM, or nothing (an ignored write).
+            let _ = self
+                .shared
+                .mem
+                .write_slice(data, vm_memory::GuestAddress(gpa));
+        }
+        self.charged(l)
+    }
+}
+
+/// A failed emulation, returned by KVM with the instruction's bytes when
+/// `KVM_CAP_EXIT_ON_EMULATION_FAILURE` is on (see `vm::builder`), or
+/// without them for the kernel's own failures: completes an SSE move KVM cannot (`vector_mmio`);
+/// otherwise a user process gets the #UD KVM would have given it. None
+/// when the failure is the kernel's (fatal, as without the capability);
+/// else the modelled latency of a timed access.
+fn complete_failed_emulation(
+    vcpu: &VcpuFd,
+    shared: &VcpuShared,
+    insn: &[u8],
+    issue_ps: Option<u64>,
+) -> Option<Option<u64>> {
+    use crate::vector_mmio::{emulate, KvmCpu, Outcome};
+    let mut cpu = KvmCpu::new(vcpu, &shared.mem).ok()?;
+    let mut path = ExitPath { shared, issue_ps };
+    match emulate(&mut cpu, insn, &mut path) {
+        Outcome::Emulated { latency_ps } => {
+            cpu.commit().ok()?;
+            Some(latency_ps)
+        }
+        Outcome::Declined(_) if cpu.user_mode() => {
+            let mut events = vcpu.get_vcpu_events().ok()?;
+            events.exception.injected = 1;
+            events.exception.nr = UD_VECTOR;
+            events.exception.has_error_code = 0;
+            vcpu.set_vcpu_events(&events).ok()?;
+            Some(None)
+        }
+        Outcome::Declined(_) => None,
+    }
+}
+
+/// Invalid opcode.
+const UD_VECTOR: u8 = 6;
+
 fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option<VcpuClock>) {
     // With timed memory, every exit of every vCPU goes through the virtual
     // clock: its cost hidden, a timed access's latency shown
@@ -194,20 +277,32 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option
                 VcpuExit::InternalError => {
                     // SAFETY: after KVM_EXIT_INTERNAL_ERROR the kernel has filled
                     // the `internal` member of the kvm_run exit union.
-                    let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
-                    if suberror == INTERNAL_ERROR_EMULATION {
-                        shared.fail(crate::emulation_failure::describe(
-                            index,
-                            vcpu,
-                            &shared.mem,
-                            shared.regions.as_deref(),
-                        ));
-                    } else {
+                    let internal = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal };
+                    if internal.suberror != INTERNAL_ERROR_EMULATION {
                         shared.fail(format!(
-                            "vcpu{index}: KVM internal error, suberror {suberror}"
+                            "vcpu{index}: KVM internal error, suberror {}",
+                            internal.suberror
                         ));
+                        return;
                     }
-                    return;
+                    let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+                    let failure = crate::emulation_failure::Failure::from_kvm_data(
+                        rip,
+                        internal.ndata,
+                        &internal.data,
+                    );
+                    match complete_failed_emulation(vcpu, shared, &failure.insn, issue_ps) {
+                        Some(l) => latency = l,
+                        None => {
+                            shared.fail(crate::emulation_failure::describe(
+                                index,
+                                vcpu,
+                                &shared.mem,
+                                shared.regions.as_deref(),
+                            ));
+                            return;
+                        }
+                    }
                 }
                 VcpuExit::FailEntry(reason, cpu) => {
                     shared.fail(format!(

@@ -664,12 +664,98 @@ fn accelerator_copies_into_vram_and_writes_the_fence() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The SSE moves KVM's emulator lacks, on device registers: with a trapped
+/// window in the topology and CXLVMM_EMULATE_SSE=1 cxlvmm asks KVM for failed emulations and
+/// completes `movq` store/load and `movhps` itself (`vmm/src/vector_mmio`).
+/// The payload stores a value into an accelerator's 64-bit Q_BASE register
+/// with `movq m64, xmm0`, reads it back with a plain `mov`, then with
+/// `movq xmm1, m64`, then into xmm1's high half with `movhps`; it exits
+/// with 7 only if every step saw the value (else the failing step).
+fn sse_moves_on_mmio_are_completed_by_the_vmm() {
+    #[rustfmt::skip]
+    let code: &[u8] = &[
+        0x0f, 0x20, 0xe0,                               // mov rax, cr4
+        0x0d, 0x00, 0x06, 0x00, 0x00,                   // or eax, 0x600      ; OSFXSR, OSXMMEXCPT
+        0x0f, 0x22, 0xe0,                               // mov cr4, rax
+        0x48, 0x8b, 0x3c, 0x25, 0x00, 0x02, 0x10, 0x00, // mov rdi, [0x100200] ; BAR0
+        0x48, 0x8b, 0x14, 0x25, 0x10, 0x02, 0x10, 0x00, // mov rdx, [0x100210] ; the value
+        0x66, 0x48, 0x0f, 0x6e, 0xc2,                   // movq xmm0, rdx
+        0x66, 0x0f, 0xd6, 0x87, 0x00, 0x10, 0x00, 0x00, // movq [rdi+0x1000], xmm0 ; Q_BASE
+        0x48, 0x8b, 0x8f, 0x00, 0x10, 0x00, 0x00,       // mov rcx, [rdi+0x1000]
+        0xb0, 0x01,                                     // mov al, 1
+        0x48, 0x39, 0xd1,                               // cmp rcx, rdx
+        0x75, 0x2a,                                     // jne out
+        0xf3, 0x0f, 0x7e, 0x8f, 0x00, 0x10, 0x00, 0x00, // movq xmm1, [rdi+0x1000]
+        0x66, 0x48, 0x0f, 0x7e, 0xc9,                   // movq rcx, xmm1
+        0xb0, 0x02,                                     // mov al, 2
+        0x48, 0x39, 0xd1,                               // cmp rcx, rdx
+        0x75, 0x19,                                     // jne out
+        0x0f, 0x16, 0x8f, 0x00, 0x10, 0x00, 0x00,       // movhps xmm1, [rdi+0x1000]
+        0x66, 0x0f, 0x73, 0xd9, 0x08,                   // psrldq xmm1, 8
+        0x66, 0x48, 0x0f, 0x7e, 0xc9,                   // movq rcx, xmm1
+        0xb0, 0x03,                                     // mov al, 3
+        0x48, 0x39, 0xd1,                               // cmp rcx, rdx
+        0x75, 0x02,                                     // jne out
+        0xb0, 0x07,                                     // mov al, 7
+        0xe6, 0xf4,                                     // out: out 0xf4, al
+        0xf4,                                           // hlt
+        0xeb, 0xfd,                                     // jmp hlt
+    ];
+    let dir = scratch("sse-mmio");
+    let topo_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/accelerators.toml");
+    let topo =
+        fabric::topology::Topology::from_toml_str(&std::fs::read_to_string(topo_path).unwrap())
+            .unwrap();
+    let mem = 128u64 << 20;
+    let plan = vmm::cxl::plan::plan(
+        &topo,
+        (vmm::layout::CXL_MMIO32_START, vmm::layout::CXL_MMIO32_END),
+        vmm::memory::ram_end(mem),
+    )
+    .unwrap();
+    let gpu0 = plan
+        .functions
+        .iter()
+        .find(|f| f.kind == vmm::cxl::plan::FunctionKind::Accelerator { index: 0 })
+        .unwrap();
+    let bar0 = gpu0.bars.iter().find(|b| b.0 == 0).unwrap().1;
+    let mut image = vec![0u8; 0x220];
+    image[..code.len()].copy_from_slice(code);
+    image[0x200..0x208].copy_from_slice(&bar0.to_le_bytes());
+    image[0x210..0x218].copy_from_slice(&0x0000_0012_3456_7000u64.to_le_bytes());
+    let kernel = dir.join("sse.elf");
+    std::fs::write(&kernel, elf(&image)).unwrap();
+    let out = cxlvmm()
+        .args(["run", "--no-kvm-check", "--vcpus", "1", "--memory", "128M"])
+        .args([
+            "--timeout",
+            "60",
+            "--memory-mode",
+            "trapped",
+            "--topology",
+            topo_path,
+        ])
+        .arg("--kernel")
+        .arg(&kernel)
+        .env("CXLVMM_EMULATE_SSE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let kvm = Path::new("/dev/kvm").exists();
     let pvm = Path::new("/sys/module/kvm_pvm").exists();
     if !kvm {
         eprintln!("kvm_payload: no /dev/kvm on this host: the tests that run a guest are ignored");
+    }
+    if pvm {
+        eprintln!(
+            "kvm_payload: host KVM is kvm_pvm: the SSE-on-MMIO test needs hardware KVM and is ignored"
+        );
     }
     if !pvm {
         eprintln!(
@@ -688,6 +774,13 @@ fn main() -> ExitCode {
             "accelerator_copies_into_vram_and_writes_the_fence",
             accelerator_copies_into_vram_and_writes_the_fence,
             kvm,
+        ),
+        test(
+            "sse_moves_on_mmio_are_completed_by_the_vmm",
+            sse_moves_on_mmio_are_completed_by_the_vmm,
+            // kvm_pvm emulates the payload's register-to-register SSE
+            // moves too (and fails them), so only hardware KVM can run it.
+            kvm && !pvm,
         ),
         test(
             "payload_prints_cmdline_and_exits_with_e820_count",

@@ -106,6 +106,10 @@ prc=$?
 got=$(cut -d' ' -f1 </tmp/prog.out)
 [ -n "$node" ] && [ "$got" = "$want" ]
 check program $? "md5sum with its memory on node '$node': exit $prc, '$got', $(tr '\n' ' ' </tmp/prog.err)"
+# On SIGILL the kernel names the faulting instruction's place
+# (show_unhandled_signals): "traps: md5sum[pid] trap invalid opcode ip:...
+# in libc.so.6[...]".
+[ "$prc" = 132 ] && echo "TIMED-FIGURE sigill: $(dmesg | grep -a 'invalid opcode' | tail -2 | tr '\n' ' ')"
 
 # (Booting switches from tsc-early to tsc; any later switch, a watchdog
 # complaint or an unstable TSC is a failure.)

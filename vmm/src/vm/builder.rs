@@ -102,6 +102,9 @@ impl<'a> MachineBuilder<'a> {
             .map_err(kvm_err("set TSS address"))?;
         vm.set_identity_map_address(KVM_IDENTITY_MAP_START)
             .map_err(kvm_err("set identity map address"))?;
+        if crate::cpuid_vector::needed(cfg.topology.as_ref()) && sse_emulation_requested() {
+            exit_on_emulation_failure(&vm)?;
+        }
         let irq = interrupt_controller(&vm)?;
         let mem = memory(&vm, cfg.mem_size)?;
         let exit = ExitRequest::new().map_err(io_err("exit eventfd"))?;
@@ -475,6 +478,33 @@ fn api_context(
         timed,
         clock,
     }))
+}
+
+/// Whether `CXLVMM_EMULATE_SSE=1` asks for the SSE moves KVM cannot
+/// emulate on trapped and timed memory to be completed by cxlvmm
+/// (`vector_mmio`). Opt-in while it is experimental: in the nested rig the
+/// moves complete with the right values, but the guest has then
+/// triple-faulted a few instructions later (docs/timed-mode.md).
+fn sse_emulation_requested() -> bool {
+    std::env::var("CXLVMM_EMULATE_SSE").is_ok_and(|v| v == "1")
+}
+
+/// Failed instruction emulations come back to cxlvmm with their bytes
+/// instead of becoming the guest's #UD, so that the SSE moves KVM cannot
+/// emulate on trapped and timed memory are completed (`vector_mmio`). A
+/// KVM without the capability (before Linux 5.14) leaves them #UD, as
+/// before.
+fn exit_on_emulation_failure(vm: &VmFd) -> Result<(), VmError> {
+    let cap = kvm_bindings::kvm_enable_cap {
+        cap: kvm_bindings::KVM_CAP_EXIT_ON_EMULATION_FAILURE,
+        args: [1, 0, 0, 0],
+        ..Default::default()
+    };
+    if vm.check_extension_raw(u64::from(cap.cap)) > 0 {
+        vm.enable_cap(&cap)
+            .map_err(kvm_err("enable KVM_CAP_EXIT_ON_EMULATION_FAILURE"))?;
+    }
+    Ok(())
 }
 
 /// The in-kernel IOAPIC/PIC/LAPICs and the PIT; the GSI routing table

@@ -1,0 +1,227 @@
+//! Decoding the SSE moves KVM's instruction emulator leaves out.
+//!
+//! arch/x86/kvm/emulate.c decodes `movups`/`movupd`, `movaps`/`movapd`,
+//! `movdqa`/`movdqu`, `movntps`/`movntpd`/`movntdq` and `movnti` on MMIO,
+//! but its two-byte opcode table has no entry (`N`) for these, which
+//! compilers emit for ordinary scalar and struct code:
+//!
+//! | encoding | instruction | access |
+//! |---|---|---|
+//! | F3 0F 10 / 11 | `movss` xmm ↔ m32 | 4 B, a load clears bits 32–127 |
+//! | F2 0F 10 / 11 | `movsd` xmm ↔ m64 | 8 B, a load clears bits 64–127 |
+//! | (66) 0F 12 / 13 | `movlps`/`movlpd` xmm ↔ m64 | 8 B, low half, rest kept |
+//! | (66) 0F 16 / 17 | `movhps`/`movhpd` xmm ↔ m64 | 8 B, high half, rest kept |
+//! | 66 (REX.W) 0F 6E | `movd`/`movq` xmm ← m32/m64 | 4/8 B, rest cleared |
+//! | 66 (REX.W) 0F 7E | `movd`/`movq` m32/m64 ← xmm | 4/8 B from the low end |
+//! | F3 0F 7E | `movq` xmm ← m64 | 8 B, rest cleared |
+//! | 66 0F D6 | `movq` m64 ← xmm | 8 B from the low end |
+//!
+//! Only the memory forms (ModRM.mod ≠ 3), in 64-bit mode. Anything else is
+//! left to the caller (KVM's own #UD for a user process).
+
+/// Which part of the XMM register a memory access reads or writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lanes {
+    /// Bytes `0..width` of the register; a load clears the rest.
+    LowClearRest,
+    /// Bytes `0..8`; a load keeps bytes 8..16.
+    LowHalf,
+    /// Bytes `8..16`; a load keeps bytes 0..8.
+    HighHalf,
+}
+
+impl Lanes {
+    /// First register byte the access covers.
+    pub fn offset(self) -> usize {
+        match self {
+            Lanes::HighHalf => 8,
+            _ => 0,
+        }
+    }
+}
+
+/// A memory operand: `seg:[base + index * scale + disp]`, or
+/// `[rip + disp]` (relative to the next instruction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemOperand {
+    pub base: Option<u8>,
+    pub index: Option<u8>,
+    pub scale: u8,
+    pub disp: i64,
+    pub rip_relative: bool,
+    /// A 0x67 prefix: the address is computed in 32 bits.
+    pub addr32: bool,
+    pub segment: Segment,
+}
+
+/// Segments whose base counts in 64-bit mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Flat,
+    Fs,
+    Gs,
+}
+
+impl MemOperand {
+    /// The linear address, given the 16 general registers (rax, rcx, rdx,
+    /// rbx, rsp, rbp, rsi, rdi, r8–r15), the next instruction's address
+    /// and the segment's base.
+    pub fn linear(&self, gpr: &[u64; 16], next_rip: u64, segment_base: u64) -> u64 {
+        let mut a = self.disp as u64;
+        if self.rip_relative {
+            a = a.wrapping_add(next_rip);
+        }
+        if let Some(b) = self.base {
+            a = a.wrapping_add(gpr[usize::from(b)]);
+        }
+        if let Some(i) = self.index {
+            a = a.wrapping_add(gpr[usize::from(i)].wrapping_mul(u64::from(self.scale)));
+        }
+        if self.addr32 {
+            a &= 0xffff_ffff;
+        }
+        a.wrapping_add(segment_base)
+    }
+}
+
+/// One decoded move between an XMM register and memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VectorMove {
+    /// Instruction length in bytes.
+    pub len: usize,
+    pub store: bool,
+    /// XMM register number (0–15).
+    pub xmm: u8,
+    /// Bytes of memory accessed.
+    pub width: usize,
+    pub lanes: Lanes,
+    pub mem: MemOperand,
+}
+
+/// The mandatory prefix of an SSE opcode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mandatory {
+    None,
+    P66,
+    F3,
+    F2,
+}
+
+/// (store, width, lanes) of the opcodes this module handles.
+fn operation(prefix: Mandatory, op: u8, rex_w: bool) -> Option<(bool, usize, Lanes)> {
+    use Lanes::*;
+    use Mandatory::*;
+    Some(match (prefix, op) {
+        (F3, 0x10) => (false, 4, LowClearRest),
+        (F3, 0x11) => (true, 4, LowClearRest),
+        (F2, 0x10) => (false, 8, LowClearRest),
+        (F2, 0x11) => (true, 8, LowClearRest),
+        (None | P66, 0x12) => (false, 8, LowHalf),
+        (None | P66, 0x13) => (true, 8, LowHalf),
+        (None | P66, 0x16) => (false, 8, HighHalf),
+        (None | P66, 0x17) => (true, 8, HighHalf),
+        (P66, 0x6e) => (false, if rex_w { 8 } else { 4 }, LowClearRest),
+        (P66, 0x7e) => (true, if rex_w { 8 } else { 4 }, LowClearRest),
+        (F3, 0x7e) => (false, 8, LowClearRest),
+        (P66, 0xd6) => (true, 8, LowHalf),
+        _ => return Option::None,
+    })
+}
+
+/// Decodes `bytes` (as fetched at RIP, 64-bit mode) if it is one of the
+/// moves in the table above with a memory operand.
+pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
+    let mut at = 0;
+    let (mut p66, mut rep, mut addr32, mut segment) =
+        (false, Mandatory::None, false, Segment::Flat);
+    // Legacy prefixes, in any order; the last of F2/F3 counts.
+    loop {
+        match *bytes.get(at)? {
+            0x66 => p66 = true,
+            0xf2 => rep = Mandatory::F2,
+            0xf3 => rep = Mandatory::F3,
+            0x67 => addr32 = true,
+            0x64 => segment = Segment::Fs,
+            0x65 => segment = Segment::Gs,
+            // CS/SS/DS/ES overrides have no effect in 64-bit mode.
+            0x26 | 0x2e | 0x36 | 0x3e => {}
+            _ => break,
+        }
+        at += 1;
+        // An instruction is at most 15 bytes.
+        if at >= 15 {
+            return None;
+        }
+    }
+    // REX must come right before the opcode.
+    let mut rex = 0u8;
+    if (0x40..=0x4f).contains(bytes.get(at)?) {
+        rex = bytes[at];
+        at += 1;
+    }
+    if *bytes.get(at)? != 0x0f {
+        return None;
+    }
+    let op = *bytes.get(at + 1)?;
+    at += 2;
+    // F2/F3 take precedence over 66 as the mandatory prefix.
+    let prefix = match (rep, p66) {
+        (Mandatory::None, true) => Mandatory::P66,
+        (r, _) => r,
+    };
+    let (store, width, lanes) = operation(prefix, op, rex & 0x08 != 0)?;
+    let modrm = *bytes.get(at)?;
+    at += 1;
+    let (md, reg, rm) = (modrm >> 6, (modrm >> 3) & 7, modrm & 7);
+    if md == 3 {
+        return None;
+    }
+    let (rex_r, rex_x, rex_b) = ((rex >> 2) & 1, (rex >> 1) & 1, rex & 1);
+    let mut mem = MemOperand {
+        base: None,
+        index: None,
+        scale: 1,
+        disp: 0,
+        rip_relative: false,
+        addr32,
+        segment,
+    };
+    let mut disp_len = match md {
+        1 => 1,
+        2 => 4,
+        _ => 0,
+    };
+    if rm == 4 {
+        let sib = *bytes.get(at)?;
+        at += 1;
+        let (ss, idx, base) = (sib >> 6, ((sib >> 3) & 7) | (rex_x << 3), (sib & 7));
+        mem.scale = 1 << ss;
+        // Index 100b without REX.X means none.
+        mem.index = (idx != 4).then_some(idx);
+        if base == 5 && md == 0 {
+            disp_len = 4;
+        } else {
+            mem.base = Some(base | (rex_b << 3));
+        }
+    } else if rm == 5 && md == 0 {
+        mem.rip_relative = true;
+        disp_len = 4;
+    } else {
+        mem.base = Some(rm | (rex_b << 3));
+    }
+    let disp = bytes.get(at..at + disp_len)?;
+    mem.disp = match disp_len {
+        1 => i64::from(disp[0] as i8),
+        4 => i64::from(i32::from_le_bytes([disp[0], disp[1], disp[2], disp[3]])),
+        _ => 0,
+    };
+    at += disp_len;
+    (at <= 15).then_some(VectorMove {
+        len: at,
+        store,
+        xmm: reg | (rex_r << 3),
+        width,
+        lanes,
+        mem,
+    })
+}

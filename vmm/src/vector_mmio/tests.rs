@@ -1,0 +1,371 @@
+use std::collections::HashMap;
+
+use super::decode::MemOperand;
+use super::*;
+
+/// Encodings as GNU as 2.40 writes them (objdump beside each).
+fn dec(bytes: &[u8]) -> VectorMove {
+    decode(bytes).unwrap_or_else(|| panic!("{bytes:02x?} did not decode"))
+}
+
+fn mem(base: Option<u8>, index: Option<u8>, scale: u8, disp: i64) -> MemOperand {
+    MemOperand {
+        base,
+        index,
+        scale,
+        disp,
+        rip_relative: false,
+        addr32: false,
+        segment: Segment::Flat,
+    }
+}
+
+#[test]
+fn decodes_each_move_kvm_lacks() {
+    // movq %xmm0,0x1d9f48(%rip): busybox md5sum's store that died of SIGILL.
+    let m = dec(&[0x66, 0x0f, 0xd6, 0x05, 0x48, 0x9f, 0x1d, 0x00]);
+    assert_eq!((m.len, m.store, m.xmm, m.width), (8, true, 0, 8));
+    assert!(m.mem.rip_relative);
+    assert_eq!(m.mem.disp, 0x1d9f48);
+    assert_eq!(m.mem.linear(&[0; 16], 0x1000, 0), 0x1000 + 0x1d9f48);
+
+    // movsd (%rax),%xmm1
+    let m = dec(&[0xf2, 0x0f, 0x10, 0x08]);
+    assert_eq!(
+        (m.len, m.store, m.xmm, m.width, m.lanes),
+        (4, false, 1, 8, Lanes::LowClearRest)
+    );
+    assert_eq!(m.mem, mem(Some(0), None, 1, 0));
+    // movsd %xmm9,0x8(%rsp)
+    let m = dec(&[0xf2, 0x44, 0x0f, 0x11, 0x4c, 0x24, 0x08]);
+    assert_eq!((m.len, m.store, m.xmm, m.width), (7, true, 9, 8));
+    assert_eq!(m.mem, mem(Some(4), None, 1, 8));
+    // movss -0x4(%rbp),%xmm2
+    let m = dec(&[0xf3, 0x0f, 0x10, 0x55, 0xfc]);
+    assert_eq!((m.len, m.store, m.xmm, m.width), (5, false, 2, 4));
+    assert_eq!(m.mem, mem(Some(5), None, 1, -4));
+    // movss %xmm3,(%rdi,%rcx,4)
+    let m = dec(&[0xf3, 0x0f, 0x11, 0x1c, 0x8f]);
+    assert_eq!((m.len, m.store, m.xmm, m.width), (5, true, 3, 4));
+    assert_eq!(m.mem, mem(Some(7), Some(1), 4, 0));
+    // movlps %xmm4,0x10(%rsi)
+    let m = dec(&[0x0f, 0x13, 0x66, 0x10]);
+    assert_eq!(
+        (m.len, m.store, m.xmm, m.width, m.lanes),
+        (4, true, 4, 8, Lanes::LowHalf)
+    );
+    // movlpd 0x100(%rdx),%xmm5
+    let m = dec(&[0x66, 0x0f, 0x12, 0xaa, 0x00, 0x01, 0x00, 0x00]);
+    assert_eq!(
+        (m.len, m.store, m.xmm, m.lanes),
+        (8, false, 5, Lanes::LowHalf)
+    );
+    assert_eq!(m.mem, mem(Some(2), None, 1, 0x100));
+    // movhps %xmm6,(%r12)
+    let m = dec(&[0x41, 0x0f, 0x17, 0x34, 0x24]);
+    assert_eq!(
+        (m.len, m.store, m.xmm, m.lanes),
+        (5, true, 6, Lanes::HighHalf)
+    );
+    assert_eq!(m.mem, mem(Some(12), None, 1, 0));
+    // movhpd 0x0(%r13,%r14,8),%xmm7
+    let m = dec(&[0x66, 0x43, 0x0f, 0x16, 0x7c, 0xf5, 0x00]);
+    assert_eq!(
+        (m.len, m.store, m.xmm, m.lanes),
+        (7, false, 7, Lanes::HighHalf)
+    );
+    assert_eq!(m.mem, mem(Some(13), Some(14), 8, 0));
+    // movd 0xc(%rbx),%xmm8
+    let m = dec(&[0x66, 0x44, 0x0f, 0x6e, 0x43, 0x0c]);
+    assert_eq!((m.len, m.store, m.xmm, m.width), (6, false, 8, 4));
+    // movd %xmm10,(%r8)
+    let m = dec(&[0x66, 0x45, 0x0f, 0x7e, 0x10]);
+    assert_eq!((m.len, m.store, m.xmm, m.width), (5, true, 10, 4));
+    assert_eq!(m.mem, mem(Some(8), None, 1, 0));
+    // movq %xmm1,(%rax) in its REX.W 0F 7E form
+    let m = dec(&[0x66, 0x48, 0x0f, 0x7e, 0x08]);
+    assert_eq!((m.len, m.store, m.xmm, m.width), (5, true, 1, 8));
+    // movq 0x8(%r9),%xmm11
+    let m = dec(&[0xf3, 0x45, 0x0f, 0x7e, 0x59, 0x08]);
+    assert_eq!((m.len, m.store, m.xmm, m.width), (6, false, 11, 8));
+    // movq %xmm12,%fs:0x28 (SIB, no base, no index)
+    let m = dec(&[0x64, 0x66, 0x44, 0x0f, 0xd6, 0x24, 0x25, 0x28, 0, 0, 0]);
+    assert_eq!((m.len, m.store, m.xmm), (11, true, 12));
+    assert_eq!(m.mem.segment, Segment::Fs);
+    assert_eq!((m.mem.base, m.mem.index, m.mem.disp), (None, None, 0x28));
+    assert_eq!(m.mem.linear(&[7; 16], 0, 0x7000), 0x7028);
+    // movq %xmm14,0x10(,%rcx,2)
+    let m = dec(&[0x66, 0x44, 0x0f, 0xd6, 0x34, 0x4d, 0x10, 0, 0, 0]);
+    assert_eq!(
+        (m.mem.base, m.mem.index, m.mem.scale, m.mem.disp),
+        (None, Some(1), 2, 0x10)
+    );
+    let mut gpr = [0; 16];
+    gpr[1] = 0x100;
+    assert_eq!(m.mem.linear(&gpr, 0, 0), 0x210);
+    // movd (%eax),%xmm15: 32-bit address
+    let m = dec(&[0x67, 0x66, 0x44, 0x0f, 0x6e, 0x38]);
+    assert_eq!((m.len, m.xmm), (6, 15));
+    gpr[0] = 0xffff_ffff_0000_1234;
+    assert_eq!(m.mem.linear(&gpr, 0, 0), 0x1234);
+    // movq %gs:(%rbx),%xmm0
+    let m = dec(&[0x65, 0xf3, 0x0f, 0x7e, 0x03]);
+    assert_eq!((m.mem.segment, m.mem.base), (Segment::Gs, Some(3)));
+}
+
+#[test]
+fn leaves_what_kvm_handles_and_register_forms_alone() {
+    // movups %xmm0,(%rax): KVM's own emulator has it.
+    assert_eq!(decode(&[0x0f, 0x11, 0x00]), None);
+    // movq %xmm0,%xmm1: no memory operand.
+    assert_eq!(decode(&[0xf3, 0x0f, 0x7e, 0xc8]), None);
+    // A plain mov, a truncated instruction, a REX before a prefix.
+    assert_eq!(decode(&[0x48, 0x89, 0x07]), None);
+    assert_eq!(decode(&[0x66, 0x0f, 0xd6]), None);
+    assert_eq!(decode(&[0x66, 0x0f, 0xd6, 0x05, 0x48]), None);
+    assert_eq!(decode(&[0x48, 0x66, 0x0f, 0xd6, 0x00]), None);
+    // Fifteen prefixes: longer than any instruction.
+    assert_eq!(decode(&[0x66; 20]), None);
+    assert_eq!(decode(&[]), None);
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..200_000 {
+        let mut b = [0u8; 15];
+        for v in &mut b {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *v = x as u8;
+        }
+        // Bias towards the interesting opcode space.
+        b[(x >> 40) as usize % 4] = 0x0f;
+        if let Some(m) = decode(&b) {
+            assert!(m.len <= 15 && m.xmm < 16 && matches!(m.width, 4 | 8));
+        }
+    }
+}
+
+struct FakeCpu {
+    gpr: [u64; 16],
+    rip: u64,
+    long_mode: bool,
+    xmm: [[u8; 16]; 16],
+    fs: u64,
+    /// Linear page → guest-physical page.
+    pages: HashMap<u64, u64>,
+}
+
+impl FakeCpu {
+    fn new() -> Self {
+        FakeCpu {
+            gpr: [0; 16],
+            rip: 0x40_0000,
+            long_mode: true,
+            xmm: [[0; 16]; 16],
+            fs: 0,
+            pages: HashMap::new(),
+        }
+    }
+}
+
+impl VcpuView for FakeCpu {
+    fn gpr(&self) -> [u64; 16] {
+        self.gpr
+    }
+    fn rip(&self) -> u64 {
+        self.rip
+    }
+    fn long_mode(&self) -> bool {
+        self.long_mode
+    }
+    fn segment_base(&self, s: Segment) -> u64 {
+        match s {
+            Segment::Fs => self.fs,
+            _ => 0,
+        }
+    }
+    fn xmm(&self, i: u8) -> [u8; 16] {
+        self.xmm[usize::from(i)]
+    }
+    fn set_xmm(&mut self, i: u8, v: [u8; 16]) {
+        self.xmm[usize::from(i)] = v;
+    }
+    fn set_rip(&mut self, rip: u64) {
+        self.rip = rip;
+    }
+    fn translate(&self, linear: u64) -> Option<u64> {
+        self.pages
+            .get(&(linear & !0xfff))
+            .map(|p| p | (linear & 0xfff))
+    }
+}
+
+/// Guest-physical bytes; every access costs 1000 ps.
+#[derive(Default)]
+struct FakeMemory {
+    bytes: HashMap<u64, u8>,
+    accesses: Vec<(u64, usize, bool)>,
+}
+
+impl PhysicalAccess for FakeMemory {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Option<u64> {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = *self.bytes.get(&(gpa + i as u64)).unwrap_or(&0);
+        }
+        self.accesses.push((gpa, buf.len(), false));
+        Some(1000)
+    }
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Option<u64> {
+        for (i, b) in data.iter().enumerate() {
+            self.bytes.insert(gpa + i as u64, *b);
+        }
+        self.accesses.push((gpa, data.len(), true));
+        Some(1000)
+    }
+}
+
+fn pattern(seed: u8) -> [u8; 16] {
+    std::array::from_fn(|i| seed.wrapping_add(i as u8))
+}
+
+#[test]
+fn a_store_writes_the_low_quadword_and_moves_rip() {
+    let mut cpu = FakeCpu::new();
+    cpu.xmm[0] = pattern(0x10);
+    // movq %xmm0,0x1d9f48(%rip); the target page maps to GPA 0x1_0000_0000.
+    let insn = [0x66, 0x0f, 0xd6, 0x05, 0x48, 0x9f, 0x1d, 0x00];
+    let target = 0x40_0008 + 0x1d9f48;
+    cpu.pages.insert(target & !0xfff, 0x1_0000_0000);
+    let mut mem = FakeMemory::default();
+    let out = emulate(&mut cpu, &insn, &mut mem);
+    assert_eq!(
+        out,
+        Outcome::Emulated {
+            latency_ps: Some(1000)
+        }
+    );
+    assert_eq!(cpu.rip, 0x40_0008);
+    let gpa = 0x1_0000_0000 | (target & 0xfff);
+    assert_eq!(mem.accesses, vec![(gpa, 8, true)]);
+    let got: Vec<u8> = (0..8).map(|i| mem.bytes[&(gpa + i)]).collect();
+    assert_eq!(got, pattern(0x10)[..8]);
+}
+
+#[test]
+fn loads_clear_or_keep_the_rest_of_the_register_as_the_instruction_says() {
+    let mut mem = FakeMemory::default();
+    for i in 0..16 {
+        mem.bytes.insert(0x2000 + i, 0xa0 + i as u8);
+    }
+    let run = |insn: &[u8], mem: &mut FakeMemory| {
+        let mut cpu = FakeCpu::new();
+        cpu.gpr[0] = 0x7000;
+        cpu.pages.insert(0x7000, 0x2000);
+        cpu.xmm[1] = [0x55; 16];
+        assert!(matches!(
+            emulate(&mut cpu, insn, mem),
+            Outcome::Emulated { .. }
+        ));
+        assert_eq!(cpu.rip, 0x40_0000 + insn.len() as u64);
+        cpu.xmm[1]
+    };
+    let mem_byte = |i: usize| 0xa0 + i as u8;
+    // movsd (%rax),%xmm1: 8 bytes, upper half cleared.
+    let r = run(&[0xf2, 0x0f, 0x10, 0x08], &mut mem);
+    assert!((0..8).all(|i| r[i] == mem_byte(i)) && r[8..].iter().all(|&b| b == 0));
+    // movss (%rax),%xmm1: 4 bytes, the rest cleared.
+    let r = run(&[0xf3, 0x0f, 0x10, 0x08], &mut mem);
+    assert!((0..4).all(|i| r[i] == mem_byte(i)) && r[4..].iter().all(|&b| b == 0));
+    // movlpd (%rax),%xmm1: low half replaced, high half kept.
+    let r = run(&[0x66, 0x0f, 0x12, 0x08], &mut mem);
+    assert!((0..8).all(|i| r[i] == mem_byte(i)) && r[8..].iter().all(|&b| b == 0x55));
+    // movhps (%rax),%xmm1: high half replaced, low half kept.
+    let r = run(&[0x0f, 0x16, 0x08], &mut mem);
+    assert!(r[..8].iter().all(|&b| b == 0x55) && (0..8).all(|i| r[8 + i] == mem_byte(i)));
+}
+
+#[test]
+fn movhps_stores_the_high_half() {
+    let mut cpu = FakeCpu::new();
+    cpu.xmm[6] = pattern(0x30);
+    cpu.gpr[12] = 0x9000;
+    cpu.pages.insert(0x9000, 0x5000);
+    let mut mem = FakeMemory::default();
+    // movhps %xmm6,(%r12)
+    emulate(&mut cpu, &[0x41, 0x0f, 0x17, 0x34, 0x24], &mut mem);
+    let got: Vec<u8> = (0..8).map(|i| mem.bytes[&(0x5000 + i)]).collect();
+    assert_eq!(got, pattern(0x30)[8..]);
+}
+
+#[test]
+fn an_operand_across_two_pages_goes_to_both_and_is_charged_twice() {
+    let mut cpu = FakeCpu::new();
+    cpu.xmm[9] = pattern(0x80);
+    cpu.gpr[4] = 0x3ffc - 8; // 0x8(%rsp) = 0x3ffc: 4 bytes on each page
+    cpu.pages.insert(0x3000, 0x10_0000);
+    cpu.pages.insert(0x4000, 0x20_0000);
+    let mut mem = FakeMemory::default();
+    // movsd %xmm9,0x8(%rsp)
+    let out = emulate(
+        &mut cpu,
+        &[0xf2, 0x44, 0x0f, 0x11, 0x4c, 0x24, 0x08],
+        &mut mem,
+    );
+    assert_eq!(
+        out,
+        Outcome::Emulated {
+            latency_ps: Some(2000)
+        }
+    );
+    assert_eq!(
+        mem.accesses,
+        vec![(0x10_0ffc, 4, true), (0x20_0000, 4, true)]
+    );
+    assert_eq!(mem.bytes[&0x20_0000], 0x84);
+}
+
+#[test]
+fn declines_leave_the_vcpu_untouched() {
+    let mut mem = FakeMemory::default();
+    // Not a move it knows.
+    let mut cpu = FakeCpu::new();
+    let out = emulate(&mut cpu, &[0x0f, 0x11, 0x00], &mut mem);
+    assert!(matches!(out, Outcome::Declined(_)));
+    // Not in 64-bit mode.
+    let mut cpu = FakeCpu::new();
+    cpu.long_mode = false;
+    assert!(matches!(
+        emulate(&mut cpu, &[0xf2, 0x0f, 0x10, 0x08], &mut mem),
+        Outcome::Declined(_)
+    ));
+    // Operand not mapped (no page for the second half).
+    let mut cpu = FakeCpu::new();
+    cpu.gpr[0] = 0x3ffc;
+    cpu.pages.insert(0x3000, 0x10_0000);
+    cpu.xmm[1] = [9; 16];
+    assert!(matches!(
+        emulate(&mut cpu, &[0xf2, 0x0f, 0x10, 0x08], &mut mem),
+        Outcome::Declined(_)
+    ));
+    assert_eq!((cpu.rip, cpu.xmm[1]), (0x40_0000, [9; 16]));
+    assert!(mem.accesses.is_empty());
+}
+
+#[test]
+fn fs_segment_base_is_added() {
+    let mut cpu = FakeCpu::new();
+    cpu.fs = 0x7fff_0000;
+    cpu.xmm[12] = pattern(1);
+    cpu.pages.insert(0x7fff_0000, 0x8000);
+    let mut mem = FakeMemory::default();
+    // movq %xmm12,%fs:0x28
+    emulate(
+        &mut cpu,
+        &[0x64, 0x66, 0x44, 0x0f, 0xd6, 0x24, 0x25, 0x28, 0, 0, 0],
+        &mut mem,
+    );
+    assert_eq!(mem.accesses, vec![(0x8028, 8, true)]);
+}
