@@ -89,6 +89,11 @@ echo "TIMED-MARK inject-event"
 until_ok 5000 raised
 check inject-event $? "interrupts of $pcidev $before -> $(irqs)"
 
+# SSE moves (movq, movhps, movsd) on the timed region's devdax: KVM cannot
+# emulate them; cxlvmm completes them (run.sh sets CXLVMM_EMULATE_SSE=1).
+cxlvmm-ssemove "/dev/$dax" 2000 >/tmp/sse.json 2>&1
+check sse-moves $? "$(head -c 300 /tmp/sse.json)"
+
 # An ordinary program with its data on the timed node: the region onlined
 # as movable system RAM (so page tables and other kernel allocations stay
 # off it), the program's pages bound there.
