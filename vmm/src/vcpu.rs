@@ -175,10 +175,10 @@ impl crate::vector_mmio::PhysicalAccess for ExitPath<'_> {
 
 /// A failed emulation, returned by KVM with the instruction's bytes when
 /// `KVM_CAP_EXIT_ON_EMULATION_FAILURE` is on (see `vm::builder`), or
-/// without them for the kernel's own failures: completes an SSE move KVM cannot (`vector_mmio`);
-/// otherwise a user process gets the #UD KVM would have given it. None
-/// when the failure is the kernel's (fatal, as without the capability);
-/// else the modelled latency of a timed access.
+/// without them for the kernel's own failures: completes an SSE move KVM
+/// cannot (`vector_mmio`); otherwise a user process gets the #UD KVM would
+/// have given it. None when the failure is the kernel's (fatal, as without
+/// the capability); else the modelled latency of a timed access.
 fn complete_failed_emulation(
     vcpu: &VcpuFd,
     shared: &VcpuShared,

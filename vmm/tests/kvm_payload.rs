@@ -617,21 +617,19 @@ const ACCEL_CODE: &[u8] = &[
     0xeb, 0xfd,                                     // jmp hlt
 ];
 
-/// An accelerator of `examples/accelerators.toml` on the real machine: its
-/// BAR0 registers trap to the device, its VRAM is guest memory at BAR2, and
-/// a DMA it is told to do completes without the guest polling the device.
-fn accelerator_copies_into_vram_and_writes_the_fence() {
-    use devices::accel::command::build;
-    let dir = scratch("accel");
-    let topo_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/accelerators.toml");
-    let topo =
-        fabric::topology::Topology::from_toml_str(&std::fs::read_to_string(topo_path).unwrap())
-            .unwrap();
-    let mem = 128u64 << 20;
+const ACCEL_TOPOLOGY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/accelerators.toml");
+
+/// Where the VMM's plan puts BAR `index` of gpu0 of `ACCEL_TOPOLOGY` in a
+/// 128 MiB guest (the payloads run with `--memory 128M`).
+fn gpu0_bar(index: usize) -> u64 {
+    let topo = fabric::topology::Topology::from_toml_str(
+        &std::fs::read_to_string(ACCEL_TOPOLOGY).unwrap(),
+    )
+    .unwrap();
     let plan = vmm::cxl::plan::plan(
         &topo,
         (vmm::layout::CXL_MMIO32_START, vmm::layout::CXL_MMIO32_END),
-        vmm::memory::ram_end(mem),
+        vmm::memory::ram_end(128 << 20),
     )
     .unwrap();
     let gpu0 = plan
@@ -639,8 +637,17 @@ fn accelerator_copies_into_vram_and_writes_the_fence() {
         .iter()
         .find(|f| f.kind == vmm::cxl::plan::FunctionKind::Accelerator { index: 0 })
         .unwrap();
-    let bar = |i| gpu0.bars.iter().find(|b| b.0 == i).unwrap().1;
-    let (bar0, bar2) = (bar(0), bar(2));
+    gpu0.bars.iter().find(|b| b.0 == index).unwrap().1
+}
+
+/// An accelerator of `examples/accelerators.toml` on the real machine: its
+/// BAR0 registers trap to the device, its VRAM is guest memory at BAR2, and
+/// a DMA it is told to do completes without the guest polling the device.
+fn accelerator_copies_into_vram_and_writes_the_fence() {
+    use devices::accel::command::build;
+    let dir = scratch("accel");
+    let topo_path = ACCEL_TOPOLOGY;
+    let (bar0, bar2) = (gpu0_bar(0), gpu0_bar(2));
     let mut image = vec![0u8; 0x840];
     image[..ACCEL_CODE.len()].copy_from_slice(ACCEL_CODE);
     image[0x200..0x208].copy_from_slice(&bar0.to_le_bytes());
@@ -702,23 +709,8 @@ fn sse_moves_on_mmio_are_completed_by_the_vmm() {
         0xeb, 0xfd,                                     // jmp hlt
     ];
     let dir = scratch("sse-mmio");
-    let topo_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/accelerators.toml");
-    let topo =
-        fabric::topology::Topology::from_toml_str(&std::fs::read_to_string(topo_path).unwrap())
-            .unwrap();
-    let mem = 128u64 << 20;
-    let plan = vmm::cxl::plan::plan(
-        &topo,
-        (vmm::layout::CXL_MMIO32_START, vmm::layout::CXL_MMIO32_END),
-        vmm::memory::ram_end(mem),
-    )
-    .unwrap();
-    let gpu0 = plan
-        .functions
-        .iter()
-        .find(|f| f.kind == vmm::cxl::plan::FunctionKind::Accelerator { index: 0 })
-        .unwrap();
-    let bar0 = gpu0.bars.iter().find(|b| b.0 == 0).unwrap().1;
+    let topo_path = ACCEL_TOPOLOGY;
+    let bar0 = gpu0_bar(0);
     let mut image = vec![0u8; 0x220];
     image[..code.len()].copy_from_slice(code);
     image[0x200..0x208].copy_from_slice(&bar0.to_le_bytes());

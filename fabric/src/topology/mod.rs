@@ -478,12 +478,12 @@ impl Topology {
     /// elements on one port anyway).
     fn children(&self) -> HashMap<Attach, ElementRef> {
         let mut map = HashMap::new();
-        let all =
+        let switches =
             (self.switches.iter().enumerate()).map(|(i, s)| (s.attach, ElementRef::Switch(i)));
         let t3 = (self.type3.iter().enumerate()).map(|(i, d)| (d.attach, ElementRef::Type3(i)));
         let acc = (self.accelerators.iter().enumerate())
             .map(|(i, a)| (a.attach, ElementRef::Accelerator(i)));
-        for (at, e) in all.chain(t3).chain(acc) {
+        for (at, e) in switches.chain(t3).chain(acc) {
             map.entry(at).or_insert(e);
         }
         map
