@@ -11,6 +11,7 @@ use fabric::topology::{
 };
 use serde::Serialize;
 
+use crate::memory_backing::MemoryBacking;
 use crate::seccomp::SeccompMode;
 use crate::vm::{self, VmConfig};
 use crate::{host, images};
@@ -263,6 +264,15 @@ pub struct RunArgs {
     /// memory (more: a steadier calibration, a slower start).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=20000))]
     pub calibration_samples: u64,
+    /// Host pages behind guest RAM and device memory: `anon` (4 KiB),
+    /// `thp` (transparent huge pages, 2 MiB aligned) or `hugetlb` (guest
+    /// RAM in reserved 2 MiB pages; docs/memory-backing.md).
+    #[arg(long, value_enum, default_value_t = MemoryBacking::Anon)]
+    pub memory_backing: MemoryBacking,
+    /// Print start-up figures: process start to the first KVM_RUN, the
+    /// memory backing, and the resident memory when the guest is over.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 fn parse_memory_mode(s: &str) -> Result<WindowMode, String> {
@@ -283,15 +293,20 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
             args.memory
         ));
     }
-    if let Some(total) = host::total_memory() {
-        if args.memory > total {
-            return Err(format!(
-                "--memory {} MiB is more than this host has ({} MiB)",
-                args.memory >> 20,
-                total >> 20
-            ));
-        }
+    // Guest RAM is mapped without reserving it (untouched pages cost
+    // nothing), so it may exceed the host's; it must fit the guest's
+    // physical address space.
+    let limits = AddressLimits {
+        phys_addr_bits: host::guest_phys_addr_bits(),
+    };
+    if crate::memory::ram_end(args.memory) > limits.address_space_end() {
+        return Err(format!(
+            "--memory {} MiB: beyond the guest's {}-bit physical address space",
+            args.memory >> 20,
+            limits.phys_addr_bits
+        ));
     }
+    args.memory_backing.check_host(args.memory)?;
     let (kernel, initrd) = match (&args.kernel, &args.initrd) {
         (Some(k), i) => (k.clone(), i.clone()),
         (None, Some(_)) => return Err("--initrd needs --kernel".into()),
@@ -400,6 +415,7 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         api_socket: args.api_socket.clone(),
         stats: args.stats.clone(),
         calibration_samples: args.calibration_samples,
+        memory_backing: args.memory_backing,
     })
 }
 
@@ -471,7 +487,18 @@ fn run(args: &RunArgs) -> ExitCode {
         println!("{}", cfg.cmdline);
         return ExitCode::SUCCESS;
     }
-    match vm::run(&cfg) {
+    let probe = args
+        .verbose
+        .then(crate::startup::MemoryProbe::open)
+        .flatten();
+    if args.verbose {
+        verbose_start(&cfg);
+    }
+    let result = vm::run(&cfg);
+    if args.verbose {
+        verbose_end(probe.as_ref());
+    }
+    match result {
         Ok(outcome) => {
             match outcome.reason {
                 ExitReason::PowerOff => log::info!("guest powered off"),
@@ -492,6 +519,44 @@ fn run(args: &RunArgs) -> ExitCode {
             eprintln!("cxlvmm: error: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `--verbose`, before the machine is built: what it is made of.
+fn verbose_start(cfg: &VmConfig) {
+    let host = host::total_memory().unwrap_or(0);
+    eprintln!(
+        "cxlvmm: {} vCPUs, {} MiB guest RAM ({}; host has {} MiB){}",
+        cfg.vcpus,
+        cfg.mem_size >> 20,
+        cfg.memory_backing.name(),
+        host >> 20,
+        if cfg.mem_size > host && host > 0 {
+            ": pages the guest never touches take no host memory"
+        } else {
+            ""
+        }
+    );
+    if let Some(note) = cfg.memory_backing.device_memory_note() {
+        eprintln!("cxlvmm: {note}");
+    }
+}
+
+/// `--verbose`, when the guest is over: start-up time and host memory.
+fn verbose_end(probe: Option<&crate::startup::MemoryProbe>) {
+    match crate::startup::first_run() {
+        Some(t) => eprintln!(
+            "cxlvmm: start-up {:.1} ms (process start to the first KVM_RUN)",
+            t.as_secs_f64() * 1e3
+        ),
+        None => eprintln!("cxlvmm: start-up: no vCPU ran"),
+    }
+    if let Some(r) = probe.and_then(|p| p.read()) {
+        eprintln!(
+            "cxlvmm: resident memory {} MiB at exit, {} MiB at peak",
+            r.now_kib >> 10,
+            r.peak_kib >> 10
+        );
     }
 }
 
@@ -517,10 +582,11 @@ mod tests {
             .contains("--kernel /nonexistent/k"));
         let bad = RunArgs::parse_from_run(&["--kernel", k.to_str().unwrap(), "--memory", "1M"]);
         assert!(build_config(&bad).unwrap_err().contains("--memory"));
-        let bad = RunArgs::parse_from_run(&["--kernel", k.to_str().unwrap(), "--memory", "64T"]);
+        // 4 PiB: past any x86 guest's 52-bit physical address space.
+        let bad = RunArgs::parse_from_run(&["--kernel", k.to_str().unwrap(), "--memory", "4096T"]);
         assert!(build_config(&bad)
             .unwrap_err()
-            .contains("more than this host has"));
+            .contains("physical address space"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -209,6 +209,7 @@ fn complete_failed_emulation(
 const UD_VECTOR: u8 = 6;
 
 fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option<VcpuClock>) {
+    crate::startup::mark_first_run();
     // With timed memory, every exit of every vCPU goes through the virtual
     // clock: its cost hidden, a timed access's latency shown
     // (docs/timed-mode.md).

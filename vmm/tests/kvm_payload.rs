@@ -182,6 +182,43 @@ fn more_memory_means_more_e820_entries() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A 64-vCPU guest with 64 GiB of RAM (more than the hosts this runs on
+/// have) starts and runs, every backing that needs nothing from the host,
+/// holding only the memory it touches: `--verbose`'s peak resident set
+/// stays far below its size.
+fn a_big_guest_starts_without_touching_its_memory() {
+    let dir = scratch("big");
+    let kernel = dir.join("payload.elf");
+    std::fs::write(&kernel, elf(CODE)).unwrap();
+    for backing in ["anon", "thp"] {
+        let out = cxlvmm()
+            .args(["run", "--no-kvm-check", "--vcpus", "64", "--memory", "64G"])
+            .args(["--memory-backing", backing, "--verbose", "--kernel"])
+            .arg(&kernel)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Four e820 entries: RAM continues above 4 GiB.
+        assert_eq!(out.status.code(), Some(4), "{backing}: {stderr}");
+        assert!(stderr.contains("64 vCPUs, 65536 MiB guest RAM"), "{stderr}");
+        assert!(
+            stderr.contains("(process start to the first KVM_RUN)"),
+            "{stderr}"
+        );
+        let peak_mib: u64 = stderr
+            .lines()
+            .find_map(|l| l.strip_suffix(" MiB at peak"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{backing}: no peak resident memory in: {stderr}"));
+        assert!(
+            peak_mib < 256,
+            "{backing}: {peak_mib} MiB resident: {stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn paravirtual_kvm_is_refused_with_a_pointer_to_the_rig() {
     let dir = scratch("pvm");
     let kernel = dir.join("payload.elf");
@@ -216,10 +253,10 @@ fn bad_inputs_fail_clearly_before_anything_starts() {
                 "--kernel".into(),
                 junk.display().to_string(),
                 "--memory".into(),
-                "100T".into(),
+                "4096T".into(),
             ],
             2,
-            "more than this host has",
+            "physical address space",
         ),
         (
             vec![
@@ -247,6 +284,26 @@ fn bad_inputs_fail_clearly_before_anything_starts() {
             "--initrd needs --kernel",
         ),
     ];
+    // Huge pages the host does not have are named before anything starts.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let free_huge = meminfo
+        .lines()
+        .find(|l| l.starts_with("HugePages_Free:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+    if free_huge.is_some_and(|n| n < 64) {
+        cases.push((
+            vec![
+                "--kernel".into(),
+                junk.display().to_string(),
+                "--memory".into(),
+                "128M".into(),
+                "--memory-backing".into(),
+                "hugetlb".into(),
+            ],
+            2,
+            "/proc/sys/vm/nr_hugepages",
+        ));
+    }
     // The kernel is read once the VM exists, so this one needs /dev/kvm.
     if Path::new("/dev/kvm").exists() {
         cases.push((
@@ -792,6 +849,11 @@ fn main() -> ExitCode {
         test(
             "more_memory_means_more_e820_entries",
             more_memory_means_more_e820_entries,
+            kvm,
+        ),
+        test(
+            "a_big_guest_starts_without_touching_its_memory",
+            a_big_guest_starts_without_touching_its_memory,
             kvm,
         ),
         test(

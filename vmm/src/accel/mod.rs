@@ -65,6 +65,8 @@ pub struct AccelMachine {
     pub engine: Arc<Mutex<Engine>>,
     /// Guest time; the seam where a virtual clock plugs in.
     pub clock: Arc<dyn GuestClock>,
+    /// Huge-page advice for the VRAM mapping.
+    pub memory_backing: crate::memory_backing::MemoryBacking,
 }
 
 /// Builds every accelerator of `topo` at its place in `plan`, adds it to
@@ -85,6 +87,7 @@ pub fn build(
         memory,
         engine,
         clock,
+        memory_backing,
     } = machine;
     let mut devices = Vec::new();
     for p in &plan.functions {
@@ -128,6 +131,7 @@ pub fn build(
                     format!("{} VRAM", a.id),
                     s,
                     &dev.vram,
+                    memory_backing,
                 )
             })
             .transpose()

@@ -51,11 +51,13 @@ impl VramSlot {
         owner: String,
         slot: u32,
         vram: &Vram,
+        memory: crate::memory_backing::MemoryBacking,
     ) -> std::io::Result<Self> {
         let file = vram.file().try_clone()?;
         let size = usize::try_from(vram.size()).map_err(std::io::Error::other)?;
         let map = MmapRegion::from_file(FileOffset::new(file, 0), size)
             .map_err(|e| std::io::Error::other(format!("mapping VRAM: {e}")))?;
+        memory.advise_shared(map.as_ptr(), map.size());
         Ok(VramSlot {
             vm,
             guard,

@@ -12,7 +12,7 @@ use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion, GuestRegionMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::machine::Machine;
@@ -30,6 +30,7 @@ use crate::guest_map::guard::SlotGuard;
 use crate::irq::GsiRouter;
 use crate::layout::*;
 use crate::memory::{e820_map, ram_end, ram_ranges, GuestMemory, E820_RAM};
+use crate::memory_backing::MemoryBacking;
 use crate::timed::{self, TimedMemory};
 use crate::vclock::calibrate::CalibrationReport;
 use crate::vclock::shared::SharedClock;
@@ -106,7 +107,7 @@ impl<'a> MachineBuilder<'a> {
             exit_on_emulation_failure(&vm)?;
         }
         let irq = interrupt_controller(&vm)?;
-        let mem = memory(&vm, cfg.mem_size)?;
+        let mem = memory(&vm, cfg.mem_size, cfg.memory_backing)?;
         let exit = ExitRequest::new().map_err(io_err("exit eventfd"))?;
         // Where the CXL hierarchy goes, and a check that nothing in the
         // guest's physical map overlaps, before any device exists.
@@ -217,6 +218,7 @@ impl<'a> MachineBuilder<'a> {
         // Trapped and timed windows' regions never get a memory slot.
         let windows: Vec<(u64, u64)> = plan.windows.iter().map(|w| (w.base, w.size)).collect();
         let slots = KvmSlots::new(self.vm.clone(), devs.backings.clone())
+            .memory_backing(self.cfg.memory_backing)
             .serve_in_vmm(timed::setup::vmm_served_windows(topo, plan))
             .gather_in(&windows);
         let mapper = RegionMapper::new(
@@ -289,6 +291,7 @@ impl<'a> MachineBuilder<'a> {
             memory,
             engine: engine.clone(),
             clock,
+            memory_backing: self.cfg.memory_backing,
         };
         let accels = accel::build(topo, plan, &mut self.pci, &self.irq, machine)?;
         self.accelerators = Some(accels);
@@ -520,12 +523,21 @@ fn interrupt_controller(vm: &Arc<VmFd>) -> Result<GsiRouter, VmError> {
     Ok(GsiRouter::new(vm.clone()))
 }
 
-/// Guest RAM, below and above the 32-bit hole, as KVM memory slots.
-fn memory(vm: &VmFd, size: u64) -> Result<GuestMemory, VmError> {
-    let mem = GuestMemory::from_ranges(&ram_ranges(size)).map_err(|e| VmError::Memory {
-        size,
-        msg: e.to_string(),
-    })?;
+/// Guest RAM, below and above the 32-bit hole, as KVM memory slots, on
+/// the host pages `backing` asks for (untouched pages cost nothing).
+fn memory(vm: &VmFd, size: u64, backing: MemoryBacking) -> Result<GuestMemory, VmError> {
+    let mem_err = |msg: String| VmError::Memory { size, msg };
+    let mut regions = Vec::new();
+    for (base, len) in ram_ranges(size) {
+        let map = backing
+            .map_ram(len)
+            .map_err(|e| mem_err(format!("{} mapping: {e}", backing.name())))?;
+        regions.push(
+            GuestRegionMmap::new(map, base)
+                .ok_or_else(|| mem_err(format!("range at {:#x} overflows", base.0)))?,
+        );
+    }
+    let mem = GuestMemory::from_regions(regions).map_err(|e| mem_err(e.to_string()))?;
     for (slot, region) in mem.iter().enumerate() {
         let host_addr = mem
             .get_host_address(region.start_addr())

@@ -42,6 +42,8 @@ pub struct VmConfig {
     pub stats: Option<PathBuf>,
     /// Exits measured to calibrate the virtual clock (timed windows only).
     pub calibration_samples: u64,
+    /// Host pages behind guest RAM and device memory.
+    pub memory_backing: crate::memory_backing::MemoryBacking,
 }
 
 #[derive(Debug, thiserror::Error)]

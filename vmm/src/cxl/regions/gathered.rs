@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 use devices::cxl::backing::{Reclaim, Type3Backing};
 
+use crate::memory_backing::MemoryBacking;
+
 /// A whole file mapped shared, read-write; unmapped on drop.
 struct SharedMap {
     addr: NonNull<u8>,
@@ -136,8 +138,13 @@ pub struct WindowRange {
 
 impl GatherMedia {
     /// Memfds for `windows` (base, size) and mappings of them and of every
-    /// volatile partition in `backings`.
-    pub fn new(windows: &[(u64, u64)], backings: &[Arc<Type3Backing>]) -> io::Result<Self> {
+    /// volatile partition in `backings`; the windows' mappings (which KVM
+    /// slots point into) get `memory`'s huge-page advice.
+    pub fn new(
+        windows: &[(u64, u64)],
+        backings: &[Arc<Type3Backing>],
+        memory: MemoryBacking,
+    ) -> io::Result<Self> {
         let mut made = Vec::with_capacity(windows.len());
         for &(base, size) in windows {
             let file: File = memfd::MemfdOptions::default()
@@ -147,6 +154,7 @@ impl GatherMedia {
                 .into_file();
             file.set_len(size)?;
             let map = SharedMap::new(&file, size)?;
+            memory.advise_shared(map.addr.as_ptr(), size as usize);
             made.push(WindowFile {
                 base,
                 size,
@@ -214,7 +222,8 @@ mod tests {
             .map(|i| Arc::new(Type3Backing::new(&format!("g{i}"), 8 * MIB, MIB, None).unwrap()))
             .collect();
         let base = 0x10_0000_0000;
-        let media = Arc::new(GatherMedia::new(&[(base, 64 * MIB)], &devs).unwrap());
+        let media =
+            Arc::new(GatherMedia::new(&[(base, 64 * MIB)], &devs, MemoryBacking::Thp).unwrap());
         assert!(
             media.range(base + 60 * MIB, 8 * MIB).is_none(),
             "past the window"

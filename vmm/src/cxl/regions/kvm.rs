@@ -16,6 +16,7 @@ use kvm_ioctls::VmFd;
 use vm_memory::{FileOffset, MmapRegion};
 
 use crate::guest_map::guard::SlotClaim;
+use crate::memory_backing::MemoryBacking;
 
 use super::super::composed::{coalesce, map_budget, ComposedMapping, Piece, PAGE};
 use super::gathered::GatherMedia;
@@ -76,6 +77,8 @@ pub struct KvmSlots {
     vmm_served: Vec<(u64, u64)>,
     /// Where volatile interleaves are gathered; None: they are stitched.
     gather: Option<Arc<GatherMedia>>,
+    /// Huge-page advice for the device memory put in slots.
+    memory: MemoryBacking,
 }
 
 impl KvmSlots {
@@ -89,7 +92,15 @@ impl KvmSlots {
             used: Mutex::new(BTreeSet::new()),
             vmm_served: Vec::new(),
             gather: None,
+            memory: MemoryBacking::Anon,
         }
+    }
+
+    /// How device memory mapped into slots is advised (before `gather_in`,
+    /// which maps the windows).
+    pub fn memory_backing(mut self, memory: MemoryBacking) -> Self {
+        self.memory = memory;
+        self
     }
 
     /// Regions inside these windows stay unmapped, whatever their shape.
@@ -108,7 +119,7 @@ impl KvmSlots {
             .copied()
             .filter(|&(b, s)| !self.served_by_vmm(b, s))
             .collect();
-        match GatherMedia::new(&native, &self.backings) {
+        match GatherMedia::new(&native, &self.backings, self.memory) {
             Ok(media) => self.gather = Some(Arc::new(media)),
             Err(e) => log::warn!(
                 target: LOG_TARGET,
@@ -250,12 +261,18 @@ impl KvmSlots {
         if slice.len_to_end < size || backing.relocated_within(d.dpa_base, size) {
             return None;
         }
+        let persistent = slice.persistent;
         let file = slice.file.try_clone().ok()?;
-        MmapRegion::from_file(
+        let map = MmapRegion::from_file(
             FileOffset::new(file, slice.offset),
             usize::try_from(size).ok()?,
         )
-        .ok()
+        .ok()?;
+        // Persistent media stays on its file as the page cache has it.
+        if !persistent {
+            self.memory.advise_shared(map.as_ptr(), map.size());
+        }
+        Some(map)
     }
 
     /// A slot over exactly the claimed range; `mapping` must be that long.
