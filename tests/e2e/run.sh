@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
     region-1way region-4way region-2hb region-256b region-big pmem-persist-6.12 pmem-persist-6.1
     region-mem-2g region-mem-3g region-mem-6g lat-tools mailbox-concurrent region-concurrent
-    virtio-blk virtio-blk-6.1 hostile accel modules)
+    virtio-blk virtio-blk-6.1 hostile accel modules cxl-many-devices region-many)
 # Run only when named: timed memory's guests triple-fault in the nested rig
 # in about two runs of three (every access is an exit, and the rig's
 # emulated SVM corrupts a guest now and then; docs/timed-mode.md).
@@ -110,13 +110,13 @@ console_cmd() {
 # cxl-<topology>: the stock drivers enumerate examples/<topology>.toml; the
 # guest's `cxl list` must match the topology exactly (check_cxl.py), with no
 # cxl warnings in dmesg and LSA label round trips.
-cxl_enumerate() {
-    local topo=$1 variant=${2:-6.12} name="cxl-$1${2:+-$2}" rc
+cxl_enumerate() { # topology-name [variant [topology-file]]
+    local topo=$1 variant=${2:-6.12} name="cxl-$1${2:+-$2}" rc file=${3:-examples/$1.toml}
     local expected=$OUT/$name.expected.json
-    "$CXLVMM" check --json --topology "examples/$topo.toml" >"$expected" || { result "$name" 1; return; }
-    note "$name: cxlvmm run --guest $variant --topology examples/$topo.toml --script cxl-enumerate.sh"
+    "$CXLVMM" check --json --topology "$file" >"$expected" || { result "$name" 1; return; }
+    note "$name: cxlvmm run --guest $variant --topology $file --script cxl-enumerate.sh"
     local start=$SECONDS
-    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --cmdline "$GUEST_CMDLINE" --guest "$variant" --topology "examples/$topo.toml" \
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --cmdline "$GUEST_CMDLINE" --guest "$variant" --topology "$file" \
         --script tests/e2e/guest/cxl-enumerate.sh --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>&1
     rc=$?
     note "$name: exit $rc after $((SECONDS - start))s"
@@ -130,23 +130,26 @@ cxl_enumerate() {
 # region-<case>: a RAM region through cxl create-region, onlined and stressed
 # in the guest (tests/e2e/guest/region-ram.sh); the VMM's log must show the
 # mapping mode the case expects (native KVM memory, or the trapped path).
+# A topology ending in .toml is a file; REGION_SERIALS picks the memdevs.
 region_ram() { # name topology ways granularity memtest phases expected-mode [memory-MiB]
     local name=$1 topo=$2 ways=$3 gran=$4 memtest=$5 phases=$6 mode=$7 mem_mib=${8:-1024} rc
-    local script=$OUT/$name.sh
+    local script=$OUT/$name.sh file=examples/$2.toml
+    [[ $topo == *.toml ]] && file=$topo
     { echo "WAYS=$ways GRAN=$gran DECODER=decoder0.0 MEMTEST=$memtest PHASES=$phases"
       [ -n "${8:-}" ] && echo "EXPECT_MEM_MIB=$mem_mib"
+      [ -n "${REGION_SERIALS:-}" ] && echo "SERIALS='$REGION_SERIALS'"
       cat tests/e2e/guest/region-ram.sh; } >"$script"
     note "$name: $topo, --memory ${mem_mib}M, cxl create-region -w $ways -g $gran, expect $mode mapping"
     local start=$SECONDS
     RUST_LOG=vmm::cxl::regions=info timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" \
-        --memory "${mem_mib}M" --topology "examples/$topo.toml" --cmdline "memhp_default_state=offline $GUEST_CMDLINE" \
+        --memory "${mem_mib}M" --topology "$file" --cmdline "memhp_default_state=offline $GUEST_CMDLINE" \
         --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
     rc=$?
     note "$name: exit $rc after $((SECONDS - start))s"
     grep -a '^REGION-CHECK' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
     # Beside the guest's own estimate, the model's (first device's) latency.
     grep -a '^REGION-PERF' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    guest /'
-    "$CXLVMM" check --json --topology "examples/$topo.toml" |
+    "$CXLVMM" check --json --topology "$file" |
         $PYTHON -c 'import json,sys; d=json.load(sys.stdin)["type3"][0]; print("    model read_latency=%.1f write_latency=%.1f (ns, idle 64 B, device 0)" % (d["read_latency_ps"]/1000, d["write_latency_ps"]/1000))' 2>/dev/null
     grep -a 'vmm::cxl::regions' "$OUT/$name.stderr" | sed 's/.*regions\] /    vmm: /'
     # The last mapping the VMM installed for a region of this shape.
@@ -243,6 +246,28 @@ region_big() {
         grep -qa '4-way x 4096 B: Native' "$OUT/$name.stderr" &&
         grep -qa 'gathered into one host mapping' "$OUT/$name.stderr"
     result "$name" $?
+}
+
+# cxl-many-devices, region-many: 32 type-3 devices behind two switch levels
+# under four host bridges (scripts/topology-gen), as stock drivers see
+# them (cxl-enumerate.sh against `cxlvmm check --json`, no warnings), and
+# an 8-way region over the eight under hb0 (2 root ports x 2 x 2 switch
+# ports, so every level interleaves) that must be mapped natively and
+# carry data.
+MANY_TOPOLOGY=$OUT/many-devices.toml
+many_topology() {
+    $PYTHON scripts/topology-gen --host-bridges 4 --root-ports 2 --switch-levels 2 --fanout 2 \
+        --devices 32 --volatile 256M --out "$MANY_TOPOLOGY"
+}
+many_devices() {
+    many_topology || { result cxl-many-devices 1; return; }
+    cxl_enumerate many-devices "" "$MANY_TOPOLOGY"
+}
+region_many() {
+    many_topology || { result region-many 1; return; }
+    local serials
+    serials=$($PYTHON scripts/lib/interleave-order.py "$MANY_TOPOLOGY" hb0) || { result region-many 1; return; }
+    REGION_SERIALS=$serials region_ram region-many "$MANY_TOPOLOGY" 8 4096 64 full Native
 }
 
 # lat-tools: cxlvmm-lat (chase, bw, loaded) on guest RAM, a native CXL node
@@ -623,6 +648,8 @@ run_scenario() {
         accel) accel_scenario ;;
         modules) modules_scenario ;;
         timed) timed ;;
+        cxl-many-devices) many_devices ;;
+        region-many) region_many ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
     esac

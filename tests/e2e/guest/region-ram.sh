@@ -4,7 +4,7 @@
 # to the VMM and is emulated one instruction at a time — vector moves cannot
 # be, so there the region is tested as device-dax with plain 8-byte accesses
 # (cxlvmm-daxtest) rather than onlined as system RAM. Creates a RAM region over the first WAYS memdevs that have
-# volatile capacity, and checks it end to end:
+# volatile capacity (or those SERIALS names), and checks it end to end:
 #   1. it commits, onlines (movable) as a CPU-less NUMA node of exactly the
 #      region's size, without qos_class_mismatch, and a data-verifying
 #      stress passes over the node;
@@ -42,6 +42,16 @@ fi
 
 memdevs=$(cxl list -M | awk '/"memdev":/ { gsub(/[",]/, ""); split($0, a, ":"); m = a[2] }
                              /"ram_size":/ { print m }' | head -n "$WAYS" | tr '\n' ' ')
+# SERIALS (optional): the memdevs to use, by serial number, in interleave
+# position order (a multi-level interleave accepts only that order).
+if [ -n "${SERIALS:-}" ]; then
+    memdevs=
+    for s in $SERIALS; do
+        for d in /sys/bus/cxl/devices/mem*; do
+            [ "$(($(cat "$d/serial")))" = "$((s))" ] && memdevs="$memdevs$(basename "$d") "
+        done
+    done
+fi
 echo "memdevs with ram: $memdevs"
 
 create() { # -> region name
