@@ -6,6 +6,8 @@ EXPECTED.json is `cxlvmm check --json --topology FILE`; SERIAL.log holds the
 output of tests/e2e/guest/cxl-enumerate.sh. Prints one line per check and exits
 non-zero if any fails.
 """
+import base64
+import gzip
 import json
 import re
 import sys
@@ -24,7 +26,13 @@ def between(begin, end):
     return "\n".join(l for l in m.group(1).splitlines() if not re.match(r"\[\s*\d+\.\d+\]", l))
 
 
-listing = json.loads(between("===CXL-LIST-BEGIN===", "===CXL-LIST-END===") or "[]")
+if "===CXL-LIST-GZ-BEGIN===" in log:
+    # gzip | base64, as cxl-enumerate.sh prints it.
+    packed = between("===CXL-LIST-GZ-BEGIN===", "===CXL-LIST-GZ-END===")
+    text = gzip.decompress(base64.b64decode("".join(packed.split()))).decode()
+else:
+    text = between("===CXL-LIST-BEGIN===", "===CXL-LIST-END===")
+listing = json.loads(text or "[]")
 dmesg = between("===DMESG-BEGIN===", "===DMESG-END===").strip()
 
 # Walk the nested listing and collect every object by what it describes.
