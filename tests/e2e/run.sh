@@ -17,7 +17,7 @@ all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges
 # Run only when named: timed memory's guests triple-fault in the nested rig
 # in about two runs of three (every access is an exit, and the rig's
 # emulated SVM corrupts a guest now and then; docs/timed-mode.md).
-extra_scenarios=(timed)
+extra_scenarios=(timed big-guest)
 if [ "${1:-}" = --list ]; then printf '%s\n' "${all_scenarios[@]}"; exit 0; fi
 REPO=$PWD
 CXLVMM=${CXLVMM:-$REPO/target/release/cxlvmm}
@@ -268,6 +268,32 @@ region_many() {
     local serials
     serials=$($PYTHON scripts/lib/interleave-order.py "$MANY_TOPOLOGY" hb0) || { result region-many 1; return; }
     REGION_SERIALS=$serials region_ram region-many "$MANY_TOPOLOGY" 8 4096 64 full Native
+}
+
+# big-guest: 16 vCPUs and 8 GiB of RAM (as much as the rig's L1 has) with a
+# 16 GiB 4-way region (tests/e2e/big-guest.toml): all vCPUs online, the RAM
+# the guest was given, the region committed natively, onlined as a 16 GiB
+# node and carrying data; the VMM's resident memory stays far below the
+# guest's size (memory is only allocated where the guest touches it).
+big_guest() {
+    local name=big-guest script=$OUT/big-guest.sh rc
+    { echo "WAYS=4 GRAN=4096 DECODER=decoder0.0 MEMTEST=64 PHASES=full EXPECT_VCPUS=16 EXPECT_MEM_MIB=8192"
+      cat tests/e2e/guest/region-ram.sh; } >"$script"
+    note "$name: --vcpus 16 --memory 8G, big-guest.toml, cxl create-region -w 4 -g 4096 (16 GiB)"
+    local start=$SECONDS
+    RUST_LOG=vmm::cxl::regions=info timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --verbose \
+        --vcpus 16 --memory 8G --topology tests/e2e/big-guest.toml \
+        --cmdline "memhp_default_state=offline $GUEST_CMDLINE" \
+        --script "$script" --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^REGION-CHECK' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    grep -a -e '^cxlvmm:' -e 'vmm::cxl::regions' "$OUT/$name.stderr" | sed 's/.*regions\] /vmm: /; s/^/    /'
+    local peak
+    peak=$(sed -n 's/.* MiB at exit, \([0-9]*\) MiB at peak/\1/p' "$OUT/$name.stderr")
+    [ "$rc" = 7 ] && ! grep -qa 'REGION-CHECK.*FAILED' "$OUT/$name.log" &&
+        grep -qa '4-way x 4096 B: Native' "$OUT/$name.stderr" && [ -n "$peak" ] && [ "$peak" -lt 4096 ]
+    result "$name" $?
 }
 
 # lat-tools: cxlvmm-lat (chase, bw, loaded) on guest RAM, a native CXL node
@@ -650,6 +676,7 @@ run_scenario() {
         timed) timed ;;
         cxl-many-devices) many_devices ;;
         region-many) region_many ;;
+        big-guest) big_guest ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
     esac

@@ -17,6 +17,11 @@ fail=0
 check() { if [ "$2" = 0 ]; then echo "REGION-CHECK $1: ok ($3)"; else echo "REGION-CHECK $1: FAILED ($3)"; fail=1; fi; }
 json_field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",]*\)\"\{0,1\}.*/\1/p" | head -1; }
 
+# With EXPECT_VCPUS (the harness's --vcpus): every one of them is online.
+if [ -n "${EXPECT_VCPUS:-}" ]; then
+    [ "$(nproc)" = "$EXPECT_VCPUS" ]; check vcpus $? "nproc $(nproc), --vcpus $EXPECT_VCPUS"
+fi
+
 # With EXPECT_MEM_MIB (the harness's --memory): the guest has that RAM, and
 # every CXL window (top-level "CXL Window N" in /proc/iomem) starts at or
 # above 4 GiB and above the end of System RAM.
