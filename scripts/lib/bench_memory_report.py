@@ -100,11 +100,11 @@ def fmt(v):
 
 
 print(f"\nguest memory, 6.12 guest, median of {runs} runs; each cell: over all passes / fastest segment")
-print(f"  {'case':12s} {'read MB/s':>15s} {'write MB/s':>15s} {'latency ns':>17s}  sizes (bandwidth x passes, chase)")
+print(f"  {'case':15s} {'read MB/s':>15s} {'write MB/s':>15s} {'latency ns':>17s}  sizes (bandwidth x passes, chase)")
 for c in cases:
     m, f = med[c], first[c]
     cells = [f"{fmt(m[b])} / {fmt(m[b + '_best'])}" for b, _ in BASE]
-    print(f"  {c:12s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>17s}  "
+    print(f"  {c:15s} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>17s}  "
           f"{f['size_bytes'] >> 10} KiB x {f['iters']}, {f['chase_bytes'] >> 10} KiB"
           + (f"  [{f['mapping']}]" if f.get("mapping") else ""))
 print("ratios of medians (all passes / fastest segment):")
