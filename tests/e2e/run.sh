@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
     region-1way region-4way region-2hb region-256b region-big pmem-persist-6.12 pmem-persist-6.1
     region-mem-2g region-mem-3g region-mem-6g lat-tools mailbox-concurrent region-concurrent
-    virtio-blk virtio-blk-6.1 hostile accel modules cxl-many-devices region-many)
+    virtio-blk virtio-blk-6.1 hostile accel modules cxl-many-devices region-many tiering)
 # Run only when named: timed memory's guests triple-fault in the nested rig
 # in about two runs of three (every access is an exit, and the rig's
 # emulated SVM corrupts a guest now and then; docs/timed-mode.md);
@@ -295,6 +295,23 @@ big_guest() {
     peak=$(sed -n 's/.* MiB at exit, \([0-9]*\) MiB at peak/\1/p' "$OUT/$name.stderr")
     [ "$rc" = 7 ] && ! grep -qa 'REGION-CHECK.*FAILED' "$OUT/$name.log" &&
         grep -qa '4-way x 4096 B: Native' "$OUT/$name.stderr" && [ -n "$peak" ] && [ "$peak" -lt 4096 ]
+    result "$name" $?
+}
+
+# tiering: the region lands in a lower memory tier than DRAM, and under
+# memory pressure on DRAM with demotion enabled pages move to it with their
+# data intact (tests/e2e/guest/tiering.sh).
+tiering() {
+    local name=tiering rc
+    note "$name: big-interleave.toml, --memory 512M, 4 GiB region, demotion under pressure"
+    local start=$SECONDS
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --memory 512M \
+        --topology tests/e2e/big-interleave.toml --cmdline "memhp_default_state=offline $GUEST_CMDLINE" \
+        --script tests/e2e/guest/tiering.sh --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>&1
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a -e '^TIER-CHECK' -e '^TIER-INFO' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    [ "$rc" = 7 ] && ! grep -qa 'TIER-CHECK.*FAILED' "$OUT/$name.log"
     result "$name" $?
 }
 
@@ -679,6 +696,7 @@ run_scenario() {
         cxl-many-devices) many_devices ;;
         region-many) region_many ;;
         big-guest) big_guest ;;
+        tiering) tiering ;;
         cxl-*) cxl_enumerate "${s#cxl-}" ;;
         *) echo "unknown scenario $s" >&2; failed=$((failed + 1)) ;;
     esac
