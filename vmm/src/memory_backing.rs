@@ -164,21 +164,7 @@ fn map_aligned(size: usize, flags: i32) -> io::Result<*mut u8> {
     let span = size
         .checked_add(align)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "mapping too large"))?;
-    // SAFETY: a fresh inaccessible reservation at an address of the
-    // kernel's choosing: it overlaps nothing of ours.
-    let reserved = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            span,
-            libc::PROT_NONE,
-            libc::MAP_ANONYMOUS | libc::MAP_PRIVATE | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if reserved == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
+    let reserved: *mut libc::c_void = reserve_address_space(span)?.as_ptr().cast();
     let start = reserved as usize;
     let aligned = start.next_multiple_of(align);
     // SAFETY: [aligned, aligned + size) lies inside the reservation made
@@ -214,6 +200,27 @@ fn map_aligned(size: usize, flags: i32) -> io::Result<*mut u8> {
         return Err(err);
     }
     Ok(addr.cast())
+}
+
+/// `len` bytes of inaccessible address space, for mappings placed over it
+/// with MAP_FIXED; the caller unmaps what it does not use.
+pub(crate) fn reserve_address_space(len: usize) -> io::Result<std::ptr::NonNull<u8>> {
+    // SAFETY: a fresh anonymous PROT_NONE reservation at an address of the
+    // kernel's choosing: it overlaps nothing of ours.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_ANONYMOUS | libc::MAP_PRIVATE | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    std::ptr::NonNull::new(base.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))
 }
 
 /// MADV_HUGEPAGE over a mapping; a refusal (THP compiled out, a policy of

@@ -120,22 +120,8 @@ impl ComposedMapping {
             return Err(invalid("pieces must cover the whole range"));
         }
         let len = usize::try_from(size).map_err(|_| invalid("range too large"))?;
-        // SAFETY: a fresh anonymous PROT_NONE reservation at an address of
-        // the kernel's choosing; it overlaps nothing of ours.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let addr = NonNull::new(base.cast::<u8>()).ok_or_else(|| invalid("mmap returned null"))?;
+        let addr = crate::memory_backing::reserve_address_space(len)?;
+        let base: *mut libc::c_void = addr.as_ptr().cast();
         // From here on, dropping `this` releases the whole reservation.
         let this = Self { addr, size: len };
         for p in pieces {
