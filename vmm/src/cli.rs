@@ -165,9 +165,7 @@ impl<'a> CheckReport<'a> {
 /// Reads and validates a topology file, or the built-in default, for the
 /// physical address space a guest on this host gets.
 pub fn load_topology(path: Option<&std::path::Path>) -> Result<Topology, String> {
-    let limits = AddressLimits {
-        phys_addr_bits: host::guest_phys_addr_bits(),
-    };
+    let limits = host::guest_address_limits();
     match path {
         None => Topology::from_toml_str_for(DEFAULT_TOPOLOGY_TOML, limits)
             .map_err(|e| format!("built-in topology: {e}")),
@@ -296,9 +294,7 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
     // Guest RAM is mapped without reserving it (untouched pages cost
     // nothing), so it may exceed the host's; it must fit the guest's
     // physical address space.
-    let limits = AddressLimits {
-        phys_addr_bits: host::guest_phys_addr_bits(),
-    };
+    let limits = host::guest_address_limits();
     if crate::memory::ram_end(args.memory) > limits.address_space_end() {
         return Err(format!(
             "--memory {} MiB: beyond the guest's {}-bit physical address space",

@@ -28,11 +28,20 @@ pub fn cpu_has_hw_virt() -> bool {
         .unwrap_or(false)
 }
 
-/// Physical address bits (MAXPHYADDR) a guest on this host gets: KVM's
-/// supported CPUID leaf 0x8000_0008, which cxlvmm passes to the guest
-/// unchanged, or the CPU's own where /dev/kvm cannot be asked; the fabric
-/// crate's default if neither answers.
-pub fn guest_phys_addr_bits() -> u8 {
+/// The guest physical address space on this host, asked once (both
+/// `--memory` and the topology are checked against it). Its MAXPHYADDR is
+/// KVM's supported CPUID leaf 0x8000_0008, which cxlvmm passes to the
+/// guest unchanged, or the CPU's own where /dev/kvm cannot be asked; the
+/// fabric crate's default if neither answers.
+pub fn guest_address_limits() -> fabric::topology::AddressLimits {
+    static LIMITS: std::sync::OnceLock<fabric::topology::AddressLimits> =
+        std::sync::OnceLock::new();
+    *LIMITS.get_or_init(|| fabric::topology::AddressLimits {
+        phys_addr_bits: asked_phys_addr_bits(),
+    })
+}
+
+fn asked_phys_addr_bits() -> u8 {
     kvm_phys_addr_bits()
         .or_else(cpu_phys_addr_bits)
         .unwrap_or(fabric::topology::AddressLimits::DEFAULT_PHYS_ADDR_BITS)
@@ -72,9 +81,14 @@ pub fn total_memory() -> Option<u64> {
 }
 
 fn parse_mem_total(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    proc_field(meminfo, "MemTotal:")?.checked_mul(1024)
+}
+
+/// The number after `key` (with its colon) in a `/proc` key-value file such
+/// as `/proc/meminfo` or `/proc/self/status` (`MemTotal:  24576000 kB`).
+pub fn proc_field(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -94,6 +108,6 @@ mod tests {
         assert_eq!(phys_bits_of(0x3030), Some(48));
         assert_eq!(phys_bits_of(0x302e), Some(46));
         assert_eq!(phys_bits_of(0), None);
-        assert!((36..=52).contains(&guest_phys_addr_bits()));
+        assert!((36..=52).contains(&guest_address_limits().phys_addr_bits));
     }
 }

@@ -133,10 +133,7 @@ fn parse_policy(text: &str) -> Option<String> {
 
 /// Whether /proc/meminfo's free huge pages (of 2 MiB) hold `bytes`.
 fn check_huge_pages(meminfo: &str, bytes: u64) -> Result<(), String> {
-    let field = |name: &str| -> Option<u64> {
-        let line = meminfo.lines().find(|l| l.starts_with(name))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
+    let field = |name: &str| crate::host::proc_field(meminfo, name);
     let page_kib = field("Hugepagesize:").unwrap_or(0);
     let free = field("HugePages_Free:").unwrap_or(0);
     let reserved = field("HugePages_Rsvd:").unwrap_or(0);

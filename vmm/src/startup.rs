@@ -52,13 +52,9 @@ impl MemoryProbe {
 }
 
 fn parse_status(text: &str) -> Option<Resident> {
-    let kib = |name: &str| -> Option<u64> {
-        let line = text.lines().find(|l| l.starts_with(name))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
     Some(Resident {
-        now_kib: kib("VmRSS:")?,
-        peak_kib: kib("VmHWM:")?,
+        now_kib: crate::host::proc_field(text, "VmRSS:")?,
+        peak_kib: crate::host::proc_field(text, "VmHWM:")?,
     })
 }
 
