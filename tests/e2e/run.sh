@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
     region-1way region-4way region-2hb region-256b region-big pmem-persist-6.12 pmem-persist-6.1
     region-mem-2g region-mem-3g region-mem-6g lat-tools mailbox-concurrent region-concurrent
-    virtio-blk virtio-blk-6.1 hostile accel modules cxl-many-devices region-many tiering)
+    virtio-blk virtio-blk-6.1 virtio-fs virtio-fs-6.1 hostile accel modules cxl-many-devices region-many tiering)
 # Run only when named: timed memory's guests triple-fault in the nested rig
 # in about two runs of three (every access is an exit, and the rig's
 # emulated SVM corrupts a guest now and then; docs/timed-mode.md);
@@ -557,6 +557,45 @@ open(sys.argv[2], "wb").write(pat(2 << 20, b"ro"))' "$rw" "$ro" || { result "$na
     result "$name" $?
 }
 
+# virtio-fs[-6.1]: two host directories as --share, one :ro, each served
+# by a virtiofsd that cxlvmm starts (the one scripts/test builds into
+# build/tools). The guest reads what the host wrote, writes a 4 MiB file
+# with fsync, renames, removes and makes entries, and fails to write the
+# read-only share (tests/e2e/guest/virtio-fs.sh). Then the host checks the
+# directories: the file's bytes, the renames, the read-only one unchanged.
+virtio_fs() {
+    local variant=$1 name=virtio-fs rc
+    [ "$variant" = 6.12 ] || name=virtio-fs-$variant
+    local src=$OUT/$name.src ro=$OUT/$name.ro script=$OUT/$name.sh
+    local pattern="cxlvmm $name e2e" daemon=$REPO/build/tools/bin/virtiofsd
+    rm -rf "$src" "$ro" && mkdir -p "$src/dir" "$ro" || { result "$name" 1; return; }
+    echo "hello from the host" >"$src/hello.txt"
+    head -c 8M /dev/urandom >"$src/big.bin"
+    touch "$src/dir/a" "$src/dir/b" "$src/dir/c"
+    echo "read only" >"$ro/keep.txt"
+    { echo "HELLO_SHA=$(sha256sum "$src/hello.txt" | cut -d' ' -f1) PATTERN='$pattern'"
+      echo "BIG_SHA=$(sha256sum "$src/big.bin" | cut -d' ' -f1)"
+      cat tests/e2e/guest/virtio-fs.sh; } >"$script"
+    note "$name: cxlvmm run --guest $variant --no-cxl --share $name.src:src --share $name.ro:ro:ro"
+    local start=$SECONDS
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --cmdline "$GUEST_CMDLINE" --guest "$variant" --no-cxl \
+        --virtiofsd "$daemon" --share "$src:src" --share "$ro:ro:ro" --script "$script" \
+        --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^FS-CHECK' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    local host=0 want got
+    want=$(yes "$pattern" | head -c 4194304 | sha256sum | cut -d' ' -f1)
+    got=$(sha256sum "$src/written.txt" 2>/dev/null | cut -d' ' -f1)
+    [ "$got" = "$want" ] || { note "$name: host: written.txt is ${got:-missing}, want $want"; host=1; }
+    [ -e "$src/dir/b-renamed" ] && [ ! -e "$src/dir/b" ] && [ ! -e "$src/dir/c" ] && [ -d "$src/made-by-guest" ] ||
+        { note "$name: host: dir/ is $(ls "$src/dir" | tr '\n' ' '), made-by-guest $([ -d "$src/made-by-guest" ] && echo present || echo missing)"; host=1; }
+    [ "$(ls "$ro")" = keep.txt ] || { note "$name: host: the read-only share changed: $(ls "$ro" | tr '\n' ' ')"; host=1; }
+    [ "$host" = 0 ] && note "$name: host: written.txt, the rename, the removal and the new folder are there; ro unchanged"
+    [ "$rc" = 7 ] && [ "$host" = 0 ] && [ "$(grep -ac '^FS-CHECK .*: ok' "$OUT/$name.log")" = 12 ]
+    result "$name" $?
+}
+
 # modules: `cxlvmm run --modules` with two modules of the 6.12 guest kernel
 # that its image lacks (af_key and xfrm_algo, which af_key needs), taken
 # from the kernel package that guest-images/build unpacked, and no
@@ -689,6 +728,8 @@ run_scenario() {
         region-concurrent) region_concurrent ;;
         virtio-blk) virtio_blk 6.12 ;;
         virtio-blk-6.1) virtio_blk 6.1 ;;
+        virtio-fs) virtio_fs 6.12 ;;
+        virtio-fs-6.1) virtio_fs 6.1 ;;
         hostile) hostile ;;
         accel) accel_scenario ;;
         modules) modules_scenario ;;

@@ -236,6 +236,16 @@ pub struct RunArgs {
     /// read-only). The guest sees them as /dev/vda, /dev/vdb, ... in order.
     #[arg(long = "disk", value_name = "FILE[:ro]")]
     pub disks: Vec<String>,
+    /// Host directory as a virtio-fs file system named TAG, served by a
+    /// virtiofsd that cxlvmm starts (repeatable; `:ro` makes it read-only).
+    /// In the guest: `mount -t virtiofs TAG /mnt`. Guest RAM becomes
+    /// shared memory (a memfd) so that virtiofsd can map it.
+    #[arg(long = "share", value_name = "HOST_DIR:TAG[:ro]")]
+    pub shares: Vec<String>,
+    /// The virtiofsd binary for --share (default: the first virtiofsd on
+    /// $PATH, then /usr/libexec/virtiofsd, then /usr/lib/qemu/virtiofsd).
+    #[arg(long, value_name = "PATH")]
+    pub virtiofsd: Option<PathBuf>,
     /// Seccomp filters per thread: `enforce` stops cxlvmm (status 159) on a
     /// system call a thread should never make, `log` lets it through and
     /// has the kernel log it, `off` installs none.
@@ -361,10 +371,33 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
     if let Some(d) = disks.iter().find(|d| !d.path.is_file()) {
         return Err(format!("--disk {}: no such file", d.path.display()));
     }
-    if disks.len() > crate::virtio::MAX_DISKS {
+    let shares = args
+        .shares
+        .iter()
+        .map(|s| crate::virtio::ShareSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(s) = shares.iter().find(|s| !s.dir.is_dir()) {
         return Err(format!(
-            "--disk: {} disks given, at most {} fit on the root bus",
-            disks.len(),
+            "--share {}:{}: {} is not a directory",
+            s.dir.display(),
+            s.tag,
+            s.dir.display()
+        ));
+    }
+    if let Some(pair) = shares
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| shares[..i].iter().find(|b| b.tag == a.tag).map(|_| a))
+    {
+        return Err(format!("--share: tag {} is given twice", pair.tag));
+    }
+    if !shares.is_empty() {
+        crate::vhost_user::virtiofsd::find(args.virtiofsd.as_deref())?;
+    }
+    if disks.len() + shares.len() > crate::virtio::MAX_DISKS {
+        return Err(format!(
+            "--disk and --share: {} devices given, at most {} fit on the root bus",
+            disks.len() + shares.len(),
             crate::virtio::MAX_DISKS
         ));
     }
@@ -407,6 +440,8 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         timeout: args.timeout.map(std::time::Duration::from_secs),
         check_host: !args.no_kvm_check,
         disks,
+        shares,
+        virtiofsd: args.virtiofsd.clone(),
         seccomp: args.seccomp,
         api_socket: args.api_socket.clone(),
         stats: args.stats.clone(),
@@ -629,6 +664,58 @@ mod tests {
         let err = run(&["--modules", t, "--memory", "64M"]).unwrap_err();
         assert!(err.starts_with(&format!("--modules {t}:")), "{err}");
         assert!(err.contains("fits in guest memory"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn shares_are_checked_and_named_in_errors() {
+        let dir = std::env::temp_dir().join(format!("cxlvmm-cli-share-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let k = dir.join("kernel");
+        std::fs::write(&k, b"x").unwrap();
+        let (k, d) = (k.to_str().unwrap(), dir.to_str().unwrap());
+        let fake_daemon = k; // any file will do until it is started
+        let run = |extra: &[&str]| {
+            let mut a = vec!["--kernel", k, "--virtiofsd", fake_daemon];
+            a.extend_from_slice(extra);
+            build_config(&RunArgs::parse_from_run(&a))
+        };
+        let cfg = run(&[
+            "--share",
+            &format!("{d}:src"),
+            "--share",
+            &format!("{d}:ro1:ro"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.shares.len(), 2);
+        assert!(!cfg.shares[0].read_only && cfg.shares[1].read_only);
+        assert_eq!(cfg.shares[1].tag, "ro1");
+        let err = run(&["--share", &format!("{k}:t")]).unwrap_err();
+        assert_eq!(err, format!("--share {k}:t: {k} is not a directory"));
+        let err = run(&["--share", d]).unwrap_err();
+        assert!(err.contains("expected HOST_DIR:TAG"), "{err}");
+        let long = format!("{d}:{}", "x".repeat(37));
+        assert!(run(&["--share", &long])
+            .unwrap_err()
+            .contains("longer than 36 bytes"));
+        let err = run(&[
+            "--share",
+            &format!("{d}:a"),
+            "--share",
+            &format!("{d}:a:ro"),
+        ])
+        .unwrap_err();
+        assert_eq!(err, "--share: tag a is given twice");
+        let err = build_config(&RunArgs::parse_from_run(&[
+            "--kernel",
+            k,
+            "--virtiofsd",
+            "/nonexistent/virtiofsd",
+            "--share",
+            &format!("{d}:a"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err, "--virtiofsd /nonexistent/virtiofsd: no such file");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -28,5 +28,6 @@ pub mod timed;
 pub mod vclock;
 pub mod vcpu;
 pub mod vector_mmio;
+pub mod vhost_user;
 pub mod virtio;
 pub mod vm;

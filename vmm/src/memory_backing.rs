@@ -16,7 +16,7 @@ use std::io;
 use std::path::Path;
 
 use vm_memory::mmap::MmapRegionBuilder;
-use vm_memory::MmapRegion;
+use vm_memory::{FileOffset, MmapRegion};
 
 /// The x86 huge page every mode here aims for.
 pub const HUGE_PAGE: u64 = 2 << 20;
@@ -109,6 +109,33 @@ impl MemoryBacking {
                 unsafe { MmapRegion::build_raw(addr, size, prot, flags) }.map_err(io::Error::other)
             }
         }
+    }
+
+    /// One range of guest RAM that another process can map too (a vhost-user
+    /// backend such as virtiofsd, given the file): a memfd, of hugetlbfs
+    /// pages under `hugetlb`, mapped shared; `thp` advises huge pages,
+    /// which shared memory gets as `shmem_enabled` allows.
+    pub fn map_shared_ram(self, size: usize, name: &str) -> io::Result<MmapRegion<()>> {
+        let mut opts = memfd::MemfdOptions::default().close_on_exec(true);
+        if self == MemoryBacking::Hugetlb {
+            opts = opts.hugetlb(Some(memfd::HugetlbSize::Huge2MB));
+        }
+        let file = opts
+            .create(name)
+            .map_err(|e| io::Error::other(format!("memfd: {e}")))?
+            .into_file();
+        file.set_len(size as u64)?;
+        let region = MmapRegionBuilder::new(size)
+            .with_file_offset(FileOffset::new(file, 0))
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_SHARED | libc::MAP_NORESERVE)
+            .with_hugetlbfs(self == MemoryBacking::Hugetlb)
+            .build()
+            .map_err(io::Error::other)?;
+        if self == MemoryBacking::Thp {
+            advise_huge(region.as_ptr(), size);
+        }
+        Ok(region)
     }
 
     /// Advice for a shared mapping of device memory at `addr`.

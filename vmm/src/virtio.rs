@@ -1,13 +1,20 @@
 //! Virtio functions on the main root bus (PCI0): each `--disk` becomes a
-//! virtio-blk PCI function at bus 0, device 1 onwards, its BARs programmed
-//! inside PCI0's memory window as firmware would, its MSI-X vectors routed
-//! through KVM like every other function's.
+//! virtio-blk PCI function at bus 0, device 1 onwards, and each `--share`
+//! a virtio-fs function after them (served by a `virtiofsd` over
+//! vhost-user); their BARs programmed inside PCI0's memory window as
+//! firmware would, their MSI-X vectors routed through KVM like every other
+//! function's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use devices::pci::{Bdf, InterruptAllocator, PciDevice, PciFunction, PciRoot};
 use devices::virtio::block::{Block, OpenError, CLASS_STORAGE_OTHER};
-use devices::virtio::{GuestRam, VirtioPci};
+use devices::virtio::fs::{check_tag, Fs};
+use devices::virtio::{GuestRam, VirtioDevice, VirtioPci};
+use vhost::vhost_user::Frontend;
+
+use crate::vhost_user::virtiofsd::Virtiofsd;
+use crate::vhost_user::VhostUserRings;
 
 use crate::layout::{PCI0_MMIO_SIZE, PCI_MMIO32_START};
 
@@ -36,6 +43,62 @@ impl DiskSpec {
     }
 }
 
+/// A `--share HOST_DIR:TAG[:ro]` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShareSpec {
+    pub dir: PathBuf,
+    pub tag: String,
+    pub read_only: bool,
+}
+
+impl ShareSpec {
+    /// `DIR:TAG` or `DIR:TAG:ro` (`:rw` is the default); the tag is what
+    /// the guest mounts (`mount -t virtiofs TAG /mnt`).
+    pub fn parse(arg: &str) -> Result<Self, String> {
+        let (rest, read_only) = match arg.rsplit_once(':') {
+            Some((r, "ro")) => (r, true),
+            Some((r, "rw")) => (r, false),
+            _ => (arg, false),
+        };
+        let Some((dir, tag)) = rest.rsplit_once(':').filter(|(d, _)| !d.is_empty()) else {
+            return Err(format!(
+                "--share {arg}: expected HOST_DIR:TAG or HOST_DIR:TAG:ro"
+            ));
+        };
+        check_tag(tag).map_err(|e| format!("--share {arg}: {e}"))?;
+        Ok(Self {
+            dir: PathBuf::from(dir),
+            tag: tag.to_string(),
+            read_only,
+        })
+    }
+}
+
+/// Request queues of each virtio-fs device (Linux's driver uses one).
+const FS_REQUEST_QUEUES: u16 = 1;
+
+/// A virtio-fs device for `share`: its virtiofsd started, connected and
+/// answering (SET_OWNER, features) before the device exists.
+pub fn virtio_fs_device(share: &ShareSpec, virtiofsd: &Path) -> Result<Fs, VirtioError> {
+    let fail = |msg: String| VirtioError::Share {
+        dir: share.dir.clone(),
+        tag: share.tag.clone(),
+        msg,
+    };
+    let (mut daemon, stream) = Virtiofsd::start(virtiofsd, &share.dir, share.read_only)
+        .map_err(|e| fail(format!("starting {}: {e}", virtiofsd.display())))?;
+    let queues = 1 + usize::from(FS_REQUEST_QUEUES);
+    let name = format!(
+        "virtiofsd for --share {}:{}",
+        share.dir.display(),
+        share.tag
+    );
+    let frontend = Frontend::from_stream(stream, queues as u64);
+    let rings =
+        VhostUserRings::connect(name, frontend, queues).map_err(|e| fail(daemon.explain(e)))?;
+    Fs::new(&share.tag, FS_REQUEST_QUEUES, Box::new(rings)).map_err(|e| fail(e.to_string()))
+}
+
 /// Each virtio function's share of PCI0's window: BAR 0 (16 KiB) at the
 /// start, the MSI-X BAR (8 KiB) half-way, both naturally aligned.
 const FUNCTION_STRIDE: u64 = 0x1_0000;
@@ -49,8 +112,14 @@ const COMMAND_MEMORY_AND_MASTER: u32 = 0b110;
 pub enum VirtioError {
     #[error("--disk {0}")]
     Open(#[from] OpenError),
-    #[error("--disk: {count} disks, at most {MAX_DISKS} fit on the root bus")]
+    #[error("--disk and --share: {count} devices, at most {MAX_DISKS} fit on the root bus")]
     TooMany { count: usize },
+    #[error("--share {dir}:{tag}: {msg}")]
+    Share {
+        dir: PathBuf,
+        tag: String,
+        msg: String,
+    },
     #[error("--disk {path}: MSI-X vectors: {source}")]
     Interrupts {
         path: PathBuf,
@@ -85,6 +154,48 @@ pub fn add_disks(
         let mut dev = VirtioPci::new(Box::new(block), mem.clone(), CLASS_STORAGE_OTHER, msi);
         program(&mut dev.function, i);
         pci.add(Bdf::new(0, FIRST_DEVICE + i as u8, 0), dev.function);
+    }
+    Ok(())
+}
+
+/// Starts a `virtiofsd` per share (all of them connected and answering
+/// before any device joins the bus) and adds a virtio-fs function for each
+/// after the `first` functions already on the root bus. Guest RAM must be
+/// shared memory (a memfd) for the daemons to map it.
+pub fn add_shares(
+    shares: &[ShareSpec],
+    virtiofsd: &Path,
+    first: usize,
+    mem: &GuestRam,
+    pci: &mut PciRoot,
+    irq: &dyn InterruptAllocator,
+) -> Result<(), VirtioError> {
+    if first + shares.len() > MAX_DISKS {
+        return Err(VirtioError::TooMany {
+            count: first + shares.len(),
+        });
+    }
+    let devices = shares
+        .iter()
+        .map(|s| Ok((virtio_fs_device(s, virtiofsd)?, s)))
+        .collect::<Result<Vec<_>, VirtioError>>()?;
+    for (i, (fs, s)) in devices.into_iter().enumerate() {
+        let index = first + i;
+        let msi = irq
+            .msix_vectors(VirtioPci::msix_vectors(&fs as &dyn VirtioDevice))
+            .map_err(|e| VirtioError::Share {
+                dir: s.dir.clone(),
+                tag: s.tag.clone(),
+                msg: format!("MSI-X vectors: {e}"),
+            })?;
+        let mut dev = VirtioPci::new(
+            Box::new(fs),
+            mem.clone(),
+            devices::virtio::fs::CLASS_STORAGE_OTHER,
+            msi,
+        );
+        program(&mut dev.function, index);
+        pci.add(Bdf::new(0, FIRST_DEVICE + index as u8, 0), dev.function);
     }
     Ok(())
 }

@@ -8,11 +8,13 @@
 //! enabled queue against guest memory (`virtio_queue::Queue::is_valid`) and
 //! hands the queues to the device model ([`VirtioDevice`]).
 //!
-//! Device model: [`block::Block`] (virtio-blk over a raw file, requests
-//! served on the notifying vCPU's thread).
+//! Device models: [`block::Block`] (virtio-blk over a raw file, requests
+//! served on the notifying vCPU's thread) and [`fs::Fs`] (virtio-fs, whose
+//! rings a vhost-user daemon serves).
 
 pub mod block;
 mod common_cfg;
+pub mod fs;
 mod pci;
 
 #[cfg(test)]

@@ -50,14 +50,18 @@ pub enum ThreadRole {
     /// The control API: the thread accepting on its socket and the threads
     /// serving connections (docs/control-api.md).
     Api,
+    /// A vhost-user device's connection to its backend (virtiofsd): the
+    /// protocol, and the backend's interrupts forwarded to MSI-X.
+    VhostUser,
 }
 
 impl ThreadRole {
-    pub const ALL: [ThreadRole; 4] = [
+    pub const ALL: [ThreadRole; 5] = [
         ThreadRole::Main,
         ThreadRole::Vcpu,
         ThreadRole::ConsoleInput,
         ThreadRole::Api,
+        ThreadRole::VhostUser,
     ];
 }
 
@@ -190,6 +194,7 @@ mod tests {
         assert_eq!(ioctl(ThreadRole::Vcpu), Some(1));
         assert_eq!(ioctl(ThreadRole::ConsoleInput), Some(2));
         assert_eq!(ioctl(ThreadRole::Api), Some(2));
+        assert_eq!(ioctl(ThreadRole::VhostUser), Some(2));
         // read: outright for Main (Media and Wait both allow it so).
         let read = rules::allowed(ThreadRole::Main)
             .into_iter()

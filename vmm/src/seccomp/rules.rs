@@ -55,6 +55,10 @@ pub enum Group {
     /// first delivered (routing is lazy); the irqfd write is a `write`.
     /// Only these two requests, not every KVM ioctl.
     DeviceInterrupts,
+    /// Talking vhost-user on a connection made at start-up (messages carry
+    /// file descriptors, so sendmsg/recvmsg). Creating, binding or
+    /// connecting sockets stays forbidden.
+    VhostUserSocket,
 }
 
 impl ThreadRole {
@@ -75,6 +79,7 @@ impl ThreadRole {
             ThreadRole::Vcpu => &[Basics, Kvm, Media, NewEventfds, SignalThreads, PerfCounters],
             ThreadRole::ConsoleInput => &[Basics, Wait, Terminal],
             ThreadRole::Api => &[Basics, ControlSocket, DeviceInterrupts],
+            ThreadRole::VhostUser => &[Basics, Wait, VhostUserSocket, DeviceInterrupts],
         }
     }
 }
@@ -228,6 +233,7 @@ impl Group {
                 SYS_fcntl,
             ]),
             Group::SocketCleanup => any(&[SYS_unlink, SYS_unlinkat]),
+            Group::VhostUserSocket => any(&[SYS_sendmsg, SYS_recvmsg, SYS_sendto, SYS_recvfrom]),
             Group::DeviceInterrupts => vec![(
                 SYS_ioctl,
                 [KVM_IRQ_LINE, KVM_SET_GSI_ROUTING]

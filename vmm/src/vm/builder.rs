@@ -107,7 +107,12 @@ impl<'a> MachineBuilder<'a> {
             exit_on_emulation_failure(&vm)?;
         }
         let irq = interrupt_controller(&vm)?;
-        let mem = memory(&vm, cfg.mem_size, cfg.memory_backing)?;
+        let mem = memory(
+            &vm,
+            cfg.mem_size,
+            cfg.memory_backing,
+            !cfg.shares.is_empty(),
+        )?;
         let exit = ExitRequest::new().map_err(io_err("exit eventfd"))?;
         // Where the CXL hierarchy goes, and a check that nothing in the
         // guest's physical map overlaps, before any device exists.
@@ -255,10 +260,24 @@ impl<'a> MachineBuilder<'a> {
         Ok(())
     }
 
-    /// A virtio-blk function on the root bus for each `--disk`, its queues
-    /// in guest RAM, its MSI-X vectors routed through KVM.
-    pub fn add_virtio_disks(&mut self) -> Result<(), VmError> {
+    /// A virtio-blk function on the root bus for each `--disk` and a
+    /// virtio-fs function for each `--share` (its virtiofsd started and
+    /// connected first), queues in guest RAM, MSI-X vectors routed through
+    /// KVM.
+    pub fn add_virtio_devices(&mut self) -> Result<(), VmError> {
         crate::virtio::add_disks(&self.cfg.disks, &self.mem, &mut self.pci, &self.irq)?;
+        if !self.cfg.shares.is_empty() {
+            let virtiofsd = crate::vhost_user::virtiofsd::find(self.cfg.virtiofsd.as_deref())
+                .map_err(VmError::Fatal)?;
+            crate::virtio::add_shares(
+                &self.cfg.shares,
+                &virtiofsd,
+                self.cfg.disks.len(),
+                &self.mem,
+                &mut self.pci,
+                &self.irq,
+            )?;
+        }
         Ok(())
     }
 
@@ -524,14 +543,23 @@ fn interrupt_controller(vm: &Arc<VmFd>) -> Result<GsiRouter, VmError> {
 }
 
 /// Guest RAM, below and above the 32-bit hole, as KVM memory slots, on
-/// the host pages `backing` asks for (untouched pages cost nothing).
-fn memory(vm: &VmFd, size: u64, backing: MemoryBacking) -> Result<GuestMemory, VmError> {
+/// the host pages `backing` asks for (untouched pages cost nothing);
+/// `shared` with other processes (vhost-user backends) when asked.
+fn memory(
+    vm: &VmFd,
+    size: u64,
+    backing: MemoryBacking,
+    shared: bool,
+) -> Result<GuestMemory, VmError> {
     let mem_err = |msg: String| VmError::Memory { size, msg };
     let mut regions = Vec::new();
     for (base, len) in ram_ranges(size) {
-        let map = backing
-            .map_ram(len)
-            .map_err(|e| mem_err(format!("{} mapping: {e}", backing.name())))?;
+        let map = if shared {
+            backing.map_shared_ram(len, &format!("cxlvmm-ram-{:#x}", base.0))
+        } else {
+            backing.map_ram(len)
+        }
+        .map_err(|e| mem_err(format!("{} mapping: {e}", backing.name())))?;
         regions.push(
             GuestRegionMmap::new(map, base)
                 .ok_or_else(|| mem_err(format!("range at {:#x} overflows", base.0)))?,

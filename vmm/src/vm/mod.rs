@@ -34,6 +34,10 @@ pub struct VmConfig {
     pub check_host: bool,
     /// Raw image files, each a virtio-blk function on the root bus.
     pub disks: Vec<crate::virtio::DiskSpec>,
+    /// Host directories, each a virtio-fs function served by a virtiofsd.
+    pub shares: Vec<crate::virtio::ShareSpec>,
+    /// The virtiofsd binary (`--virtiofsd`); None searches for it.
+    pub virtiofsd: Option<PathBuf>,
     /// What a thread's system call outside its filter does.
     pub seccomp: crate::seccomp::SeccompMode,
     /// Where to serve the control API, if anywhere.
@@ -147,8 +151,8 @@ pub fn run(cfg: &VmConfig) -> Result<Outcome, VmError> {
     m.add_legacy_devices()?;
     // Host bridges, switches, type-3 devices, their windows and regions.
     m.add_cxl_hierarchy()?;
-    // virtio-blk functions for --disk, on the root bus.
-    m.add_virtio_disks()?;
+    // virtio-blk functions for --disk, virtio-fs for --share, on the root bus.
+    m.add_virtio_devices()?;
     // Accelerators: PCI functions, DMA into RAM, CXL memory and peers.
     m.add_accelerators()?;
     // ECAM and 0xCF8/0xCFC, the ACPI tables, the kernel, the vCPUs.
