@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::action::ActionHook;
 use crate::exec::{self, Observed, RunSpec};
-use crate::manifest::{CaseBody, DiskSource, KernelBoot, TopologySource};
+use crate::manifest::{CaseBody, DiskSource, KernelBoot, ShareSource, TopologySource};
 use crate::matrix::Job;
 use crate::report::live::Live;
 use crate::report::{Attempt, CaseResult};
@@ -107,7 +107,12 @@ fn move_files_into(dir: &Path, into: &Path) -> std::io::Result<()> {
 }
 
 /// cxlvmm's arguments after `run`, for one job.
-pub fn vmm_args(job: &Job, script: &Path, disks: &[OsString]) -> Vec<OsString> {
+pub fn vmm_args(
+    job: &Job,
+    script: &Path,
+    disks: &[OsString],
+    shares: &[OsString],
+) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: &str| a.push(s.into());
     match &job.kernel.boot {
@@ -157,9 +162,45 @@ pub fn vmm_args(job: &Job, script: &Path, disks: &[OsString]) -> Vec<OsString> {
         a.push("--disk".into());
         a.push(d.clone());
     }
+    for s in shares {
+        a.push("--share".into());
+        a.push(s.clone());
+    }
     a.push("--script".into());
     a.push(script.into());
     a
+}
+
+/// The `--share` values of a job whose folder is `dir`: host directories
+/// in place; `job:TAG` ones made empty as `dir/share-TAG`, afresh for
+/// every try.
+pub fn prepare_shares(shares: &[ShareSource], dir: &Path) -> std::io::Result<Vec<OsString>> {
+    let mut out = Vec::new();
+    for s in shares {
+        let v = match s {
+            ShareSource::Dir {
+                path,
+                tag,
+                read_only,
+            } => {
+                let mut v = path.clone().into_os_string();
+                v.push(format!(":{tag}{}", if *read_only { ":ro" } else { "" }));
+                v
+            }
+            ShareSource::JobDir { tag } => {
+                let d = dir.join(format!("share-{tag}"));
+                if d.exists() {
+                    std::fs::remove_dir_all(&d)?;
+                }
+                std::fs::create_dir_all(&d)?;
+                let mut v = d.into_os_string();
+                v.push(format!(":{tag}"));
+                v
+            }
+        };
+        out.push(v);
+    }
+    Ok(out)
 }
 
 /// The `--disk` values of a job whose folder is `dir`: read-only image
@@ -271,7 +312,9 @@ fn run_once(job: &Job, dir: &Path, opts: &Options) -> CaseResult {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let disks = match prepare_disks(&case.disks, &dir) {
+    let devices =
+        prepare_disks(&case.disks, &dir).and_then(|d| Ok((d, prepare_shares(&case.shares, &dir)?)));
+    let (disks, shares) = match devices {
         Ok(d) => d,
         Err(e) => {
             let obs = Observed {
@@ -281,7 +324,7 @@ fn run_once(job: &Job, dir: &Path, opts: &Options) -> CaseResult {
             return result(job, &dir, &obs, &Analysis::default(), None, String::new());
         }
     };
-    let args = vmm_args(job, &script_path, &disks);
+    let args = vmm_args(job, &script_path, &disks, &shares);
     let rerun = rerun_line(opts.exe, &env, &args, &dir.join("rerun-console.log"));
     let written = std::fs::write(&script_path, script::guest_script(&ctx, &body)).and_then(|_| {
         std::fs::write(

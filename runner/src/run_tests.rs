@@ -164,14 +164,19 @@ fn vmm_args_follow_kernel_topology_and_case() {
     )
     .unwrap();
     let jobs = matrix::expand(&m);
-    let args: Vec<String> = vmm_args(&jobs[0], std::path::Path::new("/o/script.sh"), &[])
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args: Vec<String> = vmm_args(
+        &jobs[0],
+        std::path::Path::new("/o/script.sh"),
+        &[],
+        &["/h:src".into()],
+    )
+    .iter()
+    .map(|a| a.to_string_lossy().into_owned())
+    .collect();
     let d = dir.display();
     assert_eq!(
         args.join(" "),
-        format!("--kernel {d}/bz --initrd {d}/ird --modules {d}/mods/6.12.0 --topology {d}/direct.toml --vcpus 4 --memory 2048M --timeout 30 --script /o/script.sh")
+        format!("--kernel {d}/bz --initrd {d}/ird --modules {d}/mods/6.12.0 --topology {d}/direct.toml --vcpus 4 --memory 2048M --timeout 30 --share /h:src --script /o/script.sh")
     );
     let line = rerun_line(
         std::path::Path::new("/bin/cxlvmm"),
@@ -237,4 +242,41 @@ fn disks_become_per_job_images_and_disk_arguments() {
     }];
     let e = prepare_disks(&missing, &job_dir).unwrap_err();
     assert!(e.to_string().contains("gone.img"), "{e}");
+}
+
+#[test]
+fn shares_become_share_arguments_and_job_folders_start_empty() {
+    let dir = write_tree(&[("src/a", "a")]);
+    let job_dir = dir.join("job");
+    std::fs::create_dir_all(job_dir.join("share-out")).unwrap();
+    // An earlier try's files are gone.
+    std::fs::write(job_dir.join("share-out/stale"), b"x").unwrap();
+    let shares = [
+        ShareSource::Dir {
+            path: dir.join("src"),
+            tag: "src".into(),
+            read_only: true,
+        },
+        ShareSource::JobDir { tag: "out".into() },
+    ];
+    let args = prepare_shares(&shares, &job_dir).unwrap();
+    assert_eq!(
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
+        vec![
+            format!("{}:src:ro", dir.join("src").display()),
+            format!("{}:out", job_dir.join("share-out").display()),
+        ]
+    );
+    assert_eq!(
+        std::fs::read_dir(job_dir.join("share-out"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(
+        dir.join("src/a").exists(),
+        "a host directory is used in place"
+    );
 }

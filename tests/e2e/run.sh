@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../.."
 all_scenarios=(boot-6.12 boot-6.1 poweroff reset cxl-direct cxl-two-host-bridges cxl-switch-4 cxl-direct-6.1
     region-1way region-4way region-2hb region-256b region-big pmem-persist-6.12 pmem-persist-6.1
     region-mem-2g region-mem-3g region-mem-6g lat-tools mailbox-concurrent region-concurrent
-    virtio-blk virtio-blk-6.1 virtio-fs virtio-fs-6.1 hostile accel modules cxl-many-devices region-many tiering)
+    virtio-blk virtio-blk-6.1 virtio-fs virtio-fs-6.1 root-share runner hostile accel modules cxl-many-devices region-many tiering)
 # Run only when named: timed memory's guests triple-fault in the nested rig
 # in about two runs of three (every access is an exit, and the rig's
 # emulated SVM corrupts a guest now and then; docs/timed-mode.md);
@@ -596,6 +596,68 @@ virtio_fs() {
     result "$name" $?
 }
 
+# root-share: `cxlvmm run --root-share`: the guest's script runs on the
+# host's root (L1's, in the rig) read-only over virtio-fs under a tmpfs
+# overlay: it finds the host's /etc, runs the host's python3 and this
+# checkout's cxlvmm binary, has the guest kernel's modules, and writes a
+# file under /etc (tests/e2e/guest/root-share.sh); the host's /etc must
+# not have it afterwards.
+root_share() {
+    local name=root-share script=$OUT/root-share.sh mark="cxlvmm-root-share-$$" rc
+    { echo "HOST_DEBIAN='$(cat /etc/debian_version)' REPO='$REPO' MARK='$mark'"
+      cat tests/e2e/guest/root-share.sh; } >"$script"
+    note "$name: cxlvmm run --guest 6.12 --no-cxl --root-share"
+    local start=$SECONDS
+    timeout "$BACKSTOP" "$CXLVMM" run --timeout "$TIMEOUT" --cmdline "$GUEST_CMDLINE" --guest 6.12 --no-cxl \
+        --virtiofsd "$REPO/build/tools/bin/virtiofsd" --root-share --script "$script" \
+        --serial-log "$OUT/$name.log" </dev/null >"$OUT/$name.stdout" 2>"$OUT/$name.stderr"
+    rc=$?
+    note "$name: exit $rc after $((SECONDS - start))s"
+    grep -a '^ROOT-CHECK' "$OUT/$name.log" | tr -d '\r' | sed 's/^/    /'
+    local host=0
+    [ -e "/etc/$mark" ] && { note "$name: host: /etc/$mark exists: the guest wrote through"; host=1; rm -f "/etc/$mark"; }
+    [ "$rc" = 7 ] && [ "$host" = 0 ] && [ "$(grep -ac '^ROOT-CHECK .*: ok' "$OUT/$name.log")" = 7 ]
+    result "$name" $?
+}
+
+# runner: `cxlvmm test` itself, on five jobs of tests/runner/rig.toml that
+# a rig crash cannot pass for (a PASS on the default CXL topology, a KTAP
+# case that must FAIL on its second test, a host action, a --share the
+# guest writes and the host check reads, a scratch --disk), with the rig's
+# crash retries as the runner's infrastructure retries. Pass = each job's
+# status as expected, exit status 1 (FAIL is the worst), JUnit with 5
+# testcases. tests/runner/run.sh runs every outcome (panic, timeout, splat)
+# and both shards; it is run by hand.
+runner_scenario() {
+    local name=runner out=$OUT/runner rc
+    rm -rf "$out" && mkdir -p "$out"
+    note "$name: cxlvmm test tests/runner/rig.toml --filter (5 jobs) --retries 4 --infra-crashes"
+    local start=$SECONDS
+    CXLVMM_VIRTIOFSD=$REPO/build/tools/bin/virtiofsd timeout 1500 "$CXLVMM" test tests/runner/rig.toml \
+        --filter '^(pass/6\.12/default|ktap/|action/|share/|disk/)' --retries 4 --infra-crashes \
+        --out "$out/jobs" --junit "$out/junit.xml" --json "$out/result.json" \
+        </dev/null 2>"$OUT/$name.stderr" | tee "$OUT/$name.stdout" | sed -u 's/^/    /'
+    rc=${PIPESTATUS[0]}
+    note "$name: exit $rc after $((SECONDS - start))s"
+    $PYTHON - "$out" "$rc" <<'PY'
+import json, sys, xml.etree.ElementTree as ET
+out, rc = sys.argv[1], int(sys.argv[2])
+want = {"pass": "PASS", "ktap": "FAIL", "action": "PASS", "share": "PASS", "disk": "PASS"}
+rep = json.load(open(f"{out}/result.json"))
+final = {c["case"]: c for c in rep["cases"]}
+ok = rc == 1 and rep["summary"]["exit_code"] == 1
+for case, status in want.items():
+    got = final.get(case, {}).get("status")
+    print(f"    check: {case}: {got} (want {status})")
+    ok &= got == status
+suites = ET.parse(f"{out}/junit.xml").getroot()
+cases = suites.findall(".//testcase")
+print(f"    check: exit {rc} (want 1), JUnit testcases {len(cases)}")
+sys.exit(0 if ok and len(cases) >= 5 else 1)
+PY
+    result "$name" $?
+}
+
 # modules: `cxlvmm run --modules` with two modules of the 6.12 guest kernel
 # that its image lacks (af_key and xfrm_algo, which af_key needs), taken
 # from the kernel package that guest-images/build unpacked, and no
@@ -730,6 +792,8 @@ run_scenario() {
         virtio-blk-6.1) virtio_blk 6.1 ;;
         virtio-fs) virtio_fs 6.12 ;;
         virtio-fs-6.1) virtio_fs 6.1 ;;
+        runner) runner_scenario ;;
+        root-share) root_share ;;
         hostile) hostile ;;
         accel) accel_scenario ;;
         modules) modules_scenario ;;

@@ -8,6 +8,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 CXLVMM=${CXLVMM:-$PWD/target/release/cxlvmm}
+# The share case's daemon (scripts/lib/virtiofsd.sh builds it).
+export CXLVMM_VIRTIOFSD=${CXLVMM_VIRTIOFSD:-$PWD/build/tools/bin/virtiofsd}
 M=tests/runner/rig.toml
 OUT=${OUT:-$PWD/build/runner-e2e}
 PYTHON=python3
@@ -45,6 +47,8 @@ expect = {
     "panic": ("CRASH", "Kernel panic - not syncing: sysrq triggered crash"),
     "ktap": ("FAIL", "1 KTAP test(s) failed: second"),
     "action": ("PASS", ""),
+    "share": ("PASS", ""),
+    "disk": ("PASS", ""),
 }
 code = {"PASS": 0, "FAIL": 1, "SPLAT": 3, "CRASH": 4, "TIMEOUT": 5, "INFRA": 6}
 severity = ["PASS", "SPLAT", "FAIL", "TIMEOUT", "CRASH", "INFRA"]

@@ -242,8 +242,15 @@ pub struct RunArgs {
     /// shared memory (a memfd) so that virtiofsd can map it.
     #[arg(long = "share", value_name = "HOST_DIR:TAG[:ro]")]
     pub shares: Vec<String>,
-    /// The virtiofsd binary for --share (default: the first virtiofsd on
-    /// $PATH, then /usr/libexec/virtiofsd, then /usr/lib/qemu/virtiofsd).
+    /// Run the guest's script (or shell) on the host's root file system,
+    /// read-only over virtio-fs under a tmpfs overlay (writes stay in the
+    /// guest), so that host-built tools run in the guest. Needs an
+    /// initramfs whose /init does the switch: the built guest images'.
+    #[arg(long)]
+    pub root_share: bool,
+    /// The virtiofsd binary for --share (default: $CXLVMM_VIRTIOFSD, else
+    /// the first virtiofsd on $PATH, then /usr/libexec/virtiofsd, then
+    /// /usr/lib/qemu/virtiofsd).
     #[arg(long, value_name = "PATH")]
     pub virtiofsd: Option<PathBuf>,
     /// Seccomp filters per thread: `enforce` stops cxlvmm (status 159) on a
@@ -358,11 +365,18 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
             Some(archive)
         }
     };
-    let cmdline = if args.cmdline.trim().is_empty() {
+    let mut cmdline = if args.cmdline.trim().is_empty() {
         DEFAULT_CMDLINE.to_string()
     } else {
         format!("{DEFAULT_CMDLINE} {}", args.cmdline.trim())
     };
+    if args.root_share {
+        cmdline.push_str(&format!(
+            " {}={}",
+            crate::virtio::ROOT_SHARE_PARAM,
+            crate::virtio::ROOT_SHARE_TAG
+        ));
+    }
     let disks = args
         .disks
         .iter()
@@ -371,11 +385,14 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
     if let Some(d) = disks.iter().find(|d| !d.path.is_file()) {
         return Err(format!("--disk {}: no such file", d.path.display()));
     }
-    let shares = args
+    let mut shares = args
         .shares
         .iter()
         .map(|s| crate::virtio::ShareSpec::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
+    if args.root_share {
+        shares.push(crate::virtio::ShareSpec::host_root());
+    }
     if let Some(s) = shares.iter().find(|s| !s.dir.is_dir()) {
         return Err(format!(
             "--share {}:{}: {} is not a directory",

@@ -49,6 +49,10 @@ pub struct ShareSpec {
     pub dir: PathBuf,
     pub tag: String,
     pub read_only: bool,
+    /// Whether the guest sees the host's mount points inside it as mount
+    /// points of their own (virtiofsd's default), or as plain folders: an
+    /// overlay refuses a lower layer with such automount points (EREMOTE).
+    pub submounts: bool,
 }
 
 impl ShareSpec {
@@ -70,7 +74,27 @@ impl ShareSpec {
             dir: PathBuf::from(dir),
             tag: tag.to_string(),
             read_only,
+            submounts: true,
         })
+    }
+}
+
+/// The tag of `--root-share`'s share of the host's `/`, and the guest
+/// command-line parameter that tells the guest images' /init to run on it
+/// (docs/guest-contract.md, "Running on the host's root").
+pub const ROOT_SHARE_TAG: &str = "cxlvmm-root";
+pub const ROOT_SHARE_PARAM: &str = "cxlvmm.rootshare";
+
+impl ShareSpec {
+    /// `--root-share`: the host's `/`, read-only, its mount points plain
+    /// folders (it is the lower layer of the guest's overlay).
+    pub fn host_root() -> Self {
+        Self {
+            dir: PathBuf::from("/"),
+            tag: ROOT_SHARE_TAG.into(),
+            read_only: true,
+            submounts: false,
+        }
     }
 }
 
@@ -85,7 +109,7 @@ pub fn virtio_fs_device(share: &ShareSpec, virtiofsd: &Path) -> Result<Fs, Virti
         tag: share.tag.clone(),
         msg,
     };
-    let (mut daemon, stream) = Virtiofsd::start(virtiofsd, &share.dir, share.read_only)
+    let (mut daemon, stream) = Virtiofsd::start(virtiofsd, share)
         .map_err(|e| fail(format!("starting {}: {e}", virtiofsd.display())))?;
     let queues = 1 + usize::from(FS_REQUEST_QUEUES);
     let name = format!(

@@ -89,6 +89,22 @@ pub enum DiskSource {
     Scratch { size: u64, read_only: bool },
 }
 
+/// A `shares` entry: what becomes one `cxlvmm run --share` of each job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShareSource {
+    /// A host directory (absolute), shared in place: jobs that run at the
+    /// same time and write it see each other's files.
+    Dir {
+        path: PathBuf,
+        tag: String,
+        read_only: bool,
+    },
+    /// A new empty directory `share-TAG` in the job's folder, made afresh
+    /// for every try: what the guest writes there stays with the job's
+    /// results, and its host check finds it under `$CXLVMM_OUT`.
+    JobDir { tag: String },
+}
+
 /// A host-side action the guest can ask for by name (`cxlvmm-action NAME`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
@@ -117,6 +133,8 @@ pub struct Case {
     pub actions: Vec<Action>,
     /// Disks, in order: the guest's /dev/vda, /dev/vdb, ...
     pub disks: Vec<DiskSource>,
+    /// virtio-fs shares, each mounted in the guest by its tag.
+    pub shares: Vec<ShareSource>,
 }
 
 impl Manifest {

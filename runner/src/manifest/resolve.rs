@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::raw::{RawCase, RawKernel, RawManifest, RawSettings, RawSize, RawTopology};
 use super::{
-    Action, Case, CaseBody, DiskSource, GuestFinder, Kernel, KernelBoot, ManifestError, Topology,
-    TopologySource, DEFAULT_GUEST,
+    Action, Case, CaseBody, DiskSource, GuestFinder, Kernel, KernelBoot, ManifestError,
+    ShareSource, Topology, TopologySource, DEFAULT_GUEST,
 };
 
 type Result<T> = std::result::Result<T, ManifestError>;
@@ -257,15 +257,10 @@ fn topology(t: &RawTopology, dir: &Path) -> Result<Topology> {
 
 /// Checks of settings that do not depend on the case.
 fn check_settings(at: &str, s: &RawSettings) -> Result<()> {
-    if let Some(v) = s.disks.as_ref().filter(|v| v.len() > MAX_DISKS) {
+    let devices = s.disks.as_ref().map_or(0, Vec::len) + s.shares.as_ref().map_or(0, Vec::len);
+    if devices > MAX_DISKS {
         return err(format!(
-            "{at}: disks: {} entries, at most {MAX_DISKS} fit on cxlvmm's root bus",
-            v.len()
-        ));
-    }
-    if let Some(v) = s.shares.as_ref().filter(|v| !v.is_empty()) {
-        return err(format!(
-            "{at}: shares = {v:?}: not supported yet (cxlvmm run has no --share)"
+            "{at}: disks and shares: {devices} entries, at most {MAX_DISKS} fit on cxlvmm's root bus"
         ));
     }
     if let Some(v) = s.vcpus {
@@ -410,6 +405,20 @@ fn case(
         .flatten()
         .map(|d| disk(&at, dir, d))
         .collect::<Result<Vec<_>>>()?;
+    let shares = s
+        .shares
+        .iter()
+        .flatten()
+        .map(|e| share(&at, dir, e))
+        .collect::<Result<Vec<_>>>()?;
+    let tags: Vec<&str> = shares.iter().map(ShareSource::tag).collect();
+    if let Some(t) = tags
+        .iter()
+        .enumerate()
+        .find_map(|(i, t)| tags[..i].contains(t).then_some(t))
+    {
+        return err(format!("{at}: shares: tag {t:?} appears twice"));
+    }
     let ignore_splats = s
         .ignore_splats
         .iter()
@@ -436,6 +445,53 @@ fn case(
         check: c.check.clone(),
         actions,
         disks,
+        shares,
+    })
+}
+
+/// The longest virtio-fs tag (Virtio 1.2 §5.11.4).
+const MAX_TAG: usize = 36;
+
+impl ShareSource {
+    pub fn tag(&self) -> &str {
+        match self {
+            ShareSource::Dir { tag, .. } | ShareSource::JobDir { tag } => tag,
+        }
+    }
+}
+
+/// One `shares` entry: `DIR:TAG`, `DIR:TAG:ro`, or `job:TAG` (a fresh
+/// folder in the job's output).
+fn share(at: &str, dir: &Path, entry: &str) -> Result<ShareSource> {
+    let bad = |why: &str| ManifestError(format!("{at}: shares: {entry:?}: {why}"));
+    let (body, read_only) = match entry.rsplit_once(':') {
+        Some((b, "ro")) => (b, true),
+        Some((b, "rw")) => (b, false),
+        _ => (entry, false),
+    };
+    let Some((path, tag)) = body.rsplit_once(':').filter(|(p, _)| !p.is_empty()) else {
+        return Err(bad("expected DIR:TAG, DIR:TAG:ro or job:TAG"));
+    };
+    if tag.is_empty() || tag.len() > MAX_TAG {
+        return Err(bad("a tag is 1 to 36 bytes"));
+    }
+    if tag
+        .chars()
+        .any(|c| c == ',' || c == '/' || c.is_whitespace())
+    {
+        return Err(bad("a tag has no comma, slash or whitespace"));
+    }
+    if path == "job" {
+        return Ok(ShareSource::JobDir { tag: tag.into() });
+    }
+    let full = dir.join(path);
+    if !full.is_dir() {
+        return Err(bad(&format!("no such directory ({})", full.display())));
+    }
+    Ok(ShareSource::Dir {
+        path: std::fs::canonicalize(&full).unwrap_or(full),
+        tag: tag.into(),
+        read_only,
     })
 }
 

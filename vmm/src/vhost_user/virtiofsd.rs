@@ -12,19 +12,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::virtio::ShareSpec;
+
 /// Where Debian (trixie), Fedora and QEMU's packages put it, after $PATH.
 const KNOWN_PLACES: [&str; 2] = ["/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd"];
 /// The descriptor number the listening socket has in the daemon.
 const LISTEN_FD: i32 = 3;
 
-/// The daemon binary: `explicit` if given (it must exist), else the first
-/// `virtiofsd` on $PATH or in [`KNOWN_PLACES`].
+/// Names the daemon when `--virtiofsd` does not (e.g. for every job of
+/// `cxlvmm test`).
+pub const ENV: &str = "CXLVMM_VIRTIOFSD";
+
+/// The daemon binary: `explicit` if given, else $CXLVMM_VIRTIOFSD (either
+/// must exist), else the first `virtiofsd` on $PATH or in [`KNOWN_PLACES`].
 pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = explicit {
+    let from_env = std::env::var_os(ENV).map(PathBuf::from);
+    let named = explicit
+        .map(|p| (p.to_path_buf(), "--virtiofsd".to_string()))
+        .or_else(|| from_env.map(|p| (p, format!("${ENV}"))));
+    if let Some((p, by)) = named {
         return if p.is_file() {
-            Ok(p.to_path_buf())
+            Ok(p)
         } else {
-            Err(format!("--virtiofsd {}: no such file", p.display()))
+            Err(format!("{by} {}: no such file", p.display()))
         };
     }
     let on_path = std::env::var_os("PATH")
@@ -38,7 +48,7 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
         .ok_or_else(|| {
             format!(
                 "--share needs virtiofsd: none on $PATH or at {}; install it (Debian: apt-get install virtiofsd; \
-                 or cargo install virtiofsd) or name it with --virtiofsd PATH",
+                 or cargo install virtiofsd) or name it with --virtiofsd PATH or ${ENV}",
                 KNOWN_PLACES.join(", ")
             )
         })
@@ -51,9 +61,9 @@ pub struct Virtiofsd {
 }
 
 impl Virtiofsd {
-    /// Starts `binary` serving `dir` (read-only if asked) and returns it with
-    /// the connected socket.
-    pub fn start(binary: &Path, dir: &Path, read_only: bool) -> io::Result<(Self, UnixStream)> {
+    /// Starts `binary` serving `share` and returns it with the connected
+    /// socket.
+    pub fn start(binary: &Path, share: &ShareSpec) -> io::Result<(Self, UnixStream)> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "cxlvmm-{}-virtiofsd-{}",
@@ -67,10 +77,13 @@ impl Virtiofsd {
         let mut cmd = Command::new(binary);
         cmd.arg(format!("--fd={LISTEN_FD}"))
             .arg("--shared-dir")
-            .arg(dir)
+            .arg(&share.dir)
             .args(["--cache=auto", "--log-level=error"]);
-        if read_only {
+        if share.read_only {
             cmd.arg("--readonly");
+        }
+        if !share.submounts {
+            cmd.arg("--no-announce-submounts");
         }
         // Its namespace sandbox needs privileges an ordinary user lacks.
         // SAFETY: geteuid has no preconditions and cannot fail.
