@@ -18,6 +18,15 @@ use crate::vhost_user::VhostUserRings;
 
 use crate::layout::{PCI0_MMIO_SIZE, PCI_MMIO32_START};
 
+/// `ARG:ro` → (ARG, read-only); `ARG:rw` and a bare `ARG` → read-write.
+fn split_mode(arg: &str) -> (&str, bool) {
+    match arg.rsplit_once(':') {
+        Some((rest, "ro")) => (rest, true),
+        Some((rest, "rw")) => (rest, false),
+        _ => (arg, false),
+    }
+}
+
 /// A `--disk FILE[:ro]` argument.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DiskSpec {
@@ -28,11 +37,7 @@ pub struct DiskSpec {
 impl DiskSpec {
     /// `FILE` or `FILE:ro` (`:rw` is accepted and is the default).
     pub fn parse(arg: &str) -> Result<Self, String> {
-        let (path, read_only) = match arg.rsplit_once(':') {
-            Some((p, "ro")) => (p, true),
-            Some((p, "rw")) => (p, false),
-            _ => (arg, false),
-        };
+        let (path, read_only) = split_mode(arg);
         if path.is_empty() {
             return Err(format!("--disk {arg}: expected FILE or FILE:ro"));
         }
@@ -59,11 +64,7 @@ impl ShareSpec {
     /// `DIR:TAG` or `DIR:TAG:ro` (`:rw` is the default); the tag is what
     /// the guest mounts (`mount -t virtiofs TAG /mnt`).
     pub fn parse(arg: &str) -> Result<Self, String> {
-        let (rest, read_only) = match arg.rsplit_once(':') {
-            Some((r, "ro")) => (r, true),
-            Some((r, "rw")) => (r, false),
-            _ => (arg, false),
-        };
+        let (rest, read_only) = split_mode(arg);
         let Some((dir, tag)) = rest.rsplit_once(':').filter(|(d, _)| !d.is_empty()) else {
             return Err(format!(
                 "--share {arg}: expected HOST_DIR:TAG or HOST_DIR:TAG:ro"

@@ -460,15 +460,20 @@ impl ShareSource {
     }
 }
 
+/// `X:ro` → (X, read-only); `X:rw` and a bare `X` → read-write.
+fn split_mode(entry: &str) -> (&str, bool) {
+    match entry.rsplit_once(':') {
+        Some((rest, "ro")) => (rest, true),
+        Some((rest, "rw")) => (rest, false),
+        _ => (entry, false),
+    }
+}
+
 /// One `shares` entry: `DIR:TAG`, `DIR:TAG:ro`, or `job:TAG` (a fresh
 /// folder in the job's output).
 fn share(at: &str, dir: &Path, entry: &str) -> Result<ShareSource> {
     let bad = |why: &str| ManifestError(format!("{at}: shares: {entry:?}: {why}"));
-    let (body, read_only) = match entry.rsplit_once(':') {
-        Some((b, "ro")) => (b, true),
-        Some((b, "rw")) => (b, false),
-        _ => (entry, false),
-    };
+    let (body, read_only) = split_mode(entry);
     let Some((path, tag)) = body.rsplit_once(':').filter(|(p, _)| !p.is_empty()) else {
         return Err(bad("expected DIR:TAG, DIR:TAG:ro or job:TAG"));
     };
@@ -500,11 +505,7 @@ const MAX_DISKS: usize = 31;
 
 /// One `disks` entry: `FILE`, `FILE:ro`, `scratch:SIZE` or `scratch:SIZE:ro`.
 fn disk(at: &str, dir: &Path, entry: &str) -> Result<DiskSource> {
-    let (body, read_only) = match entry.rsplit_once(':') {
-        Some((b, "ro")) => (b, true),
-        Some((b, "rw")) => (b, false),
-        _ => (entry, false),
-    };
+    let (body, read_only) = split_mode(entry);
     let bad = |why: String| ManifestError(format!("{at}: disks: {entry:?}: {why}"));
     if let Some(size) = body.strip_prefix("scratch:") {
         let size = crate::size::parse_size(size).map_err(bad)?;
