@@ -11,7 +11,6 @@ use devices::pci::{Bdf, InterruptAllocator, PciDevice, PciFunction, PciRoot};
 use devices::virtio::block::{Block, OpenError, CLASS_STORAGE_OTHER};
 use devices::virtio::fs::{check_tag, Fs};
 use devices::virtio::{GuestRam, VirtioDevice, VirtioPci};
-use vhost::vhost_user::Frontend;
 
 use crate::vhost_user::virtiofsd::Virtiofsd;
 use crate::vhost_user::VhostUserRings;
@@ -110,17 +109,15 @@ pub fn virtio_fs_device(share: &ShareSpec, virtiofsd: &Path) -> Result<Fs, Virti
         tag: share.tag.clone(),
         msg,
     };
-    let (mut daemon, stream) = Virtiofsd::start(virtiofsd, share)
-        .map_err(|e| fail(format!("starting {}: {e}", virtiofsd.display())))?;
+    let (mut daemon, stream) = Virtiofsd::start(virtiofsd, share).map_err(fail)?;
     let queues = 1 + usize::from(FS_REQUEST_QUEUES);
     let name = format!(
         "virtiofsd for --share {}:{}",
         share.dir.display(),
         share.tag
     );
-    let frontend = Frontend::from_stream(stream, queues as u64);
     let rings =
-        VhostUserRings::connect(name, frontend, queues).map_err(|e| fail(daemon.explain(e)))?;
+        VhostUserRings::connect(name, stream, queues).map_err(|e| fail(daemon.explain(e)))?;
     Fs::new(&share.tag, FS_REQUEST_QUEUES, Box::new(rings)).map_err(|e| fail(e.to_string()))
 }
 

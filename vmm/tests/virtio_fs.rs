@@ -273,6 +273,26 @@ fn init_and_lookup(daemon: PathBuf) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A daemon that exits at once (here `false`): the error names it, the
+/// share, and its exit status.
+fn a_daemon_that_dies_is_named() -> Result<(), Failed> {
+    let dir = std::env::temp_dir();
+    let share = ShareSpec::parse(&format!("{}:t", dir.display()))?;
+    let daemon = Path::new("/bin/false");
+    let err = match vmm::virtio::virtio_fs_device(&share, daemon) {
+        Ok(_) => return Err("a device over a daemon that exited".into()),
+        Err(e) => e.to_string(),
+    };
+    let want = format!(
+        "--share {}:t: /bin/false exited (exit status: 1)",
+        dir.display()
+    );
+    if err != want {
+        return Err(format!("error {err:?}, want {want:?}").into());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     const NAME: &str = "a_real_virtiofsd_answers_init_and_lookup_over_the_rings";
@@ -285,5 +305,6 @@ fn main() -> ExitCode {
             Trial::test(NAME, || Err("no virtiofsd".into())).with_ignored_flag(true)
         }
     };
-    libtest_mimic::run(&args, vec![trial]).exit_code()
+    let dies = Trial::test("a_daemon_that_dies_is_named", a_daemon_that_dies_is_named);
+    libtest_mimic::run(&args, vec![trial, dies]).exit_code()
 }

@@ -18,6 +18,7 @@ pub mod virtiofsd;
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -58,10 +59,13 @@ pub struct VhostUserRings {
 }
 
 impl VhostUserRings {
-    /// Takes over a connected backend: claims it (SET_OWNER), reads its
-    /// features, agrees on protocol features, and starts the device's
-    /// thread. `queues` is how many rings the device has.
-    pub fn connect(name: String, mut frontend: Frontend, queues: usize) -> io::Result<Self> {
+    /// Takes over a backend connected on `stream`: claims it (SET_OWNER),
+    /// reads its features, agrees on protocol features, and starts the
+    /// device's thread. `queues` is how many rings the device has.
+    pub fn connect(name: String, stream: UnixStream, queues: usize) -> io::Result<Self> {
+        // A second handle on the connection, only to see it close.
+        let watch = stream.try_clone()?;
+        let mut frontend = Frontend::from_stream(stream, queues as u64);
         let proto_err = |what: &str, e: vhost::Error| io::Error::other(format!("{what}: {e}"));
         frontend
             .set_owner()
@@ -98,6 +102,7 @@ impl VhostUserRings {
                 .collect::<io::Result<_>>()?,
             calls,
             wake: wake.try_clone()?,
+            watch,
             commands: command_rx,
             replies: reply_tx,
             started: 0,
@@ -158,6 +163,7 @@ struct RingThread {
     kicks: Vec<EventFd>,
     calls: Vec<EventFd>,
     wake: EventFd,
+    watch: UnixStream,
     commands: Receiver<Command>,
     replies: Sender<Result<(), String>>,
     /// How many rings the backend serves now (0: stopped).
@@ -166,6 +172,7 @@ struct RingThread {
 }
 
 const WAKE: u64 = u64::MAX;
+const HANGUP: u64 = u64::MAX - 1;
 
 impl RingThread {
     fn run(mut self) {
@@ -185,6 +192,12 @@ impl RingThread {
             self.wake.as_raw_fd(),
             EpollEvent::new(EventSet::IN, WAKE),
         )?;
+        // Hang-up only: the protocol's bytes are the frontend's to read.
+        epoll.ctl(
+            ControlOperation::Add,
+            self.watch.as_raw_fd(),
+            EpollEvent::new(EventSet::READ_HANG_UP | EventSet::HANG_UP, HANGUP),
+        )?;
         for (i, call) in self.calls.iter().enumerate() {
             epoll.ctl(
                 ControlOperation::Add,
@@ -200,7 +213,19 @@ impl RingThread {
                 Err(e) => return Err(e),
             };
             for ev in &events[..n] {
-                if ev.data() == WAKE {
+                if ev.data() == HANGUP {
+                    // The guest's requests on this device will not be
+                    // answered any more; say so once.
+                    eprintln!(
+                        "cxlvmm: {}: the daemon closed its connection (it exited?); the guest's file system stops answering",
+                        self.name
+                    );
+                    epoll.ctl(
+                        ControlOperation::Delete,
+                        self.watch.as_raw_fd(),
+                        EpollEvent::default(),
+                    )?;
+                } else if ev.data() == WAKE {
                     let _ = self.wake.read();
                     while let Ok(command) = self.commands.try_recv() {
                         let reply = match command {

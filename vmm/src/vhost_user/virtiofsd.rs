@@ -62,8 +62,9 @@ pub struct Virtiofsd {
 
 impl Virtiofsd {
     /// Starts `binary` serving `share` and returns it with the connected
-    /// socket.
-    pub fn start(binary: &Path, share: &ShareSpec) -> io::Result<(Self, UnixStream)> {
+    /// socket; an error says what failed, naming the binary.
+    pub fn start(binary: &Path, share: &ShareSpec) -> Result<(Self, UnixStream), String> {
+        let starting = |e: io::Error| format!("starting {}: {e}", binary.display());
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "cxlvmm-{}-virtiofsd-{}",
@@ -71,8 +72,8 @@ impl Virtiofsd {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         // An abstract address: nothing in the file system to clean up.
-        let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
-        let listener = UnixListener::bind_addr(&addr)?;
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(starting)?;
+        let listener = UnixListener::bind_addr(&addr).map_err(starting)?;
         let listen_fd = listener.as_raw_fd();
         let mut cmd = Command::new(binary);
         cmd.arg(format!("--fd={LISTEN_FD}"))
@@ -108,16 +109,17 @@ impl Virtiofsd {
                 Ok(())
             });
         }
-        let child = cmd.spawn()?;
+        let child = cmd.spawn().map_err(starting)?;
         drop(listener); // the daemon holds its copy
-        let stream = UnixStream::connect_addr(&addr)?;
-        Ok((
-            Self {
-                child,
-                binary: binary.to_path_buf(),
-            },
-            stream,
-        ))
+        let mut daemon = Self {
+            child,
+            binary: binary.to_path_buf(),
+        };
+        // Refused only when the daemon has already exited and closed it.
+        match UnixStream::connect_addr(&addr) {
+            Ok(stream) => Ok((daemon, stream)),
+            Err(e) => Err(daemon.explain(e)),
+        }
     }
 
     /// Why a failed conversation failed: the daemon's exit status if it has
