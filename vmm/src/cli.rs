@@ -281,9 +281,10 @@ pub struct RunArgs {
     pub calibration_samples: u64,
     /// Host pages behind guest RAM and device memory: `anon` (4 KiB),
     /// `thp` (transparent huge pages, 2 MiB aligned) or `hugetlb` (guest
-    /// RAM in reserved 2 MiB pages; docs/memory-backing.md).
-    #[arg(long, value_enum, default_value_t = MemoryBacking::Anon)]
-    pub memory_backing: MemoryBacking,
+    /// RAM in reserved 2 MiB pages; docs/memory-backing.md). Default:
+    /// `thp`, or `anon` where the host's THP policy is `never`.
+    #[arg(long, value_enum)]
+    pub memory_backing: Option<MemoryBacking>,
     /// Print start-up figures: process start to the first KVM_RUN, the
     /// memory backing, and the resident memory when the guest is over.
     #[arg(long, short = 'v')]
@@ -319,7 +320,10 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
             limits.phys_addr_bits
         ));
     }
-    args.memory_backing.check_host(args.memory)?;
+    let memory_backing = args
+        .memory_backing
+        .unwrap_or_else(MemoryBacking::host_default);
+    memory_backing.check_host(args.memory)?;
     let (kernel, initrd) = match (&args.kernel, &args.initrd) {
         (Some(k), i) => (k.clone(), i.clone()),
         (None, Some(_)) => return Err("--initrd needs --kernel".into()),
@@ -463,7 +467,7 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         api_socket: args.api_socket.clone(),
         stats: args.stats.clone(),
         calibration_samples: args.calibration_samples,
-        memory_backing: args.memory_backing,
+        memory_backing,
     })
 }
 

@@ -24,11 +24,10 @@ pub const HUGE_PAGE: u64 = 2 << 20;
 const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 const THP_SHMEM: &str = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum MemoryBacking {
     /// Anonymous memory in 4 KiB pages (or whatever the host's THP policy
     /// gives without being asked).
-    #[default]
     Anon,
     /// Transparent huge pages: 2 MiB-aligned anonymous guest RAM advised
     /// with MADV_HUGEPAGE; device memory advised too.
@@ -39,6 +38,20 @@ pub enum MemoryBacking {
 }
 
 impl MemoryBacking {
+    /// Without `--memory-backing`: transparent huge pages, as QEMU advises
+    /// its guest RAM, unless the host forbids them (`enabled` is
+    /// `[never]`), then 4 KiB pages. Huge pages halve the boot's VM exits
+    /// (a first touch maps 2 MiB: one nested page fault, not 512) and
+    /// speed up TLB-heavy guests (docs/performance.md, "boot" and "huge
+    /// pages: a TLB-heavy chase").
+    pub fn host_default() -> Self {
+        match read_policy(THP_ENABLED) {
+            Some(p) if p == "never" => MemoryBacking::Anon,
+            None => MemoryBacking::Anon,
+            Some(_) => MemoryBacking::Thp,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             MemoryBacking::Anon => "anon",
