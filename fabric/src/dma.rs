@@ -412,6 +412,36 @@ size = "256M"
     }
 
     #[test]
+    fn an_idle_link_owes_nothing_to_the_next_transfer() {
+        // 1 MiB of posted writes from a1 into the CXL device leaves the
+        // acknowledgements (DLLPs) they are owed on a1's link towards a1;
+        // posted writes send no completions back to carry them. A
+        // millisecond later that direction has long been idle: a small
+        // peer copy a0 -> a1 must cost what it costs on idle links.
+        let t = topo();
+        let mut e = Engine::new(&t);
+        let cxl = [Span {
+            target: Target::Type3 { device: 0, dpa: 0 },
+            len: 1 << 20,
+        }];
+        let busy_until = write(&mut e, 1, &cxl, 0).unwrap();
+        let later = busy_until + 1_000_000_000;
+        let (src, dst) = (
+            [Span {
+                target: Target::Accelerator(0),
+                len: 64,
+            }],
+            [Span {
+                target: Target::Accelerator(1),
+                len: 64,
+            }],
+        );
+        let took = copy(&mut e, 0, &src, &dst, later).unwrap() - later;
+        let idle = copy_time(&t, 0, Target::Accelerator(0), Target::Accelerator(1), 64).unwrap();
+        assert_eq!(took, idle);
+    }
+
+    #[test]
     fn large_copies_reach_the_link_bound() {
         // Gen4 x16 non-flit posted writes: 256 B payload per 280 B TLP.
         let t = topo();

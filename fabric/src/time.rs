@@ -40,4 +40,10 @@ impl PsPerByte {
     pub fn time(self, bytes: u64) -> Picos {
         (bytes * self.0) >> Self::SHIFT
     }
+
+    /// Whole bytes that can be moved in `ps`.
+    pub fn bytes_in(self, ps: Picos) -> u64 {
+        let bytes = (u128::from(ps) << Self::SHIFT) / u128::from(self.0.max(1));
+        bytes.min(u128::from(u64::MAX)) as u64
+    }
 }

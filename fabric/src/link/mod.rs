@@ -91,6 +91,8 @@ pub(crate) struct ByteWire {
     free_at: u64,
     /// DLLP bytes owed: sent ahead of the next TLP.
     dllp_debt: u64,
+    /// When the newest owed DLLP was due.
+    dllp_due: u64,
     crc: CrcErrors,
     /// Serialization time so far (statistics).
     busy_ps: u64,
@@ -99,7 +101,12 @@ pub(crate) struct ByteWire {
 impl ByteWire {
     fn send(&mut self, arrive: u64, bytes: u32) -> Placed {
         let start = arrive.max(self.free_at);
-        let debt = std::mem::take(&mut self.dllp_debt);
+        // Owed DLLPs went out in the wire's idle time after they were due;
+        // only what that time could not carry delays this TLP. (Without
+        // this, 4 MiB of posted writes, which send no completions back,
+        // left 256 KiB of DLLPs to the next TLP however long after.)
+        let idle = arrive.saturating_sub(self.free_at.max(self.dllp_due));
+        let debt = std::mem::take(&mut self.dllp_debt).saturating_sub(self.ppb.bytes_in(idle));
         self.busy_ps += self.ppb.time(bytes as u64);
         let wire = self.ppb.time(bytes as u64 + debt);
         let done = start + wire + self.crc.draw();
@@ -113,9 +120,10 @@ impl ByteWire {
     /// completions arrive is known before later read requests are placed,
     /// and booking it at its (later) time would hold those requests behind
     /// it, allowing one outstanding read per link.
-    fn occupy(&mut self, _t: u64, bytes: u32) {
+    fn occupy(&mut self, t: u64, bytes: u32) {
         self.busy_ps += self.ppb.time(bytes as u64);
         self.dllp_debt += u64::from(bytes);
+        self.dllp_due = self.dllp_due.max(t);
     }
 }
 
@@ -204,6 +212,7 @@ impl LinkDir {
                     ppb,
                     free_at: 0,
                     dllp_debt: 0,
+                    dllp_due: 0,
                     crc,
                     busy_ps: 0,
                 })
