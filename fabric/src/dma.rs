@@ -442,6 +442,22 @@ size = "256M"
     }
 
     #[test]
+    fn a_posted_write_reports_a_time_for_every_hop_of_its_route() {
+        // The write's route comes back to the accelerator (posted: no
+        // completion crosses the return links); each hop still gets a time,
+        // so the times stay with their hops, as for a read.
+        let t = topo();
+        let mut e = Engine::new(&t);
+        let tg = Target::Type3 { device: 0, dpa: 0 };
+        let me = Source::Accelerator(1);
+        let (_, read) = e.request_breakdown(me, tg, 64, Op::Read, 0).unwrap();
+        let (_, write) = e.request_breakdown(me, tg, 64, Op::Write, 0).unwrap();
+        let hops = |h: &[crate::engine::HopTime]| h.iter().map(|x| x.hop).collect::<Vec<_>>();
+        assert_eq!(hops(&write), hops(&read));
+        assert!(write.windows(2).all(|w| w[0].leave <= w[1].leave));
+    }
+
+    #[test]
     fn large_copies_reach_the_link_bound() {
         // Gen4 x16 non-flit posted writes: 256 B payload per 280 B TLP.
         let t = topo();

@@ -109,7 +109,10 @@ impl Resources<'_> {
                                 (Dir::Rev, _) => (TlpKind::Completion, Class::Rsp, p.bytes),
                             };
                             if d == Dir::Rev && p.write {
-                                // Posted writes have no completion on PCIe links.
+                                // Posted writes have no completion on PCIe
+                                // links; the hop still gets its (unchanged)
+                                // time, so that hop times stay in route order.
+                                rec.push(t);
                                 continue;
                             }
                             let ready = ld.credits[class as usize].ready(t);
