@@ -34,6 +34,8 @@ pub struct AcpiConfig {
     pub extra_tables: Vec<Vec<u8>>,
     /// More AML objects for the DSDT body (CXL host bridges, ...).
     pub dsdt_extra: Vec<u8>,
+    /// The highest bus number any host bridge decodes: MCFG's end bus.
+    pub last_bus: u8,
 }
 
 /// The tables, each with the guest-physical address it must be written to.
@@ -123,7 +125,7 @@ pub fn build(cfg: &AcpiConfig) -> Result<AcpiTables, AcpiError> {
     let facs = p.place(to_bytes(&FACS::new()), 64)?;
     let fadt = p.place(fadt(dsdt, facs), 16)?;
     let madt = p.place(madt(cfg.vcpus), 16)?;
-    let mcfg = p.place(mcfg(), 16)?;
+    let mcfg = p.place(mcfg(cfg.last_bus), 16)?;
     let mut entries = vec![fadt, madt, mcfg];
     for t in &cfg.extra_tables {
         entries.push(p.place(t.clone(), 16)?);
@@ -199,9 +201,17 @@ fn madt(vcpus: u8) -> Vec<u8> {
     t.as_slice().to_vec()
 }
 
-fn mcfg() -> Vec<u8> {
+/// MCFG ends at the last bus a host bridge decodes, not at the ECAM
+/// window's 256th: Linux takes MCFG's end bus as `pcibios_last_bus` and
+/// probes every bus up to it that no host bridge claimed, 32 config reads
+/// each through 0xCF8/0xCFC (`pcibios_fixup_peer_bridges` in
+/// `arch/x86/pci/legacy.c`, `__pci_mmcfg_init` in
+/// `arch/x86/pci/mmconfig-shared.c`): 8 192 reads, 16 k VM exits, at every
+/// boot for buses that do not exist (docs/performance.md, "boot").
+fn mcfg(last_bus: u8) -> Vec<u8> {
     let mut t = MCFG::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
-    t.add_ecam(ECAM_START, 0, 0, (ECAM_BUSES - 1) as u8);
+    debug_assert!(u16::from(last_bus) < ECAM_BUSES);
+    t.add_ecam(ECAM_START, 0, 0, last_bus);
     to_bytes(&t)
 }
 
@@ -384,6 +394,7 @@ mod tests {
             vcpus: 4,
             extra_tables: vec![],
             dsdt_extra: vec![],
+            last_bus: 0x2a,
         })
         .unwrap();
         assert_eq!(t.rsdp_addr % 16, 0);
@@ -445,7 +456,7 @@ mod tests {
             u64::from_le_bytes(mcfg[44..52].try_into().unwrap()),
             ECAM_START
         );
-        assert_eq!((mcfg[54], mcfg[55]), (0, 255));
+        assert_eq!((mcfg[54], mcfg[55]), (0, 0x2a), "up to the last bus");
     }
 
     #[test]
@@ -454,6 +465,7 @@ mod tests {
             vcpus: 255,
             extra_tables: vec![],
             dsdt_extra: vec![],
+            last_bus: 0x2a,
         })
         .unwrap();
         let mut spans: Vec<_> = t

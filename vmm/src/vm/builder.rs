@@ -84,6 +84,8 @@ struct AcpiParts {
     tables: Vec<Vec<u8>>,
     /// AML for the DSDT body.
     dsdt: Vec<u8>,
+    /// The highest bus a host bridge decodes (MCFG's end), above PCI0's.
+    cxl_last_bus: Option<u8>,
 }
 
 impl<'a> MachineBuilder<'a> {
@@ -257,6 +259,7 @@ impl<'a> MachineBuilder<'a> {
         self.acpi.tables.push(cxl::acpi::cedt(topo, plan));
         self.acpi.tables.push(cxl::acpi::hmat(topo));
         self.acpi.dsdt.extend(cxl::acpi::dsdt_objects(topo, plan));
+        self.acpi.cxl_last_bus = plan.host_bridges.iter().map(|hb| hb.last_bus).max();
         Ok(())
     }
 
@@ -408,6 +411,7 @@ impl<'a> MachineBuilder<'a> {
             vcpus: cfg.vcpus,
             extra_tables,
             dsdt_extra: self.acpi.dsdt.clone(),
+            last_bus: self.acpi.cxl_last_bus.unwrap_or(0).max(PCI0_LAST_BUS as u8),
         })?;
         for (addr, blob) in &tables.blobs {
             self.mem
