@@ -189,11 +189,17 @@ pub fn verdict(e: &Evidence) -> (Status, String) {
             format!("cxlvmm died of signal {}", o.signal.unwrap_or(0)),
         );
     };
-    if o.timeout_expired && o.script_exit.is_none() {
-        return (
-            Status::Timeout,
-            "the guest did not finish (cxlvmm --timeout)".into(),
-        );
+    if o.timeout_expired {
+        // Also when the case printed its status: the guest never handed it
+        // to cxlvmm (the port write that ends the VM), so the run did not
+        // finish, whatever the script said.
+        let why = match o.script_exit {
+            None => "the guest did not finish (cxlvmm --timeout)".into(),
+            Some(s) => {
+                format!("the case ended (exit {s}) but the guest did not stop (cxlvmm --timeout)")
+            }
+        };
+        return (Status::Timeout, why);
     }
     if exit == expect && o.script_exit.is_none_or(|s| s == exit) {
         // on to results and splats

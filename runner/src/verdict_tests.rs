@@ -112,6 +112,17 @@ fn crashes_timeouts_and_infrastructure() {
     assert_eq!(judge(&o, 0, "", &[]).0, Status::Timeout);
     // A case that expects 124 of its own still times out when cxlvmm stopped it.
     assert_eq!(judge(&o, 124, "", &[]).0, Status::Timeout);
+    // The script printed its status but the VM never stopped on it (in the
+    // rig: a guest the emulated SVM corrupted after the script was done).
+    let mut o = obs(Some(124), Some(0));
+    o.timeout_expired = true;
+    assert_eq!(
+        judge(&o, 0, "", &[]),
+        (
+            Status::Timeout,
+            "the case ended (exit 0) but the guest did not stop (cxlvmm --timeout)".into()
+        )
+    );
     let mut o = obs(None, None);
     o.killed = Some(Kill::Backstop);
     assert_eq!(judge(&o, 0, "", &[]).0, Status::Timeout);
