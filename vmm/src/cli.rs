@@ -412,9 +412,13 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
     {
         return Err(format!("--share: tag {} is given twice", pair.tag));
     }
-    if !shares.is_empty() {
-        crate::vhost_user::virtiofsd::find(args.virtiofsd.as_deref())?;
-    }
+    let virtiofsd = if shares.is_empty() {
+        None
+    } else {
+        Some(crate::vhost_user::virtiofsd::find(
+            args.virtiofsd.as_deref(),
+        )?)
+    };
     if disks.len() + shares.len() > crate::virtio::MAX_DISKS {
         return Err(format!(
             "--disk and --share: {} devices given, at most {} fit on the root bus",
@@ -462,7 +466,7 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         check_host: !args.no_kvm_check,
         disks,
         shares,
-        virtiofsd: args.virtiofsd.clone(),
+        virtiofsd,
         seccomp: args.seccomp,
         api_socket: args.api_socket.clone(),
         stats: args.stats.clone(),

@@ -269,12 +269,10 @@ impl<'a> MachineBuilder<'a> {
     /// KVM.
     pub fn add_virtio_devices(&mut self) -> Result<(), VmError> {
         crate::virtio::add_disks(&self.cfg.disks, &self.mem, &mut self.pci, &self.irq)?;
-        if !self.cfg.shares.is_empty() {
-            let virtiofsd = crate::vhost_user::virtiofsd::find(self.cfg.virtiofsd.as_deref())
-                .map_err(VmError::Fatal)?;
+        if let Some(virtiofsd) = &self.cfg.virtiofsd {
             crate::virtio::add_shares(
                 &self.cfg.shares,
-                &virtiofsd,
+                virtiofsd,
                 self.cfg.disks.len(),
                 &self.mem,
                 &mut self.pci,

@@ -36,7 +36,8 @@ pub struct VmConfig {
     pub disks: Vec<crate::virtio::DiskSpec>,
     /// Host directories, each a virtio-fs function served by a virtiofsd.
     pub shares: Vec<crate::virtio::ShareSpec>,
-    /// The virtiofsd binary (`--virtiofsd`); None searches for it.
+    /// The virtiofsd binary the CLI found for the shares (None without
+    /// shares).
     pub virtiofsd: Option<PathBuf>,
     /// What a thread's system call outside its filter does.
     pub seccomp: crate::seccomp::SeccompMode,
