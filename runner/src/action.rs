@@ -17,6 +17,9 @@ pub struct ActionContext<'a> {
     pub out_dir: &'a Path,
     /// The manifest's folder: commands run there.
     pub manifest_dir: &'a Path,
+    /// More environment for the command: the host checks' variables,
+    /// `CXLVMM_API_SOCKET` (cxlvmm's control socket) and `CXLVMM_PID`.
+    pub env: &'a [(String, String)],
 }
 
 pub trait ActionHook: Send + Sync {
@@ -39,6 +42,7 @@ impl ActionHook for ShellHook {
             .env("CXLVMM_ID", ctx.id)
             .env("CXLVMM_OUT", ctx.out_dir)
             .env("CXLVMM_ACTION", &action.name)
+            .envs(ctx.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .output()
             .map_err(|e| format!("cannot run sh: {e}"))?;
@@ -71,15 +75,16 @@ mod tests {
             id: "c/k/t",
             out_dir: &dir,
             manifest_dir: &dir,
+            env: &[("EXTRA".to_string(), "x".to_string())],
         };
         let ok = Action {
             name: "mark".into(),
-            command: "echo $CXLVMM_ACTION $CXLVMM_ID > marked".into(),
+            command: "echo $CXLVMM_ACTION $CXLVMM_ID $EXTRA > marked".into(),
         };
         assert_eq!(ShellHook.run(&ok, &ctx), Ok(()));
         assert_eq!(
             std::fs::read_to_string(dir.join("marked")).unwrap(),
-            "mark c/k/t\n"
+            "mark c/k/t x\n"
         );
         let bad = Action {
             name: "bad".into(),

@@ -43,6 +43,13 @@ pub struct RunSpec<'a> {
     pub log_cap: u64,
     pub actions: &'a [Action],
     pub hook: &'a dyn ActionHook,
+    /// Environment for the action hooks, beside what they always get.
+    pub action_env: &'a [(String, String)],
+    /// Kill cxlvmm at the first console line matching this (a power cut).
+    pub power_cut_on: Option<&'a regex::Regex>,
+    /// The console and message files in `out_dir`.
+    pub console_file: &'a str,
+    pub vmm_file: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +58,8 @@ pub enum Kill {
     AfterPanic,
     /// cxlvmm outlived its own --timeout by BACKSTOP.
     Backstop,
+    /// The console matched the boot's `power_cut_on`.
+    PowerCut,
 }
 
 /// A captured stream: what was kept (at most the cap) and how much came.
@@ -162,8 +171,8 @@ fn open(dir: &Path, name: &str) -> std::io::Result<(File, PathBuf)> {
 pub fn run(spec: &RunSpec) -> Observed {
     let start = Instant::now();
     let mut obs = Observed::default();
-    let files =
-        open(spec.out_dir, "console.log").and_then(|c| Ok((c, open(spec.out_dir, "vmm.log")?)));
+    let files = open(spec.out_dir, spec.console_file)
+        .and_then(|c| Ok((c, open(spec.out_dir, spec.vmm_file)?)));
     let ((console_file, _), (vmm_file, _)) = match files {
         Ok(f) => f,
         Err(e) => {
@@ -274,7 +283,12 @@ fn watch(
                 } else if let Some(rc) = line.strip_prefix(script::EXIT) {
                     obs.script_exit = rc.trim().parse().ok();
                 } else if let Some(name) = line.strip_prefix(script::ACTION) {
-                    act(spec, name.trim(), stdin, obs);
+                    act(spec, name.trim(), child.id(), stdin, obs);
+                }
+                if obs.killed.is_none() && spec.power_cut_on.is_some_and(|r| r.is_match(&line)) {
+                    obs.killed = Some(Kill::PowerCut);
+                    let _ = child.kill();
+                    continue;
                 }
                 let msg = crate::logline::message(&line);
                 if msg.starts_with("Kernel panic - not syncing") {
@@ -288,7 +302,15 @@ fn watch(
     }
 }
 
-fn act(spec: &RunSpec, name: &str, stdin: &mut Option<ChildStdin>, obs: &mut Observed) {
+fn act(
+    spec: &RunSpec,
+    name: &str,
+    vmm_pid: u32,
+    stdin: &mut Option<ChildStdin>,
+    obs: &mut Observed,
+) {
+    let mut env = spec.action_env.to_vec();
+    env.push(("CXLVMM_PID".into(), vmm_pid.to_string()));
     let result = match spec.actions.iter().find(|a| a.name == name) {
         Some(a) => spec.hook.run(
             a,
@@ -296,6 +318,7 @@ fn act(spec: &RunSpec, name: &str, stdin: &mut Option<ChildStdin>, obs: &mut Obs
                 id: spec.id,
                 out_dir: spec.out_dir,
                 manifest_dir: spec.manifest_dir,
+                env: &env,
             },
         ),
         None => Err(format!("the case has no action {name:?}")),

@@ -47,6 +47,15 @@ flood)
 vmm-error)
     echo "cxlvmm: error: --memory 8 TiB is more than this host has" >&2
     exit 2 ;;
+script)
+    # Shows the guest environment of the script it was given; with
+    # FAKE_GUEST=cut, says SYNCED and hangs (until a power cut).
+    while [ $# -gt 0 ]; do [ "$1" = --script ] && s=$2; shift; done
+    echo "CXLVMM-BOOTED 1.00"
+    grep '^export' "$s"
+    if grep -q "^export FAKE_GUEST='cut'" "$s"; then echo "SYNCED"; exec sleep 1000; fi
+    echo "CXLVMM-EXIT 0"
+    exit 0 ;;
 esac
 "#;
 
@@ -85,6 +94,10 @@ fn run_fake(name: &str, mode: &str, timeout_s: u64, cap: u64) -> (Observed, Path
         log_cap: cap,
         actions: &actions,
         hook: &ShellHook,
+        action_env: &[],
+        power_cut_on: None,
+        console_file: "console.log",
+        vmm_file: "vmm.log",
     });
     (obs, dir)
 }
@@ -198,6 +211,10 @@ fn a_missing_binary_is_a_spawn_error() {
         log_cap: 1000,
         actions: &[],
         hook: &ShellHook,
+        action_env: &[],
+        power_cut_on: None,
+        console_file: "console.log",
+        vmm_file: "vmm.log",
     });
     assert!(o.spawn_error.as_deref().unwrap().contains("no-such-cxlvmm"));
 }

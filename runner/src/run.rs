@@ -112,6 +112,7 @@ pub fn vmm_args(
     script: &Path,
     disks: &[OsString],
     shares: &[OsString],
+    api_socket: Option<&Path>,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: &str| a.push(s.into());
@@ -166,6 +167,13 @@ pub fn vmm_args(
         a.push("--share".into());
         a.push(s.clone());
     }
+    if c.root_share {
+        a.push("--root-share".into());
+    }
+    if let Some(sock) = api_socket {
+        a.push("--api-socket".into());
+        a.push(sock.into());
+    }
     a.push("--script".into());
     a.push(script.into());
     a
@@ -187,14 +195,14 @@ pub fn prepare_shares(shares: &[ShareSource], dir: &Path) -> std::io::Result<Vec
                 v.push(format!(":{tag}{}", if *read_only { ":ro" } else { "" }));
                 v
             }
-            ShareSource::JobDir { tag } => {
+            ShareSource::JobDir { tag, read_only } => {
                 let d = dir.join(format!("share-{tag}"));
                 if d.exists() {
                     std::fs::remove_dir_all(&d)?;
                 }
                 std::fs::create_dir_all(&d)?;
                 let mut v = d.into_os_string();
-                v.push(format!(":{tag}"));
+                v.push(format!(":{tag}{}", if *read_only { ":ro" } else { "" }));
                 v
             }
         };
@@ -267,23 +275,37 @@ pub fn rerun_line(
     parts.join(" ")
 }
 
+/// A job that could not start: the reason, as an INFRA result.
+fn setup_failure(job: &Job, dir: &Path, why: String, rerun: String) -> CaseResult {
+    let obs = Observed {
+        spawn_error: Some(why),
+        ..Observed::default()
+    };
+    result(job, dir, &obs, &Analysis::default(), None, rerun)
+}
+
+/// Where boot `n` (from 1) of a job keeps its files: boot 1 `console.log`,
+/// `vmm.log`, `script.sh`; boot 2 `console-2.log`, ...
+fn boot_file(stem: &str, ext: &str, n: usize) -> String {
+    if n == 1 {
+        format!("{stem}.{ext}")
+    } else {
+        format!("{stem}-{n}.{ext}")
+    }
+}
+
+/// cxlvmm's control socket for a job whose case has host actions.
+fn api_socket(job: &Job, dir: &Path) -> Option<PathBuf> {
+    (!job.case.actions.is_empty()).then(|| dir.join("api.sock"))
+}
+
 fn run_once(job: &Job, dir: &Path, opts: &Options) -> CaseResult {
     let id = job.id();
     let case = job.case;
     let setup = std::fs::create_dir_all(dir).and_then(|_| std::fs::canonicalize(dir));
     let dir = match setup {
         Ok(d) => d,
-        Err(e) => {
-            let obs = Observed {
-                spawn_error: Some(format!("{}: {e}", dir.display())),
-                ..Observed::default()
-            };
-            return result(job, dir, &obs, &Analysis::default(), None, String::new());
-        }
-    };
-    let body = match &case.body {
-        CaseBody::Script { text, .. } => text.clone(),
-        CaseBody::Command(c) => c.clone(),
+        Err(e) => return setup_failure(job, dir, format!("{}: {e}", dir.display()), String::new()),
     };
     let lookup = &|name: &str| match name {
         "case" => case.name.clone(),
@@ -294,20 +316,12 @@ fn run_once(job: &Job, dir: &Path, opts: &Options) -> CaseResult {
         "kernel_release" => job.kernel.release.clone().unwrap_or_default(),
         _ => String::new(),
     };
-    let guest_env: std::collections::BTreeMap<String, String> = case
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), crate::manifest::expand_placeholders(v, lookup)))
-        .collect();
-    let ctx = script::Context {
-        case: &case.name,
-        kernel: &job.kernel.name,
-        topology: &job.topology.name,
-        env: &guest_env,
-        dmesg: case.dmesg,
+    let expand = |env: &std::collections::BTreeMap<String, String>| -> Vec<(String, String)> {
+        env.iter()
+            .map(|(k, v)| (k.clone(), crate::manifest::expand_placeholders(v, lookup)))
+            .collect()
     };
-    let script_path = dir.join("script.sh");
-    let env: Vec<(String, String)> = case
+    let vmm_env: Vec<(String, String)> = case
         .vmm_env
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -317,88 +331,249 @@ fn run_once(job: &Job, dir: &Path, opts: &Options) -> CaseResult {
     let (disks, shares) = match devices {
         Ok(d) => d,
         Err(e) => {
-            let obs = Observed {
-                spawn_error: Some(format!("{}: {e}", dir.display())),
-                ..Observed::default()
-            };
-            return result(job, &dir, &obs, &Analysis::default(), None, String::new());
+            return setup_failure(job, &dir, format!("{}: {e}", dir.display()), String::new())
         }
     };
-    let args = vmm_args(job, &script_path, &disks, &shares);
-    let rerun = rerun_line(opts.exe, &env, &args, &dir.join("rerun-console.log"));
-    let written = std::fs::write(&script_path, script::guest_script(&ctx, &body)).and_then(|_| {
-        std::fs::write(
-            dir.join("rerun.sh"),
-            format!("#!/bin/sh\n# Runs {id} alone, as `cxlvmm test` ran it.\n{rerun} \"$@\"\n"),
-        )
-    });
-    if let Err(e) = written {
-        let obs = Observed {
-            spawn_error: Some(format!("{}: {e}", dir.display())),
-            ..Observed::default()
+    let api = api_socket(job, &dir);
+    if let Some(sock) = &api {
+        let _ = std::fs::remove_file(sock);
+    }
+    let host_env = host_env(job, &dir, opts, api.as_deref());
+    let mut case_env = expand(&case.env);
+    if let Some(prep) = &case.prepare {
+        match prepare(prep, &host_env, &dir, opts, "prepare") {
+            Ok(extra) => case_env.extend(extra),
+            Err(why) => return setup_failure(job, &dir, why, String::new()),
+        }
+    }
+    let boots = case.boots.len();
+    let mut reruns: Vec<String> = Vec::new();
+    let mut wall = Duration::ZERO;
+    let mut last: Option<(Observed, Analysis)> = None;
+    for (i, boot) in case.boots.iter().enumerate() {
+        let n = i + 1;
+        let mut env = case_env.clone();
+        env.extend(expand(&boot.env));
+        if boots > 1 {
+            env.push(("CXLVMM_BOOT".into(), n.to_string()));
+        }
+        if let Some(prep) = &boot.prepare {
+            match prepare(prep, &host_env, &dir, opts, &format!("boot {n} prepare")) {
+                Ok(extra) => env.extend(extra),
+                Err(why) => return setup_failure(job, &dir, why, reruns.join("\n")),
+            }
+        }
+        // Later values win, as in a shell.
+        let guest_env: std::collections::BTreeMap<String, String> = env.into_iter().collect();
+        let body = match boot.body.as_ref().unwrap_or(&case.body) {
+            CaseBody::Script { text, .. } => text.clone(),
+            CaseBody::Command(c) => c.clone(),
         };
-        return result(job, &dir, &obs, &Analysis::default(), None, rerun);
+        let ctx = script::Context {
+            case: &case.name,
+            kernel: &job.kernel.name,
+            topology: &job.topology.name,
+            env: &guest_env,
+            dmesg: case.dmesg,
+        };
+        let script_path = dir.join(boot_file("script", "sh", n));
+        let console_file = boot_file("console", "log", n);
+        let vmm_file = boot_file("vmm", "log", n);
+        let args = vmm_args(job, &script_path, &disks, &shares, api.as_deref());
+        reruns.push(rerun_line(
+            opts.exe,
+            &vmm_env,
+            &args,
+            &dir.join(boot_file("rerun-console", "log", n)),
+        ));
+        let rerun = reruns.join("\n");
+        let header = if boots > 1 {
+            format!("# Runs {id} alone, as `cxlvmm test` ran it: its {boots} boots in order.\n")
+        } else {
+            format!("# Runs {id} alone, as `cxlvmm test` ran it.\n")
+        };
+        let written =
+            std::fs::write(&script_path, script::guest_script(&ctx, &body)).and_then(|_| {
+                let lines: Vec<String> = reruns.iter().map(|r| format!("{r} \"$@\"")).collect();
+                std::fs::write(
+                    dir.join("rerun.sh"),
+                    format!("#!/bin/sh\n{header}{}\n", lines.join(" &&\n")),
+                )
+            });
+        if let Err(e) = written {
+            return setup_failure(job, &dir, format!("{}: {e}", dir.display()), rerun);
+        }
+        let obs = exec::run(&RunSpec {
+            exe: opts.exe,
+            args,
+            env: vmm_env.clone(),
+            out_dir: &dir,
+            manifest_dir: opts.manifest_dir,
+            id: &id,
+            timeout: Duration::from_secs(case.timeout),
+            backstop: exec::BACKSTOP,
+            log_cap: opts.log_cap,
+            actions: &case.actions,
+            hook: opts.hook,
+            action_env: &host_env,
+            power_cut_on: boot.power_cut_on.as_ref(),
+            console_file: &console_file,
+            vmm_file: &vmm_file,
+        });
+        wall += obs.wall;
+        let analysis = verdict::analyze(&obs.console.text, &case.ignore_splats);
+        if let Some(d) = &analysis.dmesg {
+            let _ = std::fs::write(dir.join(boot_file("dmesg", "log", n)), d);
+        }
+        if boot.power_cut_on.is_some() && obs.killed != Some(exec::Kill::PowerCut) {
+            // The power cut was part of the test: a boot that ended before
+            // it came did not do what the case asked.
+            let mut r = result(job, &dir, &obs, &analysis, None, rerun);
+            if r.status == Status::Pass {
+                r.status = Status::Fail;
+                r.reason = "the console never matched power_cut_on".into();
+            }
+            return finish(r, n, boots, wall, &dir);
+        }
+        let (status, _) = verdict::verdict(&Evidence {
+            obs: &obs,
+            expect_exit: case.expect_exit,
+            analysis: &analysis,
+            check_failure: None,
+        });
+        if status != Status::Pass && n < boots {
+            let r = result(job, &dir, &obs, &analysis, None, rerun);
+            return finish(r, n, boots, wall, &dir);
+        }
+        last = Some((obs, analysis));
     }
-    let obs = exec::run(&RunSpec {
-        exe: opts.exe,
-        args,
-        env,
-        out_dir: &dir,
-        manifest_dir: opts.manifest_dir,
-        id: &id,
-        timeout: Duration::from_secs(case.timeout),
-        backstop: exec::BACKSTOP,
-        log_cap: opts.log_cap,
-        actions: &case.actions,
-        hook: opts.hook,
-    });
-    let analysis = verdict::analyze(&obs.console.text, &case.ignore_splats);
-    if let Some(d) = &analysis.dmesg {
-        let _ = std::fs::write(dir.join("dmesg.log"), d);
-    }
-    let mut check_failure = None;
+    let (obs, analysis) = last.expect("a case has at least one boot");
+    let rerun = reruns.join("\n");
     let (status, _) = verdict::verdict(&Evidence {
         obs: &obs,
         expect_exit: case.expect_exit,
         analysis: &analysis,
         check_failure: None,
     });
+    let mut check_failure = None;
     if let (Some(check), Status::Pass | Status::Splat) = (&case.check, status) {
-        check_failure = host_check(check, job, &dir, &obs, analysis.dmesg.is_some(), opts).err();
+        check_failure =
+            host_check(check, &host_env, &dir, opts, analysis.dmesg.is_some(), &obs).err();
     }
     let r = result(job, &dir, &obs, &analysis, check_failure.as_deref(), rerun);
+    finish(r, boots, boots, wall, &dir)
+}
+
+/// The result of the job's last boot `n` of `boots`, its reason naming the
+/// boot when there are several, timed over all of them, written to
+/// `result.json`.
+fn finish(mut r: CaseResult, n: usize, boots: usize, wall: Duration, dir: &Path) -> CaseResult {
+    if boots > 1 && !r.reason.is_empty() {
+        r.reason = format!("boot {n} of {boots}: {}", r.reason);
+    }
+    r.duration_s = wall.as_secs_f64();
     if let Ok(j) = serde_json::to_string_pretty(&r) {
         let _ = std::fs::write(dir.join("result.json"), j + "\n");
     }
     r
 }
 
+/// What host commands (prepare, check, actions) get to know about a job.
+fn host_env(job: &Job, dir: &Path, opts: &Options, api: Option<&Path>) -> Vec<(String, String)> {
+    let topo_file = match &job.topology.source {
+        TopologySource::File(f) => f.display().to_string(),
+        _ => String::new(),
+    };
+    let path = |p: &Path| p.display().to_string();
+    vec![
+        ("CXLVMM".into(), path(opts.exe)),
+        ("CXLVMM_ID".into(), job.id()),
+        ("CXLVMM_CASE".into(), job.case.name.clone()),
+        ("CXLVMM_KERNEL".into(), job.kernel.name.clone()),
+        ("CXLVMM_TOPOLOGY".into(), job.topology.name.clone()),
+        ("CXLVMM_TOPOLOGY_FILE".into(), topo_file),
+        ("CXLVMM_OUT".into(), path(dir)),
+        ("CXLVMM_BOOTS".into(), job.case.boots.len().to_string()),
+        ("CXLVMM_CONSOLE".into(), path(&dir.join("console.log"))),
+        ("CXLVMM_VMM_LOG".into(), path(&dir.join("vmm.log"))),
+        (
+            "CXLVMM_API_SOCKET".into(),
+            api.map(path).unwrap_or_default(),
+        ),
+    ]
+}
+
+/// Runs a `prepare` command: Ok has the `KEY=VALUE` lines of its output
+/// (for the guest's environment), Err why it failed. Its output is kept
+/// in `prepare.log`.
+fn prepare(
+    cmd: &str,
+    env: &[(String, String)],
+    dir: &Path,
+    opts: &Options,
+    what: &str,
+) -> Result<Vec<(String, String)>, String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(opts.manifest_dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{what}: cannot run sh: {e}"))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("prepare.log"))
+        .map_err(|e| format!("{what}: prepare.log: {e}"))?;
+    use std::io::Write;
+    let _ = writeln!(log, "== {what}: {cmd}");
+    let _ = log.write_all(&out.stdout);
+    let _ = log.write_all(&out.stderr);
+    let _ = writeln!(log, "== {what}: {}", out.status);
+    if !out.status.success() {
+        let last = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        return Err(format!(
+            "{what} exited with {} ({last}), see prepare.log",
+            out.status
+        ));
+    }
+    Ok(env_lines(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The `KEY=VALUE` lines of a prepare command's output (KEY a shell
+/// variable name); other lines are left alone.
+pub fn env_lines(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| {
+            k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Runs the case's host check after the guest: Err says why it failed.
 fn host_check(
     check: &str,
-    job: &Job,
+    env: &[(String, String)],
     dir: &Path,
-    obs: &Observed,
-    has_dmesg: bool,
     opts: &Options,
+    has_dmesg: bool,
+    obs: &Observed,
 ) -> Result<(), String> {
-    let topo_file = match &job.topology.source {
-        TopologySource::File(f) => f.clone(),
-        _ => PathBuf::new(),
-    };
     let out = Command::new("sh")
         .arg("-c")
         .arg(check)
         .current_dir(opts.manifest_dir)
-        .env("CXLVMM", opts.exe)
-        .env("CXLVMM_ID", job.id())
-        .env("CXLVMM_CASE", &job.case.name)
-        .env("CXLVMM_KERNEL", &job.kernel.name)
-        .env("CXLVMM_TOPOLOGY", &job.topology.name)
-        .env("CXLVMM_TOPOLOGY_FILE", topo_file)
-        .env("CXLVMM_OUT", dir)
-        .env("CXLVMM_CONSOLE", dir.join("console.log"))
-        .env("CXLVMM_VMM_LOG", dir.join("vmm.log"))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env(
             "CXLVMM_DMESG",
             if has_dmesg {

@@ -169,6 +169,7 @@ fn vmm_args_follow_kernel_topology_and_case() {
         std::path::Path::new("/o/script.sh"),
         &[],
         &["/h:src".into()],
+        Some(std::path::Path::new("/o/api.sock")),
     )
     .iter()
     .map(|a| a.to_string_lossy().into_owned())
@@ -176,7 +177,7 @@ fn vmm_args_follow_kernel_topology_and_case() {
     let d = dir.display();
     assert_eq!(
         args.join(" "),
-        format!("--kernel {d}/bz --initrd {d}/ird --modules {d}/mods/6.12.0 --topology {d}/direct.toml --vcpus 4 --memory 2048M --timeout 30 --share /h:src --script /o/script.sh")
+        format!("--kernel {d}/bz --initrd {d}/ird --modules {d}/mods/6.12.0 --topology {d}/direct.toml --vcpus 4 --memory 2048M --timeout 30 --share /h:src --api-socket /o/api.sock --script /o/script.sh")
     );
     let line = rerun_line(
         std::path::Path::new("/bin/cxlvmm"),
@@ -257,7 +258,14 @@ fn shares_become_share_arguments_and_job_folders_start_empty() {
             tag: "src".into(),
             read_only: true,
         },
-        ShareSource::JobDir { tag: "out".into() },
+        ShareSource::JobDir {
+            tag: "out".into(),
+            read_only: false,
+        },
+        ShareSource::JobDir {
+            tag: "in".into(),
+            read_only: true,
+        },
     ];
     let args = prepare_shares(&shares, &job_dir).unwrap();
     assert_eq!(
@@ -267,6 +275,7 @@ fn shares_become_share_arguments_and_job_folders_start_empty() {
         vec![
             format!("{}:src:ro", dir.join("src").display()),
             format!("{}:out", job_dir.join("share-out").display()),
+            format!("{}:in:ro", job_dir.join("share-in").display()),
         ]
     );
     assert_eq!(
@@ -278,5 +287,109 @@ fn shares_become_share_arguments_and_job_folders_start_empty() {
     assert!(
         dir.join("src/a").exists(),
         "a host directory is used in place"
+    );
+}
+
+const BOOTS: &str = r#"
+[[kernel]]
+name = "k"
+[[topology]]
+name = "plain"
+none = true
+[[case]]
+name = "boots"
+command = "true"
+vmm_env = { FAKE_MODE = "script" }
+prepare = "echo FROM_PREPARE=case; echo not a variable line; echo A=from-prepare"
+env = { A = "a", B = "b" }
+boots = [
+    { env = { FAKE_GUEST = "cut", B = "boot1" }, power_cut_on = "^SYNCED" },
+    { prepare = "echo SYNCED_BEFORE=$(grep -c SYNCED \"$CXLVMM_OUT/console.log\")" },
+]
+check = "grep -q \"^export SYNCED_BEFORE='1'\" \"$CXLVMM_OUT/console-2.log\" && test \"$CXLVMM_BOOTS\" = 2"
+[[case]]
+name = "no-cut"
+command = "true"
+vmm_env = { FAKE_MODE = "script" }
+boots = [{ power_cut_on = "^NEVER" }, {}]
+[[case]]
+name = "bad-prepare"
+command = "true"
+vmm_env = { FAKE_MODE = "script" }
+prepare = "echo no such setup >&2; exit 3"
+"#;
+
+#[test]
+fn boots_share_the_job_folder_in_order_and_a_power_cut_passes() {
+    let dir = write_tree(&[]);
+    let exe = crate::exec::tests::fake_exe(&dir.join("bin"));
+    let m = load(&dir, BOOTS).unwrap();
+    let jobs = matrix::expand(&m);
+    let out = dir.join("out");
+    let results = run_all(
+        &jobs,
+        &Options {
+            exe: &exe,
+            out: &out,
+            manifest_dir: &dir,
+            jobs: 2,
+            retries: 0,
+            infra_crashes: false,
+            log_cap: 1 << 20,
+            hook: &ShellHook,
+        },
+        &crate::report::live::Live::new(jobs.len(), false),
+    );
+    let got: Vec<(&str, Status, &str)> = results
+        .iter()
+        .map(|r| (r.case.as_str(), r.status, r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("boots", Status::Pass, ""),
+            (
+                "no-cut",
+                Status::Fail,
+                "boot 1 of 2: the console never matched power_cut_on"
+            ),
+            (
+                "bad-prepare",
+                Status::Infra,
+                "prepare exited with exit status: 3 (no such setup), see prepare.log"
+            ),
+        ]
+    );
+    let job = out.join("boots/k/plain");
+    let first = std::fs::read_to_string(job.join("console.log")).unwrap();
+    let second = std::fs::read_to_string(job.join("console-2.log")).unwrap();
+    // Boot 1: the case's env, the prepare's lines over it, the boot's over
+    // both; cut at SYNCED (the fake would have slept 1000 s).
+    for want in [
+        "export A='from-prepare'",
+        "export B='boot1'",
+        "export FROM_PREPARE='case'",
+        "export CXLVMM_BOOT='1'",
+        "SYNCED",
+    ] {
+        assert!(first.contains(want), "{want}: {first}");
+    }
+    assert!(!first.contains("CXLVMM-EXIT"), "{first}");
+    assert!(!first.contains("export not"), "{first}");
+    // Boot 2: not boot 1's env, and what its prepare read of boot 1.
+    for want in [
+        "export B='b'",
+        "export CXLVMM_BOOT='2'",
+        "export SYNCED_BEFORE='1'",
+        "CXLVMM-EXIT 0",
+    ] {
+        assert!(second.contains(want), "{want}: {second}");
+    }
+    assert!(!second.contains("FAKE_GUEST"), "{second}");
+    assert!(results[0].duration_s < 60.0, "{}", results[0].duration_s);
+    let rerun = std::fs::read_to_string(job.join("rerun.sh")).unwrap();
+    assert!(
+        rerun.contains("script.sh") && rerun.contains("script-2.sh"),
+        "{rerun}"
     );
 }

@@ -181,6 +181,8 @@ pub fn verdict(e: &Evidence) -> (Status, String) {
                 panic.unwrap_or_else(|| "kernel panic".into()),
             )
         }
+        // Killed on purpose: no exit status to judge, only what it printed.
+        Some(Kill::PowerCut) => return results_verdict(e),
         None => {}
     }
     let Some(exit) = o.exit else {
@@ -220,6 +222,13 @@ pub fn verdict(e: &Evidence) -> (Status, String) {
     } else {
         return (Status::Fail, format!("exit {exit}, expected {expect}"));
     }
+    results_verdict(e)
+}
+
+/// The verdict of a run whose exit was right: KTAP results, host actions,
+/// the host check, then splats.
+fn results_verdict(e: &Evidence) -> (Status, String) {
+    let o = e.obs;
     let failed: Vec<String> = e
         .analysis
         .ktap

@@ -101,8 +101,9 @@ pub enum ShareSource {
     },
     /// A new empty directory `share-TAG` in the job's folder, made afresh
     /// for every try: what the guest writes there stays with the job's
-    /// results, and its host check finds it under `$CXLVMM_OUT`.
-    JobDir { tag: String },
+    /// results, and its host check finds it under `$CXLVMM_OUT`. The case's
+    /// `prepare` may fill it before the guest boots (then `:ro` makes sense).
+    JobDir { tag: String, read_only: bool },
 }
 
 /// A host-side action the guest can ask for by name (`cxlvmm-action NAME`).
@@ -110,6 +111,21 @@ pub enum ShareSource {
 pub struct Action {
     pub name: String,
     pub command: String,
+}
+
+/// One boot of a job. A job boots once unless its case lists `boots`; the
+/// boots share the job's folder (disks, shares, persistent media) and run
+/// in order, each only if the one before passed.
+#[derive(Debug, Clone, Default)]
+pub struct Boot {
+    /// The guest script or command of this boot; None: the case's.
+    pub body: Option<CaseBody>,
+    /// Guest environment over the case's.
+    pub env: BTreeMap<String, String>,
+    pub prepare: Option<String>,
+    /// Kill cxlvmm at the first console line matching this: the boot then
+    /// passes without an exit status (it simulates a power cut).
+    pub power_cut_on: Option<regex::Regex>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +146,11 @@ pub struct Case {
     pub vmm_env: BTreeMap<String, String>,
     pub dmesg: bool,
     pub check: Option<String>,
+    /// Host command run before the first boot of every try.
+    pub prepare: Option<String>,
+    /// At least one.
+    pub boots: Vec<Boot>,
+    pub root_share: bool,
     pub actions: Vec<Action>,
     /// Disks, in order: the guest's /dev/vda, /dev/vdb, ...
     pub disks: Vec<DiskSource>,

@@ -86,6 +86,23 @@ pub struct RawAction {
     pub command: String,
 }
 
+/// One boot of a multi-boot case.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBoot {
+    /// This boot's guest script or command (default: the case's).
+    pub script: Option<PathBuf>,
+    pub command: Option<String>,
+    /// Guest environment over the case's.
+    pub env: Option<BTreeMap<String, String>>,
+    /// Host command run before this boot; `KEY=VALUE` lines on its output
+    /// join this boot's guest environment.
+    pub prepare: Option<String>,
+    /// A regex: the runner kills cxlvmm (SIGKILL, a power cut) at the
+    /// first console line that matches it.
+    pub power_cut_on: Option<String>,
+}
+
 /// The per-case keys that `[defaults]` may also set.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,6 +132,14 @@ pub struct RawCase {
     pub command: Option<String>,
     /// Host command run after the guest, judging its output.
     pub check: Option<String>,
+    /// Host command run before the first boot of every try; its `KEY=VALUE`
+    /// output lines join the guest's environment.
+    pub prepare: Option<String>,
+    /// The boots of one job, in order, over the same job folder (default:
+    /// one boot of the case's script).
+    pub boots: Option<Vec<RawBoot>>,
+    /// Run the case on the host's root filesystem (`cxlvmm run --root-share`).
+    pub root_share: Option<bool>,
     #[serde(default)]
     pub actions: Vec<RawAction>,
     pub kernels: Option<Vec<String>>,

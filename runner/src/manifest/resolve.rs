@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawCase, RawKernel, RawManifest, RawSettings, RawSize, RawTopology};
+use super::raw::{RawBoot, RawCase, RawKernel, RawManifest, RawSettings, RawSize, RawTopology};
 use super::{
-    Action, Case, CaseBody, DiskSource, GuestFinder, Kernel, KernelBoot, ManifestError,
+    Action, Boot, Case, CaseBody, DiskSource, GuestFinder, Kernel, KernelBoot, ManifestError,
     ShareSource, Topology, TopologySource, DEFAULT_GUEST,
 };
 
@@ -357,22 +357,28 @@ fn case(
     let at = format!("case {:?}", c.name);
     check_settings(&at, &c.settings())?;
     let s = c.settings().over(defaults);
-    let body = match (&c.script, &c.command) {
-        (Some(p), None) => {
-            let full = existing_file(&format!("{at}: script"), dir, p)?;
-            let text = std::fs::read_to_string(&full).map_err(|e| {
-                ManifestError(format!("{at}: script = {:?}: {e}", p.display().to_string()))
-            })?;
-            CaseBody::Script { path: full, text }
-        }
-        (None, Some(cmd)) if !cmd.trim().is_empty() => CaseBody::Command(cmd.clone()),
-        (None, Some(_)) => return err(format!("{at}: command is empty")),
-        _ => {
+    let body = match body(&at, dir, &c.script, &c.command)? {
+        Some(b) => b,
+        None => {
             return err(format!(
                 "{at}: give exactly one of script = \"FILE\" or command = \"...\""
             ))
         }
     };
+    let boots = match &c.boots {
+        None => vec![Boot::default()],
+        Some(b) if b.is_empty() => return err(format!("{at}: boots is empty")),
+        Some(b) => b
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| boot(&format!("{at}: boots[{i}]"), dir, raw))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    for (key, cmd) in [("check", &c.check), ("prepare", &c.prepare)] {
+        if cmd.as_deref().is_some_and(|x| x.trim().is_empty()) {
+            return err(format!("{at}: {key} is empty"));
+        }
+    }
     let all = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let kernels = match &s.kernels {
         Some(p) => select(&at, "kernels", p, kernel_names)?,
@@ -395,9 +401,6 @@ fn case(
             name: a.name.clone(),
             command: a.command.clone(),
         });
-    }
-    if c.check.as_deref().is_some_and(|x| x.trim().is_empty()) {
-        return err(format!("{at}: check is empty"));
     }
     let disks = s
         .disks
@@ -443,9 +446,59 @@ fn case(
         vmm_env: s.vmm_env.unwrap_or_default(),
         dmesg: s.dmesg.unwrap_or(true),
         check: c.check.clone(),
+        prepare: c.prepare.clone(),
+        boots,
+        root_share: c.root_share.unwrap_or(false),
         actions,
         disks,
         shares,
+    })
+}
+
+/// A guest body from `script` or `command`: None when neither is given.
+fn body(
+    at: &str,
+    dir: &Path,
+    script: &Option<PathBuf>,
+    command: &Option<String>,
+) -> Result<Option<CaseBody>> {
+    match (script, command) {
+        (Some(p), None) => {
+            let full = existing_file(&format!("{at}: script"), dir, p)?;
+            let text = std::fs::read_to_string(&full).map_err(|e| {
+                ManifestError(format!("{at}: script = {:?}: {e}", p.display().to_string()))
+            })?;
+            Ok(Some(CaseBody::Script { path: full, text }))
+        }
+        (None, Some(cmd)) if !cmd.trim().is_empty() => Ok(Some(CaseBody::Command(cmd.clone()))),
+        (None, Some(_)) => err(format!("{at}: command is empty")),
+        (Some(_), Some(_)) => err(format!(
+            "{at}: give exactly one of script = \"FILE\" or command = \"...\", not both"
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+fn boot(at: &str, dir: &Path, b: &RawBoot) -> Result<Boot> {
+    let settings = RawSettings {
+        env: b.env.clone(),
+        ..RawSettings::default()
+    };
+    check_settings(at, &settings)?;
+    if b.prepare.as_deref().is_some_and(|x| x.trim().is_empty()) {
+        return err(format!("{at}: prepare is empty"));
+    }
+    let power_cut_on = match &b.power_cut_on {
+        Some(p) => Some(regex::Regex::new(p).map_err(|e| {
+            ManifestError(format!("{at}: power_cut_on: {p:?} is not a regex: {e}"))
+        })?),
+        None => None,
+    };
+    Ok(Boot {
+        body: body(at, dir, &b.script, &b.command)?,
+        env: b.env.clone().unwrap_or_default(),
+        prepare: b.prepare.clone(),
+        power_cut_on,
     })
 }
 
@@ -455,7 +508,7 @@ const MAX_TAG: usize = 36;
 impl ShareSource {
     pub fn tag(&self) -> &str {
         match self {
-            ShareSource::Dir { tag, .. } | ShareSource::JobDir { tag } => tag,
+            ShareSource::Dir { tag, .. } | ShareSource::JobDir { tag, .. } => tag,
         }
     }
 }
@@ -469,7 +522,7 @@ fn split_mode(entry: &str) -> (&str, bool) {
     }
 }
 
-/// One `shares` entry: `DIR:TAG`, `DIR:TAG:ro`, or `job:TAG` (a fresh
+/// One `shares` entry: `DIR:TAG`, `DIR:TAG:ro`, or `job:TAG[:ro]` (a fresh
 /// folder in the job's output).
 fn share(at: &str, dir: &Path, entry: &str) -> Result<ShareSource> {
     let bad = |why: &str| ManifestError(format!("{at}: shares: {entry:?}: {why}"));
@@ -487,7 +540,10 @@ fn share(at: &str, dir: &Path, entry: &str) -> Result<ShareSource> {
         return Err(bad("a tag has no comma, slash or whitespace"));
     }
     if path == "job" {
-        return Ok(ShareSource::JobDir { tag: tag.into() });
+        return Ok(ShareSource::JobDir {
+            tag: tag.into(),
+            read_only,
+        });
     }
     let full = dir.join(path);
     if !full.is_dir() {

@@ -253,6 +253,15 @@ fn every_error_names_key_and_value() {
         (format!("{k}[[case]]\nname = \"c\"\nscript = \"t.sh\"\ncommand = \"x\"\n"), &["case \"c\": give exactly one of script"]),
         (format!("{k}[[case]]\nname = \"c\"\ncommand = \"  \"\n"), &["case \"c\": command is empty"]),
         (format!("{k}{c}check = \"\"\n"), &["case \"c\": check is empty"]),
+        (format!("{k}{c}prepare = \" \"\n"), &["case \"c\": prepare is empty"]),
+        // Boots.
+        (format!("{k}{c}boots = []\n"), &["case \"c\": boots is empty"]),
+        (format!("{k}{c}boots = [{{}}, {{ power_cut_on = \"(\" }}]\n"), &["case \"c\": boots[1]: power_cut_on: \"(\" is not a regex"]),
+        (format!("{k}{c}boots = [{{ script = \"t.sh\", command = \"x\" }}]\n"), &["case \"c\": boots[0]: give exactly one of script"]),
+        (format!("{k}{c}boots = [{{ script = \"gone.sh\" }}]\n"), &["case \"c\": boots[0]: script = \"gone.sh\": no such file"]),
+        (format!("{k}{c}boots = [{{ env = {{ \"1X\" = \"y\" }} }}]\n"), &["case \"c\": boots[0]: env: \"1X\" is not a variable name"]),
+        (format!("{k}{c}boots = [{{ prepare = \"\" }}]\n"), &["case \"c\": boots[0]: prepare is empty"]),
+        (format!("{k}{c}boots = [{{ reboot = true }}]\n"), &["unknown field `reboot`"]),
         // Values.
         (format!("{k}{c}vcpus = 0\n"), &["case \"c\": vcpus = 0: must be 1 to 254"]),
         (format!("{k}{c}vcpus = 255\n"), &["case \"c\": vcpus = 255"]),
