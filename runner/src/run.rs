@@ -174,6 +174,7 @@ pub fn vmm_args(
         a.push("--api-socket".into());
         a.push(sock.into());
     }
+    a.extend(c.vmm_args.iter().map(OsString::from));
     a.push("--script".into());
     a.push(script.into());
     a

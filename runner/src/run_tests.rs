@@ -160,7 +160,7 @@ fn vmm_args_follow_kernel_topology_and_case() {
     ]);
     let m = load(
         &dir,
-        "[[kernel]]\nname = \"dev\"\nimage = \"bz\"\ninitrd = \"ird\"\nmodules = \"mods/6.12.0\"\n[[topology]]\nname = \"d\"\nfile = \"direct.toml\"\n[[case]]\nname = \"c\"\ncommand = \"x\"\nvcpus = 4\nmemory = \"2G\"\ntimeout = 30\n",
+        "[[kernel]]\nname = \"dev\"\nimage = \"bz\"\ninitrd = \"ird\"\nmodules = \"mods/6.12.0\"\n[[topology]]\nname = \"d\"\nfile = \"direct.toml\"\n[[case]]\nname = \"c\"\ncommand = \"x\"\nvcpus = 4\nmemory = \"2G\"\ntimeout = 30\nvmm_args = [\"--verbose\"]\n",
     )
     .unwrap();
     let jobs = matrix::expand(&m);
@@ -177,7 +177,7 @@ fn vmm_args_follow_kernel_topology_and_case() {
     let d = dir.display();
     assert_eq!(
         args.join(" "),
-        format!("--kernel {d}/bz --initrd {d}/ird --modules {d}/mods/6.12.0 --topology {d}/direct.toml --vcpus 4 --memory 2048M --timeout 30 --share /h:src --api-socket /o/api.sock --script /o/script.sh")
+        format!("--kernel {d}/bz --initrd {d}/ird --modules {d}/mods/6.12.0 --topology {d}/direct.toml --vcpus 4 --memory 2048M --timeout 30 --share /h:src --api-socket /o/api.sock --verbose --script /o/script.sh")
     );
     let line = rerun_line(
         std::path::Path::new("/bin/cxlvmm"),

@@ -852,7 +852,7 @@ mod tests {
         };
         // A field added to Topology must reach the report too.
         assert_eq!(keys(&report), keys(&plain));
-        // What tests/e2e/check_cxl.py and run.sh read.
+        // What tests/e2e/check_cxl.py reads.
         let d = &report["type3"][1];
         assert_eq!(d["id"], "mem1");
         assert_eq!(d["serial"], 2);

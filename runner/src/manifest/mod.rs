@@ -145,6 +145,8 @@ pub struct Case {
     pub env: BTreeMap<String, String>,
     pub vmm_env: BTreeMap<String, String>,
     pub dmesg: bool,
+    /// More `cxlvmm run` options (`--verbose`, `--memory-mode timed`, ...).
+    pub vmm_args: Vec<String>,
     pub check: Option<String>,
     /// Host command run before the first boot of every try.
     pub prepare: Option<String>,

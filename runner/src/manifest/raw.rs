@@ -120,6 +120,8 @@ pub struct RawSettings {
     pub env: Option<BTreeMap<String, String>>,
     pub vmm_env: Option<BTreeMap<String, String>>,
     pub dmesg: Option<bool>,
+    /// More `cxlvmm run` options, before `--script`.
+    pub vmm_args: Option<Vec<String>>,
 }
 
 // serde cannot combine `flatten` with `deny_unknown_fields`, so a case
@@ -155,6 +157,8 @@ pub struct RawCase {
     pub env: Option<BTreeMap<String, String>>,
     pub vmm_env: Option<BTreeMap<String, String>>,
     pub dmesg: Option<bool>,
+    /// More `cxlvmm run` options, before `--script`.
+    pub vmm_args: Option<Vec<String>>,
 }
 
 impl RawCase {
@@ -173,6 +177,7 @@ impl RawCase {
             env: self.env.clone(),
             vmm_env: self.vmm_env.clone(),
             dmesg: self.dmesg,
+            vmm_args: self.vmm_args.clone(),
         }
     }
 }
@@ -215,6 +220,7 @@ impl RawSettings {
             env: merge(self.env, &defaults.env),
             vmm_env: merge(self.vmm_env, &defaults.vmm_env),
             dmesg: self.dmesg.or(defaults.dmesg),
+            vmm_args: self.vmm_args.or_else(|| defaults.vmm_args.clone()),
         }
     }
 }

@@ -282,6 +282,14 @@ fn check_settings(at: &str, s: &RawSettings) -> Result<()> {
     for (name, value) in s.env.iter().flatten() {
         check_placeholders(at, "env", name, value)?;
     }
+    for a in s.vmm_args.iter().flatten() {
+        let flag = a.split('=').next().unwrap_or(a);
+        if RUNNER_OWNED_ARGS.contains(&flag) {
+            return err(format!(
+                "{at}: vmm_args: {a:?}: the runner sets {flag} itself (use the case's own key)"
+            ));
+        }
+    }
     for (key, table) in [("env", &s.env), ("vmm_env", &s.vmm_env)] {
         for name in table.iter().flat_map(|t| t.keys()) {
             let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -293,6 +301,26 @@ fn check_settings(at: &str, s: &RawSettings) -> Result<()> {
     }
     Ok(())
 }
+
+/// `cxlvmm run` options a job's own keys decide.
+const RUNNER_OWNED_ARGS: &[&str] = &[
+    "--script",
+    "--serial-log",
+    "--kernel",
+    "--initrd",
+    "--guest",
+    "--modules",
+    "--topology",
+    "--no-cxl",
+    "--vcpus",
+    "--memory",
+    "--timeout",
+    "--cmdline",
+    "--disk",
+    "--share",
+    "--root-share",
+    "--api-socket",
+];
 
 fn memory(at: &str, m: &RawSize) -> Result<u64> {
     let bytes = match m {
@@ -445,6 +473,7 @@ fn case(
         env: s.env.unwrap_or_default(),
         vmm_env: s.vmm_env.unwrap_or_default(),
         dmesg: s.dmesg.unwrap_or(true),
+        vmm_args: s.vmm_args.unwrap_or_default(),
         check: c.check.clone(),
         prepare: c.prepare.clone(),
         boots,

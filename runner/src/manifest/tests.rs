@@ -254,6 +254,8 @@ fn every_error_names_key_and_value() {
         (format!("{k}[[case]]\nname = \"c\"\ncommand = \"  \"\n"), &["case \"c\": command is empty"]),
         (format!("{k}{c}check = \"\"\n"), &["case \"c\": check is empty"]),
         (format!("{k}{c}prepare = \" \"\n"), &["case \"c\": prepare is empty"]),
+        (format!("{k}{c}vmm_args = [\"--memory=2G\"]\n"), &["case \"c\": vmm_args: \"--memory=2G\": the runner sets --memory itself"]),
+        (format!("{k}[defaults]\nvmm_args = [\"--script\", \"x\"]\n{c}"), &["[defaults]: vmm_args: \"--script\": the runner sets --script itself"]),
         // Boots.
         (format!("{k}{c}boots = []\n"), &["case \"c\": boots is empty"]),
         (format!("{k}{c}boots = [{{}}, {{ power_cut_on = \"(\" }}]\n"), &["case \"c\": boots[1]: power_cut_on: \"(\" is not a regex"]),

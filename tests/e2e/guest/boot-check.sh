@@ -1,4 +1,4 @@
-# Runs inside the guest (sourced by sh after the harness prepends
+# Runs inside the guest (run by sh with the manifest exporting
 # EXPECT_VCPUS, EXPECT_MEM_MIB, EXPECT_RELEASE). Prints what it sees and
 # exits 7 only if everything matches, so a pass cannot be an accident.
 fail=0

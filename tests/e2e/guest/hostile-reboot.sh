@@ -1,6 +1,6 @@
 # Runs inside the guest (6.12, tests/e2e/hostile.toml) booted a second time
 # over the persistent device's backing files that the hostile guest
-# (hostile.sh) left. The harness prepends what the first boot reported:
+# (hostile.sh) left. The manifest exports what the first boot reported:
 # EXPECT_MEMDEVS (serial, ram and pmem size of every memdev, in serial
 # order: memdev names follow probe order, which varies) and LSA_SERIAL / LSA_MD5 (the persistent
 # device's serial and its label storage area's md5). The memdevs must

@@ -1,7 +1,7 @@
 # Runs inside the guest (6.12, 2 vCPUs, tests/e2e/hostile.toml: a root
 # port, a switch with two downstream ports, a persistent type-3 and a
 # volatile one; `iomem=relaxed` so that /dev/mem reaches device
-# registers). The harness prepends RANDOM_OPS, RACE_ROUNDS and PORT_OPS.
+# registers). The manifest exports RANDOM_OPS, RACE_ROUNDS and PORT_OPS.
 #
 # A hostile driver: with cxl_pci unbound from a type-3 function, it drives
 # the function's registers directly (busybox devmem, sysfs config) the way no
@@ -518,7 +518,7 @@ while [ $i -lt 50 ] && [ -n "$pm" ]; do
     i=$((i + 1))
 done
 check lsa-intact $([ "$lsa" = "$lsa_want" ]; echo $?) "${pm:-no memdev} serial $pm_serial md5 '$lsa'"
-# For the second boot over the same files (tests/e2e/run.sh).
+# For the second boot over the same files (tests/e2e/host/hostile-state.sh).
 echo "HOSTILE-STATE memdevs $summary"
 echo "HOSTILE-STATE lsa $pm_serial $lsa_want"
 [ "$fail" = 0 ] && exit 7

@@ -4,7 +4,7 @@
 # node, on a tmpfs file, and cxlvmm-clockcheck across both CPUs (plus once
 # with a deliberate skew, which it must catch). The JSON lines go to the
 # console for the harness; "LAT-CHECK <name>: ok|FAILED (...)" lines say
-# what was checked. Exits 7 if all pass. The harness may prepend TSC_MHZ:
+# what was checked. Exits 7 if all pass. The case's prepare may export TSC_MHZ:
 # the TSC rate for cxlvmm-lat's -t, where the guest kernel has none (it
 # could not calibrate the TSC and runs on jiffies).
 fail=0

@@ -1,5 +1,5 @@
 # Runs inside the guest (6.12, 4 vCPUs, tests/e2e/four-devices.toml). The
-# harness prepends ROUNDS.
+# manifest exports ROUNDS.
 #
 # One loop per memdev, each pinned to a CPU of its own, all started at
 # once: every round writes fresh random bytes to its device's label

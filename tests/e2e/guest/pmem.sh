@@ -1,4 +1,4 @@
-# Runs inside the guest. The harness prepends MODE: "write", "write-hold"
+# Runs inside the guest. The manifest exports MODE: "write", "write-hold"
 # or "verify", and WAYS: 1 (a region over the first memdev with persistent
 # capacity) or 2 (interleaved at 4 KiB over the first two, which cxlvmm maps
 # natively by stitching pages of both backing files). Checks that data
@@ -65,7 +65,7 @@ else
     echo "PMEM-MD5 $(md5sum </tmp/data | cut -d' ' -f1)"
     if [ "$MODE" = write-hold ]; then
         echo "PMEM-SYNCED"
-        # The harness kills the VMM now; nothing after this runs.
+        # The runner cuts the power now (power_cut_on); nothing after this runs.
         sleep 600
     fi
 fi

@@ -1,5 +1,5 @@
 # Runs inside the guest (6.12, 4 vCPUs, tests/e2e/four-devices.toml, booted
-# with memhp_default_state=offline). The harness prepends ROUNDS and KIB.
+# with memhp_default_state=offline). The manifest exports ROUNDS and KIB.
 #
 # One loop per memdev, each pinned to a CPU of its own, all started at
 # once; every round creates a 1-way RAM region over its device (the kernel

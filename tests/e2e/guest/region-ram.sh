@@ -1,4 +1,4 @@
-# Runs inside the guest (6.12). The harness prepends WAYS, GRAN, DECODER,
+# Runs inside the guest (6.12). The manifest exports WAYS, GRAN, DECODER,
 # MEMTEST (a test size: cxlvmm-memtest's, e.g. 64 for MiB; KiB for daxtest)
 # and PHASES: "full", or "dax" for trapped regions, where every access exits
 # to the VMM and is emulated one instruction at a time — vector moves cannot

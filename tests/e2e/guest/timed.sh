@@ -2,9 +2,10 @@
 # window in timed mode, media read latency 5 us, no CPU cache model in front
 # of it). "TIMED-FIGURE" lines are measurements for the harness to show
 # beside the model's; the accuracy targets are benchmarked by
-# scripts/bench-timed, not asserted here. The harness watches the console for "TIMED-MARK <step>" lines and
-# answers each through the control socket (tests/e2e/run.sh, timed()); the
-# guest waits for the effect, never for a fixed time. "TIMED-CHECK <name>:
+# scripts/bench-timed, not asserted here. The host's part comes as
+# `cxlvmm test` actions (`cxlvmm-action NAME`, tests/e2e/by-name.toml),
+# each answered through cxlvmm's control socket; the guest then waits for
+# the effect, never for a fixed time. "TIMED-CHECK <name>:
 # ok|FAILED (...)" lines say what was checked; exits 7 if all pass.
 fail=0
 check() { if [ "$2" = 0 ]; then echo "TIMED-CHECK $1: ok ($3)"; else echo "TIMED-CHECK $1: FAILED ($3)"; fail=1; fi; }
@@ -53,7 +54,7 @@ check chase-5us $? "per-load p50 $(p50 at-5us) ns, mean $(mean at-5us) ns, max $
 # request), then answers with an injected event; its interrupt says the
 # change is in.
 before=$(irqs)
-echo "TIMED-MARK set-latency"
+cxlvmm-action set-latency
 raised() { [ "$(irqs)" -gt "$before" ]; }
 until_ok 5000 raised
 check live-set $? "event interrupt after the change: $before -> $(irqs)"
@@ -80,17 +81,17 @@ wait "$hammer"
 check hammer $? "$(json_field p50_ns </tmp/hammer.json) ns p50 over 20000 loads on CPU 1"
 
 # Poison and an event injected by the host through the control socket.
-echo "TIMED-MARK inject-poison"
+cxlvmm-action inject-poison
 poisoned() { cxl list -m "$memdev" --media-errors 2>/dev/null | grep -q -e '"dpa":4096' -e '"offset":4096' -e '"dpa":"0x1000"'; }
 until_ok 200 poisoned
 check inject-poison $? "$(cxl list -m "$memdev" --media-errors 2>/dev/null | tr -d ' \n' | cut -c1-200)"
 before=$(irqs)
-echo "TIMED-MARK inject-event"
+cxlvmm-action inject-event
 until_ok 5000 raised
 check inject-event $? "interrupts of $pcidev $before -> $(irqs)"
 
 # SSE moves (movq, movhps, movsd) on the timed region's devdax: KVM cannot
-# emulate them; cxlvmm completes them (run.sh sets CXLVMM_EMULATE_SSE=1).
+# emulate them; cxlvmm completes them (the case sets CXLVMM_EMULATE_SSE=1).
 cxlvmm-ssemove "/dev/$dax" 2000 >/tmp/sse.json 2>&1
 check sse-moves $? "$(head -c 300 /tmp/sse.json)"
 
@@ -121,6 +122,6 @@ check program $? "md5sum with its memory on node '$node': exit $prc, '$got', $(t
 dmesg | grep -i -e 'unstable' -e 'clocksource.*watchdog' -e 'switched to clocksource [^t]' >/tmp/tsc.msgs
 [ ! -s /tmp/tsc.msgs ]
 check dmesg-clock $? "$(tr '\n' ' ' </tmp/tsc.msgs)"
-echo "TIMED-MARK done"
+cxlvmm-action stats
 [ "$fail" = 0 ] && exit 7
 exit 1
