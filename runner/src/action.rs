@@ -5,7 +5,6 @@
 //! poison or an event) can sit beside the shell command one.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::manifest::Action;
 
@@ -35,17 +34,18 @@ pub struct ShellHook;
 impl ActionHook for ShellHook {
     fn run(&self, action: &Action, ctx: &ActionContext) -> Result<(), String> {
         use std::io::Write;
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&action.command)
-            .current_dir(ctx.manifest_dir)
-            .env("CXLVMM_ID", ctx.id)
-            .env("CXLVMM_OUT", ctx.out_dir)
-            .env("CXLVMM_ACTION", &action.name)
-            .envs(ctx.env.iter().map(|(k, v)| (k, v)))
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run sh: {e}"))?;
+        let out_dir = ctx.out_dir.display().to_string();
+        let out = crate::run::host_sh(
+            &action.command,
+            ctx.manifest_dir,
+            ctx.env,
+            &[
+                ("CXLVMM_ID", ctx.id),
+                ("CXLVMM_OUT", &out_dir),
+                ("CXLVMM_ACTION", &action.name),
+            ],
+        )
+        .map_err(|e| format!("cannot run sh: {e}"))?;
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

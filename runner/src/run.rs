@@ -514,13 +514,7 @@ fn prepare(
     opts: &Options,
     what: &str,
 ) -> Result<Vec<(String, String)>, String> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(opts.manifest_dir)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .output()
+    let out = host_sh(cmd, opts.manifest_dir, env, &[])
         .map_err(|e| format!("{what}: cannot run sh: {e}"))?;
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -533,13 +527,7 @@ fn prepare(
     let _ = log.write_all(&out.stderr);
     let _ = writeln!(log, "== {what}: {}", out.status);
     if !out.status.success() {
-        let last = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .to_string();
+        let last = last_line(&out.stderr);
         return Err(format!(
             "{what} exited with {} ({last}), see prepare.log",
             out.status
@@ -570,40 +558,59 @@ fn host_check(
     has_dmesg: bool,
     obs: &Observed,
 ) -> Result<(), String> {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(check)
-        .current_dir(opts.manifest_dir)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env(
-            "CXLVMM_DMESG",
-            if has_dmesg {
-                dir.join("dmesg.log")
-            } else {
-                PathBuf::new()
-            },
-        )
-        .env(
-            "CXLVMM_EXIT",
-            obs.exit.map(|c| c.to_string()).unwrap_or_default(),
-        )
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run sh: {e}"))?;
+    let dmesg = if has_dmesg {
+        dir.join("dmesg.log").display().to_string()
+    } else {
+        String::new()
+    };
+    let exit = obs.exit.map(|c| c.to_string()).unwrap_or_default();
+    let out = host_sh(
+        check,
+        opts.manifest_dir,
+        env,
+        &[("CXLVMM_DMESG", &dmesg), ("CXLVMM_EXIT", &exit)],
+    )
+    .map_err(|e| format!("cannot run sh: {e}"))?;
     let mut log = out.stdout.clone();
     log.extend_from_slice(&out.stderr);
     let _ = std::fs::write(dir.join("check.log"), &log);
     if out.status.success() {
         return Ok(());
     }
-    let last = String::from_utf8_lossy(&log)
+    Err(format!(
+        "{} ({}), see check.log",
+        out.status,
+        last_line(&log)
+    ))
+}
+
+/// Runs a host command with `sh -c` in `cwd`, stdin closed, with `env` and
+/// `more` added to the runner's environment.
+pub(crate) fn host_sh(
+    cmd: &str,
+    cwd: &Path,
+    env: &[(String, String)],
+    more: &[(&str, &str)],
+) -> std::io::Result<std::process::Output> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(more.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+}
+
+/// The last non-blank line of a command's output, trimmed.
+pub(crate) fn last_line(out: &[u8]) -> String {
+    String::from_utf8_lossy(out)
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .trim()
-        .to_string();
-    Err(format!("{} ({last}), see check.log", out.status))
+        .to_string()
 }
 
 fn result(
