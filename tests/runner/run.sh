@@ -49,6 +49,8 @@ expect = {
     "action": ("PASS", ""),
     "share": ("PASS", ""),
     "disk": ("PASS", ""),
+    "infra": ("INFRA", "/nonexistent/virtiofsd"),
+    "power-cut": ("PASS", ""),
 }
 code = {"PASS": 0, "FAIL": 1, "SPLAT": 3, "CRASH": 4, "TIMEOUT": 5, "INFRA": 6}
 severity = ["PASS", "SPLAT", "FAIL", "TIMEOUT", "CRASH", "INFRA"]
