@@ -9,7 +9,7 @@ use clap::Args;
 use crate::action::ShellHook;
 use crate::manifest::{GuestFinder, Manifest, ManifestError};
 use crate::matrix::{self, Shard};
-use crate::report::{self, live::Live, Summary};
+use crate::report::{self, live::Live, CaseResult, Summary};
 use crate::run::{self, Options};
 use crate::verdict::EXIT_CONFIG;
 
@@ -70,7 +70,13 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    // Whole or not at all: the reports are rewritten after every job, and
+    // a reader (or a runner killed mid-write) must never see half a file.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Runs `cxlvmm test`; returns the exit status.
@@ -133,6 +139,33 @@ pub fn main(args: &TestArgs, host: &Host) -> u8 {
         args.jobs
     );
     let live = Live::new(jobs.len(), tty);
+    let title = format!("cxlvmm test {}", args.manifest.display());
+    let manifest_name = args.manifest.display().to_string();
+    let reports = |results: &[CaseResult]| -> Result<(), String> {
+        let summary = Summary::of(results);
+        let mut outputs = Vec::new();
+        if let Some(p) = &args.junit {
+            outputs.push((p, report::junit::render(&title, results)));
+        }
+        if let Some(p) = &args.json {
+            let doc = report::json::JsonReport {
+                manifest: &manifest_name,
+                shard: shard.map(|s| s.to_string()),
+                filter: args.filter.as_deref(),
+                summary: &summary,
+                cases: results,
+            };
+            outputs.push((p, report::json::render(&doc)));
+        }
+        outputs
+            .into_iter()
+            .try_for_each(|(p, text)| write_file(p, &text))
+    };
+    let partial = |done: &[CaseResult]| {
+        // The final write below reports a failure; a lost partial one
+        // is only a report the next job rewrites.
+        let _ = reports(done);
+    };
     let results = run::run_all(
         &jobs,
         &Options {
@@ -144,33 +177,16 @@ pub fn main(args: &TestArgs, host: &Host) -> u8 {
             infra_crashes: args.infra_crashes,
             log_cap: args.log_cap,
             hook: &ShellHook,
+            on_finished: Some(&partial),
         },
         &live,
     );
     print!("{}", report::live::summary_table(&results));
     let summary = Summary::of(&results);
-    let title = format!("cxlvmm test {}", args.manifest.display());
-    let manifest_name = args.manifest.display().to_string();
-    let mut outputs = Vec::new();
-    if let Some(p) = &args.junit {
-        outputs.push((p, report::junit::render(&title, &results)));
-    }
-    if let Some(p) = &args.json {
-        let doc = report::json::JsonReport {
-            manifest: &manifest_name,
-            shard: shard.map(|s| s.to_string()),
-            filter: args.filter.as_deref(),
-            summary: &summary,
-            cases: &results,
-        };
-        outputs.push((p, report::json::render(&doc)));
-    }
-    for (p, text) in outputs {
-        if let Err(e) = write_file(p, &text) {
-            // The runs happened but their report is lost: a broken setup.
-            eprintln!("cxlvmm test: error: {e}");
-            return crate::verdict::Status::Infra.exit_code();
-        }
+    if let Err(e) = reports(&results) {
+        // The runs happened but their report is lost: a broken setup.
+        eprintln!("cxlvmm test: error: {e}");
+        return crate::verdict::Status::Infra.exit_code();
     }
     summary.exit_code
 }

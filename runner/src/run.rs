@@ -29,6 +29,10 @@ pub struct Options<'a> {
     pub infra_crashes: bool,
     pub log_cap: u64,
     pub hook: &'a dyn ActionHook,
+    /// Called after each job with the results finished so far, in job
+    /// order (the reports are rewritten, so a runner that dies leaves
+    /// what it had).
+    pub on_finished: Option<&'a (dyn Fn(&[CaseResult]) + Sync)>,
 }
 
 /// Console kept in memory per result, for the JUnit report.
@@ -46,7 +50,12 @@ pub fn run_all(jobs: &[Job], opts: &Options, live: &Live) -> Vec<CaseResult> {
                 live.started(&job.id());
                 let r = run_job(job, opts, live);
                 live.finished(&r);
-                slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
+                slots[i] = Some(r);
+                if let Some(report) = opts.on_finished {
+                    let done: Vec<CaseResult> = slots.iter().flatten().cloned().collect();
+                    report(&done);
+                }
             });
         }
     });

@@ -59,6 +59,7 @@ fn jobs_run_retry_and_report() {
             infra_crashes: false,
             log_cap: 1 << 20,
             hook: &ShellHook,
+            on_finished: None,
         },
         &live,
     );
@@ -141,6 +142,7 @@ fn jobs_run_retry_and_report() {
             infra_crashes: true,
             log_cap: 1 << 20,
             hook: &ShellHook,
+            on_finished: None,
         },
         &crate::report::live::Live::new(1, false),
     );
@@ -326,6 +328,9 @@ fn boots_share_the_job_folder_in_order_and_a_power_cut_passes() {
     let m = load(&dir, BOOTS).unwrap();
     let jobs = matrix::expand(&m);
     let out = dir.join("out");
+    // Reported after every job: what had finished so far.
+    let reported = Mutex::new(Vec::new());
+    let report = |done: &[CaseResult]| reported.lock().unwrap().push(done.len());
     let results = run_all(
         &jobs,
         &Options {
@@ -337,6 +342,7 @@ fn boots_share_the_job_folder_in_order_and_a_power_cut_passes() {
             infra_crashes: false,
             log_cap: 1 << 20,
             hook: &ShellHook,
+            on_finished: Some(&report),
         },
         &crate::report::live::Live::new(jobs.len(), false),
     );
@@ -360,6 +366,7 @@ fn boots_share_the_job_folder_in_order_and_a_power_cut_passes() {
             ),
         ]
     );
+    assert_eq!(*reported.lock().unwrap(), [1, 2, 3]);
     let job = out.join("boots/k/plain");
     let first = std::fs::read_to_string(job.join("console.log")).unwrap();
     let second = std::fs::read_to_string(job.join("console-2.log")).unwrap();
