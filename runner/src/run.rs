@@ -19,7 +19,7 @@ use crate::script;
 use crate::verdict::{self, Analysis, Evidence, Status};
 
 /// Called with the results finished so far.
-pub type ReportHook = dyn Fn(&[CaseResult]) + Sync;
+pub type ReportHook<'a> = dyn Fn(&[CaseResult]) + Sync + 'a;
 
 pub struct Options<'a> {
     /// The cxlvmm binary (the running one).
@@ -35,7 +35,7 @@ pub struct Options<'a> {
     /// Called after each job with the results finished so far, in job
     /// order (the reports are rewritten, so a runner that dies leaves
     /// what it had).
-    pub on_finished: Option<&'a ReportHook>,
+    pub on_finished: Option<&'a ReportHook<'a>>,
 }
 
 /// Console kept in memory per result, for the JUnit report.

@@ -385,14 +385,6 @@ fn case(
     let at = format!("case {:?}", c.name);
     check_settings(&at, &c.settings())?;
     let s = c.settings().over(defaults);
-    let body = match body(&at, dir, &c.script, &c.command)? {
-        Some(b) => b,
-        None => {
-            return err(format!(
-                "{at}: give exactly one of script = \"FILE\" or command = \"...\""
-            ))
-        }
-    };
     let boots = match &c.boots {
         None => vec![Boot::default()],
         Some(b) if b.is_empty() => return err(format!("{at}: boots is empty")),
@@ -401,6 +393,20 @@ fn case(
             .enumerate()
             .map(|(i, raw)| boot(&format!("{at}: boots[{i}]"), dir, raw))
             .collect::<Result<Vec<_>>>()?,
+    };
+    // A case whose every boot has its own body needs none of its own.
+    let own_bodies = boots
+        .iter()
+        .map(|b| b.body.clone())
+        .collect::<Option<Vec<_>>>();
+    let body = match (body(&at, dir, &c.script, &c.command)?, own_bodies) {
+        (Some(b), _) => b,
+        (None, Some(bodies)) if c.boots.is_some() => bodies[0].clone(),
+        (None, _) => {
+            return err(format!(
+                "{at}: give exactly one of script = \"FILE\" or command = \"...\" (or one in every boot)"
+            ))
+        }
     };
     for (key, cmd) in [("check", &c.check), ("prepare", &c.prepare)] {
         if cmd.as_deref().is_some_and(|x| x.trim().is_empty()) {

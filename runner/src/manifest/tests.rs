@@ -258,6 +258,7 @@ fn every_error_names_key_and_value() {
         (format!("{k}[defaults]\nvmm_args = [\"--script\", \"x\"]\n{c}"), &["[defaults]: vmm_args: \"--script\": the runner sets --script itself"]),
         // Boots.
         (format!("{k}{c}boots = []\n"), &["case \"c\": boots is empty"]),
+        (format!("{k}[[case]]\nname = \"c\"\nboots = [{{ command = \"x\" }}, {{}}]\n"), &["case \"c\": give exactly one of script = \"FILE\" or command = \"...\" (or one in every boot)"]),
         (format!("{k}{c}boots = [{{}}, {{ power_cut_on = \"(\" }}]\n"), &["case \"c\": boots[1]: power_cut_on: \"(\" is not a regex"]),
         (format!("{k}{c}boots = [{{ script = \"t.sh\", command = \"x\" }}]\n"), &["case \"c\": boots[0]: give exactly one of script"]),
         (format!("{k}{c}boots = [{{ script = \"gone.sh\" }}]\n"), &["case \"c\": boots[0]: script = \"gone.sh\": no such file"]),
