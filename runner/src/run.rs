@@ -307,9 +307,11 @@ fn boot_file(stem: &str, ext: &str, n: usize) -> String {
     }
 }
 
-/// cxlvmm's control socket for a job whose case has host actions.
+/// cxlvmm's control socket for a job whose case has host actions, on a
+/// machine with a CXL topology (what the control API acts on).
 fn api_socket(job: &Job, dir: &Path) -> Option<PathBuf> {
-    (!job.case.actions.is_empty()).then(|| dir.join("api.sock"))
+    let cxl = job.topology.source != TopologySource::None;
+    (cxl && !job.case.actions.is_empty()).then(|| dir.join("api.sock"))
 }
 
 fn run_once(job: &Job, dir: &Path, opts: &Options) -> CaseResult {

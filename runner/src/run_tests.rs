@@ -400,3 +400,26 @@ fn boots_share_the_job_folder_in_order_and_a_power_cut_passes() {
         "{rerun}"
     );
 }
+
+#[test]
+fn the_control_socket_comes_with_actions_on_a_cxl_machine() {
+    let dir = write_tree(&[]);
+    let m = load(
+        &dir,
+        "[[kernel]]\nname = \"k\"\n[[topology]]\nname = \"plain\"\nnone = true\n[[topology]]\nname = \"default\"\nbuiltin = true\n[[case]]\nname = \"acts\"\ncommand = \"x\"\nactions = [{ name = \"a\", command = \"true\" }]\n[[case]]\nname = \"quiet\"\ncommand = \"x\"\n",
+    )
+    .unwrap();
+    let got: Vec<(String, bool)> = matrix::expand(&m)
+        .iter()
+        .map(|j| (j.id(), api_socket(j, Path::new("/o")).is_some()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("acts/k/plain".to_string(), false),
+            ("acts/k/default".to_string(), true),
+            ("quiet/k/plain".to_string(), false),
+            ("quiet/k/default".to_string(), false),
+        ]
+    );
+}
