@@ -40,6 +40,21 @@ command = "true"
 vmm_env = { FAKE_MODE = "vmm-error" }
 "#;
 
+/// Options for the stand-in cxlvmm `exe`: one job at a time, no retries.
+fn options<'a>(exe: &'a Path, out: &'a Path, dir: &'a Path) -> Options<'a> {
+    Options {
+        exe,
+        out,
+        manifest_dir: dir,
+        jobs: 1,
+        retries: 0,
+        infra_crashes: false,
+        log_cap: 1 << 20,
+        hook: &ShellHook,
+        on_finished: None,
+    }
+}
+
 #[test]
 fn jobs_run_retry_and_report() {
     let dir = write_tree(&[]);
@@ -51,15 +66,11 @@ fn jobs_run_retry_and_report() {
     let results = run_all(
         &jobs,
         &Options {
-            exe: &exe,
-            out: &out,
-            manifest_dir: &dir,
             jobs: 3,
             retries: 2,
             infra_crashes: false,
-            log_cap: 1 << 20,
-            hook: &ShellHook,
             on_finished: None,
+            ..options(&exe, &out, &dir)
         },
         &live,
     );
@@ -134,15 +145,11 @@ fn jobs_run_retry_and_report() {
     let again = run_all(
         &panic_only,
         &Options {
-            exe: &exe,
-            out: &out,
-            manifest_dir: &dir,
             jobs: 1,
             retries: 1,
             infra_crashes: true,
-            log_cap: 1 << 20,
-            hook: &ShellHook,
             on_finished: None,
+            ..options(&exe, &out, &dir)
         },
         &crate::report::live::Live::new(1, false),
     );
@@ -334,15 +341,11 @@ fn boots_share_the_job_folder_in_order_and_a_power_cut_passes() {
     let results = run_all(
         &jobs,
         &Options {
-            exe: &exe,
-            out: &out,
-            manifest_dir: &dir,
             jobs: 2,
             retries: 0,
             infra_crashes: false,
-            log_cap: 1 << 20,
-            hook: &ShellHook,
             on_finished: Some(&report),
+            ..options(&exe, &out, &dir)
         },
         &crate::report::live::Live::new(jobs.len(), false),
     );
