@@ -33,7 +33,6 @@ pub struct ShellHook;
 
 impl ActionHook for ShellHook {
     fn run(&self, action: &Action, ctx: &ActionContext) -> Result<(), String> {
-        use std::io::Write;
         let out_dir = ctx.out_dir.display().to_string();
         let out = crate::run::host_sh(
             &action.command,
@@ -46,15 +45,13 @@ impl ActionHook for ShellHook {
             ],
         )
         .map_err(|e| format!("cannot run sh: {e}"))?;
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(ctx.out_dir.join("actions.log"))
-            .map_err(|e| format!("actions.log: {e}"))?;
-        let _ = writeln!(log, "== {}: {}", action.name, action.command);
-        let _ = log.write_all(&out.stdout);
-        let _ = log.write_all(&out.stderr);
-        let _ = writeln!(log, "== {}: {}", action.name, out.status);
+        crate::run::append_command_log(
+            &ctx.out_dir.join("actions.log"),
+            &action.name,
+            &action.command,
+            &out,
+        )
+        .map_err(|e| format!("actions.log: {e}"))?;
         if out.status.success() {
             Ok(())
         } else {

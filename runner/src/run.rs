@@ -364,7 +364,7 @@ fn run_once(job: &Job, dir: &Path, opts: &Options) -> CaseResult {
     let boots = case.boots.len();
     let mut reruns: Vec<String> = Vec::new();
     let mut wall = Duration::ZERO;
-    let mut last: Option<(Observed, Analysis)> = None;
+    let mut last: Option<(Observed, Analysis, Status)> = None;
     for (i, boot) in case.boots.iter().enumerate() {
         let n = i + 1;
         let mut env = case_env.clone();
@@ -460,16 +460,10 @@ fn run_once(job: &Job, dir: &Path, opts: &Options) -> CaseResult {
             let r = result(job, &dir, &obs, &analysis, None, rerun);
             return finish(r, n, boots, wall, &dir);
         }
-        last = Some((obs, analysis));
+        last = Some((obs, analysis, status));
     }
-    let (obs, analysis) = last.expect("a case has at least one boot");
+    let (obs, analysis, status) = last.expect("a case has at least one boot");
     let rerun = reruns.join("\n");
-    let (status, _) = verdict::verdict(&Evidence {
-        obs: &obs,
-        expect_exit: case.expect_exit,
-        analysis: &analysis,
-        check_failure: None,
-    });
     let mut check_failure = None;
     if let (Some(check), Status::Pass | Status::Splat) = (&case.check, status) {
         check_failure =
@@ -530,16 +524,8 @@ fn prepare(
 ) -> Result<Vec<(String, String)>, String> {
     let out = host_sh(cmd, opts.manifest_dir, env, &[])
         .map_err(|e| format!("{what}: cannot run sh: {e}"))?;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("prepare.log"))
+    append_command_log(&dir.join("prepare.log"), what, cmd, &out)
         .map_err(|e| format!("{what}: prepare.log: {e}"))?;
-    use std::io::Write;
-    let _ = writeln!(log, "== {what}: {cmd}");
-    let _ = log.write_all(&out.stdout);
-    let _ = log.write_all(&out.stderr);
-    let _ = writeln!(log, "== {what}: {}", out.status);
     if !out.status.success() {
         let last = last_line(&out.stderr);
         return Err(format!(
@@ -555,10 +541,7 @@ fn prepare(
 pub fn env_lines(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| {
-            k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        })
+        .filter(|(k, _)| crate::manifest::is_var_name(k))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
@@ -614,6 +597,27 @@ pub(crate) fn host_sh(
         .envs(more.iter().copied())
         .stdin(std::process::Stdio::null())
         .output()
+}
+
+/// Appends a host command's output to `log`, between lines naming it and
+/// giving its exit status; Err only when the log cannot be opened.
+pub(crate) fn append_command_log(
+    log: &Path,
+    what: &str,
+    cmd: &str,
+    out: &std::process::Output,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    // A log that cannot be written past its opening costs the log only.
+    let _ = writeln!(f, "== {what}: {cmd}");
+    let _ = f.write_all(&out.stdout);
+    let _ = f.write_all(&out.stderr);
+    let _ = writeln!(f, "== {what}: {}", out.status);
+    Ok(())
 }
 
 /// The last non-blank line of a command's output, trimmed.

@@ -10,7 +10,7 @@ pub(crate) mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use resolve::{expand_placeholders, find_build_tree_image, PLACEHOLDERS};
+pub use resolve::{expand_placeholders, find_build_tree_image, is_var_name, PLACEHOLDERS};
 
 /// What the manifest loader needs from the VMM: where the built guest images
 /// are. Returns (kernel, initramfs) of a variant, or why it cannot.

@@ -292,9 +292,7 @@ fn check_settings(at: &str, s: &RawSettings) -> Result<()> {
     }
     for (key, table) in [("env", &s.env), ("vmm_env", &s.vmm_env)] {
         for name in table.iter().flat_map(|t| t.keys()) {
-            let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
+            if !is_var_name(name) {
                 return err(format!("{at}: {key}: {name:?} is not a variable name"));
             }
         }
@@ -321,6 +319,12 @@ const RUNNER_OWNED_ARGS: &[&str] = &[
     "--root-share",
     "--api-socket",
 ];
+
+/// A shell variable name: a letter or `_`, then letters, digits and `_`.
+pub fn is_var_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
 
 fn memory(at: &str, m: &RawSize) -> Result<u64> {
     let bytes = match m {
