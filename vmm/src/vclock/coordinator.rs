@@ -64,6 +64,10 @@ struct VcpuState {
     restarted: bool,
     /// Its thread has ended: nobody waits for it.
     gone: bool,
+    /// Guest time of its last exit.
+    left_at: u64,
+    /// Left KVM_RUN and its exit is not handled yet.
+    busy: bool,
 }
 
 /// The shared clock state. Wrap it in a mutex; see [`super::SharedClock`].
@@ -74,6 +78,10 @@ pub struct Coordinator {
     /// Guest time at which the clock stopped (the latest moment any vCPU
     /// could have read it), while no vCPU is running.
     stopped_at: Option<u64>,
+    /// The latest exit time of any vCPU since the clock last restarted: a
+    /// vCPU that was halted when it was kicked leaves "at" its halt, long
+    /// before the others, yet the clock must not stop below what they saw.
+    latest_left: u64,
     /// Cycles the guest saw that it should not have, to be hidden.
     debt: u64,
     vcpus: Vec<VcpuState>,
@@ -99,6 +107,7 @@ impl Coordinator {
         Self {
             offset: initial_offset,
             stopped_at: None,
+            latest_left: 0,
             debt: 0,
             vcpus: vec![VcpuState::default(); vcpus],
             hidden: 0,
@@ -131,6 +140,17 @@ impl Coordinator {
         }
     }
 
+    /// The guest clock as vCPU `i` sees it: while its exit is being
+    /// handled, the moment it left (an exit takes no guest time of its
+    /// own, whatever the other vCPUs do meanwhile), else [`Self::now`].
+    /// A device register write is issued at that time.
+    pub fn now_for(&self, i: usize, host: u64) -> u64 {
+        match self.vcpus.get(i) {
+            Some(v) if v.busy => v.left_at,
+            _ => self.now(host),
+        }
+    }
+
     pub fn hidden_cycles(&self) -> u64 {
         self.hidden
     }
@@ -144,22 +164,49 @@ impl Coordinator {
     }
 
     /// vCPU `i` left the guest at host TSC `left` (its best estimate of the
-    /// moment the guest stopped). With `latency`, it may not re-enter before
-    /// the guest clock shows `G(left) + latency`. Returns the guest time of
-    /// the exit (the issue time of whatever the exit starts). The caller
-    /// then kicks the vCPUs [`Coordinator::running_others`] names if the
-    /// exit's cost must be hidden.
-    pub fn exited(&mut self, i: usize, left: u64, latency: Option<u64>) -> u64 {
+    /// moment the guest stopped); called as soon as KVM_RUN returns, before
+    /// the exit is handled, so that the clock stops while the VMM works if
+    /// no other vCPU runs (a device reading the clock meanwhile sees it
+    /// stopped). Returns the guest time of the exit (the issue time of
+    /// whatever the exit starts).
+    pub fn leave(&mut self, i: usize, left: u64) -> u64 {
         let g = self.guest_at(left);
         let v = &mut self.vcpus[i];
         v.running = false;
-        v.release = latency.map(|l| g.wrapping_add(l));
+        v.busy = true;
+        v.release = None;
+        v.left_at = g;
+        self.latest_left = self.latest_left.max(g);
         if !self.any_running() {
             // The clock stops at the latest moment anyone could read it.
-            let last = self.stopped_at.map_or(g, |s| s.max(g));
+            let last = self
+                .stopped_at
+                .map_or(self.latest_left, |s| s.max(self.latest_left));
             self.stopped_at = Some(last);
         }
         g
+    }
+
+    /// Something the guest can see (a device's completion) happened at
+    /// guest time `g`: the clock never stops below it. (A halted vCPU that
+    /// is kicked leaves "at" its halt; without this, a completion written
+    /// while it halted would be dated after the moment the clock resumes
+    /// from.)
+    pub fn observed(&mut self, g: u64) {
+        self.latest_left = self.latest_left.max(g);
+        if let Some(s) = self.stopped_at.as_mut() {
+            *s = (*s).max(g);
+        }
+    }
+
+    /// vCPU `i`'s exit is handled. With `latency`, it may not re-enter
+    /// before the guest clock shows its exit time plus `latency`. The
+    /// caller then kicks the vCPUs [`Coordinator::running_others`] names if
+    /// the exit's cost must be hidden.
+    pub fn exited(&mut self, i: usize, latency: Option<u64>) {
+        let v = &mut self.vcpus[i];
+        v.busy = false;
+        v.release = latency.map(|l| v.left_at.wrapping_add(l));
     }
 
     /// vCPUs other than `i` inside KVM_RUN (to kick so the clock can stop).
@@ -220,8 +267,14 @@ impl Coordinator {
                 offset: self.offset,
             };
         }
-        // Everyone is out: the clock is stopped. The waiting vCPU with the
-        // earliest target goes first and restarts it.
+        // Everyone is out: the clock is stopped. While another vCPU's exit
+        // is still being handled (a device copying, a decoder commit), it
+        // stays stopped: that work takes no guest time.
+        if self.vcpus.iter().enumerate().any(|(j, v)| j != i && v.busy) {
+            return Entry::WaitForOthers;
+        }
+        // The waiting vCPU with the earliest target goes first and restarts
+        // it.
         let stopped = self.stopped_at.unwrap_or_else(|| self.guest_at(now));
         let target = |v: &VcpuState| v.release.map_or(stopped, |r| r.max(stopped));
         let mine = target(&self.vcpus[i]);
@@ -247,6 +300,7 @@ impl Coordinator {
             .wrapping_add(old.wrapping_sub(resume).min(i64::MAX as u64));
         self.offset = resume.wrapping_sub(arrive);
         self.stopped_at = None;
+        self.latest_left = 0;
         let alone = self.vcpus.len() == 1;
         self.go(i, true);
         self.vcpus[i].alone = alone || self.vcpus.iter().filter(|v| v.running).count() == 1;
@@ -276,6 +330,7 @@ impl Coordinator {
         let v = &mut self.vcpus[i];
         v.running = false;
         v.waiting = false;
+        v.busy = false;
         v.gone = true;
     }
 }
@@ -283,6 +338,72 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An exit as a vCPU thread reports it: left, then handled.
+    fn exit(c: &mut Coordinator, i: usize, left: u64, latency: Option<u64>) -> u64 {
+        let g = c.leave(i, left);
+        c.exited(i, latency);
+        g
+    }
+
+    #[test]
+    fn the_clock_stops_when_the_last_vcpu_leaves_not_when_its_exit_is_handled() {
+        let mut c = Coordinator::new(1, 0);
+        go(c.enter(0, 1000, 0));
+        assert_eq!(c.now(4000), 4000, "running: the clock moves");
+        assert_eq!(c.leave(0, 5000), 5000);
+        // The VMM handles the exit for a long time (a device copying):
+        // whoever reads the clock meanwhile sees it where the guest left.
+        assert_eq!(c.now(900_000), 5000);
+        c.exited(0, Some(250));
+        assert_eq!(c.now(950_000), 5000);
+        let off = go(c.enter(0, 1_000_000, 0));
+        assert_eq!(1_000_000u64.wrapping_add(off), 5250);
+    }
+
+    #[test]
+    fn a_stopped_clock_stays_stopped_while_another_exit_is_handled() {
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 0, 0));
+        // vCPU 0 rings a doorbell and copies; vCPU 1 is kicked out.
+        c.leave(0, 1000);
+        assert_eq!(c.now(1050), 1050, "vCPU 1 still runs");
+        assert_eq!(
+            c.now_for(0, 1050),
+            1000,
+            "vCPU 0's doorbell was written at 1000"
+        );
+        c.leave(1, 1100);
+        c.exited(1, None);
+        assert_eq!(c.enter(1, 2000, 0), Entry::WaitForOthers);
+        assert_eq!(c.now(500_000), 1100, "the copy takes no guest time");
+        c.exited(0, None);
+        let off = go(c.enter(1, 600_000, 0));
+        assert_eq!(600_000u64.wrapping_add(off), 1100);
+    }
+
+    #[test]
+    fn a_vcpu_kicked_out_of_a_halt_does_not_pull_the_clock_back() {
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 0, 0));
+        // vCPU 1 halted at 2000 (inside KVM_RUN, its last exit the HLT);
+        // vCPU 0 runs on and leaves at 9000, then kicks vCPU 1, whose
+        // KVM_RUN returns with nothing after that HLT: it "left" at 2000.
+        c.leave(0, 9000);
+        c.exited(0, None);
+        c.leave(1, 2000);
+        c.exited(1, None);
+        assert_eq!(
+            c.now(50_000),
+            9000,
+            "stopped where vCPU 0 left, not at the halt"
+        );
+        // vCPU 1 re-enters first: the clock goes on from 9000.
+        let off = go(c.enter(1, 60_000, 0));
+        assert_eq!(60_000u64.wrapping_add(off), 9000);
+    }
 
     fn go(e: Entry) -> u64 {
         match e {
@@ -298,13 +419,13 @@ mod tests {
         go(c.enter(0, 1000, 0));
         // Exit at host 5000 (guest 5000), latency 200; the VMM handles it
         // and re-enters at host 60_000 with a 100-cycle entry path.
-        assert_eq!(c.exited(0, 5000, Some(200)), 5000);
+        assert_eq!(exit(&mut c, 0, 5000, Some(200)), 5000);
         let off = go(c.enter(0, 60_000, 100));
         // Guest time at arrival = 5200 exactly.
         assert_eq!(60_100u64.wrapping_add(off), 5200);
         assert_eq!(c.hidden_cycles(), 60_100 - 5200);
         // A non-timed exit is hidden entirely.
-        c.exited(0, 70_100, None); // guest 70_100 + off = 15_200
+        exit(&mut c, 0, 70_100, None); // guest 70_100 + off = 15_200
         let off2 = go(c.enter(0, 90_000, 100));
         assert_eq!(90_100u64.wrapping_add(off2), 70_100u64.wrapping_add(off));
     }
@@ -313,7 +434,7 @@ mod tests {
     fn debt_is_paid_from_releases_without_stepping_back() {
         let mut c = Coordinator::new(1, 0);
         go(c.enter(0, 0, 0));
-        c.exited(0, 1000, Some(300));
+        exit(&mut c, 0, 1000, Some(300));
         go(c.enter(0, 5000, 0)); // guest 1300 at host 5000
                                  // The entry came 500 cycles late, and an in-kernel exit of 400 was
                                  // seen while alone: 900 owed.
@@ -321,7 +442,7 @@ mod tests {
         assert_eq!(c.debt(), 900);
         // Next exit at host 6000: guest 1300 + 1000 = 2300; latency 300:
         // pay 300 (all of the release), 600 left.
-        let g = c.exited(0, 6000, Some(300));
+        let g = exit(&mut c, 0, 6000, Some(300));
         assert_eq!(g, 2300);
         let off = go(c.enter(0, 9000, 0));
         assert_eq!(9000u64.wrapping_add(off), 2300, "never below the stop");
@@ -333,7 +454,7 @@ mod tests {
         let mut c = Coordinator::new(2, 0);
         go(c.enter(0, 0, 0));
         go(c.enter(1, 0, 0));
-        c.exited(0, 1000, Some(300));
+        exit(&mut c, 0, 1000, Some(300));
         assert_eq!(c.running_others(0), vec![1]);
         // vCPU 1 still runs: vCPU 0 must wait for the clock to reach 1300.
         assert_eq!(c.enter(0, 1100, 50), Entry::WaitUntil { host_tsc: 1250 });
@@ -346,9 +467,9 @@ mod tests {
         go(c.enter(0, 0, 0));
         go(c.enter(1, 0, 0));
         // Both leave for timed accesses: 0 at 1000 (+500), 1 at 1200 (+100).
-        c.exited(0, 1000, Some(500)); // release 1500
-        c.exited(1, 1200, Some(100)); // release 1300; clock stopped at 1200
-                                      // Much later both want in: vCPU 1's release (1300) comes first.
+        exit(&mut c, 0, 1000, Some(500)); // release 1500
+        exit(&mut c, 1, 1200, Some(100)); // release 1300; clock stopped at 1200
+                                          // Much later both want in: vCPU 1's release (1300) comes first.
         assert_eq!(c.enter(0, 50_000, 10), Entry::WaitForOthers);
         let off = go(c.enter(1, 50_000, 10));
         assert_eq!(50_010u64.wrapping_add(off), 1300);
@@ -361,9 +482,11 @@ mod tests {
 
     #[test]
     fn clock_is_monotonic_under_random_schedules() {
-        // Random exits, latencies, debts and entry delays on 3 vCPUs: the
-        // guest time any vCPU observes at entry never falls below the
-        // latest time any vCPU observed before.
+        // Random exits, latencies, debts and entry delays on 3 vCPUs; some
+        // vCPUs halt (observe nothing from then on, and when kicked their
+        // exit is dated at the halt) and a device sometimes delivers
+        // something at the running clock: the guest time any vCPU observes
+        // at entry never falls below the latest time anyone observed.
         let mut seed = 0x1234_5678_9abc_def0u64;
         let mut rnd = move |n: u64| {
             seed ^= seed << 13;
@@ -375,11 +498,19 @@ mod tests {
         let mut host = 1000u64;
         let mut latest_seen = 0u64;
         let mut inside = [false; 3];
-        for _ in 0..20_000 {
+        let mut halted: [Option<u64>; 3] = [None; 3];
+        for _ in 0..50_000 {
             host += 1 + rnd(500);
+            // While a vCPU runs guest code, it sees the clock move.
+            if (0..3).any(|j| inside[j] && halted[j].is_none()) {
+                latest_seen = latest_seen.max(c.guest_at(host));
+            }
             let i = rnd(3) as usize;
-            if inside[i] {
-                let g = c.exited(i, host, (rnd(2) == 0).then(|| rnd(3000)));
+            if inside[i] && halted[i].is_none() && rnd(5) == 0 {
+                halted[i] = Some(host);
+            } else if inside[i] {
+                let left = halted[i].take().unwrap_or(host);
+                let g = exit(&mut c, i, left, (rnd(2) == 0).then(|| rnd(3000)));
                 latest_seen = latest_seen.max(g);
                 inside[i] = false;
                 c.add_debt(i, rnd(100), rnd(200) as i64 - 100, rnd(50) == 0);
@@ -397,9 +528,11 @@ mod tests {
                     Entry::WaitUntil { .. } | Entry::WaitForOthers => c.abandon(i),
                 }
             }
-            // While anyone runs, the clock moves with host time.
-            if inside.iter().any(|&x| x) {
-                latest_seen = latest_seen.max(c.guest_at(host));
+            // A device delivers a completion at the running clock.
+            if inside.iter().any(|&x| x) && rnd(7) == 0 {
+                let g = c.guest_at(host);
+                c.observed(g);
+                latest_seen = latest_seen.max(g);
             }
         }
     }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use devices::clock::GuestClock;
 use kvm_ioctls::VcpuFd;
 
 use super::coordinator::{Coordinator, Entry};
@@ -107,9 +108,16 @@ impl SharedClock {
 
     /// Guest time now, in picoseconds of guest TSC (what a vCPU entering now
     /// would read, or where the stopped clock stands).
+    /// On a vCPU thread handling an exit, the moment that exit left the
+    /// guest ([`Coordinator::now_for`]).
     pub fn now_ps(&self) -> u64 {
         let c = self.lock();
-        cycles_to_ps(c.now(tsc::rdtsc()), self.khz)
+        let host = tsc::rdtsc();
+        let g = match THIS_VCPU.get() {
+            Some(me) => c.now_for(me, host),
+            None => c.now(host),
+        };
+        cycles_to_ps(g, self.khz)
     }
 
     pub fn stats(&self) -> ClockStats {
@@ -125,6 +133,7 @@ impl SharedClock {
 
     /// The handle for vCPU `index`, to be created on its own thread.
     pub fn vcpu(self: &Arc<Self>, index: usize) -> VcpuClock {
+        THIS_VCPU.set(Some(index));
         // SAFETY: pthread_self and gettid have no arguments and cannot fail.
         let (me, tid) = unsafe { (libc::pthread_self(), libc::gettid()) };
         if let Some(slot) = self
@@ -166,6 +175,50 @@ impl SharedClock {
     }
 }
 
+thread_local! {
+    /// The vCPU whose thread this is, for [`GuestClock::stop_others`].
+    static THIS_VCPU: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// What devices read: the guest clock in picoseconds of guest TSC, stopped
+/// while every vCPU is out of the guest.
+impl GuestClock for SharedClock {
+    fn now_ps(&self) -> u64 {
+        SharedClock::now_ps(self)
+    }
+
+    fn delivered(&self, ps: u64) {
+        self.lock().observed(ps_to_cycles(ps, self.khz));
+    }
+
+    /// Kicks the other vCPUs and waits (at most [`STOP_WAIT`]) until they
+    /// have left the guest, so that the clock stands still before the
+    /// caller's work starts.
+    fn stop_others(&self) {
+        let Some(me) = THIS_VCPU.get() else {
+            return;
+        };
+        let others = self.lock().running_others(me);
+        if others.is_empty() {
+            return;
+        }
+        self.kick(&others);
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        let mut c = self.lock();
+        while !c.running_others(me).is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            c = self
+                .changed
+                .wait_timeout(c, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
 pub struct VcpuClock {
     index: usize,
     timer: ExitTimer,
@@ -176,6 +229,11 @@ pub struct VcpuClock {
     /// Per-exit record, when asked for (`CXLVMM_CLOCK_LOG`).
     log: Option<ExitLog>,
 }
+
+/// The longest [`GuestClock::stop_others`] waits for kicked vCPUs to leave
+/// the guest (a vCPU thread that does not get a CPU for that long is left
+/// running, and the guest sees the rest of the exit).
+const STOP_WAIT: Duration = Duration::from_millis(20);
 
 /// Spin (rather than sleep) for waits shorter than this many nanoseconds:
 /// a sleeping thread wakes tens of microseconds late.
@@ -190,7 +248,8 @@ impl VcpuClock {
         if let Some(l) = self.log.as_mut() {
             l.host_ret = host_ret;
         }
-        let g = self.clock.lock().guest_at(t.left);
+        let g = self.clock.lock().leave(self.index, t.left);
+        self.clock.changed.notify_all();
         (t, cycles_to_ps(g, self.clock.khz))
     }
 
@@ -207,7 +266,6 @@ impl VcpuClock {
             c.add_debt(self.index, t.in_kernel, t.entry_error, t.idled);
             c.exited(
                 self.index,
-                t.left,
                 latency_ps.map(|ps| ps_to_cycles(ps, self.clock.khz)),
             );
             if latency_ps.is_some() {
