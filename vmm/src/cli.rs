@@ -275,8 +275,15 @@ pub struct RunArgs {
     /// (FILE-latency.svg, FILE-links.svg).
     #[arg(long)]
     pub stats: Option<PathBuf>,
-    /// Exits measured at start-up to calibrate the virtual clock of timed
-    /// memory (more: a steadier calibration, a slower start).
+    /// Run the guest on the virtual clock even where no window is timed:
+    /// VM exits take no guest time, and the accelerators' DMA and compute
+    /// complete at their modelled time in the guest's own clock, whatever
+    /// the host's copy costs (docs/timed-mode.md, docs/accelerator.md).
+    /// A timed window always brings it.
+    #[arg(long)]
+    pub virtual_clock: bool,
+    /// Exits measured at start-up to calibrate the virtual clock
+    /// (more: a steadier calibration, a slower start).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=20000))]
     pub calibration_samples: u64,
     /// Host pages behind guest RAM and device memory: `anon` (4 KiB),
@@ -471,6 +478,7 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         api_socket: args.api_socket.clone(),
         stats: args.stats.clone(),
         calibration_samples: args.calibration_samples,
+        virtual_clock: args.virtual_clock,
         memory_backing,
     })
 }

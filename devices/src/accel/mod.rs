@@ -348,6 +348,10 @@ impl Accelerator {
         if n == 0 {
             return;
         }
+        // The commands run now, on the host, at the host's speed; their
+        // completions are booked at the modelled time. With a virtual clock
+        // the guest must not see the host's work, on any vCPU.
+        self.deps.clock.stop_others();
         let (ring, fetch_done) = match self.fetch(q, n, now) {
             Ok(r) => r,
             Err(f) => {

@@ -1,16 +1,57 @@
 //! The guest clock the accelerators read (`CLOCK`, `TIMESTAMP`) and book
 //! their completions on.
 //!
-//! This is the one place that decides what "guest time" is. Today it is
-//! [`HostClock`]: host monotonic time since the machine was built. A
-//! virtual clock that hides the VMM's own costs (VM exits, the device
-//! copying bytes) implements the same [`GuestClock`] trait and is passed in
-//! instead, behind the same `Arc<dyn GuestClock>`: the devices and the
-//! completion timer ([`super::timer`]) only ever call `now_ps`.
+//! This is the one place that decides what "guest time" is: the machine's
+//! virtual clock ([`SharedClock`], which hides VM exits and the device's
+//! own copying from the guest) when the machine runs on one, else
+//! [`HostClock`], host monotonic time since the machine was built. The
+//! devices and the completion timer ([`super::timer`]) only ever see the
+//! [`GuestClock`] trait, through [`MachineClock`].
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use devices::clock::GuestClock;
+
+use crate::vclock::shared::SharedClock;
+
+/// Host time until [`MachineClock::bind`] hands it the machine's virtual
+/// clock, which happens once the vCPUs exist and before any of them runs
+/// (devices are built before the vCPUs). Guest time only moves forward
+/// across the switch: the virtual clock counts the guest's TSC, far ahead
+/// of the few milliseconds the host clock has counted by then.
+#[derive(Default)]
+pub struct MachineClock {
+    host: HostClock,
+    virtual_clock: OnceLock<Arc<SharedClock>>,
+}
+
+impl MachineClock {
+    pub fn bind(&self, clock: Arc<SharedClock>) {
+        let _ = self.virtual_clock.set(clock);
+    }
+}
+
+impl GuestClock for MachineClock {
+    fn now_ps(&self) -> u64 {
+        match self.virtual_clock.get() {
+            Some(c) => c.now_ps(),
+            None => self.host.now_ps(),
+        }
+    }
+
+    fn stop_others(&self) {
+        if let Some(c) = self.virtual_clock.get() {
+            GuestClock::stop_others(c.as_ref());
+        }
+    }
+
+    fn delivered(&self, ps: u64) {
+        if let Some(c) = self.virtual_clock.get() {
+            GuestClock::delivered(c.as_ref(), ps);
+        }
+    }
+}
 
 /// Host monotonic time, in picoseconds since the clock was made.
 pub struct HostClock {

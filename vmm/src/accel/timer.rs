@@ -4,11 +4,14 @@
 //! deadline, or until a register write books an earlier one
 //! ([`CompletionTimer::deadline`]), then calls every device's `poll(now)`,
 //! which writes back fences and status and raises MSI-X (or INTx). It never
-//! spins and never sleeps a fixed time.
+//! sleeps a fixed time. A sleeping thread wakes tens of microseconds late,
+//! which the guest would see as a late completion, so the last
+//! [`SPIN_PS`] before a deadline it spins on the clock instead.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use devices::accel::{Accelerator, CompletionTimer};
 use devices::bus::lock;
@@ -22,18 +25,50 @@ struct State {
     booked: u64,
 }
 
+/// Guest time before a deadline from which the thread spins on the clock.
+const SPIN_PS: u64 = 2_000_000_000;
+/// The longest it spins (host time) on a clock that does not move before
+/// it sleeps again: a virtual clock stands still while every vCPU is out
+/// of the guest.
+const SPIN_MAX: Duration = Duration::from_millis(1);
+
 /// Shared by the thread and the devices, which call it from BAR0 writes.
 #[derive(Default)]
 pub struct TimerShared {
     state: Mutex<State>,
     wake: Condvar,
+    /// `State::booked`, readable while spinning without the lock.
+    booked: AtomicU64,
 }
 
 impl CompletionTimer for TimerShared {
     fn deadline(&self, _at: u64) {
         let mut s = lock(&self.state);
         s.booked = s.booked.wrapping_add(1);
+        self.booked.store(s.booked, Ordering::Release);
         self.wake.notify_one();
+    }
+}
+
+/// Spins until `clock` reaches `at`, a new deadline is booked, or the
+/// clock has not moved for [`SPIN_MAX`]; true if the clock got there.
+fn spin_until(shared: &TimerShared, clock: &dyn GuestClock, at: u64, seen: u64) -> bool {
+    let mut still_since = (Instant::now(), clock.now_ps());
+    loop {
+        let now = clock.now_ps();
+        if now >= at {
+            return true;
+        }
+        if now != still_since.1 {
+            still_since = (Instant::now(), now);
+        }
+        if shared.booked.load(Ordering::Acquire) != seen || still_since.0.elapsed() > SPIN_MAX {
+            return false;
+        }
+        // Gives the CPU to a vCPU thread that needs it to leave the guest
+        // (a kicked one) or to get back in: with a virtual clock, the
+        // deadline only comes once vCPUs run.
+        std::thread::yield_now();
     }
 }
 
@@ -93,7 +128,10 @@ fn run(shared: &TimerShared, devices: &[Arc<Mutex<Accelerator>>], clock: &dyn Gu
         let mut next: Option<u64> = None;
         for d in devices {
             let mut a = lock(d);
-            a.poll(now);
+            if a.next_deadline().is_some_and(|at| at <= now) {
+                a.poll(now);
+                clock.delivered(now);
+            }
             next = match (next, a.next_deadline()) {
                 (Some(x), Some(y)) => Some(x.min(y)),
                 (x, y) => x.or(y),
@@ -115,9 +153,22 @@ fn run(shared: &TimerShared, devices: &[Arc<Mutex<Accelerator>>], clock: &dyn Gu
                     if at <= now {
                         break;
                     }
+                    if at - now <= SPIN_PS {
+                        drop(s);
+                        if !spin_until(shared, clock, at, seen) {
+                            // Nothing new and the clock stood still (every
+                            // vCPU out of the guest): rest before spinning
+                            // again.
+                            let s = lock(&shared.state);
+                            if s.booked == seen {
+                                let _ = shared.wake.wait_timeout(s, SPIN_MAX);
+                            }
+                        }
+                        break;
+                    }
                     s = shared
                         .wake
-                        .wait_timeout(s, host_wait(at - now))
+                        .wait_timeout(s, host_wait(at - now - SPIN_PS))
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
@@ -135,6 +186,39 @@ mod tests {
         assert_eq!(host_wait(0), Duration::ZERO);
         assert_eq!(host_wait(1), Duration::from_nanos(1));
         assert_eq!(host_wait(1500), Duration::from_nanos(2));
+    }
+
+    /// A clock that moves `step` ps per read.
+    struct Stepping {
+        now: AtomicU64,
+        step: u64,
+    }
+
+    impl GuestClock for Stepping {
+        fn now_ps(&self) -> u64 {
+            self.now.fetch_add(self.step, Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn spinning_ends_at_the_deadline_or_gives_up_on_a_stopped_clock() {
+        let shared = TimerShared::default();
+        let moving = Stepping {
+            now: AtomicU64::new(0),
+            step: 1000,
+        };
+        assert!(spin_until(&shared, &moving, 50_000, 0));
+        assert!(moving.now.load(Ordering::Relaxed) >= 50_000);
+        let stopped = Stepping {
+            now: AtomicU64::new(0),
+            step: 0,
+        };
+        let t = Instant::now();
+        assert!(!spin_until(&shared, &stopped, 50_000, 0));
+        assert!(t.elapsed() >= SPIN_MAX);
+        // A deadline booked meanwhile ends the spin at once.
+        shared.deadline(7);
+        assert!(!spin_until(&shared, &stopped, 50_000, 0));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::machine::Machine;
 use super::{io_err, kvm_err, VmConfig, VmError};
-use crate::accel::clock::HostClock;
+use crate::accel::clock::MachineClock;
 use crate::accel::memory::{BusMemory, CxlMemory};
 use crate::accel::{self, AccelMachine, Accelerators};
 use crate::api::ApiContext;
@@ -69,6 +69,8 @@ pub struct MachineBuilder<'a> {
     engine: Option<Arc<Mutex<fabric::Engine>>>,
     /// The accelerators and their completion timer.
     accelerators: Option<Accelerators>,
+    /// The accelerators' guest clock, bound to the virtual clock in `build`.
+    accel_clock: Option<Arc<MachineClock>>,
     /// The timed windows' data path, if any window is `timed`.
     timed: Option<Arc<TimedMemory>>,
     /// The type-3 devices' mailbox registers, for the control API.
@@ -166,6 +168,7 @@ impl<'a> MachineBuilder<'a> {
             engine,
             accelerators: None,
             timed: None,
+            accel_clock: None,
             type3_registers: Vec::new(),
         })
     }
@@ -302,8 +305,10 @@ impl<'a> MachineBuilder<'a> {
             backings: self.backings.clone(),
         });
         let memory = Arc::new(BusMemory::new(self.mem.clone(), cxl));
-        // The seam for virtual time: another GuestClock goes here.
-        let clock: Arc<dyn GuestClock> = Arc::new(HostClock::new());
+        // Host time until `build` binds the virtual clock, if any.
+        let machine_clock = Arc::new(MachineClock::default());
+        self.accel_clock = Some(machine_clock.clone());
+        let clock: Arc<dyn GuestClock> = machine_clock;
         let machine = AccelMachine {
             vm: self.vm.clone(),
             guard: self.slot_guard.clone(),
@@ -329,10 +334,14 @@ impl<'a> MachineBuilder<'a> {
         // The guest cannot measure its TSC's rate in every host (the rig's
         // L2 has no timer that calibrates it): it is told.
         let tsc_khz = crate::vclock::tsc::khz(boot_cpu).ok();
-        let clock = match &self.timed {
-            Some(_) => Some(self.virtual_clock(boot_cpu, vcpus.len())?),
-            None => None,
+        let clock = if self.timed.is_some() || self.cfg.virtual_clock {
+            Some(self.virtual_clock(boot_cpu, vcpus.len())?)
+        } else {
+            None
         };
+        if let (Some(accel), Some((c, _))) = (&self.accel_clock, &clock) {
+            accel.bind(c.clone());
+        }
         let entry = self.load_kernel(rsdp, tsc_khz)?;
         // Application processors wait for INIT/SIPI from the boot CPU.
         cpu::setup_long_mode(boot_cpu, &self.mem)?;
@@ -391,7 +400,7 @@ impl<'a> MachineBuilder<'a> {
             self.cfg.calibration_samples,
             crate::vcpu::kick_signal(),
         )
-        .map_err(|e| VmError::Fatal(format!("timed memory: {e}")))?;
+        .map_err(|e| VmError::Fatal(format!("virtual clock: {e}")))?;
         eprintln!("cxlvmm: {}", timed::setup::describe_calibration(&report));
         Ok((clock, report))
     }

@@ -45,8 +45,10 @@ pub struct VmConfig {
     pub api_socket: Option<PathBuf>,
     /// Where to write the statistics when the guest is over.
     pub stats: Option<PathBuf>,
-    /// Exits measured to calibrate the virtual clock (timed windows only).
+    /// Exits measured to calibrate the virtual clock.
     pub calibration_samples: u64,
+    /// The virtual clock without timed windows too (`--virtual-clock`).
+    pub virtual_clock: bool,
     /// Host pages behind guest RAM and device memory.
     pub memory_backing: crate::memory_backing::MemoryBacking,
 }
