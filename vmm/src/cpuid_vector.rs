@@ -8,6 +8,14 @@
 //! compilers pick AVX/AVX2/AVX-512 code when CPUID offers it, so while such
 //! windows exist the guest is told they are absent: its kernel leaves them
 //! out of XCR0 and its C library falls back to SSE2 and `rep movs`.
+//!
+//! The fast-string features go too. KVM completes a `rep movs`/`rep stos`
+//! on MMIO one element at a time, one exit each; with ERMS or FSRM the
+//! guest kernel zeroes pages and copies to and from user space with byte
+//! elements (`clear_page_erms` in arch/x86/lib/clear_page_64.S, the FSRM
+//! `rep movsb` of copy_user_generic in arch/x86/include/asm/uaccess_64.h),
+//! without them with 8-byte ones (`rep stosq`, `rep_movs_alternative`'s
+//! `rep movsq`): a page zeroed on a timed node takes 512 exits, not 4096.
 
 use fabric::topology::{Topology, WindowMode};
 use kvm_bindings::CpuId;
@@ -35,6 +43,13 @@ const LEAF7_EBX: u32 = (1 << 5)
     | (1 << 28)
     | (1 << 30)
     | (1 << 31);
+/// CPUID.7.0:EBX: ERMS (enhanced `rep movsb`/`stosb`).
+const LEAF7_EBX_STRINGS: u32 = 1 << 9;
+/// CPUID.7.0:EDX: FSRM (fast short `rep movsb`).
+const LEAF7_EDX_STRINGS: u32 = 1 << 4;
+/// CPUID.7.1:EAX: fast zero-length `rep movsb`, short `rep stosb`, short
+/// `rep cmpsb`/`scasb`.
+const LEAF7_1_EAX_STRINGS: u32 = (1 << 10) | (1 << 11) | (1 << 12);
 /// CPUID.7.0:ECX: AVX-512 VBMI/VBMI2/VNNI/BITALG/VPOPCNTDQ, VAES and
 /// VPCLMULQDQ (their wide forms are VEX/EVEX only).
 const LEAF7_ECX: u32 =
@@ -55,11 +70,11 @@ pub fn hide_vector_extensions(cpuid: &mut CpuId) {
         match (e.function, e.index) {
             (1, _) => e.ecx &= !LEAF1_ECX,
             (7, 0) => {
-                e.ebx &= !LEAF7_EBX;
+                e.ebx &= !(LEAF7_EBX | LEAF7_EBX_STRINGS);
                 e.ecx &= !LEAF7_ECX;
-                e.edx &= !LEAF7_EDX;
+                e.edx &= !(LEAF7_EDX | LEAF7_EDX_STRINGS);
             }
-            (7, 1) => e.eax &= !LEAF7_1_EAX,
+            (7, 1) => e.eax &= !(LEAF7_1_EAX | LEAF7_1_EAX_STRINGS),
             (0x8000_0001, _) => e.ecx &= !EXT1_ECX,
             (0xd, 0) => e.eax &= !XCR0_VECTOR,
             // The removed components' size/offset sub-leaves.
@@ -109,6 +124,8 @@ mod tests {
         assert_eq!(s[1].ebx & (1 << 5), 0, "AVX2");
         assert_eq!(s[1].ebx & (1 << 16), 0, "AVX-512F");
         assert_ne!(s[1].ebx & (1 << 3), 0, "BMI1 stays");
+        assert_eq!(s[1].ebx & (1 << 9), 0, "ERMS");
+        assert_eq!(s[1].edx & (1 << 4), 0, "FSRM");
         assert_eq!(s[2].eax, 0b11, "x87 and SSE state only");
         assert_eq!((s[3].eax, s[3].ebx), (0, 0));
         assert_eq!(s[4].ecx & (1 << 11), 0, "XOP");
