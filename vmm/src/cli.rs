@@ -512,26 +512,35 @@ fn test(args: &runner::cli::TestArgs) -> ExitCode {
     ))
 }
 
+/// Writes a report to stdout. A reader that went away (`cxlvmm check |
+/// head`) ends the output quietly, as it does for other tools; `println!`
+/// would panic there.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cxlvmm: error: writing the report: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn check(args: &CheckArgs) -> ExitCode {
     match load_topology(args.topology.as_deref()) {
         Ok(t) if args.json => match serde_json::to_string(&CheckReport::new(&t)) {
-            Ok(json) => {
-                println!("{json}");
-                ExitCode::SUCCESS
-            }
+            Ok(json) => print_out(&format!("{json}\n")),
             Err(e) => {
                 eprintln!("cxlvmm: error: topology as JSON: {e}");
                 ExitCode::from(1)
             }
         },
-        Ok(t) => {
-            print!("{t}");
-            print!(
-                "{}",
-                fabric::dma::describe(&t, &fabric::dma::path_table(&t))
-            );
-            ExitCode::SUCCESS
-        }
+        Ok(t) => print_out(&format!(
+            "{t}{}",
+            fabric::dma::describe(&t, &fabric::dma::path_table(&t))
+        )),
         Err(e) => {
             eprintln!("cxlvmm: error: {e}");
             ExitCode::from(2)
