@@ -16,6 +16,18 @@
 //! | F3 0F 7E | `movq` xmm ← m64 | 8 B, rest cleared |
 //! | 66 0F D6 | `movq` m64 ← xmm | 8 B from the low end |
 //!
+//! and the SSE2 integer operations with a 16-byte memory source that C
+//! libraries' string functions (`strlen`, `memchr`, `strcmp`: glibc's and
+//! busybox's) run over data, `xmm = xmm OP m128` ([`PackedOp`]):
+//!
+//! | encoding | instruction |
+//! |---|---|
+//! | 66 0F 74 / 75 / 76 | `pcmpeqb` / `pcmpeqw` / `pcmpeqd` |
+//! | 66 0F 64 | `pcmpgtb` (signed) |
+//! | 66 0F DA / DE | `pminub` / `pmaxub` |
+//! | 66 0F DB / DF / EB / EF | `pand` / `pandn` / `por` / `pxor` |
+//! | 66 0F FC / F8 | `paddb` / `psubb` |
+//!
 //! Only the memory forms (ModRM.mod ≠ 3), in 64-bit mode. Anything else is
 //! left to the caller (KVM's own #UD for a user process).
 
@@ -36,6 +48,77 @@ impl Lanes {
         match self {
             Lanes::HighHalf => 8,
             _ => 0,
+        }
+    }
+}
+
+/// An SSE2 integer operation `xmm = xmm OP m128` (legacy encoding: the
+/// memory operand must be 16-byte aligned).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PackedOp {
+    CmpEqB,
+    CmpEqW,
+    CmpEqD,
+    CmpGtB,
+    MinUB,
+    MaxUB,
+    And,
+    AndNot,
+    Or,
+    Xor,
+    AddB,
+    SubB,
+}
+
+impl PackedOp {
+    fn from_opcode(op: u8) -> Option<Self> {
+        use PackedOp::*;
+        Some(match op {
+            0x74 => CmpEqB,
+            0x75 => CmpEqW,
+            0x76 => CmpEqD,
+            0x64 => CmpGtB,
+            0xda => MinUB,
+            0xde => MaxUB,
+            0xdb => And,
+            0xdf => AndNot,
+            0xeb => Or,
+            0xef => Xor,
+            0xfc => AddB,
+            0xf8 => SubB,
+            _ => return None,
+        })
+    }
+
+    /// `dst OP src`, lane by lane (Intel SDM vol. 2, each instruction).
+    pub fn apply(self, dst: [u8; 16], src: [u8; 16]) -> [u8; 16] {
+        use PackedOp::*;
+        let bytes =
+            |f: fn(u8, u8) -> u8| -> [u8; 16] { std::array::from_fn(|i| f(dst[i], src[i])) };
+        // Equal lanes of `w` bytes become all ones, others zero.
+        let eq_lanes = |w: usize| -> [u8; 16] {
+            std::array::from_fn(|i| {
+                let l = i / w * w;
+                if dst[l..l + w] == src[l..l + w] {
+                    0xff
+                } else {
+                    0
+                }
+            })
+        };
+        match self {
+            CmpEqB => eq_lanes(1),
+            CmpEqW => eq_lanes(2),
+            CmpEqD => eq_lanes(4),
+            CmpGtB => bytes(|a, b| if (a as i8) > (b as i8) { 0xff } else { 0 }),
+            MinUB => bytes(u8::min),
+            MaxUB => bytes(u8::max),
+            And => bytes(|a, b| a & b),
+            AndNot => bytes(|a, b| !a & b),
+            Or => bytes(|a, b| a | b),
+            Xor => bytes(|a, b| a ^ b),
+            AddB => bytes(u8::wrapping_add),
+            SubB => bytes(u8::wrapping_sub),
         }
     }
 }
@@ -84,7 +167,8 @@ impl MemOperand {
     }
 }
 
-/// One decoded move between an XMM register and memory.
+/// One decoded move between an XMM register and memory, or an operation
+/// on an XMM register with a memory source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VectorMove {
     /// Instruction length in bytes.
@@ -96,6 +180,8 @@ pub struct VectorMove {
     pub width: usize,
     pub lanes: Lanes,
     pub mem: MemOperand,
+    /// `xmm = xmm OP m128` instead of a load (16 bytes, aligned).
+    pub combine: Option<PackedOp>,
 }
 
 /// The mandatory prefix of an SSE opcode.
@@ -169,7 +255,14 @@ pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
         (Mandatory::None, true) => Mandatory::P66,
         (r, _) => r,
     };
-    let (store, width, lanes) = operation(prefix, op, rex & 0x08 != 0)?;
+    let combine = match prefix {
+        Mandatory::P66 => PackedOp::from_opcode(op),
+        _ => None,
+    };
+    let (store, width, lanes) = match combine {
+        Some(_) => (false, 16, Lanes::LowClearRest),
+        None => operation(prefix, op, rex & 0x08 != 0)?,
+    };
     let modrm = *bytes.get(at)?;
     at += 1;
     let (md, reg, rm) = (modrm >> 6, (modrm >> 3) & 7, modrm & 7);
@@ -223,5 +316,6 @@ pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
         width,
         lanes,
         mem,
+        combine,
     })
 }

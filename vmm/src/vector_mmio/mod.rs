@@ -28,7 +28,7 @@ mod kvm_cpu;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode, Lanes, Segment, VectorMove};
+pub use decode::{decode, Lanes, PackedOp, Segment, VectorMove};
 pub use kvm_cpu::KvmCpu;
 
 /// The vCPU state an emulated move reads and changes.
@@ -67,17 +67,22 @@ pub enum Outcome {
 
 const PAGE: u64 = 4096;
 
-/// Completes `insn` (the bytes at RIP) if it is a move [`decode`] knows.
+/// Completes `insn` (the bytes at RIP) if it is a move or operation
+/// [`decode`] knows.
 pub fn emulate(cpu: &mut impl VcpuView, insn: &[u8], mem: &mut impl PhysicalAccess) -> Outcome {
     if !cpu.long_mode() {
         return Outcome::Declined("the vCPU is not in 64-bit mode");
     }
     let Some(mv) = decode(insn) else {
-        return Outcome::Declined("not one of the SSE moves cxlvmm completes");
+        return Outcome::Declined("not one of the SSE instructions cxlvmm completes");
     };
     let next_rip = cpu.rip().wrapping_add(mv.len as u64);
     let segment_base = cpu.segment_base(mv.mem.segment);
     let linear = mv.mem.linear(&cpu.gpr(), next_rip, segment_base);
+    if mv.combine.is_some() && linear % 16 != 0 {
+        // The CPU raises #GP for an unaligned legacy-SSE m128 operand.
+        return Outcome::Declined("unaligned 16-byte operand");
+    }
     // The operand page by page (an 8-byte access may straddle two).
     let mut pieces = Vec::with_capacity(2);
     let mut done = 0usize;
@@ -107,10 +112,15 @@ pub fn emulate(cpu: &mut impl VcpuView, insn: &[u8], mem: &mut impl PhysicalAcce
         for &(gpa, off, run) in &pieces {
             charge(mem.read(gpa, &mut buf[off..off + run]));
         }
-        if mv.lanes == Lanes::LowClearRest {
-            reg = [0; 16];
+        match mv.combine {
+            Some(op) => reg = op.apply(reg, buf),
+            None => {
+                if mv.lanes == Lanes::LowClearRest {
+                    reg = [0; 16];
+                }
+                reg[lane..lane + mv.width].copy_from_slice(&buf[..mv.width]);
+            }
         }
-        reg[lane..lane + mv.width].copy_from_slice(&buf[..mv.width]);
         cpu.set_xmm(mv.xmm, reg);
     }
     cpu.set_rip(next_rip);

@@ -143,7 +143,11 @@ fn random_bytes_never_panic() {
         // Bias towards the interesting opcode space.
         b[(x >> 40) as usize % 4] = 0x0f;
         if let Some(m) = decode(&b) {
-            assert!(m.len <= 15 && m.xmm < 16 && matches!(m.width, 4 | 8));
+            assert!(m.len <= 15 && m.xmm < 16);
+            match m.combine {
+                Some(_) => assert_eq!((m.width, m.store), (16, false)),
+                None => assert!(matches!(m.width, 4 | 8)),
+            }
         }
     }
 }
@@ -368,4 +372,91 @@ fn fs_segment_base_is_added() {
         &mut mem,
     );
     assert_eq!(mem.accesses, vec![(0x8028, 8, true)]);
+}
+
+#[test]
+fn decodes_the_string_functions_packed_operations_with_memory_sources() {
+    // pcmpeqb 0x10(%rax),%xmm1: busybox's strlen over md5sum's data (the
+    // SIGILL once the moves were done).
+    let m = dec(&[0x66, 0x0f, 0x74, 0x48, 0x10]);
+    assert_eq!((m.len, m.store, m.xmm, m.width), (5, false, 1, 16));
+    assert_eq!(m.combine, Some(PackedOp::CmpEqB));
+    assert_eq!(m.mem, mem(Some(0), None, 1, 0x10));
+    // pminub (%rdi),%xmm10; por 0x20(%rsi),%xmm2; pxor (%rdx,%rcx,1),%xmm0
+    let m = dec(&[0x66, 0x44, 0x0f, 0xda, 0x17]);
+    assert_eq!((m.xmm, m.combine), (10, Some(PackedOp::MinUB)));
+    assert_eq!(
+        dec(&[0x66, 0x0f, 0xeb, 0x56, 0x20]).combine,
+        Some(PackedOp::Or)
+    );
+    let m = dec(&[0x66, 0x0f, 0xef, 0x04, 0x0a]);
+    assert_eq!(
+        (m.combine, m.mem),
+        (Some(PackedOp::Xor), mem(Some(2), Some(1), 1, 0))
+    );
+    // Register forms are not memory accesses; without 66 it is MMX.
+    assert!(decode(&[0x66, 0x0f, 0x74, 0xc1]).is_none());
+    assert!(decode(&[0x0f, 0x74, 0x48, 0x10]).is_none());
+}
+
+#[test]
+fn packed_operations_follow_the_instruction_set_reference() {
+    let a: [u8; 16] = std::array::from_fn(|i| i as u8 * 17);
+    let mut b = a;
+    b[3] = 0;
+    b[9] = 0xf0;
+    let eq = PackedOp::CmpEqB.apply(a, b);
+    assert!((0..16).all(|i| eq[i] == if i == 3 || i == 9 { 0 } else { 0xff }));
+    // Word and dword lanes compare whole.
+    let eqw = PackedOp::CmpEqW.apply(a, b);
+    assert_eq!(&eqw[2..4], &[0, 0]);
+    assert_eq!(&eqw[0..2], &[0xff, 0xff]);
+    let eqd = PackedOp::CmpEqD.apply(a, b);
+    assert_eq!(&eqd[0..4], &[0; 4]);
+    assert_eq!(&eqd[4..8], &[0xff; 4]);
+    // Signed byte compare: 0x10 > -1 (0xff), 0x80 (-128) > nothing.
+    let gt = PackedOp::CmpGtB.apply([0x10; 16], [0xff; 16]);
+    assert_eq!(gt, [0xff; 16]);
+    assert_eq!(PackedOp::CmpGtB.apply([0x80; 16], [0x00; 16]), [0; 16]);
+    assert_eq!(PackedOp::MinUB.apply([5; 16], [200; 16]), [5; 16]);
+    assert_eq!(PackedOp::MaxUB.apply([5; 16], [200; 16]), [200; 16]);
+    assert_eq!(PackedOp::AndNot.apply([0x0f; 16], [0xff; 16]), [0xf0; 16]);
+    assert_eq!(PackedOp::AddB.apply([0xff; 16], [2; 16]), [1; 16]);
+    assert_eq!(PackedOp::SubB.apply([1; 16], [2; 16]), [0xff; 16]);
+}
+
+#[test]
+fn a_packed_compare_reads_16_aligned_bytes_and_updates_only_its_register() {
+    let mut mem = FakeMemory::default();
+    // "abc\0" then zeros, at GPA 0x3010.
+    for (i, b) in b"abc".iter().enumerate() {
+        mem.bytes.insert(0x3010 + i as u64, *b);
+    }
+    let mut cpu = FakeCpu::new();
+    cpu.gpr[0] = 0x7000;
+    cpu.pages.insert(0x7000, 0x3000);
+    cpu.xmm[1] = [0; 16];
+    cpu.xmm[2] = pattern(0x40);
+    // pcmpeqb 0x10(%rax),%xmm1: which bytes are NUL.
+    let out = emulate(&mut cpu, &[0x66, 0x0f, 0x74, 0x48, 0x10], &mut mem);
+    assert_eq!(
+        out,
+        Outcome::Emulated {
+            latency_ps: Some(1000)
+        }
+    );
+    assert_eq!(mem.accesses, vec![(0x3010, 16, false)]);
+    let want: [u8; 16] = std::array::from_fn(|i| if i < 3 { 0 } else { 0xff });
+    assert_eq!(cpu.xmm[1], want);
+    assert_eq!(cpu.xmm[2], pattern(0x40));
+    assert_eq!(cpu.rip, 0x40_0005);
+    // Unaligned: the CPU would fault; nothing is read or changed.
+    let mut cpu = FakeCpu::new();
+    cpu.gpr[0] = 0x7001;
+    cpu.pages.insert(0x7000, 0x3000);
+    let mut mem = FakeMemory::default();
+    let out = emulate(&mut cpu, &[0x66, 0x0f, 0x74, 0x48, 0x10], &mut mem);
+    assert!(matches!(out, Outcome::Declined(_)));
+    assert!(mem.accesses.is_empty());
+    assert_eq!(cpu.rip, 0x40_0000);
 }
