@@ -68,6 +68,10 @@ struct VcpuState {
     left_at: u64,
     /// Left KVM_RUN and its exit is not handled yet.
     busy: bool,
+    /// Was taken out of a halt (kicked): it has nothing to do in the guest
+    /// until an interrupt comes, so it does not restart a stopped clock
+    /// while a vCPU with work is about to.
+    halted: bool,
 }
 
 /// The shared clock state. Wrap it in a mutex; see [`super::SharedClock`].
@@ -169,11 +173,13 @@ impl Coordinator {
     /// no other vCPU runs (a device reading the clock meanwhile sees it
     /// stopped). Returns the guest time of the exit (the issue time of
     /// whatever the exit starts).
-    pub fn leave(&mut self, i: usize, left: u64) -> u64 {
+    /// `halted`: it was halted when KVM_RUN returned (`left` is its halt).
+    pub fn leave(&mut self, i: usize, left: u64, halted: bool) -> u64 {
         let g = self.guest_at(left);
         let v = &mut self.vcpus[i];
         v.running = false;
         v.busy = true;
+        v.halted = halted;
         v.release = None;
         v.left_at = g;
         self.latest_left = self.latest_left.max(g);
@@ -273,6 +279,17 @@ impl Coordinator {
         if self.vcpus.iter().enumerate().any(|(j, v)| j != i && v.busy) {
             return Entry::WaitForOthers;
         }
+        // A vCPU kicked out of a halt leaves the restart to one with work
+        // (whose own entry should define the clock, not be seen on it).
+        let others_with_work = |me: usize| {
+            self.vcpus
+                .iter()
+                .enumerate()
+                .any(|(j, v)| j != me && !v.running && !v.gone && !v.halted)
+        };
+        if self.vcpus[i].halted && others_with_work(i) {
+            return Entry::WaitForOthers;
+        }
         // The waiting vCPU with the earliest target goes first and restarts
         // it.
         let stopped = self.stopped_at.unwrap_or_else(|| self.guest_at(now));
@@ -284,7 +301,7 @@ impl Coordinator {
         let first = self
             .vcpus
             .iter()
-            .filter(|v| !v.running && !v.gone)
+            .filter(|v| !v.running && !v.gone && !v.halted)
             .map(target)
             .min()
             .unwrap_or(mine);
@@ -313,6 +330,7 @@ impl Coordinator {
         let v = &mut self.vcpus[i];
         v.running = true;
         v.waiting = false;
+        v.halted = false;
         v.release = None;
         v.restarted = restarted;
         if !restarted {
@@ -340,8 +358,8 @@ mod tests {
     use super::*;
 
     /// An exit as a vCPU thread reports it: left, then handled.
-    fn exit(c: &mut Coordinator, i: usize, left: u64, latency: Option<u64>) -> u64 {
-        let g = c.leave(i, left);
+    fn exit(c: &mut Coordinator, i: usize, left: u64, halted: bool, latency: Option<u64>) -> u64 {
+        let g = c.leave(i, left, halted);
         c.exited(i, latency);
         g
     }
@@ -351,7 +369,7 @@ mod tests {
         let mut c = Coordinator::new(1, 0);
         go(c.enter(0, 1000, 0));
         assert_eq!(c.now(4000), 4000, "running: the clock moves");
-        assert_eq!(c.leave(0, 5000), 5000);
+        assert_eq!(c.leave(0, 5000, false), 5000);
         // The VMM handles the exit for a long time (a device copying):
         // whoever reads the clock meanwhile sees it where the guest left.
         assert_eq!(c.now(900_000), 5000);
@@ -367,14 +385,14 @@ mod tests {
         go(c.enter(0, 0, 0));
         go(c.enter(1, 0, 0));
         // vCPU 0 rings a doorbell and copies; vCPU 1 is kicked out.
-        c.leave(0, 1000);
+        c.leave(0, 1000, false);
         assert_eq!(c.now(1050), 1050, "vCPU 1 still runs");
         assert_eq!(
             c.now_for(0, 1050),
             1000,
             "vCPU 0's doorbell was written at 1000"
         );
-        c.leave(1, 1100);
+        c.leave(1, 1100, false);
         c.exited(1, None);
         assert_eq!(c.enter(1, 2000, 0), Entry::WaitForOthers);
         assert_eq!(c.now(500_000), 1100, "the copy takes no guest time");
@@ -391,18 +409,34 @@ mod tests {
         // vCPU 1 halted at 2000 (inside KVM_RUN, its last exit the HLT);
         // vCPU 0 runs on and leaves at 9000, then kicks vCPU 1, whose
         // KVM_RUN returns with nothing after that HLT: it "left" at 2000.
-        c.leave(0, 9000);
+        c.leave(0, 9000, false);
         c.exited(0, None);
-        c.leave(1, 2000);
+        c.leave(1, 2000, true);
         c.exited(1, None);
         assert_eq!(
             c.now(50_000),
             9000,
             "stopped where vCPU 0 left, not at the halt"
         );
-        // vCPU 1 re-enters first: the clock goes on from 9000.
-        let off = go(c.enter(1, 60_000, 0));
+        // vCPU 1 has nothing to do: vCPU 0's entry restarts the clock, from
+        // 9000, and vCPU 1 follows on the running clock.
+        assert_eq!(c.enter(1, 55_000, 0), Entry::WaitForOthers);
+        let off = go(c.enter(0, 60_000, 0));
         assert_eq!(60_000u64.wrapping_add(off), 9000);
+        assert_eq!(go(c.enter(1, 60_500, 0)), off);
+    }
+
+    #[test]
+    fn halted_vcpus_alone_restart_the_clock_themselves() {
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 0, 0));
+        c.leave(0, 3000, true);
+        c.exited(0, None);
+        c.leave(1, 4000, true);
+        c.exited(1, None);
+        let off = go(c.enter(0, 70_000, 0));
+        assert_eq!(70_000u64.wrapping_add(off), 4000);
     }
 
     fn go(e: Entry) -> u64 {
@@ -419,13 +453,13 @@ mod tests {
         go(c.enter(0, 1000, 0));
         // Exit at host 5000 (guest 5000), latency 200; the VMM handles it
         // and re-enters at host 60_000 with a 100-cycle entry path.
-        assert_eq!(exit(&mut c, 0, 5000, Some(200)), 5000);
+        assert_eq!(exit(&mut c, 0, 5000, false, Some(200)), 5000);
         let off = go(c.enter(0, 60_000, 100));
         // Guest time at arrival = 5200 exactly.
         assert_eq!(60_100u64.wrapping_add(off), 5200);
         assert_eq!(c.hidden_cycles(), 60_100 - 5200);
         // A non-timed exit is hidden entirely.
-        exit(&mut c, 0, 70_100, None); // guest 70_100 + off = 15_200
+        exit(&mut c, 0, 70_100, false, None); // guest 70_100 + off = 15_200
         let off2 = go(c.enter(0, 90_000, 100));
         assert_eq!(90_100u64.wrapping_add(off2), 70_100u64.wrapping_add(off));
     }
@@ -434,7 +468,7 @@ mod tests {
     fn debt_is_paid_from_releases_without_stepping_back() {
         let mut c = Coordinator::new(1, 0);
         go(c.enter(0, 0, 0));
-        exit(&mut c, 0, 1000, Some(300));
+        exit(&mut c, 0, 1000, false, Some(300));
         go(c.enter(0, 5000, 0)); // guest 1300 at host 5000
                                  // The entry came 500 cycles late, and an in-kernel exit of 400 was
                                  // seen while alone: 900 owed.
@@ -442,7 +476,7 @@ mod tests {
         assert_eq!(c.debt(), 900);
         // Next exit at host 6000: guest 1300 + 1000 = 2300; latency 300:
         // pay 300 (all of the release), 600 left.
-        let g = exit(&mut c, 0, 6000, Some(300));
+        let g = exit(&mut c, 0, 6000, false, Some(300));
         assert_eq!(g, 2300);
         let off = go(c.enter(0, 9000, 0));
         assert_eq!(9000u64.wrapping_add(off), 2300, "never below the stop");
@@ -454,7 +488,7 @@ mod tests {
         let mut c = Coordinator::new(2, 0);
         go(c.enter(0, 0, 0));
         go(c.enter(1, 0, 0));
-        exit(&mut c, 0, 1000, Some(300));
+        exit(&mut c, 0, 1000, false, Some(300));
         assert_eq!(c.running_others(0), vec![1]);
         // vCPU 1 still runs: vCPU 0 must wait for the clock to reach 1300.
         assert_eq!(c.enter(0, 1100, 50), Entry::WaitUntil { host_tsc: 1250 });
@@ -467,9 +501,9 @@ mod tests {
         go(c.enter(0, 0, 0));
         go(c.enter(1, 0, 0));
         // Both leave for timed accesses: 0 at 1000 (+500), 1 at 1200 (+100).
-        exit(&mut c, 0, 1000, Some(500)); // release 1500
-        exit(&mut c, 1, 1200, Some(100)); // release 1300; clock stopped at 1200
-                                          // Much later both want in: vCPU 1's release (1300) comes first.
+        exit(&mut c, 0, 1000, false, Some(500)); // release 1500
+        exit(&mut c, 1, 1200, false, Some(100)); // release 1300; clock stopped at 1200
+                                                 // Much later both want in: vCPU 1's release (1300) comes first.
         assert_eq!(c.enter(0, 50_000, 10), Entry::WaitForOthers);
         let off = go(c.enter(1, 50_000, 10));
         assert_eq!(50_010u64.wrapping_add(off), 1300);
@@ -509,8 +543,15 @@ mod tests {
             if inside[i] && halted[i].is_none() && rnd(5) == 0 {
                 halted[i] = Some(host);
             } else if inside[i] {
+                let was_halted = halted[i].is_some();
                 let left = halted[i].take().unwrap_or(host);
-                let g = exit(&mut c, i, left, (rnd(2) == 0).then(|| rnd(3000)));
+                let g = exit(
+                    &mut c,
+                    i,
+                    left,
+                    was_halted,
+                    (rnd(2) == 0).then(|| rnd(3000)),
+                );
                 latest_seen = latest_seen.max(g);
                 inside[i] = false;
                 c.add_debt(i, rnd(100), rnd(200) as i64 - 100, rnd(50) == 0);

@@ -129,6 +129,7 @@ mod tests {
                 entry_path: 30,
                 run_path: 12,
                 idled: false,
+                halted: false,
             };
             log.exited(&t, Some(250));
             log.entered(entry(2));

@@ -63,6 +63,9 @@ pub struct ExitTiming {
     pub run_path: u64,
     /// The guest idled (HLT, PAUSE loop, MWAIT) since the last entry.
     pub idled: bool,
+    /// It was still idle when KVM_RUN returned (a signal took it out of a
+    /// halt): `left` is when it halted.
+    pub halted: bool,
 }
 
 /// Which quantile of recent entry paths predicts the next.
@@ -205,8 +208,9 @@ impl ExitTimer {
                 TraceKind::Exit { reason } => open_exit = Some((ev.time_ns, reason)),
             }
         }
-        if let Some((at, _)) = open_exit {
+        if let Some((at, reason)) = open_exit {
             timing.left = to_tsc(at).saturating_sub(self.cal.exit_invisible_cycles);
+            timing.halted = is_idle_exit(reason, self.amd);
         }
         if let (Some(entry), Some((decided, assumed))) = (first_entry, self.decided.take()) {
             let entered = to_tsc(entry);

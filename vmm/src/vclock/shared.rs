@@ -248,7 +248,7 @@ impl VcpuClock {
         if let Some(l) = self.log.as_mut() {
             l.host_ret = host_ret;
         }
-        let g = self.clock.lock().leave(self.index, t.left);
+        let g = self.clock.lock().leave(self.index, t.left, t.halted);
         self.clock.changed.notify_all();
         (t, cycles_to_ps(g, self.clock.khz))
     }
