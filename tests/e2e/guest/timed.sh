@@ -97,7 +97,12 @@ check sse-moves $? "$(head -c 300 /tmp/sse.json)"
 
 # An ordinary program with its data on the timed node: the region onlined
 # as movable system RAM (so page tables and other kernel allocations stay
-# off it), the program's pages bound there.
+# off it), the program's pages bound there. The region's struct pages go
+# to DRAM: a CXL dax device asks for them on its own memory by default
+# (memmap_on_memory, drivers/dax/cxl.c), and then every page the kernel
+# allocates, frees or onlines there is bookkept through MMIO exits.
+echo 0 >/sys/bus/dax/devices/"$dax"/memmap_on_memory 2>/dev/null
+echo "TIMED-FIGURE memmap_on_memory=$(cat /sys/bus/dax/devices/"$dax"/memmap_on_memory 2>/dev/null)"
 daxctl reconfigure-device --mode=system-ram --no-online --force "$dax" >/dev/null 2>&1
 daxctl online-memory --movable "$dax" >/dev/null 2>&1
 node=$(daxctl list -d "$dax" | json_field target_node)
