@@ -187,6 +187,15 @@ impl Accelerator {
             .min()
     }
 
+    /// When the last completion booked so far is due (None: nothing
+    /// pending).
+    pub fn last_deadline(&self) -> Option<Picos> {
+        self.queues
+            .iter()
+            .filter_map(|q| q.pending.back().map(|r| r.at))
+            .max()
+    }
+
     /// Retires every completion due at `now`, in time order.
     pub fn poll(&mut self, now: Picos) {
         loop {

@@ -8,12 +8,12 @@
 //! devices and the completion timer ([`super::timer`]) only ever see the
 //! [`GuestClock`] trait, through [`MachineClock`].
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use devices::clock::GuestClock;
 
-use crate::vclock::shared::SharedClock;
+use crate::vclock::shared::{Deliverer, SharedClock};
 
 /// Host time until [`MachineClock::bind`] hands it the machine's virtual
 /// clock, which happens once the vCPUs exist and before any of them runs
@@ -24,11 +24,52 @@ use crate::vclock::shared::SharedClock;
 pub struct MachineClock {
     host: HostClock,
     virtual_clock: OnceLock<Arc<SharedClock>>,
+    /// The completion timer's deliverer, handed to the virtual clock.
+    deliverer: Mutex<Option<Deliverer>>,
 }
 
 impl MachineClock {
     pub fn bind(&self, clock: Arc<SharedClock>) {
+        if let Some(d) = self
+            .deliverer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            clock.set_deliverer(d);
+        }
         let _ = self.virtual_clock.set(clock);
+    }
+
+    /// How the virtual clock, once bound, delivers completions itself.
+    pub fn set_deliverer(&self, d: Deliverer) {
+        *self.deliverer.lock().unwrap_or_else(|e| e.into_inner()) = Some(d);
+    }
+
+    /// The earliest completion still pending, after the timer delivered.
+    pub fn next_event(&self, ps: Option<u64>) {
+        if let Some(c) = self.virtual_clock.get() {
+            c.next_event(ps);
+        }
+    }
+
+    /// A completion is booked at `ps`.
+    pub fn event_at(&self, ps: u64) {
+        if let Some(c) = self.virtual_clock.get() {
+            c.event_at(ps);
+        }
+    }
+
+    /// Asks the virtual clock to stop the guest and deliver the completion
+    /// due at `ps` itself; false on host time (the caller delivers).
+    pub fn stop_for(&self, ps: u64) -> bool {
+        self.virtual_clock.get().is_some_and(|c| c.stop_for(ps))
+    }
+
+    /// How long before a deadline to call [`Self::stop_for`]; 0 on host
+    /// time.
+    pub fn stop_lead_ps(&self) -> u64 {
+        self.virtual_clock.get().map_or(0, |c| c.stop_lead_ps())
     }
 }
 

@@ -27,6 +27,7 @@ use crate::cxl::build::{link_params, program, INTA};
 use crate::cxl::plan::{CxlPlan, FunctionKind};
 use crate::guest_map::guard::SlotGuard;
 use crate::irq::intx_gsi;
+use clock::MachineClock;
 use function::AccelFunction;
 use memory::{BusMemory, VramWindow};
 use timer::CompletionThread;
@@ -63,8 +64,8 @@ pub struct AccelMachine {
     pub memory: Arc<BusMemory>,
     /// The machine's one timing engine.
     pub engine: Arc<Mutex<Engine>>,
-    /// Guest time; the seam where a virtual clock plugs in.
-    pub clock: Arc<dyn GuestClock>,
+    /// Guest time: host time, or the virtual clock once it is bound.
+    pub clock: Arc<MachineClock>,
     /// Huge-page advice for the VRAM mapping.
     pub memory_backing: crate::memory_backing::MemoryBacking,
 }
@@ -118,7 +119,7 @@ pub fn build(
         let deps = AccelDeps {
             memory: memory.clone(),
             engine: engine.clone(),
-            clock: clock.clone(),
+            clock: clock.clone() as Arc<dyn GuestClock>,
         };
         let dev = build_accelerator(spec, msi, deps).map_err(|e| err("VRAM", e))?;
         let window = Arc::new(VramWindow::new(dev.vram.clone()));

@@ -14,7 +14,7 @@ use devices::pci::{LinkParams, MsiSink};
 use fabric::topology::Topology;
 use vm_memory::{Bytes, GuestAddress};
 
-use super::clock::HostClock;
+use super::clock::MachineClock;
 use super::memory::{BusMemory, VramWindow};
 use super::timer::CompletionThread;
 use crate::memory::GuestMemory;
@@ -41,7 +41,7 @@ fn the_completion_thread_retires_a_copy_and_sends_its_vector() {
         .expect("example topology");
     let ram = GuestMemory::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
     let memory = Arc::new(BusMemory::new(ram.clone(), None));
-    let clock: Arc<dyn GuestClock> = Arc::new(HostClock::new());
+    let clock = Arc::new(MachineClock::default());
     let (tx, rx) = mpsc::channel();
     let dev = build_accelerator(
         AccelSpec {
@@ -58,7 +58,7 @@ fn the_completion_thread_retires_a_copy_and_sends_its_vector() {
         AccelDeps {
             memory: memory.clone(),
             engine: Arc::new(Mutex::new(fabric::Engine::new(&topo))),
-            clock: clock.clone(),
+            clock: clock.clone() as Arc<dyn GuestClock>,
         },
     )
     .unwrap();

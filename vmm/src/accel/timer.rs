@@ -4,71 +4,69 @@
 //! deadline, or until a register write books an earlier one
 //! ([`CompletionTimer::deadline`]), then calls every device's `poll(now)`,
 //! which writes back fences and status and raises MSI-X (or INTx). It never
-//! sleeps a fixed time. A sleeping thread wakes tens of microseconds late,
-//! which the guest would see as a late completion, so the last
-//! [`SPIN_PS`] before a deadline it spins on the clock instead.
+//! sleeps a fixed time and never spins.
+//!
+//! On the virtual clock a sleeping thread would wake late (tens of
+//! microseconds, and a whole scheduler slice where vCPU threads hold every
+//! host CPU), and the guest would see the completion late. So there the
+//! thread wakes a little before the deadline (twice the recent kick
+//! latency, [`MachineClock::stop_lead_ps`]) and asks the clock to stop the
+//! guest for it ([`MachineClock::stop_for`]): the vCPUs are kicked out, the
+//! clock does not restart below the deadline, and the vCPU that restarts
+//! it first delivers the completions through [`deliverer`], so the guest
+//! sees them exactly at their time. It does so for the last completion
+//! booked (the end of a submission); earlier ones are delivered when it
+//! wakes for them, or with the last.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use devices::accel::{Accelerator, CompletionTimer};
 use devices::bus::lock;
 use devices::clock::GuestClock;
 
+use super::clock::MachineClock;
+
 #[derive(Default)]
 struct State {
     stop: bool,
-    /// Deadlines booked since the thread started (each one may be earlier
-    /// than what it waits for, so it looks again).
+    /// Deadlines booked and deliveries made since the thread started (each
+    /// may change what it waits for, so it looks again).
     booked: u64,
 }
 
-/// Guest time before a deadline from which the thread spins on the clock.
-const SPIN_PS: u64 = 2_000_000_000;
-/// The longest it spins (host time) on a clock that does not move before
-/// it sleeps again: a virtual clock stands still while every vCPU is out
-/// of the guest.
-const SPIN_MAX: Duration = Duration::from_millis(1);
+/// How often the thread looks again while the clock delivers for it.
+const RECHECK: Duration = Duration::from_millis(1);
 
 /// Shared by the thread and the devices, which call it from BAR0 writes.
-#[derive(Default)]
 pub struct TimerShared {
     state: Mutex<State>,
     wake: Condvar,
-    /// `State::booked`, readable while spinning without the lock.
-    booked: AtomicU64,
+    clock: Arc<MachineClock>,
 }
 
-impl CompletionTimer for TimerShared {
-    fn deadline(&self, _at: u64) {
+impl TimerShared {
+    fn new(clock: Arc<MachineClock>) -> Self {
+        TimerShared {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            clock,
+        }
+    }
+
+    /// Makes the thread look at the devices again.
+    fn wake(&self) {
         let mut s = lock(&self.state);
         s.booked = s.booked.wrapping_add(1);
-        self.booked.store(s.booked, Ordering::Release);
         self.wake.notify_one();
     }
 }
 
-/// Spins until `clock` reaches `at`, a new deadline is booked, or the
-/// clock has not moved for [`SPIN_MAX`]; true if the clock got there.
-fn spin_until(shared: &TimerShared, clock: &dyn GuestClock, at: u64, seen: u64) -> bool {
-    let mut still_since = (Instant::now(), clock.now_ps());
-    loop {
-        let now = clock.now_ps();
-        if now >= at {
-            return true;
-        }
-        if now != still_since.1 {
-            still_since = (Instant::now(), now);
-        }
-        if shared.booked.load(Ordering::Acquire) != seen || still_since.0.elapsed() > SPIN_MAX {
-            return false;
-        }
-        // Gives the CPU to a vCPU thread that needs it to leave the guest
-        // (a kicked one) or to get back in: with a virtual clock, the
-        // deadline only comes once vCPUs run.
-        std::thread::yield_now();
+impl CompletionTimer for TimerShared {
+    fn deadline(&self, at: u64) {
+        self.clock.event_at(at);
+        self.wake();
     }
 }
 
@@ -79,17 +77,17 @@ pub struct CompletionThread {
 }
 
 impl CompletionThread {
-    /// Starts the thread over `devices`; each device must have been given
-    /// [`CompletionThread::timer`]'s value with `set_timer` (or is given it
-    /// here).
+    /// Starts the thread over `devices`, each of which is given the timer
+    /// here.
     pub fn spawn(
         devices: Vec<Arc<Mutex<Accelerator>>>,
-        clock: Arc<dyn GuestClock>,
+        clock: Arc<MachineClock>,
     ) -> std::io::Result<Self> {
-        let shared = Arc::new(TimerShared::default());
+        let shared = Arc::new(TimerShared::new(clock.clone()));
         for d in &devices {
             lock(d).set_timer(shared.clone());
         }
+        clock.set_deliverer(deliverer(devices.clone(), shared.clone()));
         let s = shared.clone();
         let handle = std::thread::Builder::new()
             .name("accel-timer".into())
@@ -111,6 +109,48 @@ impl Drop for CompletionThread {
     }
 }
 
+/// What the virtual clock calls, on the vCPU thread that restarts it, to
+/// deliver every completion due by a guest time (ps) while no vCPU runs;
+/// it returns the earliest deadline still pending, and wakes the thread
+/// (whose deadline may have been delivered).
+fn deliverer(
+    devices: Vec<Arc<Mutex<Accelerator>>>,
+    shared: Arc<TimerShared>,
+) -> Box<dyn Fn(u64) -> Option<u64> + Send + Sync> {
+    Box::new(move |upto| {
+        let (next, _) = poll_due(&devices, upto, None);
+        shared.wake();
+        next
+    })
+}
+
+/// Retires what is due at `now` on every device; the earliest and the
+/// latest deadline left. `clock`: told of each delivery made on a running
+/// clock.
+fn poll_due(
+    devices: &[Arc<Mutex<Accelerator>>],
+    now: u64,
+    clock: Option<&dyn GuestClock>,
+) -> (Option<u64>, Option<u64>) {
+    let mut next: Option<u64> = None;
+    let mut last: Option<u64> = None;
+    for d in devices {
+        let mut a = lock(d);
+        if a.next_deadline().is_some_and(|at| at <= now) {
+            a.poll(now);
+            if let Some(c) = clock {
+                c.delivered(now);
+            }
+        }
+        next = match (next, a.next_deadline()) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        last = last.max(a.last_deadline());
+    }
+    (next, last)
+}
+
 /// Host time to wait for `ps` picoseconds of guest time. With
 /// [`super::clock::HostClock`] they are the same; a virtual clock runs no
 /// faster than the host, so with one this wakes early at worst, and the
@@ -119,24 +159,15 @@ fn host_wait(ps: u64) -> Duration {
     Duration::from_nanos(ps.div_ceil(1000))
 }
 
-fn run(shared: &TimerShared, devices: &[Arc<Mutex<Accelerator>>], clock: &dyn GuestClock) {
+fn run(shared: &TimerShared, devices: &[Arc<Mutex<Accelerator>>], clock: &MachineClock) {
     let mut seen = lock(&shared.state).booked;
+    // The deadline the clock was last asked to stop the guest for.
+    let mut stop_asked: Option<u64> = None;
     loop {
         // Never holds the state lock while taking a device's: a device
         // calls `deadline` with its own lock held.
-        let now = clock.now_ps();
-        let mut next: Option<u64> = None;
-        for d in devices {
-            let mut a = lock(d);
-            if a.next_deadline().is_some_and(|at| at <= now) {
-                a.poll(now);
-                clock.delivered(now);
-            }
-            next = match (next, a.next_deadline()) {
-                (Some(x), Some(y)) => Some(x.min(y)),
-                (x, y) => x.or(y),
-            };
-        }
+        let (next, last) = poll_due(devices, clock.now_ps(), Some(clock));
+        clock.next_event(next);
         let mut s = lock(&shared.state);
         loop {
             if s.stop {
@@ -146,33 +177,39 @@ fn run(shared: &TimerShared, devices: &[Arc<Mutex<Accelerator>>], clock: &dyn Gu
                 seen = s.booked;
                 break;
             }
-            match next {
-                None => s = shared.wake.wait(s).unwrap_or_else(|e| e.into_inner()),
-                Some(at) => {
-                    let now = clock.now_ps();
-                    if at <= now {
-                        break;
-                    }
-                    if at - now <= SPIN_PS {
-                        drop(s);
-                        if !spin_until(shared, clock, at, seen) {
-                            // Nothing new and the clock stood still (every
-                            // vCPU out of the guest): rest before spinning
-                            // again.
-                            let s = lock(&shared.state);
-                            if s.booked == seen {
-                                let _ = shared.wake.wait_timeout(s, SPIN_MAX);
-                            }
-                        }
-                        break;
-                    }
-                    s = shared
-                        .wake
-                        .wait_timeout(s, host_wait(at - now - SPIN_PS))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
+            let Some(at) = next else {
+                s = shared.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            let now = clock.now_ps();
+            if at <= now {
+                break;
             }
+            let lead = clock.stop_lead_ps();
+            let wait = if stop_asked == Some(at) {
+                // The clock delivers it; look again now and then.
+                RECHECK
+            } else if lead > 0 && at - now <= lead && Some(at) == last {
+                // Only for the last completion booked (what a driver waits
+                // for at the end of a submission): each stop costs the
+                // running vCPUs an exit, so stopping for every command of
+                // a batch would add those exits' visible part many times.
+                if clock.stop_for(at) {
+                    stop_asked = Some(at);
+                    RECHECK
+                } else {
+                    host_wait(at - now)
+                }
+            } else if Some(at) == last {
+                host_wait((at - now).saturating_sub(lead))
+            } else {
+                host_wait(at - now)
+            };
+            s = shared
+                .wake
+                .wait_timeout(s, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -188,42 +225,9 @@ mod tests {
         assert_eq!(host_wait(1500), Duration::from_nanos(2));
     }
 
-    /// A clock that moves `step` ps per read.
-    struct Stepping {
-        now: AtomicU64,
-        step: u64,
-    }
-
-    impl GuestClock for Stepping {
-        fn now_ps(&self) -> u64 {
-            self.now.fetch_add(self.step, Ordering::Relaxed)
-        }
-    }
-
-    #[test]
-    fn spinning_ends_at_the_deadline_or_gives_up_on_a_stopped_clock() {
-        let shared = TimerShared::default();
-        let moving = Stepping {
-            now: AtomicU64::new(0),
-            step: 1000,
-        };
-        assert!(spin_until(&shared, &moving, 50_000, 0));
-        assert!(moving.now.load(Ordering::Relaxed) >= 50_000);
-        let stopped = Stepping {
-            now: AtomicU64::new(0),
-            step: 0,
-        };
-        let t = Instant::now();
-        assert!(!spin_until(&shared, &stopped, 50_000, 0));
-        assert!(t.elapsed() >= SPIN_MAX);
-        // A deadline booked meanwhile ends the spin at once.
-        shared.deadline(7);
-        assert!(!spin_until(&shared, &stopped, 50_000, 0));
-    }
-
     #[test]
     fn the_thread_stops_when_dropped() {
-        let clock: Arc<dyn GuestClock> = Arc::new(super::super::clock::HostClock::new());
+        let clock = Arc::new(MachineClock::default());
         let t = CompletionThread::spawn(Vec::new(), clock).unwrap();
         t.shared.deadline(5);
         drop(t);

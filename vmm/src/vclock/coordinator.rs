@@ -46,6 +46,11 @@ pub enum Entry {
     /// Not yet: the clock is stopped and another vCPU's release comes
     /// first; wait until the state changes.
     WaitForOthers,
+    /// Not yet: the clock stands at `upto` and device events are due by
+    /// then. Deliver them (every vCPU is out, so the guest sees them from
+    /// `upto` on, not before), report with [`Coordinator::delivered`], and
+    /// ask again.
+    Deliver { upto: u64 },
 }
 
 #[derive(Clone, Copy, Default)]
@@ -93,6 +98,16 @@ pub struct Coordinator {
     hidden: u64,
     /// Debt beyond this is forgiven.
     max_debt: u64,
+    /// The earliest device event not yet delivered (guest cycles).
+    next_event: Option<u64>,
+    /// The vCPUs were kicked so that the event at this time is delivered
+    /// exactly: a restart does not resume below it.
+    event_stop: Option<u64>,
+    /// Guest time when that kick went out (until the clock stopped).
+    kicked_at: Option<u64>,
+    /// How long, in guest cycles, it recently took the clock to stop after
+    /// such a kick (the kick's latency as the guest saw it).
+    kick_delay: u64,
 }
 
 impl std::fmt::Debug for VcpuState {
@@ -116,7 +131,59 @@ impl Coordinator {
             vcpus: vec![VcpuState::default(); vcpus],
             hidden: 0,
             max_debt: u64::MAX,
+            next_event: None,
+            event_stop: None,
+            kicked_at: None,
+            kick_delay: 0,
         }
+    }
+
+    /// The kick latency to assume before any was measured.
+    pub fn with_kick_delay(mut self, cycles: u64) -> Self {
+        self.kick_delay = cycles;
+        self
+    }
+
+    /// The devices' earliest pending event, after someone else delivered
+    /// what was due (a stale earlier one would stop the clock for nothing).
+    pub fn set_next_event(&mut self, next: Option<u64>) {
+        self.next_event = next;
+    }
+
+    /// A device booked an event the guest will see at guest time `at`.
+    pub fn note_event(&mut self, at: u64) {
+        self.next_event = Some(self.next_event.map_or(at, |e| e.min(at)));
+    }
+
+    /// Stops the guest for the event at `at`: the vCPUs it returns are to
+    /// be kicked out of the guest, and the clock will not restart below
+    /// `at`, so the event is delivered exactly then if they leave before
+    /// it (else as soon as they have left).
+    pub fn request_stop(&mut self, at: u64, host: u64) -> Vec<usize> {
+        self.note_event(at);
+        self.event_stop = Some(self.event_stop.map_or(at, |e| e.min(at)));
+        let running: Vec<usize> = (0..self.vcpus.len())
+            .filter(|&j| self.vcpus[j].running)
+            .collect();
+        if !running.is_empty() && self.kicked_at.is_none() {
+            self.kicked_at = Some(self.guest_at(host));
+        }
+        running
+    }
+
+    /// How far ahead of an event to kick: twice the recent kick latency.
+    pub fn stop_lead(&self) -> u64 {
+        self.kick_delay.saturating_mul(2)
+    }
+
+    /// vCPU `i` delivered the events due by its `Deliver` time; `next` is
+    /// the devices' earliest event still pending.
+    pub fn delivered(&mut self, i: usize, next: Option<u64>) {
+        let upto = self.stopped_at.unwrap_or(0);
+        self.vcpus[i].busy = false;
+        // An event not after the delivery time cannot be pending any more
+        // (rounding): never ask for the same delivery twice.
+        self.next_event = next.filter(|&n| n > upto);
     }
 
     /// Caps the debt: time the guest saw beyond this is not taken back
@@ -189,6 +256,15 @@ impl Coordinator {
                 .stopped_at
                 .map_or(self.latest_left, |s| s.max(self.latest_left));
             self.stopped_at = Some(last);
+            if let Some(k) = self.kicked_at.take() {
+                // Up at once to a longer delay, down slowly.
+                let seen = last.saturating_sub(k);
+                self.kick_delay = if seen > self.kick_delay {
+                    seen
+                } else {
+                    self.kick_delay - (self.kick_delay - seen) / 8
+                };
+            }
         }
         g
     }
@@ -293,7 +369,18 @@ impl Coordinator {
         // The waiting vCPU with the earliest target goes first and restarts
         // it.
         let stopped = self.stopped_at.unwrap_or_else(|| self.guest_at(now));
-        let target = |v: &VcpuState| v.release.map_or(stopped, |r| r.max(stopped));
+        // Stopped for a device event: the clock goes on from it. So it does
+        // from one due sooner than the guest could be stopped for it once
+        // running (the lead): letting the guest run would deliver it late
+        // by the entry's and the kick's visible cost, which is more.
+        let mut floor = self.event_stop.map_or(stopped, |e| e.max(stopped));
+        if let Some(e) = self
+            .next_event
+            .filter(|&e| e > floor && e - floor <= self.stop_lead())
+        {
+            floor = e;
+        }
+        let target = |v: &VcpuState| v.release.map_or(floor, |r| r.max(floor));
         let mine = target(&self.vcpus[i]);
         // Every vCPU outside KVM_RUN is either waiting here or finishing an
         // exit and about to come: the earliest target goes first, even if
@@ -308,9 +395,19 @@ impl Coordinator {
         if mine > first {
             return Entry::WaitForOthers;
         }
-        let pay = self.debt.min(mine - stopped);
-        self.debt -= pay;
+        let pay = self.debt.min(mine - floor);
         let resume = mine - pay;
+        if self.next_event.is_some_and(|e| e <= resume) {
+            // Devices first: the clock moves (stopped) to `resume`, and
+            // this vCPU holds it there while it delivers.
+            self.stopped_at = Some(resume);
+            if self.event_stop.is_some_and(|e| e <= resume) {
+                self.event_stop = None;
+            }
+            self.vcpus[i].busy = true;
+            return Entry::Deliver { upto: resume };
+        }
+        self.debt -= pay;
         let old = self.guest_at(arrive);
         self.hidden = self
             .hidden
@@ -437,6 +534,78 @@ mod tests {
         c.exited(1, None);
         let off = go(c.enter(0, 70_000, 0));
         assert_eq!(70_000u64.wrapping_add(off), 4000);
+    }
+
+    #[test]
+    fn a_device_event_is_delivered_with_the_clock_stopped_at_it() {
+        let mut c = Coordinator::new(1, 0);
+        go(c.enter(0, 0, 0));
+        // A DMA completes at 5000; the vCPU polls in the guest.
+        c.note_event(5000);
+        // Kicked at 4000 (twice the assumed kick latency ahead), it leaves
+        // at 4300.
+        assert_eq!(c.request_stop(5000, 4000), vec![0]);
+        c.leave(0, 4300, false);
+        c.exited(0, None);
+        assert_eq!(c.stop_lead(), 600, "kick latency 300 measured");
+        // Restarting, the clock first moves to the event: deliver it.
+        assert_eq!(c.enter(0, 90_000, 0), Entry::Deliver { upto: 5000 });
+        assert_eq!(c.now(95_000), 5000);
+        c.delivered(0, Some(8000));
+        // Then the guest goes on from 5000 exactly, with the data there.
+        let off = go(c.enter(0, 100_000, 0));
+        assert_eq!(100_000u64.wrapping_add(off), 5000);
+        // An event reached while the clock was stopped anyway (here by a
+        // timed access's release) is delivered before the guest resumes.
+        c.leave(0, 107_000, false); // guest 12_000
+        c.exited(0, Some(500));
+        assert_eq!(c.enter(0, 120_000, 0), Entry::Deliver { upto: 12_500 });
+        c.delivered(0, None);
+        let off = go(c.enter(0, 130_000, 0));
+        assert_eq!(130_000u64.wrapping_add(off), 12_500);
+    }
+
+    #[test]
+    fn an_event_sooner_than_a_kick_could_stop_the_guest_is_waited_for() {
+        let mut c = Coordinator::new(1, 0).with_kick_delay(300);
+        go(c.enter(0, 0, 0));
+        // A doorbell at 1000 whose completion is due at 1500, within the
+        // lead (600): the guest does not run again before it.
+        c.leave(0, 1000, false);
+        c.note_event(1500);
+        c.exited(0, None);
+        assert_eq!(c.enter(0, 50_000, 0), Entry::Deliver { upto: 1500 });
+        c.delivered(0, Some(5000));
+        let off = go(c.enter(0, 50_100, 0));
+        assert_eq!(50_100u64.wrapping_add(off), 1500);
+        // One due further off than the lead: the guest goes on meanwhile.
+        c.leave(0, 50_200, false); // guest 1600
+        c.exited(0, None);
+        let off = go(c.enter(0, 60_000, 0));
+        assert_eq!(60_000u64.wrapping_add(off), 1600);
+    }
+
+    #[test]
+    fn a_late_kick_delivers_as_soon_as_the_guest_is_out() {
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 0, 0));
+        assert_eq!(c.request_stop(5000, 4900), vec![0, 1]);
+        c.leave(0, 5200, false);
+        c.exited(0, None);
+        // While vCPU 1 runs, the clock runs: no delivery yet.
+        assert_eq!(go(c.enter(0, 5300, 0)), 0);
+        c.leave(0, 5350, false);
+        c.exited(0, None);
+        c.leave(1, 5400, false);
+        c.exited(1, None);
+        // Both out at 5400, after the event: it is delivered at 5400.
+        assert_eq!(c.enter(1, 9000, 0), Entry::Deliver { upto: 5400 });
+        // The other waits while it is delivered.
+        assert_eq!(c.enter(0, 9100, 0), Entry::WaitForOthers);
+        c.delivered(1, None);
+        let off = go(c.enter(1, 9200, 0));
+        assert_eq!(9200u64.wrapping_add(off), 5400);
     }
 
     fn go(e: Entry) -> u64 {
@@ -566,7 +735,23 @@ mod tests {
                         latest_seen = g;
                         inside[i] = true;
                     }
+                    Entry::Deliver { upto } => {
+                        // Everyone is out; the guest sees it from `upto`.
+                        assert!(upto >= latest_seen, "event delivered in the past");
+                        latest_seen = upto;
+                        c.delivered(i, None);
+                        c.abandon(i);
+                    }
                     Entry::WaitUntil { .. } | Entry::WaitForOthers => c.abandon(i),
+                }
+            }
+            // Devices book events; sometimes the guest is stopped for one.
+            if rnd(11) == 0 {
+                let at = c.guest_at(host) + rnd(3000);
+                if rnd(2) == 0 {
+                    c.request_stop(at, host);
+                } else {
+                    c.note_event(at);
                 }
             }
             // A device delivers a completion at the running clock.

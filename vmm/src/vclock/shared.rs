@@ -33,6 +33,12 @@ pub fn ps_to_cycles(ps: u64, khz: u32) -> u64 {
     (u128::from(ps) * u128::from(khz) / 1_000_000_000) as u64
 }
 
+/// The first cycle of a `khz` clock at or after `ps` picoseconds (an event
+/// is due at it: converted back, it is not before `ps`).
+pub fn ps_to_cycles_up(ps: u64, khz: u32) -> u64 {
+    (u128::from(ps) * u128::from(khz)).div_ceil(1_000_000_000) as u64
+}
+
 /// Counters for `--stats`.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct ClockStats {
@@ -69,7 +75,17 @@ pub struct SharedClock {
     khz: u32,
     kicks: std::sync::atomic::AtomicU64,
     lost: std::sync::atomic::AtomicU64,
+    /// Delivers the devices' events due by a guest time (ps) and returns
+    /// the earliest one still pending: set by the machine that has such
+    /// devices (the accelerators).
+    deliverer: std::sync::OnceLock<Deliverer>,
 }
+
+/// See [`SharedClock::set_deliverer`].
+pub type Deliverer = Box<dyn Fn(u64) -> Option<u64> + Send + Sync>;
+
+/// The kick latency assumed until one is measured.
+const INITIAL_KICK_DELAY_NS: f64 = 100_000.0;
 
 impl SharedClock {
     /// A clock for `vcpus` vCPUs whose TSC runs at `khz`, starting at the
@@ -83,7 +99,11 @@ impl SharedClock {
     ) -> Arc<Self> {
         let max_debt = (max_debt_ns() as f64 * cal.cycles_per_ns) as u64;
         Arc::new(Self {
-            state: Mutex::new(Coordinator::new(vcpus, initial_offset).with_max_debt(max_debt)),
+            state: Mutex::new(
+                Coordinator::new(vcpus, initial_offset)
+                    .with_max_debt(max_debt)
+                    .with_kick_delay((INITIAL_KICK_DELAY_NS * cal.cycles_per_ns) as u64),
+            ),
             changed: Condvar::new(),
             threads: Mutex::new(vec![None; vcpus]),
             kick_signal,
@@ -91,7 +111,48 @@ impl SharedClock {
             khz,
             kicks: Default::default(),
             lost: Default::default(),
+            deliverer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Devices whose events the clock delivers itself, with every vCPU out
+    /// of the guest, exactly at their guest time (see [`Self::stop_for`]).
+    pub fn set_deliverer(&self, deliver: Deliverer) {
+        let _ = self.deliverer.set(deliver);
+    }
+
+    /// The devices' earliest pending event (ps), after a delivery the
+    /// clock did not make.
+    pub fn next_event(&self, ps: Option<u64>) {
+        self.lock()
+            .set_next_event(ps.map(|p| ps_to_cycles_up(p, self.khz)));
+    }
+
+    /// A device booked an event the guest will see at `ps`.
+    pub fn event_at(&self, ps: u64) {
+        self.lock().note_event(ps_to_cycles_up(ps, self.khz));
+    }
+
+    /// Takes the vCPUs out of the guest for the device event at `ps`, which
+    /// the clock then delivers before any of them runs again, at `ps` or,
+    /// if they came out later, when they did. False where no deliverer is
+    /// set (the caller delivers itself).
+    pub fn stop_for(&self, ps: u64) -> bool {
+        if self.deliverer.get().is_none() {
+            return false;
+        }
+        let kick = self
+            .lock()
+            .request_stop(ps_to_cycles_up(ps, self.khz), tsc::rdtsc());
+        self.changed.notify_all();
+        self.kick(&kick);
+        true
+    }
+
+    /// How long before an event [`Self::stop_for`] should be called (ps):
+    /// twice the kick latency recently seen.
+    pub fn stop_lead_ps(&self) -> u64 {
+        cycles_to_ps(self.lock().stop_lead(), self.khz)
     }
 
     fn lock(&self) -> MutexGuard<'_, Coordinator> {
@@ -324,6 +385,17 @@ impl VcpuClock {
                     drop(c);
                     self.wait_until(host_tsc);
                 }
+                Entry::Deliver { upto } => {
+                    drop(c);
+                    let next = self
+                        .clock
+                        .deliverer
+                        .get()
+                        .and_then(|d| d(cycles_to_ps(upto, self.clock.khz)));
+                    let next = next.map(|ps| ps_to_cycles_up(ps, self.clock.khz));
+                    self.clock.lock().delivered(self.index, next);
+                    self.clock.changed.notify_all();
+                }
                 Entry::WaitForOthers => {
                     let (c, _) = self
                         .clock
@@ -395,6 +467,16 @@ impl Drop for VcpuClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_in_cycles_is_never_before_its_picoseconds() {
+        let khz = 2_596_124;
+        for ps in [1u64, 999, 385_191, 7_973_284_787_474] {
+            let c = ps_to_cycles_up(ps, khz);
+            assert!(cycles_to_ps(c, khz) >= ps, "{ps}");
+            assert!(cycles_to_ps(c - 1, khz) < ps, "{ps}");
+        }
+    }
 
     #[test]
     fn picoseconds_and_cycles_round_trip() {

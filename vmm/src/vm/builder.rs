@@ -35,7 +35,6 @@ use crate::timed::{self, TimedMemory};
 use crate::vclock::calibrate::CalibrationReport;
 use crate::vclock::shared::SharedClock;
 use crate::{acpi, cxl, host};
-use devices::clock::GuestClock;
 use devices::cxl::mailbox::DeviceRegisters;
 use fabric::Engine;
 
@@ -306,9 +305,8 @@ impl<'a> MachineBuilder<'a> {
         });
         let memory = Arc::new(BusMemory::new(self.mem.clone(), cxl));
         // Host time until `build` binds the virtual clock, if any.
-        let machine_clock = Arc::new(MachineClock::default());
-        self.accel_clock = Some(machine_clock.clone());
-        let clock: Arc<dyn GuestClock> = machine_clock;
+        let clock = Arc::new(MachineClock::default());
+        self.accel_clock = Some(clock.clone());
         let machine = AccelMachine {
             vm: self.vm.clone(),
             guard: self.slot_guard.clone(),
