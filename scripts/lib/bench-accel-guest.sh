@@ -23,6 +23,6 @@ hpa=$(cat /sys/bus/cxl/devices/"$region"/resource 2>/dev/null)
 paths="h2d d2h peer:$b peer:$c"
 [ -n "$hpa" ] && [ "$hpa" != 0 ] && paths="$paths cxl:$hpa"
 echo "bench-accel: $a, peers $b (below the switch) and $c (root complex), region $region at $hpa"
-cxlvmm-accel -d "$a" bench $paths >/tmp/bench.json || exit 1
+cxlvmm-accel -d "$a" bench $paths >/tmp/bench.json || { echo "bench-accel: cxlvmm-accel bench failed: $(cat /tmp/bench.json)"; exit 1; }
 echo "ACCEL-BENCH-JSON $(tr -d '\n' </tmp/bench.json)"
 exit 7
