@@ -114,8 +114,15 @@ impl std::fmt::Debug for VcpuState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{{run {} rel {:?} wait {} alone {}}}",
-            self.running, self.release, self.waiting, self.alone
+            "{{run {} rel {:?} wait {} alone {} busy {} halted {} gone {} left {}}}",
+            self.running,
+            self.release,
+            self.waiting,
+            self.alone,
+            self.busy,
+            self.halted,
+            self.gone,
+            self.left_at
         )
     }
 }

@@ -181,6 +181,11 @@ impl SharedClock {
         cycles_to_ps(g, self.khz)
     }
 
+    /// The coordinator's state, one line.
+    pub fn describe(&self) -> String {
+        format!("{:?}", *self.lock())
+    }
+
     pub fn stats(&self) -> ClockStats {
         let c = self.lock();
         let ns = |cyc: u64| (cyc as f64 / self.cal.cycles_per_ns) as u64;

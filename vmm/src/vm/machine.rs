@@ -122,6 +122,11 @@ impl Machine {
         // time limit passes.
         wait_for_exit(&exit, self.timeout).map_err(io_err("wait for the guest"))?;
         let reason = exit.reason().unwrap_or(ExitReason::Fatal);
+        if let (ExitReason::Timeout, Some(c)) = (reason, &self.clock) {
+            // What each vCPU was doing in the clock's eyes, for a guest that
+            // hung (before they are stopped).
+            eprintln!("cxlvmm: virtual clock at the timeout: {}", c.describe());
+        }
 
         shared.stop.store(true, Ordering::Release);
         for t in threads {
