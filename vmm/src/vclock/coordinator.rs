@@ -108,6 +108,10 @@ pub struct Coordinator {
     /// How long, in guest cycles, it recently took the clock to stop after
     /// such a kick (the kick's latency as the guest saw it).
     kick_delay: u64,
+    /// The most `kick_delay` may grow to: a clock that took long to stop
+    /// (a vCPU that went back in before the last one left) must not make
+    /// every event a reason to jump far ahead.
+    max_kick_delay: u64,
 }
 
 impl std::fmt::Debug for VcpuState {
@@ -142,12 +146,15 @@ impl Coordinator {
             event_stop: None,
             kicked_at: None,
             kick_delay: 0,
+            max_kick_delay: u64::MAX,
         }
     }
 
-    /// The kick latency to assume before any was measured.
-    pub fn with_kick_delay(mut self, cycles: u64) -> Self {
-        self.kick_delay = cycles;
+    /// The kick latency to assume before any was measured, and the most
+    /// it may grow to.
+    pub fn with_kick_delay(mut self, cycles: u64, max: u64) -> Self {
+        self.kick_delay = cycles.min(max);
+        self.max_kick_delay = max;
         self
     }
 
@@ -267,7 +274,7 @@ impl Coordinator {
                 // Up at once to a longer delay, down slowly.
                 let seen = last.saturating_sub(k);
                 self.kick_delay = if seen > self.kick_delay {
-                    seen
+                    seen.min(self.max_kick_delay)
                 } else {
                     self.kick_delay - (self.kick_delay - seen) / 8
                 };
@@ -555,6 +562,12 @@ mod tests {
         c.leave(0, 4300, false);
         c.exited(0, None);
         assert_eq!(c.stop_lead(), 600, "kick latency 300 measured");
+        // A kick the guest saw take very long counts no more than the cap.
+        let mut capped = Coordinator::new(1, 0).with_kick_delay(100, 2000);
+        go(capped.enter(0, 0, 0));
+        capped.request_stop(1_000_000, 10);
+        capped.leave(0, 900_000, false);
+        assert_eq!(capped.stop_lead(), 4000);
         // Restarting, the clock first moves to the event: deliver it.
         assert_eq!(c.enter(0, 90_000, 0), Entry::Deliver { upto: 5000 });
         assert_eq!(c.now(95_000), 5000);
@@ -574,7 +587,7 @@ mod tests {
 
     #[test]
     fn an_event_sooner_than_a_kick_could_stop_the_guest_is_waited_for() {
-        let mut c = Coordinator::new(1, 0).with_kick_delay(300);
+        let mut c = Coordinator::new(1, 0).with_kick_delay(300, 1000);
         go(c.enter(0, 0, 0));
         // A doorbell at 1000 whose completion is due at 1500, within the
         // lead (600): the guest does not run again before it.

@@ -86,6 +86,11 @@ pub type Deliverer = Box<dyn Fn(u64) -> Option<u64> + Send + Sync>;
 
 /// The kick latency assumed until one is measured.
 const INITIAL_KICK_DELAY_NS: f64 = 100_000.0;
+/// The most the kick latency is taken to be (the nested rig's are about
+/// half a millisecond): beyond it the clock would jump ahead to device
+/// events for nothing, and the guest's timers, armed with the offset of
+/// before the jump, would fire that much late.
+const MAX_KICK_DELAY_NS: f64 = 1_000_000.0;
 
 impl SharedClock {
     /// A clock for `vcpus` vCPUs whose TSC runs at `khz`, starting at the
@@ -102,7 +107,10 @@ impl SharedClock {
             state: Mutex::new(
                 Coordinator::new(vcpus, initial_offset)
                     .with_max_debt(max_debt)
-                    .with_kick_delay((INITIAL_KICK_DELAY_NS * cal.cycles_per_ns) as u64),
+                    .with_kick_delay(
+                        (INITIAL_KICK_DELAY_NS * cal.cycles_per_ns) as u64,
+                        (MAX_KICK_DELAY_NS * cal.cycles_per_ns) as u64,
+                    ),
             ),
             changed: Condvar::new(),
             threads: Mutex::new(vec![None; vcpus]),
