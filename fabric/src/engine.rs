@@ -142,7 +142,8 @@ pub struct Engine {
     media: Vec<Media>,
     bars: Vec<Memory>,
     host_mem: Memory,
-    rc_cap: Option<Server>,
+    /// The root complex's P2P cap, one server per direction (`Stage::RcCap`).
+    rc_cap: Option<[Server; 2]>,
     routes: Vec<Route>,
     /// Per route, its compiled form if it is a host → type-3 CXL.mem route
     /// (the hot path; see `mem_path`).
@@ -208,7 +209,9 @@ impl Engine {
                 .map(|a| Memory::new(a.bar_bandwidth_gbps, a.bar_latency_ns))
                 .collect(),
             host_mem: Memory::new(f.host_memory_bandwidth_gbps, f.host_memory_latency_ns),
-            rc_cap: f.rc_p2p_bandwidth_gbps.map(Server::new),
+            rc_cap: f
+                .rc_p2p_bandwidth_gbps
+                .map(|gbps| [Server::new(gbps), Server::new(gbps)]),
             routes: Vec::new(),
             mem_paths: Vec::new(),
             index: vec![None; end_slots(topo)],

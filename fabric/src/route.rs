@@ -106,8 +106,10 @@ pub(crate) enum Stage {
     Link { dir: u32, mem: bool },
     /// Fixed latency (half a bridge's or switch's round-trip figure).
     Delay { ps: Picos },
-    /// The root complex's P2P bandwidth cap.
-    RcCap,
+    /// The root complex's P2P bandwidth cap, one server per direction:
+    /// `lane` 0 carries traffic from the lower-numbered accelerator of the
+    /// pair to the higher, 1 the other way (the reverse path flips it).
+    RcCap { lane: u8 },
 }
 
 /// Who serves the transaction at the far end.
@@ -247,13 +249,13 @@ impl Graph {
         hops.push(Hop::HostBridge(hb));
     }
 
-    fn cross_rc(&self, st: &mut Vec<Stage>, hops: &mut Vec<Hop>) {
+    fn cross_rc(&self, lane: u8, st: &mut Vec<Stage>, hops: &mut Vec<Hop>) {
         st.push(Stage::Delay {
             ps: self.rc_half_ps,
         });
         hops.push(Hop::RootComplex);
         if self.rc_cap {
-            st.push(Stage::RcCap);
+            st.push(Stage::RcCap { lane });
             hops.push(Hop::RootComplex);
         }
     }
@@ -327,7 +329,8 @@ impl Graph {
                         let (ha, hb) = (t.host_bridge_of(a), t.host_bridge_of(b));
                         self.climb(t, a, ElementRef::HostBridge(ha), false, &mut fwd, &mut hops);
                         self.cross_hb(ha, &mut fwd, &mut hops);
-                        self.cross_rc(&mut fwd, &mut hops);
+                        let lane = u8::from(a > b);
+                        self.cross_rc(lane, &mut fwd, &mut hops);
                         if hb != ha {
                             self.cross_hb(hb, &mut fwd, &mut hops);
                             class = PathClass::CrossHostBridge;
@@ -365,6 +368,7 @@ impl Graph {
 fn flip(s: Stage) -> Stage {
     match s {
         Stage::Link { dir, mem } => Stage::Link { dir: dir ^ 1, mem },
+        Stage::RcCap { lane } => Stage::RcCap { lane: lane ^ 1 },
         other => other,
     }
 }

@@ -57,8 +57,8 @@ impl Engine {
             Changed::Routes => self.rebuild_routes(),
             Changed::RcCap => {
                 self.rc_cap = f.rc_p2p_bandwidth_gbps.map(|gbps| match &self.rc_cap {
-                    Some(old) => old.retuned(gbps),
-                    None => Server::new(gbps),
+                    Some(old) => old.each_ref().map(|s| s.retuned(gbps)),
+                    None => [Server::new(gbps), Server::new(gbps)],
                 });
                 self.rebuild_routes();
             }
@@ -219,6 +219,39 @@ mod tests {
             .set_param("cpu_cache", "size", &ParamValue::Int(1000))
             .unwrap_err();
         assert_eq!(err.field(), "value");
+    }
+
+    /// The root complex forwards each direction at the cap on its own:
+    /// a read's requests do not queue behind its completions, and copies
+    /// in opposite directions do not share the cap; copies in one
+    /// direction do.
+    #[test]
+    fn rc_cap_is_per_direction() {
+        let topo = Topology::from_toml_str(
+            "[fabric]\nrc_p2p_bandwidth_gbps=1\n\
+             [[host_bridge]]\nid='hb0'\nroot_ports=3\n\
+             [[accelerator]]\nid='a'\nport='hb0.rp0'\nlink={gen=4,width=16,flit='none'}\n\
+             [[accelerator]]\nid='b'\nport='hb0.rp1'\nlink={gen=4,width=16,flit='none'}\n\
+             [[accelerator]]\nid='c'\nport='hb0.rp2'\nlink={gen=4,width=16,flit='none'}\n",
+        )
+        .unwrap();
+        const MIB: u32 = 1 << 20;
+        // 1 MiB at 1 GB/s; the links are 30x faster.
+        let at_cap = 1_048_576_000u64;
+        let copy = |e: &mut Engine, from, to, op, t| {
+            e.request(Source::Accelerator(from), Target::Accelerator(to), MIB, op, t)
+                .unwrap()
+                .latency()
+        };
+        let within = |ps: u64, x: f64| {
+            let r = ps as f64 / at_cap as f64;
+            assert!((r - x).abs() < 0.05 * x, "{ps} ps is {r:.3} x the cap's time, not {x}");
+        };
+        within(copy(&mut Engine::new(&topo), 0, 1, Op::Read, 0), 1.0);
+        let mut e = Engine::new(&topo);
+        within(copy(&mut e, 0, 1, Op::Write, 0), 1.0);
+        within(copy(&mut e, 1, 0, Op::Write, 0), 1.0);
+        within(copy(&mut e, 2, 1, Op::Write, 0), 2.0);
     }
 
     #[test]

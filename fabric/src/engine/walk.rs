@@ -69,7 +69,7 @@ pub(super) struct Resources<'a> {
     pub(super) media: &'a mut [Media],
     pub(super) bars: &'a mut [Memory],
     pub(super) host_mem: &'a mut Memory,
-    pub(super) rc_cap: &'a mut Option<Server>,
+    pub(super) rc_cap: &'a mut Option<[Server; 2]>,
 }
 
 impl Resources<'_> {
@@ -134,9 +134,9 @@ impl Resources<'_> {
                     self.release(pending.take(), t);
                     t += ps;
                 }
-                Stage::RcCap => {
+                Stage::RcCap { lane } => {
                     if let Some(cap) = self.rc_cap.as_mut() {
-                        t = cap.serve(t, p.bytes.max(16)).1;
+                        t = cap[lane as usize].serve(t, p.bytes.max(16)).1;
                     }
                 }
             }

@@ -154,6 +154,16 @@ elif [ -n "$hpa" ]; then
 else
     check guest-time-cxl 1 "no CXL region"
 fi
+# Peer to peer, 512 x 1 MiB from gpu0's VRAM: below the switch at the x16
+# link's rate, through the root complex at its 12 GB/s cap. The guest's
+# own clock must order them and see the model's ratio within 5 %.
+if [ "${ACCEL_GUEST_TIME:-0}" = 1 ]; then
+    run guest-time-p2p -d "$a" bench --size 1048576 "peer:$b" "peer:$c"
+    set -- $(batch guest-time-p2p batch_guest_ns) $(batch guest-time-p2p batch_device_ps)
+    [ $# = 4 ] && [ "$1" -lt "$2" ] &&
+        awk -v gs="$1" -v gr="$2" -v ds="$3" -v dr="$4" 'BEGIN { q = (gr / gs) / (dr / ds); exit !(q >= 0.95 && q <= 1.05) }'
+    check guest-time-p2p $? "root complex / switch-local: guest $(ratio "$2" "$(($1 * 1000))"), device $(ratio "$4" "$(($3 * 1000))") (512 x 1 MiB; guest ns $1 $2, device ps $3 $4)"
+fi
 if [ "${ACCEL_GUEST_TIME:-0}" = 1 ]; then
     run guest-time-h2d -d "$a" bench --size 4194304 h2d
     set -- $(batch guest-time-h2d batch_guest_ns) $(batch guest-time-h2d batch_device_ps)
