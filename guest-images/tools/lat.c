@@ -2,11 +2,12 @@
  * cxlvmm-lat: latency and bandwidth of (timed) CXL memory, measured by the
  * guest itself. Reference: docs/timed-mode.md, "The guest tools".
  *
- *   cxlvmm-lat chase  [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N] [COMMON]
+ *   cxlvmm-lat chase  [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N]
+ *                     [--rounds R] [COMMON]
  *   cxlvmm-lat bw     [-s SIZE] [-T THREADS] [-m read,write,copy] [-i ITERS] [COMMON]
  *   cxlvmm-lat loaded [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N]
  *                     [-k THREADS] [-d NS,NS,...] [-b SIZE] [--load-stride BYTES] [COMMON]
- *   COMMON: [-c CPULIST] [-t MHZ] [--node N | --devdax /dev/daxX.Y | --file PATH]
+ *   COMMON: [-c CPULIST] [-t MHZ] [--node N [--unbind] | --devdax /dev/daxX.Y | --file PATH]
  *           [--label TEXT] [--seed N]
  *
  * chase: a random single cycle through the SIZE buffer cut into NODE_BYTES
@@ -15,7 +16,11 @@
  * bw: THREADS threads stream over their own SIZE buffers with 8-byte loads
  * and/or stores. loaded: one chaser (on the first CPU of -c) while K threads
  * read their own buffers sequentially, one 8-byte load per stride, spinning
- * D ns after each; one point per D.
+ * D ns after each; one point per D. chase --rounds R times R chases one
+ * after the other over the same buffer and reports each (with where its
+ * pages are): with --node N --unbind the buffer is placed on N and then
+ * released to the default policy, so the kernel may move it (memory
+ * tiering's promotion) while the rounds run.
  *
  * The measured buffers are touched only through the asm moves below
  * (8-byte mov, never SSE/AVX and never glibc's memset/memcpy): memory that
@@ -40,14 +45,15 @@
 #define TOOL LAT_TOOL
 #define MAX_THREADS 64
 #define MAX_POINTS 64
+#define MAX_ROUNDS 10000
 #define COPY_SKEW (17 * 4096 + 320)
 
 /* ------------------------------------------------------------------ options */
 
 struct opts {
 	const char *cmd, *label, *devdax, *file, *ops;
-	int node, ncpus, cpus[MAX_CPUS], per_load, threads, k, npoints;
-	size_t size, node_bytes, loads, warmup, chunk, load_size, load_stride;
+	int node, unbind, ncpus, cpus[MAX_CPUS], per_load, threads, k, npoints;
+	size_t size, node_bytes, loads, warmup, chunk, load_size, load_stride, rounds;
 	unsigned iters;
 	uint64_t seed, delays[MAX_POINTS];
 	double tsc_override;
@@ -61,10 +67,10 @@ struct opts {
 static void usage(int rc)
 {
 	fprintf(rc ? stderr : stdout,
-		"usage: " TOOL " chase  [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N] [COMMON]\n"
+		"usage: " TOOL " chase  [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N] [--rounds R] [COMMON]\n"
 		"       " TOOL " bw     [-s SIZE] [-T THREADS] [-m read,write,copy] [-i ITERS] [COMMON]\n"
 		"       " TOOL " loaded [chase options] [-k THREADS] [-d NS,NS,...] [-b SIZE] [--load-stride BYTES] [COMMON]\n"
-		"COMMON: [-c CPULIST] [-t TSC_MHZ] [--node N | --devdax PATH | --file PATH] [--label TEXT] [--seed N]\n"
+		"COMMON: [-c CPULIST] [-t TSC_MHZ] [--node N [--unbind] | --devdax PATH | --file PATH] [--label TEXT] [--seed N]\n"
 		"SIZE takes K, M, G suffixes (powers of 1024).\n");
 	exit(rc);
 }
@@ -90,16 +96,17 @@ static uint64_t parse_num(const char *opt, const char *s, int suffix)
 
 static void parse_opts(int argc, char **argv, struct opts *o)
 {
-	enum { O_NODE = 256, O_DEVDAX, O_FILE, O_LABEL, O_SEED, O_PER_LOAD, O_CHUNK, O_STRIDE };
+	enum { O_NODE = 256, O_DEVDAX, O_FILE, O_LABEL, O_SEED, O_PER_LOAD, O_CHUNK, O_STRIDE, O_ROUNDS, O_UNBIND };
 	static const struct option longs[] = {
 		{"node", 1, 0, O_NODE},	      {"devdax", 1, 0, O_DEVDAX}, {"file", 1, 0, O_FILE},
 		{"label", 1, 0, O_LABEL},     {"seed", 1, 0, O_SEED},	  {"per-load", 0, 0, O_PER_LOAD},
 		{"chunk", 1, 0, O_CHUNK},     {"load-stride", 1, 0, O_STRIDE},
+		{"rounds", 1, 0, O_ROUNDS},   {"unbind", 0, 0, O_UNBIND},
 		{"help", 0, 0, 'h'},	      {0, 0, 0, 0},
 	};
 	*o = (struct opts){.label = "", .ops = "read,write,copy", .node = -1, .threads = 1, .size = 64 << 20,
 			   .node_bytes = 64, .loads = 0, .warmup = SIZE_MAX, .chunk = 1024, .load_size = 64 << 20,
-			   .load_stride = 64, .iters = 3, .seed = 1, .npoints = 1};
+			   .load_stride = 64, .iters = 3, .seed = 1, .npoints = 1, .rounds = 1};
 	if (argc < 2 || argv[1][0] == '-')
 		usage(argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2);
 	o->cmd = argv[1];
@@ -151,6 +158,8 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case O_PER_LOAD: o->per_load = 1; break;
 		case O_CHUNK: o->chunk = parse_num("--chunk", optarg, 1); break;
 		case O_STRIDE: o->load_stride = parse_num("--load-stride", optarg, 1); break;
+		case O_ROUNDS: o->rounds = parse_num("--rounds", optarg, 0); break;
+		case O_UNBIND: o->unbind = 1; break;
 		case 'h': usage(0); break;
 		default: usage(2);
 		}
@@ -161,6 +170,12 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		die(TOOL, "--node, --devdax and --file exclude each other");
 	if (o->node > 1023)
 		die(TOOL, "--node: %d is beyond 1023", o->node);
+	if (o->unbind && o->node < 0)
+		die(TOOL, "--unbind: only with --node");
+	if (o->rounds < 1 || o->rounds > MAX_ROUNDS)
+		die(TOOL, "--rounds: %zu (1..%d)", o->rounds, MAX_ROUNDS);
+	if (o->rounds > 1 && strcmp(o->cmd, "chase"))
+		die(TOOL, "--rounds: only for chase");
 	if (o->node_bytes < 8 || o->node_bytes % 8)
 		die(TOOL, "-n: node size %zu is not a multiple of 8 bytes", o->node_bytes);
 	if (o->size < 2 * o->node_bytes)
@@ -251,6 +266,7 @@ static uintptr_t chase_build(const struct opts *o, uint8_t *buf)
 struct chase_result {
 	struct stats st;
 	double mean_ns, total_ns, mono_ns;
+	uintptr_t end; /* where the chase stopped */
 };
 
 /* Warm-up, then LOADS timed loads from START (per chunk or per load). */
@@ -282,7 +298,40 @@ static struct chase_result chase_run(const struct opts *o, uintptr_t start, uint
 	r.total_ns = (double)(t1 - t0) * o->tick_ns;
 	r.mean_ns = r.total_ns / (double)o->loads;
 	r.mono_ns = (double)(m1 - m0);
+	r.end = p;
 	return r;
+}
+
+/* The rounds' JSON, kept in memory until the head is printed (the head
+ * says where the pages were at the end). */
+static char *rounds_text;
+static size_t rounds_len;
+static FILE *rounds_json(void)
+{
+	static FILE *f;
+	if (!f && !(f = open_memstream(&rounds_text, &rounds_len)))
+		die(TOOL, "no memory for the rounds");
+	return f;
+}
+
+/* One round: its per-load mean and median, its CLOCK_MONOTONIC end since
+ * the first round's start, and where its pages are after it. */
+static void print_round(size_t i, const struct chase_result *r)
+{
+	static uint64_t t0;
+	uint64_t now = mono_ns();
+	if (i == 0)
+		t0 = now - (uint64_t)r->mono_ns;
+	FILE *f = rounds_json();
+	fprintf(f, "%s{\"round\":%zu", i ? "," : "", i);
+	jnum(f, "mean_ns", r->mean_ns);
+	jnum(f, "p50_ns", r->st.p50);
+	jnum(f, "end_s", (double)(now - t0) / 1e9);
+	fputs(",\"page_nodes\":", f);
+	print_page_nodes(f);
+	fputc('}', f);
+	fflush(f);
+	fprintf(stderr, "round %zu: mean %.1f ns p50 %.1f ns\n", i, r->mean_ns, r->st.p50);
 }
 
 static uint64_t *samples_alloc(const struct opts *o)
@@ -333,7 +382,21 @@ static void cmd_chase(const struct opts *o)
 	uint8_t *buf = mem_alloc(0, o->size);
 	uint64_t *samples = samples_alloc(o);
 	uintptr_t start = chase_build(o, buf);
+	if (o->unbind && syscall(SYS_mbind, buf, mem.len, 0ul, NULL, 0ul, 0ul) != 0)
+		die(TOOL, "--unbind: mbind(MPOL_DEFAULT): %s", strerror(errno));
+	/* Rounds after the first start where the one before stopped. */
 	struct chase_result r = chase_run(o, start, samples);
+	if (o->rounds > 1) {
+		struct opts next = *o;
+		next.warmup = 0;
+		fputs(",\"rounds\":[", rounds_json());
+		print_round(0, &r);
+		for (size_t i = 1; i < o->rounds; i++) {
+			r = chase_run(&next, r.end, samples);
+			print_round(i, &r);
+		}
+		fputc(']', rounds_json());
+	}
 	fprintf(stderr, "chase %zu B / %zu B nodes on %s: %zu loads, mean %.1f ns, p50 %.1f p90 %.1f p99 %.1f max %.1f ns (%s)\n",
 		o->size, o->node_bytes, mem.kind, o->loads, r.mean_ns, r.st.p50, r.st.p90, r.st.p99, r.st.max,
 		o->per_load ? "per load" : "per chunk");
@@ -341,11 +404,14 @@ static void cmd_chase(const struct opts *o)
 		o->tsc_source, r.mono_ns, r.total_ns);
 	print_head(stdout, o);
 	print_chase_params(stdout, o);
+	fprintf(stdout, ",\"unbind\":%s,\"rounds_run\":%zu", o->unbind ? "true" : "false", o->rounds);
 	print_stats(stdout, &r.st);
 	jnum(stdout, "mean_ns", r.mean_ns);
 	jnum(stdout, "total_ns", r.total_ns);
 	jnum(stdout, "monotonic_ns", r.mono_ns);
 	jnum(stdout, "tsc_MHz_vs_monotonic", r.total_ns / o->tick_ns / r.mono_ns * 1e3);
+	if (o->rounds > 1)
+		fputs(rounds_text, stdout);
 	fprintf(stdout, ",\"cpu_seen\":%d}\n", sched_getcpu());
 }
 
