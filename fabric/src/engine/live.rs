@@ -239,13 +239,22 @@ mod tests {
         // 1 MiB at 1 GB/s; the links are 30x faster.
         let at_cap = 1_048_576_000u64;
         let copy = |e: &mut Engine, from, to, op, t| {
-            e.request(Source::Accelerator(from), Target::Accelerator(to), MIB, op, t)
-                .unwrap()
-                .latency()
+            e.request(
+                Source::Accelerator(from),
+                Target::Accelerator(to),
+                MIB,
+                op,
+                t,
+            )
+            .unwrap()
+            .latency()
         };
         let within = |ps: u64, x: f64| {
             let r = ps as f64 / at_cap as f64;
-            assert!((r - x).abs() < 0.05 * x, "{ps} ps is {r:.3} x the cap's time, not {x}");
+            assert!(
+                (r - x).abs() < 0.05 * x,
+                "{ps} ps is {r:.3} x the cap's time, not {x}"
+            );
         };
         within(copy(&mut Engine::new(&topo), 0, 1, Op::Read, 0), 1.0);
         let mut e = Engine::new(&topo);
