@@ -115,6 +115,9 @@ pub struct ExitTimer {
     ran_at: Option<u64>,
     /// Events the kernel dropped (ring full): accounting was incomplete.
     pub lost_events: u64,
+    /// The last exit seen was an idle one: KVM may keep the vCPU blocked
+    /// in the kernel, running no guest code but letting its time pass.
+    idle: bool,
 }
 
 impl ExitTimer {
@@ -131,6 +134,7 @@ impl ExitTimer {
             decided: None,
             ran_at: None,
             lost_events: 0,
+            idle: false,
         }
     }
 
@@ -168,10 +172,6 @@ impl ExitTimer {
     /// Right after KVM_RUN returned: what happened since the last entry.
     pub fn exited(&mut self) -> ExitTiming {
         let (ns, tsc) = (now_ns(), rdtsc());
-        let to_tsc = |e: u64| -> u64 {
-            let back = (ns.saturating_sub(e) as f64 * self.cal.cycles_per_ns) as u64;
-            tsc.saturating_sub(back)
-        };
         let Some(trace) = self.trace.as_mut() else {
             return ExitTiming {
                 left: tsc.saturating_sub(self.cal.exit_invisible_cycles),
@@ -179,11 +179,38 @@ impl ExitTimer {
             };
         };
         self.events.clear();
-        self.lost_events += trace.drain(&mut self.events);
+        let lost = trace.drain(&mut self.events);
+        self.lost_events += lost;
+        self.account(ns, tsc, lost > 0)
+    }
+
+    /// The timing of an exit from the events drained into `self.events`,
+    /// read at `ns` (trace clock) = `tsc` (host TSC); `lost`: the ring
+    /// dropped some, so a missing event proves nothing.
+    fn account(&mut self, ns: u64, tsc: u64, lost: bool) -> ExitTiming {
+        let to_tsc = |e: u64| -> u64 {
+            let back = (ns.saturating_sub(e) as f64 * self.cal.cycles_per_ns) as u64;
+            tsc.saturating_sub(back)
+        };
         let mut timing = ExitTiming {
             left: tsc,
             ..Default::default()
         };
+        if self.events.is_empty() && !lost && !self.idle {
+            // KVM_RUN returned without entering the guest: the next
+            // iteration of a string instruction on MMIO (the kernel
+            // emulates `rep movs`/`rep stos` one exit per element without
+            // resuming the guest in between), or a kick that came before
+            // the entry. The guest did not run: it stopped where the clock
+            // meant it to resume, and the time since is the VMM's. (After
+            // an idle exit KVM may have kept the vCPU blocked in its halt,
+            // where guest time passes: that case keeps the return time.)
+            if let Some((decided, assumed)) = self.decided.take() {
+                timing.left = decided.saturating_add(assumed).min(tsc);
+            }
+            self.ran_at = None;
+            return timing;
+        }
         let mut first_entry = None;
         let mut open_exit: Option<(u64, u32)> = None;
         for ev in &self.events {
@@ -211,6 +238,7 @@ impl ExitTimer {
         if let Some((at, reason)) = open_exit {
             timing.left = to_tsc(at).saturating_sub(self.cal.exit_invisible_cycles);
             timing.halted = is_idle_exit(reason, self.amd);
+            self.idle = timing.halted;
         }
         if let (Some(entry), Some((decided, assumed))) = (first_entry, self.decided.take()) {
             let entered = to_tsc(entry);
@@ -246,6 +274,64 @@ mod tests {
             r.push(7);
         }
         assert_eq!(r.quantile(0.5), 7);
+    }
+
+    fn timer() -> ExitTimer {
+        ExitTimer::new(
+            None,
+            Calibration {
+                exit_invisible_cycles: 100,
+                entry_invisible_cycles: 50,
+                entry_path_cycles: 1000,
+                cycles_per_ns: 1.0,
+            },
+        )
+    }
+
+    /// A `rep stos` on MMIO: after the first exit KVM returns one exit per
+    /// element without entering the guest. Those exits are dated where the
+    /// clock meant the guest to resume, so the VMM's time between them is
+    /// not guest time; with an entry in between, the exit is the guest's.
+    #[test]
+    fn an_exit_without_an_entry_is_dated_at_the_planned_resume() {
+        let mut t = timer();
+        t.entering(10_000, 1_050);
+        t.running(10_500);
+        let timing = t.account(50_000, 50_000, false);
+        assert_eq!(timing.left, 11_050);
+        assert_eq!(timing.entry_error, 0);
+        // Returned sooner than the planned resume: never dated later than now.
+        t.entering(60_000, 1_050);
+        assert_eq!(t.account(60_400, 60_400, false).left, 60_400);
+        // With events lost, an empty drain proves nothing: dated now.
+        t.entering(70_000, 1_050);
+        assert_eq!(t.account(90_000, 90_000, true).left, 90_000);
+        // After a HLT the vCPU may have been blocked in KVM: dated now.
+        t.events = vec![TraceEvent {
+            kind: TraceKind::Exit { reason: 0x78 },
+            time_ns: 91_000,
+        }];
+        assert!(t.account(92_000, 92_000, false).halted);
+        t.events.clear();
+        t.entering(93_000, 1_050);
+        assert_eq!(t.account(99_000, 99_000, false).left, 99_000);
+        t.idle = false;
+        // The guest ran: entered at 71 200, left at 80 000 (trace clock =
+        // TSC here), less the invisible exit part.
+        t.entering(71_000, 1_050);
+        t.events = vec![
+            TraceEvent {
+                kind: TraceKind::Entry,
+                time_ns: 71_200,
+            },
+            TraceEvent {
+                kind: TraceKind::Exit { reason: 0x400 },
+                time_ns: 80_000,
+            },
+        ];
+        let timing = t.account(90_000, 90_000, false);
+        assert_eq!(timing.left, 79_900);
+        assert_eq!(timing.entry_path, 200);
     }
 
     #[test]

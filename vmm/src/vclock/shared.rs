@@ -421,7 +421,7 @@ impl VcpuClock {
         };
         self.clock.changed.notify_all();
         if self.applied != Some(offset) {
-            tsc::set_offset(vcpu, offset)?;
+            tsc::set_offset(vcpu, offset.wrapping_add(tsc::skew(self.index)))?;
             self.applied = Some(offset);
         }
         self.timer.entering(decided, delay);

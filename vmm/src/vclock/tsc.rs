@@ -56,6 +56,19 @@ pub fn offset(vcpu: &VcpuFd) -> io::Result<u64> {
     Ok(v)
 }
 
+/// What vCPU `index` adds to the clock's offset: its index, in cycles.
+/// KVM compares every offset written with the last one written for any
+/// vCPU (arch/x86/kvm/x86.c, `kvm_arch_tsc_set_attr`); when all vCPUs
+/// match it turns on its master clock, and while that is on each later
+/// write makes every vCPU leave the guest and wait (`kvm_update_masterclock`,
+/// KVM_REQ_MCLOCK_INPROGRESS). One global clock written vCPU after vCPU
+/// would flip it on and off all the time; offsets a cycle apart never
+/// match, and no program can see a one-cycle skew between CPUs (passing a
+/// value between two CPUs takes far longer).
+pub fn skew(index: usize) -> u64 {
+    index as u64
+}
+
 pub fn set_offset(vcpu: &VcpuFd, value: u64) -> io::Result<()> {
     let mut v = value;
     let attr = offset_attr(&mut v);
