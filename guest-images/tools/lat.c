@@ -384,7 +384,12 @@ static void cmd_chase(const struct opts *o)
 	uintptr_t start = chase_build(o, buf);
 	if (o->unbind && syscall(SYS_mbind, buf, mem.len, 0ul, NULL, 0ul, 0ul) != 0)
 		die(TOOL, "--unbind: mbind(MPOL_DEFAULT): %s", strerror(errno));
-	/* Rounds after the first start where the one before stopped. */
+	/* Where the pages are before the first round; rounds after the first
+	 * start where the one before stopped. */
+	if (o->rounds > 1) {
+		fputs(",\"start_page_nodes\":", rounds_json());
+		print_page_nodes(rounds_json());
+	}
 	struct chase_result r = chase_run(o, start, samples);
 	if (o->rounds > 1) {
 		struct opts next = *o;
