@@ -61,9 +61,14 @@ run p2p-switch -d "$a" p2p "$b" 1048576 && ok p2p-switch
 check p2p-switch $? "$a -> $b $(json_field device_gbps </tmp/p2p-switch.json) GB/s"
 run p2p-rc -d "$a" p2p "$c" 1048576 && ok p2p-rc
 check p2p-rc $? "$a -> $c $(json_field device_gbps </tmp/p2p-rc.json) GB/s"
-sw=$(json_field device_ps </tmp/p2p-switch.json) rc=$(json_field device_ps </tmp/p2p-rc.json)
-[ -n "$sw" ] && [ -n "$rc" ] && [ "$sw" -lt "$rc" ]
-check p2p-switch-faster $? "1 MiB below the switch $sw ps, through the root complex $rc ps"
+# VRAM to VRAM within one device: never leaves it.
+run local -d "$a" copy vram vram+4194304 1048576 13 && ok local
+check copy-local $? "$a VRAM -> own VRAM $(json_field device_gbps </tmp/local.json) GB/s"
+# The path order, in the device's time (TIMESTAMPs the guest reads):
+# local, then below the switch, then through the root complex.
+lo=$(json_field device_ps </tmp/local.json) sw=$(json_field device_ps </tmp/p2p-switch.json) rc=$(json_field device_ps </tmp/p2p-rc.json)
+[ -n "$lo" ] && [ -n "$sw" ] && [ -n "$rc" ] && [ "$lo" -lt "$sw" ] && [ "$sw" -lt "$rc" ]
+check path-order $? "1 MiB: local $lo ps < below the switch $sw ps < through the root complex $rc ps"
 
 run bad -d "$a" bad && ok bad
 check bad-descriptor $? "status $(json_field status </tmp/bad.json), err_code $(json_field err_code </tmp/bad.json)"
