@@ -422,10 +422,14 @@ impl Coordinator {
             return Entry::Deliver { upto: resume };
         }
         self.debt -= pay;
+        // What the guest would have seen without the new offset, less what
+        // it will see: hidden. A latency longer than the exit took moves
+        // the clock forward instead, which hides nothing.
         let old = self.guest_at(arrive);
-        self.hidden = self
-            .hidden
-            .wrapping_add(old.wrapping_sub(resume).min(i64::MAX as u64));
+        let hidden = old.wrapping_sub(resume);
+        if hidden <= i64::MAX as u64 {
+            self.hidden += hidden;
+        }
         self.offset = resume.wrapping_sub(arrive);
         self.stopped_at = None;
         self.latest_left = 0;
@@ -651,6 +655,13 @@ mod tests {
         exit(&mut c, 0, 70_100, false, None); // guest 70_100 + off = 15_200
         let off2 = go(c.enter(0, 90_000, 100));
         assert_eq!(90_100u64.wrapping_add(off2), 70_100u64.wrapping_add(off));
+        let hidden = c.hidden_cycles();
+        // A latency longer than the exit's cost moves the clock forward:
+        // nothing hidden (it used to count as 2^63 cycles).
+        let at = exit(&mut c, 0, 91_000, false, Some(1_000_000));
+        let off3 = go(c.enter(0, 92_000, 100));
+        assert_eq!(92_100u64.wrapping_add(off3), at + 1_000_000);
+        assert_eq!(c.hidden_cycles(), hidden);
     }
 
     #[test]
