@@ -88,6 +88,25 @@ if [ -n "$hpa" ]; then
     check cxl-p2p $? "$b VRAM -> CXL -> host: $(json_field mismatches </tmp/cxl-host.json) mismatches"
 fi
 
+# One chain through every kind of path: host -> VRAM of $a -> VRAM of $b
+# (below the switch) -> VRAM of $c (through the root complex) -> the CXL
+# region -> host, each hop a DMA by the device holding the data; the bytes
+# that come back must have the checksum of those that left.
+if [ -n "$hpa" ]; then
+    run chain-1 -d "$a" copy host vram 1048576 29 && ok chain-1 &&
+        run chain-2 -d "$a" copy vram "peer:$b" 1048576 keep && ok chain-2 &&
+        run chain-3 -d "$b" copy vram "peer:$c" 1048576 keep && ok chain-3 &&
+        run chain-4 -d "$c" copy vram "phys:$hpa" 1048576 keep && ok chain-4 &&
+        run chain-5 -d "$c" copy "phys:$hpa" host 1048576 keep && ok chain-5
+    rc=$?
+    sums="$(json_field crc32c </tmp/chain-1.json) $(json_field crc32c </tmp/chain-2.json) $(json_field crc32c </tmp/chain-3.json) $(json_field crc32c </tmp/chain-5.json)"
+    set -- $sums
+    [ "$rc" = 0 ] && [ $# = 4 ] && [ "$1" = "$2" ] && [ "$1" = "$3" ] && [ "$1" = "$4" ]
+    check chain $? "host -> $a -> $b -> $c -> CXL -> host: crc32c $sums"
+else
+    check chain 1 "no CXL region"
+fi
+
 # INTx: the tool binds uio_pci_generic and waits for the interrupt. The
 # copy goes to the CXL region below the same switch, which the model makes
 # slow (docs/fabric.md), so it is still running when the tool starts
