@@ -180,15 +180,15 @@ pub fn run(spec: &RunSpec) -> Observed {
             return obs;
         }
     };
-    let mut child = match Command::new(spec.exe)
+    let mut command = Command::new(spec.exe);
+    command
         .arg("run")
         .args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+        .stderr(Stdio::piped());
+    let mut child = match spawn_past_text_busy(&mut command) {
         Ok(c) => c,
         Err(e) => {
             obs.spawn_error = Some(format!("cannot start {}: {e}", spec.exe.display()));
@@ -221,6 +221,24 @@ pub fn run(spec: &RunSpec) -> Observed {
     obs.vmm_log = err_reader.join().unwrap_or_default();
     obs.wall = start.elapsed();
     obs
+}
+
+/// Spawns `command`, trying again while exec fails with ETXTBSY: a binary
+/// written just before (a build finishing, a test's fake cxlvmm) stays
+/// "busy" while any process forked meanwhile still holds the writer's file
+/// descriptor, which lasts until that process execs (fs/exec.c,
+/// `deny_write_access`). Gives up after about a second.
+fn spawn_past_text_busy(command: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match command.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn watch(

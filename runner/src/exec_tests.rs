@@ -168,7 +168,12 @@ fn a_panic_without_end_line_ends_the_run_after_the_grace() {
 fn a_cxlvmm_past_its_timeout_is_killed() {
     let t = Instant::now();
     let (o, _) = run_fake("hang", "hang", 1, 1 << 20);
-    assert!(t.elapsed() >= Duration::from_secs(2) && t.elapsed() < Duration::from_secs(10));
+    assert!(
+        t.elapsed() >= Duration::from_secs(2) && t.elapsed() < Duration::from_secs(10),
+        "{:?}, spawn error {:?}",
+        t.elapsed(),
+        o.spawn_error
+    );
     assert_eq!(o.killed, Some(Kill::Backstop));
 }
 
