@@ -146,7 +146,7 @@ static void print_page_nodes(FILE *f)
 
 struct stats {
 	size_t count;
-	double min, p10, p50, p90, p99, max; /* ns per load */
+	double min, p10, p50, p90, p99, max, mean; /* ns per load */
 };
 
 static int cmp_u64(const void *a, const void *b)
@@ -162,6 +162,10 @@ static struct stats stats_of(uint64_t *t, size_t n, size_t per, double tick_ns)
 	if (!n)
 		return s;
 	qsort(t, n, sizeof *t, cmp_u64);
+	double sum = 0;
+	for (size_t i = 0; i < n; i++)
+		sum += (double)t[i];
+	s.mean = sum * tick_ns / (double)per / (double)n;
 #define PCT(p) ((double)t[((p) * n + 99) / 100 - 1] * tick_ns / (double)per)
 	s.min = (double)t[0] * tick_ns / (double)per;
 	s.p10 = PCT(10), s.p50 = PCT(50), s.p90 = PCT(90), s.p99 = PCT(99);
@@ -184,6 +188,7 @@ static void print_stats(FILE *f, const struct stats *s)
 	fprintf(f, ",\"samples\":%zu", s->count);
 	jnum(f, "min_ns", s->min), jnum(f, "p10_ns", s->p10), jnum(f, "p50_ns", s->p50);
 	jnum(f, "p90_ns", s->p90), jnum(f, "p99_ns", s->p99), jnum(f, "max_ns", s->max);
+	jnum(f, "sample_mean_ns", s->mean);
 }
 
 #endif

@@ -6,7 +6,8 @@
  *                     [--rounds R] [COMMON]
  *   cxlvmm-lat bw     [-s SIZE] [-T THREADS] [-m read,write,copy] [-i ITERS] [COMMON]
  *   cxlvmm-lat loaded [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N]
- *                     [-k THREADS] [-d NS,NS,...] [-b SIZE] [--load-stride BYTES] [COMMON]
+ *                     [-k THREADS] [-d NS,NS,...] [-b SIZE] [--load-stride BYTES] [--exp-delay]
+ *                     [COMMON]
  *   COMMON: [-c CPULIST] [-t MHZ] [--node N [--unbind] | --devdax /dev/daxX.Y | --file PATH]
  *           [--label TEXT] [--seed N]
  *
@@ -16,7 +17,9 @@
  * bw: THREADS threads stream over their own SIZE buffers with 8-byte loads
  * and/or stores. loaded: one chaser (on the first CPU of -c) while K threads
  * read their own buffers sequentially, one 8-byte load per stride, spinning
- * D ns after each; one point per D. chase --rounds R times R chases one
+ * D ns after each (--exp-delay: a delay drawn from an exponential
+ * distribution of mean D, as fabric-sweep --loaded-latency's model does);
+ * one point per D. chase --rounds R times R chases one
  * after the other over the same buffer and reports each (with where its
  * pages are): with --node N --unbind the buffer is placed on N and then
  * released to the default policy, so the kernel may move it (memory
@@ -52,7 +55,7 @@
 
 struct opts {
 	const char *cmd, *label, *devdax, *file, *ops;
-	int node, unbind, ncpus, cpus[MAX_CPUS], per_load, threads, k, npoints;
+	int node, unbind, exp_delay, ncpus, cpus[MAX_CPUS], per_load, threads, k, npoints;
 	size_t size, node_bytes, loads, warmup, chunk, load_size, load_stride, rounds;
 	unsigned iters;
 	uint64_t seed, delays[MAX_POINTS];
@@ -69,7 +72,7 @@ static void usage(int rc)
 	fprintf(rc ? stderr : stdout,
 		"usage: " TOOL " chase  [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N] [--rounds R] [COMMON]\n"
 		"       " TOOL " bw     [-s SIZE] [-T THREADS] [-m read,write,copy] [-i ITERS] [COMMON]\n"
-		"       " TOOL " loaded [chase options] [-k THREADS] [-d NS,NS,...] [-b SIZE] [--load-stride BYTES] [COMMON]\n"
+		"       " TOOL " loaded [chase options] [-k THREADS] [-d NS,NS,...] [-b SIZE] [--load-stride BYTES] [--exp-delay] [COMMON]\n"
 		"COMMON: [-c CPULIST] [-t TSC_MHZ] [--node N [--unbind] | --devdax PATH | --file PATH] [--label TEXT] [--seed N]\n"
 		"SIZE takes K, M, G suffixes (powers of 1024).\n");
 	exit(rc);
@@ -96,12 +99,13 @@ static uint64_t parse_num(const char *opt, const char *s, int suffix)
 
 static void parse_opts(int argc, char **argv, struct opts *o)
 {
-	enum { O_NODE = 256, O_DEVDAX, O_FILE, O_LABEL, O_SEED, O_PER_LOAD, O_CHUNK, O_STRIDE, O_ROUNDS, O_UNBIND };
+	enum { O_NODE = 256, O_DEVDAX, O_FILE, O_LABEL, O_SEED, O_PER_LOAD, O_CHUNK, O_STRIDE, O_ROUNDS, O_UNBIND, O_EXP_DELAY };
 	static const struct option longs[] = {
 		{"node", 1, 0, O_NODE},	      {"devdax", 1, 0, O_DEVDAX}, {"file", 1, 0, O_FILE},
 		{"label", 1, 0, O_LABEL},     {"seed", 1, 0, O_SEED},	  {"per-load", 0, 0, O_PER_LOAD},
 		{"chunk", 1, 0, O_CHUNK},     {"load-stride", 1, 0, O_STRIDE},
 		{"rounds", 1, 0, O_ROUNDS},   {"unbind", 0, 0, O_UNBIND},
+		{"exp-delay", 0, 0, O_EXP_DELAY},
 		{"help", 0, 0, 'h'},	      {0, 0, 0, 0},
 	};
 	*o = (struct opts){.label = "", .ops = "read,write,copy", .node = -1, .threads = 1, .size = 64 << 20,
@@ -160,6 +164,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case O_STRIDE: o->load_stride = parse_num("--load-stride", optarg, 1); break;
 		case O_ROUNDS: o->rounds = parse_num("--rounds", optarg, 0); break;
 		case O_UNBIND: o->unbind = 1; break;
+		case O_EXP_DELAY: o->exp_delay = 1; break;
 		case 'h': usage(0); break;
 		default: usage(2);
 		}
@@ -575,9 +580,14 @@ static void cmd_bw(const struct opts *o)
 
 static atomic_int load_stop, load_quit;
 
-/* One 8-byte load every STRIDE words, wrapping, spinning DELAY ticks after each, until load_stop. */
+/* Delays a loader spins after its loads, used in turn: all D, or drawn
+ * from an exponential distribution of mean D (--exp-delay). Drawn before a
+ * point starts, so the measured loop stays integer-only. */
+#define DELAY_TABLE 4096
+
+/* One 8-byte load every STRIDE words, wrapping, spinning the next DELAYS tick count after each, until load_stop. */
 __attribute__((noinline)) static uint64_t measured_sweep(const uint64_t *p, size_t words, size_t stride,
-							uint64_t delay, uint64_t *loads)
+							const uint64_t *delays, uint64_t *loads)
 {
 	uint64_t sum = 0, n = 0;
 	size_t i = 0;
@@ -587,6 +597,7 @@ __attribute__((noinline)) static uint64_t measured_sweep(const uint64_t *p, size
 			i += stride;
 			if (i >= words)
 				i = 0;
+			uint64_t delay = delays[(n + (uint64_t)j) % DELAY_TABLE];
 			if (delay) {
 				uint64_t t = tsc_now();
 				while (tsc_now() - t < delay)
@@ -599,12 +610,31 @@ __attribute__((noinline)) static uint64_t measured_sweep(const uint64_t *p, size
 	return sum;
 }
 
+/* Fills T with DELAY_TABLE delays of mean MEAN ticks (fixed, or exponential from SEED). */
+static void delay_table(uint64_t *t, double mean, int exponential, uint64_t seed)
+{
+	uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+	for (int i = 0; i < DELAY_TABLE; i++) {
+		if (!exponential) {
+			t[i] = (uint64_t)mean;
+			continue;
+		}
+		/* splitmix64, then u in (0, 1] */
+		uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		z ^= z >> 31;
+		double u = ((double)(z >> 11) + 1.0) / 9007199254740992.0;
+		t[i] = (uint64_t)(-log(u) * mean);
+	}
+}
+
 struct load_thread {
 	const struct opts *o;
 	pthread_t tid;
 	int cpu;
 	uint64_t *buf;
-	uint64_t delay_ticks, loads, t0, t1, sum;
+	uint64_t delays[DELAY_TABLE], loads, t0, t1, sum;
 	pthread_barrier_t *barrier;
 };
 
@@ -621,7 +651,7 @@ static void *load_main(void *arg)
 		if (atomic_load(&load_quit))
 			return NULL;
 		t->t0 = tsc_fenced();
-		t->sum += measured_sweep(t->buf, words / 4 * 4, t->o->load_stride / 8, t->delay_ticks, &t->loads);
+		t->sum += measured_sweep(t->buf, words / 4 * 4, t->o->load_stride / 8, t->delays, &t->loads);
 		t->t1 = tsc_fenced();
 		pthread_barrier_wait(t->barrier); /* results stored */
 	}
@@ -646,12 +676,12 @@ static void cmd_loaded(const struct opts *o)
 	pthread_barrier_wait(&barrier);
 	print_head(stdout, o);
 	print_chase_params(stdout, o);
-	fprintf(stdout, ",\"load_threads\":%d,\"load_bytes\":%zu,\"load_stride\":%zu,\"points\":[", o->k, o->load_size,
-		o->load_stride);
+	fprintf(stdout, ",\"load_threads\":%d,\"load_bytes\":%zu,\"load_stride\":%zu,\"delay_dist\":\"%s\",\"points\":[",
+		o->k, o->load_size, o->load_stride, o->exp_delay ? "exponential" : "fixed");
 	for (int pt = 0; pt < o->npoints; pt++) {
-		uint64_t delay_ticks = (uint64_t)((double)o->delays[pt] / o->tick_ns);
+		double mean_ticks = (double)o->delays[pt] / o->tick_ns;
 		for (int i = 0; i < o->k; i++)
-			th[i].delay_ticks = delay_ticks;
+			delay_table(th[i].delays, mean_ticks, o->exp_delay, o->seed + 1000 * (uint64_t)pt + (uint64_t)i);
 		atomic_store(&load_stop, 0);
 		pthread_barrier_wait(&barrier);
 		struct chase_result r = chase_run(o, start, samples);
