@@ -17,7 +17,9 @@
 //! other vCPUs are outside KVM_RUN too; the caller kicks them out for such
 //! exits (a halted vCPU leaves its halt at once; a busy one after its own
 //! exit path, and the guest sees that part of the delay — the price of one
-//! consistent clock, measured in docs/performance.md).
+//! consistent clock, measured in docs/performance.md), unless the release
+//! is so far ahead that the running clock cannot reach it before the vCPU
+//! is back anyway ([`Coordinator::to_stop_after`]).
 //!
 //! Several releases pending at once are served in guest-time order: the
 //! earliest restarts the world; the others wait (in user space, spinning
@@ -61,8 +63,9 @@ struct VcpuState {
     release: Option<u64>,
     /// In `enter`, ready to go once allowed.
     waiting: bool,
-    /// Ran with every other vCPU outside KVM_RUN since it last entered:
-    /// only then is its in-kernel exit time this VM's idle-free time.
+    /// Ran with every other vCPU outside KVM_RUN, or halted inside it,
+    /// since it last entered: only then is its in-kernel exit time this
+    /// VM's idle-free time.
     alone: bool,
     /// Its last entry restarted a stopped clock (so its entry prediction
     /// defined the clock).
@@ -77,6 +80,12 @@ struct VcpuState {
     /// until an interrupt comes, so it does not restart a stopped clock
     /// while a vCPU with work is about to.
     halted: bool,
+    /// Went back into KVM_RUN still halted: KVM keeps it blocked there
+    /// until an interrupt, so kicking it out costs no guest exit, and it
+    /// uses none of the time that passes meanwhile.
+    idle_inside: bool,
+    /// Host TSC of its last entry.
+    entered_at: u64,
 }
 
 /// The shared clock state. Wrap it in a mutex; see [`super::SharedClock`].
@@ -305,6 +314,54 @@ impl Coordinator {
         v.release = latency.map(|l| v.left_at.wrapping_add(l));
     }
 
+    /// The vCPUs to kick out after vCPU `i`'s exit with a release was
+    /// handled at host TSC `now`: the others inside KVM_RUN, so that the
+    /// clock stops and the exit's cost is hidden, unless the running clock
+    /// cannot reach the release before `i` could be back in the guest
+    /// (`entry_delay`, and as much again for the spread of entries) while
+    /// some other vCPU runs guest code. Then the exit's cost passes while
+    /// `i` waits for its release anyway, and a kick would only cost the
+    /// others an exit each. Others that sit halted inside KVM_RUN are
+    /// kicked all the same: that costs no guest exit, and with every vCPU
+    /// out the release is exact instead of as late as this thread wakes.
+    pub fn to_stop_after(&self, i: usize, now: u64, entry_delay: u64, stale: u64) -> Vec<usize> {
+        let others = self.running_others(i);
+        let Some(r) = self.vcpus[i].release else {
+            return others;
+        };
+        let back = self.guest_at(now.wrapping_add(entry_delay.saturating_mul(2)));
+        let far = (r.wrapping_sub(back) as i64) > 0;
+        // Busy as far as anyone knows: it went in after an exit that was
+        // not a halt. One that has not come out for `stale` cycles may have
+        // halted in there since (KVM handles HLT without returning): it is
+        // kicked all the same, so that its next entry says.
+        let busy = |j: usize| !self.vcpus[j].idle_inside;
+        let fresh = |j: usize| now.wrapping_sub(self.vcpus[j].entered_at) < stale;
+        if far && others.iter().any(|&j| busy(j) && fresh(j)) {
+            return others
+                .into_iter()
+                .filter(|&j| busy(j) && !fresh(j))
+                .collect();
+        }
+        others
+    }
+
+    /// vCPU `i`, which went in halted, ran guest code before it came out
+    /// (an interrupt woke it): the others did not run alone meanwhile.
+    pub fn woke_inside(&mut self, i: usize) {
+        if self.vcpus[i].idle_inside {
+            for v in &mut self.vcpus {
+                v.alone = false;
+            }
+        }
+    }
+
+    /// vCPU `i` goes back into KVM_RUN still halted (its last exit was a
+    /// halt and no entry followed): call before [`Self::enter`].
+    pub fn set_idle_inside(&mut self, i: usize, idle: bool) {
+        self.vcpus[i].idle_inside = idle;
+    }
+
     /// vCPUs other than `i` inside KVM_RUN (to kick so the clock can stop).
     pub fn running_others(&self, i: usize) -> Vec<usize> {
         (0..self.vcpus.len())
@@ -355,10 +412,17 @@ impl Coordinator {
                     };
                 }
             }
-            for v in &mut self.vcpus {
-                v.alone = false;
+            // A vCPU that goes in halted takes none of the others' time.
+            if !self.vcpus[i].idle_inside {
+                for v in &mut self.vcpus {
+                    v.alone = false;
+                }
             }
-            self.go(i, false);
+            let others_idle = (0..self.vcpus.len())
+                .filter(|&j| j != i && self.vcpus[j].running)
+                .all(|j| self.vcpus[j].idle_inside);
+            self.go(i, false, now);
+            self.vcpus[i].alone = others_idle;
             return Entry::Go {
                 offset: self.offset,
             };
@@ -433,17 +497,19 @@ impl Coordinator {
         self.offset = resume.wrapping_sub(arrive);
         self.stopped_at = None;
         self.latest_left = 0;
-        let alone = self.vcpus.len() == 1;
-        self.go(i, true);
-        self.vcpus[i].alone = alone || self.vcpus.iter().filter(|v| v.running).count() == 1;
+        self.go(i, true, now);
+        self.vcpus[i].alone = (0..self.vcpus.len())
+            .filter(|&j| j != i && self.vcpus[j].running)
+            .all(|j| self.vcpus[j].idle_inside);
         Entry::Go {
             offset: self.offset,
         }
     }
 
-    fn go(&mut self, i: usize, restarted: bool) {
+    fn go(&mut self, i: usize, restarted: bool, now: u64) {
         let v = &mut self.vcpus[i];
         v.running = true;
+        v.entered_at = now;
         v.waiting = false;
         v.halted = false;
         v.release = None;
@@ -539,6 +605,85 @@ mod tests {
         let off = go(c.enter(0, 60_000, 0));
         assert_eq!(60_000u64.wrapping_add(off), 9000);
         assert_eq!(go(c.enter(1, 60_500, 0)), off);
+    }
+
+    #[test]
+    fn a_release_the_running_clock_reaches_late_enough_needs_no_kick() {
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 0, 0));
+        // vCPU 0 leaves at 10 000; handled at 20 000, it could be back in
+        // 2 x 1 000 later: a release 100 000 after the exit is still ahead.
+        c.leave(0, 10_000, false);
+        c.exited(0, Some(100_000));
+        assert!(c.to_stop_after(0, 20_000, 1_000, 50_000).is_empty());
+        // The clock runs on (vCPU 1); vCPU 0 waits for exactly its release.
+        assert_eq!(
+            c.enter(0, 20_000, 1_000),
+            Entry::WaitUntil { host_tsc: 109_000 }
+        );
+        // A release the clock passes before vCPU 0 is back: kick vCPU 1.
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 0, 0));
+        c.leave(0, 10_000, false);
+        c.exited(0, Some(11_000));
+        assert_eq!(c.to_stop_after(0, 20_000, 1_000, 50_000), vec![1]);
+        // An idle vCPU 1 (halted inside KVM_RUN) is kicked even then: it
+        // costs no exit, and the stopped clock makes the release exact.
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        c.set_idle_inside(1, true);
+        go(c.enter(1, 0, 0));
+        c.leave(0, 10_000, false);
+        c.exited(0, Some(100_000));
+        assert_eq!(c.to_stop_after(0, 20_000, 1_000, 50_000), vec![1]);
+        // A busy vCPU 1 that has not come out for longer than `stale` may
+        // have halted inside: it alone is kicked, to find out.
+        let mut c = Coordinator::new(3, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 0, 0));
+        go(c.enter(2, 15_000, 0));
+        c.leave(0, 10_000, false);
+        c.exited(0, Some(100_000));
+        assert_eq!(c.to_stop_after(0, 20_000, 1_000, 10_000), vec![1]);
+        // Alone, there is nobody to kick.
+        let mut c = Coordinator::new(1, 0);
+        go(c.enter(0, 0, 0));
+        exit(&mut c, 0, 10_000, false, Some(1_000));
+        assert!(c.to_stop_after(0, 20_000, 1_000, 50_000).is_empty());
+    }
+
+    #[test]
+    fn a_vcpu_halted_inside_takes_no_time_from_the_others() {
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        c.set_idle_inside(1, true);
+        go(c.enter(1, 100, 0));
+        // vCPU 0 restarted alone, and vCPU 1 went in halted: vCPU 0's
+        // in-kernel exits are still time nobody should have seen.
+        exit(&mut c, 0, 1_000, false, None);
+        c.add_debt(0, 300, 0, false);
+        assert_eq!(c.debt(), 300);
+        // vCPU 0 goes back in on the running clock (vCPU 1 is inside).
+        go(c.enter(0, 2_000, 0));
+        exit(&mut c, 0, 3_000, false, None);
+        c.add_debt(0, 200, 0, false);
+        assert_eq!(c.debt(), 500);
+        // An interrupt woke vCPU 1 meanwhile: from then on the time is
+        // shared.
+        go(c.enter(0, 4_000, 0));
+        c.woke_inside(1);
+        exit(&mut c, 0, 5_000, false, None);
+        c.add_debt(0, 200, 0, false);
+        assert_eq!(c.debt(), 500);
+        // A busy vCPU going in takes the others' time too.
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 100, 0));
+        exit(&mut c, 0, 1_000, false, None);
+        c.add_debt(0, 300, 0, false);
+        assert_eq!(c.debt(), 0);
     }
 
     #[test]

@@ -130,6 +130,7 @@ mod tests {
                 run_path: 12,
                 idled: false,
                 halted: false,
+                ran: true,
             };
             log.exited(&t, Some(250));
             log.entered(entry(2));

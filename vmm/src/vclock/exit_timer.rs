@@ -66,6 +66,9 @@ pub struct ExitTiming {
     /// It was still idle when KVM_RUN returned (a signal took it out of a
     /// halt): `left` is when it halted.
     pub halted: bool,
+    /// The guest ran since the last entry decision (the trace shows an
+    /// entry).
+    pub ran: bool,
 }
 
 /// Which quantile of recent entry paths predicts the next.
@@ -115,9 +118,10 @@ pub struct ExitTimer {
     ran_at: Option<u64>,
     /// Events the kernel dropped (ring full): accounting was incomplete.
     pub lost_events: u64,
-    /// The last exit seen was an idle one: KVM may keep the vCPU blocked
-    /// in the kernel, running no guest code but letting its time pass.
-    idle: bool,
+    /// The last exit seen was an idle one, at this host TSC: until an
+    /// entry shows in the trace the vCPU is still in that idle state (KVM
+    /// keeps a halted vCPU blocked in the kernel, running no guest code).
+    idle_since: Option<u64>,
 }
 
 impl ExitTimer {
@@ -134,8 +138,14 @@ impl ExitTimer {
             decided: None,
             ran_at: None,
             lost_events: 0,
-            idle: false,
+            idle_since: None,
         }
+    }
+
+    /// The vCPU's last exit was an idle one and no entry followed: KVM_RUN
+    /// will block it in its halt until an interrupt comes.
+    pub fn idle_inside(&self) -> bool {
+        self.idle_since.is_some()
     }
 
     pub fn cycles_per_ns(&self) -> f64 {
@@ -196,15 +206,29 @@ impl ExitTimer {
             left: tsc,
             ..Default::default()
         };
-        if self.events.is_empty() && !lost && !self.idle {
-            // KVM_RUN returned without entering the guest: the next
-            // iteration of a string instruction on MMIO (the kernel
-            // emulates `rep movs`/`rep stos` one exit per element without
-            // resuming the guest in between), or a kick that came before
-            // the entry. The guest did not run: it stopped where the clock
-            // meant it to resume, and the time since is the VMM's. (After
-            // an idle exit KVM may have kept the vCPU blocked in its halt,
-            // where guest time passes: that case keeps the return time.)
+        if self.events.is_empty() && !lost {
+            // KVM_RUN returned without entering the guest. After an idle
+            // exit, the vCPU sat in its halt the whole time (KVM blocks a
+            // halted vCPU without entering the guest; an interrupt that
+            // woke it would have shown as an entry): it saw nothing since
+            // it halted, so it left at its halt, as one kicked out of a
+            // halt within the run does. Dated at the return instead, a
+            // halted vCPU kicked out again and again by another vCPU's
+            // timed accesses would stop the clock late every time, and the
+            // other vCPU would see its kick's cost on every access.
+            if let Some(at) = self.idle_since {
+                timing.left = at;
+                timing.halted = true;
+                self.decided = None;
+                self.ran_at = None;
+                return timing;
+            }
+            // Otherwise: the next iteration of a string instruction on MMIO
+            // (the kernel emulates `rep movs`/`rep stos` one exit per
+            // element without resuming the guest in between), or a kick
+            // that came before the entry. The guest did not run: it stopped
+            // where the clock meant it to resume, and the time since is the
+            // VMM's.
             if let Some((decided, assumed)) = self.decided.take() {
                 timing.left = decided.saturating_add(assumed).min(tsc);
             }
@@ -235,10 +259,14 @@ impl ExitTimer {
                 TraceKind::Exit { reason } => open_exit = Some((ev.time_ns, reason)),
             }
         }
+        if first_entry.is_some() {
+            self.idle_since = None;
+            timing.ran = true;
+        }
         if let Some((at, reason)) = open_exit {
             timing.left = to_tsc(at).saturating_sub(self.cal.exit_invisible_cycles);
             timing.halted = is_idle_exit(reason, self.amd);
-            self.idle = timing.halted;
+            self.idle_since = timing.halted.then_some(timing.left);
         }
         if let (Some(entry), Some((decided, assumed))) = (first_entry, self.decided.take()) {
             let entered = to_tsc(entry);
@@ -306,16 +334,28 @@ mod tests {
         // With events lost, an empty drain proves nothing: dated now.
         t.entering(70_000, 1_050);
         assert_eq!(t.account(90_000, 90_000, true).left, 90_000);
-        // After a HLT the vCPU may have been blocked in KVM: dated now.
+        // Kicked out of a HLT (left at 91 000, less the invisible part),
+        // then again before any entry: still in that halt, it left there.
         t.events = vec![TraceEvent {
             kind: TraceKind::Exit { reason: 0x78 },
             time_ns: 91_000,
         }];
-        assert!(t.account(92_000, 92_000, false).halted);
+        let halt = t.account(92_000, 92_000, false);
+        assert!(halt.halted);
+        assert_eq!(halt.left, 90_900);
         t.events.clear();
         t.entering(93_000, 1_050);
-        assert_eq!(t.account(99_000, 99_000, false).left, 99_000);
-        t.idle = false;
+        let again = t.account(99_000, 99_000, false);
+        assert!(again.halted);
+        assert_eq!(again.left, 90_900);
+        // An entry ends the halt.
+        t.entering(99_500, 1_050);
+        t.events = vec![TraceEvent {
+            kind: TraceKind::Entry,
+            time_ns: 99_700,
+        }];
+        assert!(!t.account(99_900, 99_900, false).halted);
+        assert_eq!(t.idle_since, None);
         // The guest ran: entered at 71 200, left at 80 000 (trace clock =
         // TSC here), less the invisible exit part.
         t.entering(71_000, 1_050);

@@ -218,6 +218,11 @@ impl SharedClock {
         {
             *slot = Some(me);
         }
+        // Waits for a release end as close to their deadline as the kernel
+        // allows (a thread's default timer slack is 50 µs).
+        // SAFETY: PR_SET_TIMERSLACK takes a plain integer and changes only
+        // this thread's timer slack.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
         let trace = match VcpuTrace::open(tid) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -231,6 +236,7 @@ impl SharedClock {
             clock: self.clone(),
             applied: None,
             rearmed: None,
+            sleep_lead_ns: SLEEP_LEAD_NS,
             log: ExitLog::open(index),
         }
     }
@@ -302,6 +308,8 @@ pub struct VcpuClock {
     rearmed: Option<u64>,
     /// Per-exit record, when asked for (`CXLVMM_CLOCK_LOG`).
     log: Option<ExitLog>,
+    /// How long before a release this thread stops sleeping and spins.
+    sleep_lead_ns: u64,
 }
 
 /// The longest [`GuestClock::stop_others`] waits for kicked vCPUs to leave
@@ -309,9 +317,31 @@ pub struct VcpuClock {
 /// running, and the guest sees the rest of the exit).
 const STOP_WAIT: Duration = Duration::from_millis(20);
 
-/// Spin (rather than sleep) for waits shorter than this many nanoseconds:
-/// a sleeping thread wakes tens of microseconds late.
-const SPIN_NS: u64 = 200_000;
+/// A vCPU inside KVM_RUN this long (nanoseconds) since it went in busy may
+/// have halted there: it is kicked out to find out (see
+/// [`Coordinator::to_stop_after`]).
+const STALE_NS: u64 = 1_000_000;
+
+/// Spin (rather than sleep) for waits shorter than this many nanoseconds
+/// beyond the sleep lead.
+const SPIN_NS: u64 = 50_000;
+
+/// How long before a wait's end a sleep is asked to end, at first and at
+/// most (nanoseconds): a sleeping thread wakes late, by tens of
+/// microseconds on a host, 150 µs and more in the nested rig.
+const SLEEP_LEAD_NS: u64 = 100_000;
+const MAX_SLEEP_LEAD_NS: u64 = 2_000_000;
+
+/// The next sleep lead after a sleep that ended `late_ns` after it was
+/// asked to: up at once to the lateness and a quarter more, down slowly.
+fn next_sleep_lead(lead: u64, late_ns: u64) -> u64 {
+    let want = late_ns + late_ns / 4;
+    if want > lead {
+        want.min(MAX_SLEEP_LEAD_NS)
+    } else {
+        (lead - (lead - want) / 16).max(SLEEP_LEAD_NS / 2)
+    }
+}
 
 impl VcpuClock {
     /// Right after KVM_RUN returned: when the guest stopped, and that
@@ -322,7 +352,13 @@ impl VcpuClock {
         if let Some(l) = self.log.as_mut() {
             l.host_ret = host_ret;
         }
-        let g = self.clock.lock().leave(self.index, t.left, t.halted);
+        let g = {
+            let mut c = self.clock.lock();
+            if t.ran {
+                c.woke_inside(self.index);
+            }
+            c.leave(self.index, t.left, t.halted)
+        };
         self.clock.changed.notify_all();
         (t, cycles_to_ps(g, self.clock.khz))
     }
@@ -343,7 +379,8 @@ impl VcpuClock {
                 latency_ps.map(|ps| ps_to_cycles(ps, self.clock.khz)),
             );
             if latency_ps.is_some() {
-                c.running_others(self.index)
+                let stale = (STALE_NS as f64 * self.clock.cal.cycles_per_ns) as u64;
+                c.to_stop_after(self.index, tsc::rdtsc(), self.timer.entry_delay(), stale)
             } else {
                 Vec::new()
             }
@@ -377,6 +414,7 @@ impl VcpuClock {
                 return Ok(false);
             }
             let mut c = self.clock.lock();
+            c.set_idle_inside(self.index, self.timer.idle_inside());
             decided = tsc::rdtsc();
             let debt_before = c.debt();
             match c.enter(self.index, decided, delay) {
@@ -431,15 +469,27 @@ impl VcpuClock {
 
     /// Waits for the host TSC to reach `target`, or for the clock's state
     /// to change (then the caller asks again).
-    fn wait_until(&self, target: u64) {
+    /// Sleeps until `sleep_lead_ns` before the target, then spins: the lead
+    /// follows how late this thread's sleeps end (in the nested rig 150 µs
+    /// and more; a release reached late shows in the guest).
+    fn wait_until(&mut self, target: u64) {
         let per_ns = self.clock.cal.cycles_per_ns.max(1e-3);
-        let left_ns = (target.saturating_sub(tsc::rdtsc()) as f64 / per_ns) as u64;
-        if left_ns > SPIN_NS {
+        let start = tsc::rdtsc();
+        let left_ns = (target.saturating_sub(start) as f64 / per_ns) as u64;
+        if left_ns > self.sleep_lead_ns + SPIN_NS {
+            let asked = left_ns - self.sleep_lead_ns;
             let c = self.clock.lock();
-            let _ = self
+            let (c, timeout) = self
                 .clock
                 .changed
-                .wait_timeout(c, Duration::from_nanos(left_ns - SPIN_NS / 2));
+                .wait_timeout(c, Duration::from_nanos(asked))
+                .unwrap_or_else(|e| e.into_inner());
+            drop(c);
+            if timeout.timed_out() {
+                let slept = (tsc::rdtsc().saturating_sub(start) as f64 / per_ns) as u64;
+                self.sleep_lead_ns =
+                    next_sleep_lead(self.sleep_lead_ns, slept.saturating_sub(asked));
+            }
             return;
         }
         while tsc::rdtsc() < target {
@@ -489,6 +539,17 @@ mod tests {
             assert!(cycles_to_ps(c, khz) >= ps, "{ps}");
             assert!(cycles_to_ps(c - 1, khz) < ps, "{ps}");
         }
+    }
+
+    #[test]
+    fn the_sleep_lead_follows_late_wakeups_up_at_once_and_down_slowly() {
+        // 160 µs late against a 100 µs lead: 200 µs at once.
+        assert_eq!(next_sleep_lead(100_000, 160_000), 200_000);
+        // On time: a sixteenth of the way down, never below half the start.
+        assert_eq!(next_sleep_lead(200_000, 0), 187_500);
+        assert_eq!(next_sleep_lead(50_000, 0), 50_000);
+        // Capped.
+        assert_eq!(next_sleep_lead(100_000, 10_000_000), MAX_SLEEP_LEAD_NS);
     }
 
     #[test]
