@@ -12,7 +12,8 @@
 //! Without `--topology` the topology is one x1 Gen3 68B device (a link a
 //! few vCPUs can saturate) with a 1 GiB timed window. The first timed
 //! window (else the first window) holds the buffers: 8 MiB chased, the
-//! rest of up to 64 MiB loaded.
+//! rest of up to 64 MiB loaded. `--chase-think-ns` puts guest time between
+//! the chaser's loads (0 by default).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -33,9 +34,17 @@ pub struct Options {
     pub loaders: usize,
     pub delays_ns: Vec<f64>,
     pub chase_loads: u64,
+    /// Guest time between the chaser's loads.
+    pub chase_think_ns: f64,
 }
 
-fn point(topo: &Topology, window: usize, loaders: usize, delay: f64, n: u64) -> LoadedLatencyPoint {
+fn point(
+    topo: &Topology,
+    window: usize,
+    loaders: usize,
+    delay: f64,
+    opts: &Options,
+) -> LoadedLatencyPoint {
     let mut e = Engine::new(topo);
     let base = e.address_map().window_base(window).unwrap_or(0);
     let size = topo.windows[window].size;
@@ -43,7 +52,8 @@ fn point(topo: &Topology, window: usize, loaders: usize, delay: f64, n: u64) -> 
     let load = (64u64 << 20).min(size - chase);
     let cfg = LoadedLatencyConfig {
         delay_ns: delay,
-        chase_loads: n,
+        chase_loads: opts.chase_loads,
+        chase_think_ns: opts.chase_think_ns,
         ..LoadedLatencyConfig::new(base, chase, load, loaders)
     };
     match loaded_latency(&mut e, &cfg) {
@@ -98,7 +108,7 @@ pub fn run(opts: &Options, out: &Path) -> std::io::Result<()> {
     for (label, color, pts) in runs {
         let mut xy = Vec::new();
         for (k, d) in pts {
-            let p = point(&topo, window, k, d, opts.chase_loads);
+            let p = point(&topo, window, k, d, opts);
             let _ = writeln!(
                 csv,
                 "{label},{k},{d},{:.2},{:.2},{:.2},{:.4},{:.4},{:.4}",

@@ -10,7 +10,7 @@
 //!   direct-attached device and behind one and two switches.
 //!
 //! `fabric-sweep --loaded-latency [--topology FILE] [--loaders K]
-//! [--delays NS,NS,...] [--chase-loads N] [OUT_DIR]` writes only
+//! [--delays NS,NS,...] [--chase-loads N] [--chase-think-ns NS] [OUT_DIR]` writes only
 //! `loaded-latency.svg/.csv/.json` instead (see `loaded.rs`).
 
 mod loaded;
@@ -57,7 +57,7 @@ fn hop_name(h: &Hop, t: &Topology) -> String {
 fn usage() -> ! {
     eprintln!(
         "usage: fabric-sweep [OUT_DIR]\n       fabric-sweep --loaded-latency [--topology FILE] \
-         [--loaders K] [--delays NS,NS,...] [--chase-loads N] [OUT_DIR]"
+         [--loaders K] [--delays NS,NS,...] [--chase-loads N] [--chase-think-ns NS] [OUT_DIR]"
     );
     std::process::exit(2)
 }
@@ -70,6 +70,7 @@ fn main() -> std::io::Result<()> {
         loaders: 4,
         delays_ns: vec![10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0],
         chase_loads: 20_000,
+        chase_think_ns: 0.0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -79,6 +80,13 @@ fn main() -> std::io::Result<()> {
             "--topology" => opts.topology = Some(value()),
             "--loaders" => opts.loaders = value().parse().unwrap_or_else(|_| usage()),
             "--chase-loads" => opts.chase_loads = value().parse().unwrap_or_else(|_| usage()),
+            "--chase-think-ns" => {
+                opts.chase_think_ns = value()
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                    .unwrap_or_else(|| usage())
+            }
             "--delays" => {
                 opts.delays_ns = value()
                     .split(',')
