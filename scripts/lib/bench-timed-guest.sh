@@ -1,5 +1,9 @@
 # Runs inside the guest for scripts/bench-timed (prepended: STEPS=N
-# LOADS=N). A region on the timed device as devdax; then for each step the
+# LOADS=N, or PART=loaded LOADS=N DELAYS=NS,...). A region on the timed
+# device as devdax. PART=loaded: the chaser alone, then beside one loader
+# with exponential delays of each mean in DELAYS (small buffers: with the
+# bench's slow media every word faulted in costs over a ms of guest time).
+# Otherwise, for each step the
 # guest prints "BENCH-MARK <step>", the host sets that step's parameters
 # through the control socket and answers with an injected event, whose
 # interrupt the guest waits for; then one per-load chase (median) and one
@@ -10,6 +14,13 @@ cxl create-region -m -t ram -d decoder0.0 -w 1 -g 4096 "$memdev" >/dev/null 2>&1
 dax=$(daxctl list | json_field chardev)
 daxctl reconfigure-device --mode=devdax --force "$dax" >/dev/null 2>&1
 [ -c "/dev/$dax" ] || exit 4
+if [ "${PART:-}" = loaded ]; then
+    common="-s 16K -n 64 -l $LOADS -w 100 --per-load --devdax /dev/$dax"
+    cxlvmm-lat loaded -k 0 -d 0 -c 0 $common --label loaded-idle || exit 6
+    cxlvmm-lat loaded -k 1 -d "$DELAYS" --exp-delay -b 16K -c 0,1 $common --label loaded || exit 6
+    echo "BENCH-MARK end"
+    exit 7
+fi
 pcidev=$(basename "$(readlink -f /sys/bus/cxl/devices/$memdev/..)")
 irqs() { awk -v d="$pcidev" 'index($0, d) { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts; }
 step=0
