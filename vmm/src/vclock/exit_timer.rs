@@ -168,6 +168,12 @@ impl ExitTimer {
         self.entry_path.quantile(ENTRY_QUANTILE) + self.cal.entry_invisible_cycles
     }
 
+    /// How much sooner than [`Self::entry_delay`] the guest may resume: the
+    /// predicted quantile less the quickest recent entry path.
+    pub fn early_margin(&self) -> u64 {
+        self.entry_path.quantile(ENTRY_QUANTILE) - self.entry_path.quantile(0.0)
+    }
+
     /// Records that the vCPU decided at host TSC `decided` to enter,
     /// having assumed `entry_delay`.
     pub fn entering(&mut self, decided: u64, entry_delay: u64) {

@@ -415,6 +415,7 @@ impl VcpuClock {
             }
             let mut c = self.clock.lock();
             c.set_idle_inside(self.index, self.timer.idle_inside());
+            c.set_early_margin(self.index, self.timer.early_margin());
             decided = tsc::rdtsc();
             let debt_before = c.debt();
             match c.enter(self.index, decided, delay) {
