@@ -279,13 +279,22 @@ impl GuestClock for SharedClock {
             return;
         };
         let others = self.lock().running_others(me);
-        if others.is_empty() {
+        self.kick_and_wait(&others);
+    }
+}
+
+impl SharedClock {
+    /// Kicks `vcpus` out of the guest and waits (at most [`STOP_WAIT`])
+    /// until they have left, so that the clock stops where the last of
+    /// them left rather than running on while the caller decides.
+    fn kick_and_wait(&self, vcpus: &[usize]) {
+        if vcpus.is_empty() {
             return;
         }
-        self.kick(&others);
+        self.kick(vcpus);
         let deadline = std::time::Instant::now() + STOP_WAIT;
         let mut c = self.lock();
-        while !c.running_others(me).is_empty() {
+        while vcpus.iter().any(|&j| c.is_running(j)) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 break;
@@ -386,9 +395,11 @@ impl VcpuClock {
             }
         };
         self.clock.changed.notify_all();
-        if !kick.is_empty() {
-            self.clock.kick(&kick);
-        }
+        // Waiting for them to be out keeps a release that is already due
+        // from being taken on a clock that still runs only because the
+        // kicked vCPUs have not left yet (in the rig a kick takes ~100 µs,
+        // and the guest saw all of it).
+        self.clock.kick_and_wait(&kick);
         let lost = std::mem::take(&mut self.timer.lost_events);
         if lost > 0 {
             self.clock.lost.fetch_add(lost, Ordering::Relaxed);
