@@ -20,19 +20,13 @@ import os
 import subprocess
 import sys
 
+from lat_results import lat_results
+
 out, log, model_idle, topology, delays = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
 LIMIT_PCT = 10.0
 SWEEP = os.environ.get("FABRIC_SWEEP", "target/release/fabric-sweep")
 
-text = open(log, "rb").read().decode(errors="replace").replace("\r", "")
-guest = {}
-for line in text.splitlines():
-    if line.startswith('{"tool":"cxlvmm-lat"'):
-        try:
-            j = json.loads(line)
-        except ValueError:
-            continue
-        guest[j.get("label")] = j
+guest = {j.get("label"): j for j in lat_results(log)}
 if "loaded" not in guest or "loaded-idle" not in guest:
     sys.exit(f"bench-timed: no loaded-latency results in {log}")
 idle = guest["loaded-idle"]["points"][0]

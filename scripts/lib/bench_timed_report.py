@@ -7,19 +7,15 @@ import re
 import subprocess
 import sys
 
+from lat_results import lat_results
+
 out, log = sys.argv[1], sys.argv[2]
 steps = [json.loads(l) for l in open(os.path.join(out, "timed-steps.jsonl"))]
-text = open(log, "rb").read().decode(errors="replace").replace("\r", "")
 guest = {}
-for line in text.splitlines():
-    if line.startswith('{"tool":"cxlvmm-lat"'):
-        try:
-            j = json.loads(line)
-        except ValueError:
-            continue
-        m = re.match(r"step(\d+)-(per-load|chunked)", j.get("label", ""))
-        if m:
-            guest[(int(m.group(1)), m.group(2))] = j
+for j in lat_results(log):
+    m = re.match(r"step(\d+)-(per-load|chunked)", j.get("label", ""))
+    if m:
+        guest[(int(m.group(1)), m.group(2))] = j
 
 
 def field(j, key):
