@@ -370,11 +370,6 @@ impl Coordinator {
         self.vcpus[i].idle_inside = idle;
     }
 
-    /// vCPU `i` is inside KVM_RUN.
-    pub fn is_running(&self, i: usize) -> bool {
-        self.vcpus[i].running
-    }
-
     /// vCPUs other than `i` inside KVM_RUN (to kick so the clock can stop).
     pub fn running_others(&self, i: usize) -> Vec<usize> {
         (0..self.vcpus.len())

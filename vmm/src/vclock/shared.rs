@@ -279,22 +279,13 @@ impl GuestClock for SharedClock {
             return;
         };
         let others = self.lock().running_others(me);
-        self.kick_and_wait(&others);
-    }
-}
-
-impl SharedClock {
-    /// Kicks `vcpus` out of the guest and waits (at most [`STOP_WAIT`])
-    /// until they have left, so that the clock stops where the last of
-    /// them left rather than running on while the caller decides.
-    fn kick_and_wait(&self, vcpus: &[usize]) {
-        if vcpus.is_empty() {
+        if others.is_empty() {
             return;
         }
-        self.kick(vcpus);
+        self.kick(&others);
         let deadline = std::time::Instant::now() + STOP_WAIT;
         let mut c = self.lock();
-        while vcpus.iter().any(|&j| c.is_running(j)) {
+        while !c.running_others(me).is_empty() {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 break;
