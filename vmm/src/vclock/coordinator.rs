@@ -426,11 +426,9 @@ impl Coordinator {
                     v.alone = false;
                 }
             }
-            let others_idle = (0..self.vcpus.len())
-                .filter(|&j| j != i && self.vcpus[j].running)
-                .all(|j| self.vcpus[j].idle_inside);
+            let alone = self.others_idle_inside(i);
             self.go(i, false, now);
-            self.vcpus[i].alone = others_idle;
+            self.vcpus[i].alone = alone;
             return Entry::Go {
                 offset: self.offset,
             };
@@ -512,12 +510,18 @@ impl Coordinator {
         self.stopped_at = None;
         self.latest_left = 0;
         self.go(i, true, now);
-        self.vcpus[i].alone = (0..self.vcpus.len())
-            .filter(|&j| j != i && self.vcpus[j].running)
-            .all(|j| self.vcpus[j].idle_inside);
+        self.vcpus[i].alone = self.others_idle_inside(i);
         Entry::Go {
             offset: self.offset,
         }
+    }
+
+    /// Every vCPU but `i` inside KVM_RUN sits halted there (true when none
+    /// is inside): `i` runs alone.
+    fn others_idle_inside(&self, i: usize) -> bool {
+        (0..self.vcpus.len())
+            .filter(|&j| j != i && self.vcpus[j].running)
+            .all(|j| self.vcpus[j].idle_inside)
     }
 
     fn go(&mut self, i: usize, restarted: bool, now: u64) {
