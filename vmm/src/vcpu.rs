@@ -185,7 +185,7 @@ fn complete_failed_emulation(
     insn: &[u8],
     issue_ps: Option<u64>,
 ) -> Option<Option<u64>> {
-    use crate::vector_mmio::{emulate, KvmCpu, Outcome};
+    use crate::vector_mmio::{emulate, KvmCpu, Outcome, VcpuView};
     let mut cpu = KvmCpu::new(vcpu, &shared.mem).ok()?;
     let mut path = ExitPath { shared, issue_ps };
     match emulate(&mut cpu, insn, &mut path) {
@@ -193,7 +193,12 @@ fn complete_failed_emulation(
             cpu.commit().ok()?;
             Some(latency_ps)
         }
-        Outcome::Declined(_) if cpu.user_mode() => {
+        Outcome::Declined(why) if cpu.user_mode() => {
+            log::warn!(
+                "instruction at {:#x} ({insn:02x?}) touches trapped or timed memory and is not \
+                 emulated ({why}): #UD to the guest process",
+                cpu.rip()
+            );
             let mut events = vcpu.get_vcpu_events().ok()?;
             events.exception.injected = 1;
             events.exception.nr = UD_VECTOR;

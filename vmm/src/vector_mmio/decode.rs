@@ -28,8 +28,24 @@
 //! | 66 0F DB / DF / EB / EF | `pand` / `pandn` / `por` / `pxor` |
 //! | 66 0F FC / F8 | `paddb` / `psubb` |
 //!
+//! and the floating-point arithmetic, compares and conversions compilers
+//! emit for `double` and `float` code with an operand in memory (a spilled
+//! local, a field), run on the host CPU ([`super::host_sse`]):
+//!
+//! | encoding (none / 66 / F3 / F2 = ps / pd / ss / sd) | instructions |
+//! |---|---|
+//! | 0F 51, 58, 59, 5C, 5D, 5E, 5F | `sqrt`, `add`, `mul`, `sub`, `min`, `div`, `max` |
+//! | 0F C2 ib | `cmpPRED` (predicates 0–7) |
+//! | (66) 0F 54–57, 14, 15 | `and`, `andn`, `or`, `xor`, `unpckl`, `unpckh` (packed) |
+//! | 0F 5A; 0F 5B; 0F E6 | `cvtss2sd` and the other float/double and packed integer conversions |
+//! | F3/F2 (REX.W) 0F 2A | `cvtsi2ss`/`cvtsi2sd` from m32/m64 |
+//! | F3/F2 (REX.W) 0F 2C / 2D | `cvttss2si`/`cvtss2si`/`cvttsd2si`/`cvtsd2si` into r32/r64 |
+//! | (66) 0F 2E / 2F | `ucomiss`/`ucomisd`/`comiss`/`comisd` (RFLAGS) |
+//!
 //! Only the memory forms (ModRM.mod ≠ 3), in 64-bit mode. Anything else is
 //! left to the caller (KVM's own #UD for a user process).
+
+use super::host_sse::{HostInsn, IntConvert, Kind};
 
 /// Which part of the XMM register a memory access reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +183,27 @@ impl MemOperand {
     }
 }
 
+/// An SSE computation with a memory source, run on the host CPU
+/// ([`super::host_sse`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostOp {
+    pub insn: HostInsn,
+    /// Where the result goes.
+    pub result: HostResult,
+    /// The memory operand is an integer (RAX), not XMM bytes.
+    pub integer_source: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostResult {
+    /// The XMM register named by ModRM.reg.
+    Xmm,
+    /// The general register named by ModRM.reg (a conversion to integer).
+    Gpr,
+    /// ZF, PF and CF (OF, SF and AF cleared): the scalar compares.
+    Flags,
+}
+
 /// One decoded move between an XMM register and memory, or an operation
 /// on an XMM register with a memory source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +211,8 @@ pub struct VectorMove {
     /// Instruction length in bytes.
     pub len: usize,
     pub store: bool,
-    /// XMM register number (0–15).
+    /// ModRM.reg with REX.R: the XMM register (0–15), or the general
+    /// register a [`HostResult::Gpr`] operation writes.
     pub xmm: u8,
     /// Bytes of memory accessed.
     pub width: usize,
@@ -182,6 +220,16 @@ pub struct VectorMove {
     pub mem: MemOperand,
     /// `xmm = xmm OP m128` instead of a load (16 bytes, aligned).
     pub combine: Option<PackedOp>,
+    /// A floating-point or conversion operation instead of a load.
+    pub host: Option<HostOp>,
+}
+
+impl VectorMove {
+    /// Legacy SSE raises #GP for an m128 operand of these that is not
+    /// 16-byte aligned (all but the moves, which KVM or [`Lanes`] cover).
+    pub fn needs_alignment(&self) -> bool {
+        self.combine.is_some() || (self.host.is_some() && self.width == 16)
+    }
 }
 
 /// The mandatory prefix of an SSE opcode.
@@ -212,6 +260,104 @@ fn operation(prefix: Mandatory, op: u8, rex_w: bool) -> Option<(bool, usize, Lan
         (P66, 0xd6) => (true, 8, LowHalf),
         _ => return Option::None,
     })
+}
+
+/// (operation, operand bytes, result, integer source, imm8 follows) of the
+/// floating-point and conversion opcodes completed on the host.
+fn host_operation(prefix: Mandatory, op: u8, rex_w: bool) -> Option<(HostOp, usize)> {
+    use HostInsn::*;
+    let kind = match prefix {
+        Mandatory::None => Kind::Ps,
+        Mandatory::P66 => Kind::Pd,
+        Mandatory::F3 => Kind::Ss,
+        Mandatory::F2 => Kind::Sd,
+    };
+    let packed = matches!(kind, Kind::Ps | Kind::Pd);
+    let width = match kind {
+        Kind::Ps | Kind::Pd => 16,
+        Kind::Ss => 4,
+        Kind::Sd => 8,
+    };
+    let int_width = if rex_w { 8 } else { 4 };
+    let (insn, width, result, integer_source) = match op {
+        0x51 => (Sqrt(kind), width, HostResult::Xmm, false),
+        0x58 => (Add(kind), width, HostResult::Xmm, false),
+        0x59 => (Mul(kind), width, HostResult::Xmm, false),
+        0x5c => (Sub(kind), width, HostResult::Xmm, false),
+        0x5d => (Min(kind), width, HostResult::Xmm, false),
+        0x5e => (Div(kind), width, HostResult::Xmm, false),
+        0x5f => (Max(kind), width, HostResult::Xmm, false),
+        0xc2 => (Cmp(kind, 0), width, HostResult::Xmm, false),
+        0x54 if packed => (And(kind), 16, HostResult::Xmm, false),
+        0x55 if packed => (AndNot(kind), 16, HostResult::Xmm, false),
+        0x56 if packed => (Or(kind), 16, HostResult::Xmm, false),
+        0x57 if packed => (Xor(kind), 16, HostResult::Xmm, false),
+        0x14 if packed => (UnpackLow(kind), 16, HostResult::Xmm, false),
+        0x15 if packed => (UnpackHigh(kind), 16, HostResult::Xmm, false),
+        // cvtps2pd reads two singles (m64); the others their source width.
+        0x5a => (
+            Convert(kind),
+            if kind == Kind::Ps { 8 } else { width },
+            HostResult::Xmm,
+            false,
+        ),
+        0x5b => {
+            let c = match prefix {
+                Mandatory::None => IntConvert::Dq2Ps,
+                Mandatory::P66 => IntConvert::Ps2Dq,
+                Mandatory::F3 => IntConvert::TPs2Dq,
+                Mandatory::F2 => return None,
+            };
+            (ConvertInt(c), 16, HostResult::Xmm, false)
+        }
+        0xe6 => {
+            let (c, w) = match prefix {
+                Mandatory::F3 => (IntConvert::Dq2Pd, 8),
+                Mandatory::P66 => (IntConvert::TPd2Dq, 16),
+                Mandatory::F2 => (IntConvert::Pd2Dq, 16),
+                Mandatory::None => return None,
+            };
+            (ConvertInt(c), w, HostResult::Xmm, false)
+        }
+        // Without F2/F3 these are the MMX forms.
+        0x2a if !packed => (
+            FromInt {
+                double: kind == Kind::Sd,
+                wide: rex_w,
+            },
+            int_width,
+            HostResult::Xmm,
+            true,
+        ),
+        0x2c | 0x2d if !packed => (
+            ToInt {
+                double: kind == Kind::Sd,
+                wide: rex_w,
+                truncate: op == 0x2c,
+            },
+            width,
+            HostResult::Gpr,
+            false,
+        ),
+        0x2e | 0x2f if packed => (
+            Compare {
+                double: kind == Kind::Pd,
+                unordered: op == 0x2e,
+            },
+            if kind == Kind::Pd { 8 } else { 4 },
+            HostResult::Flags,
+            false,
+        ),
+        _ => return None,
+    };
+    Some((
+        HostOp {
+            insn,
+            result,
+            integer_source,
+        },
+        width,
+    ))
 }
 
 /// Decodes `bytes` (as fetched at RIP, 64-bit mode) if it is one of the
@@ -259,9 +405,18 @@ pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
         Mandatory::P66 => PackedOp::from_opcode(op),
         _ => None,
     };
+    let rex_w = rex & 0x08 != 0;
+    let mut host = None;
     let (store, width, lanes) = match combine {
         Some(_) => (false, 16, Lanes::LowClearRest),
-        None => operation(prefix, op, rex & 0x08 != 0)?,
+        None => match operation(prefix, op, rex_w) {
+            Some(o) => o,
+            None => {
+                let (h, width) = host_operation(prefix, op, rex_w)?;
+                host = Some(h);
+                (false, width, Lanes::LowClearRest)
+            }
+        },
     };
     let modrm = *bytes.get(at)?;
     at += 1;
@@ -309,6 +464,14 @@ pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
         _ => 0,
     };
     at += disp_len;
+    // The compares' predicate (imm8; legacy SSE uses bits 2:0).
+    if let Some(h) = host.as_mut() {
+        if let HostInsn::Cmp(kind, _) = h.insn {
+            let imm = *bytes.get(at)?;
+            at += 1;
+            h.insn = HostInsn::Cmp(kind, imm & 7);
+        }
+    }
     (at <= 15).then_some(VectorMove {
         len: at,
         store,
@@ -317,5 +480,6 @@ pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
         lanes,
         mem,
         combine,
+        host,
     })
 }

@@ -13,6 +13,8 @@ use crate::memory::GuestMemory;
 const EFER_LMA: u64 = 1 << 10;
 /// XMM0 in the XSAVE area's legacy region (Intel SDM vol. 1, 13.4.1).
 const XMM0_OFFSET: usize = 160;
+/// MXCSR in the XSAVE area's legacy region, as a 32-bit word index.
+const MXCSR_WORD: usize = 24 / 4;
 /// XSTATE_BV, first word of the XSAVE header (at byte 512).
 const XSTATE_BV_WORD: usize = 512 / 4;
 /// XSTATE_BV bit of the SSE (XMM) component.
@@ -112,6 +114,53 @@ impl VcpuView for KvmCpu<'_> {
     fn set_rip(&mut self, rip: u64) {
         self.regs.rip = rip;
         self.regs_changed = true;
+    }
+
+    fn set_gpr(&mut self, i: u8, v: u64) {
+        let r = &mut self.regs;
+        let slot = match i & 15 {
+            0 => &mut r.rax,
+            1 => &mut r.rcx,
+            2 => &mut r.rdx,
+            3 => &mut r.rbx,
+            4 => &mut r.rsp,
+            5 => &mut r.rbp,
+            6 => &mut r.rsi,
+            7 => &mut r.rdi,
+            8 => &mut r.r8,
+            9 => &mut r.r9,
+            10 => &mut r.r10,
+            11 => &mut r.r11,
+            12 => &mut r.r12,
+            13 => &mut r.r13,
+            14 => &mut r.r14,
+            _ => &mut r.r15,
+        };
+        *slot = v;
+        self.regs_changed = true;
+    }
+
+    fn rflags(&self) -> u64 {
+        self.regs.rflags
+    }
+
+    fn set_rflags(&mut self, v: u64) {
+        self.regs.rflags = v;
+        self.regs_changed = true;
+    }
+
+    fn mxcsr(&self) -> u32 {
+        self.xsave.region[MXCSR_WORD]
+    }
+
+    fn set_mxcsr(&mut self, v: u32) {
+        self.xsave.region[MXCSR_WORD] = v;
+        // KVM_SET_XSAVE takes MXCSR only with the SSE (or x87, AVX)
+        // component present (arch/x86/kernel/fpu/xstate.c,
+        // copy_uabi_to_xstate); the XMM registers it then also takes are
+        // the ones KVM_GET_XSAVE wrote.
+        self.xsave.region[XSTATE_BV_WORD] |= XSTATE_SSE;
+        self.xmm_changed = true;
     }
 
     fn translate(&self, linear: u64) -> Option<u64> {

@@ -24,11 +24,12 @@
 //! naming the place for the kernel.
 
 pub mod decode;
+pub mod host_sse;
 mod kvm_cpu;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode, Lanes, PackedOp, Segment, VectorMove};
+pub use decode::{decode, HostOp, HostResult, Lanes, PackedOp, Segment, VectorMove};
 pub use kvm_cpu::KvmCpu;
 
 /// The vCPU state an emulated move reads and changes.
@@ -42,6 +43,12 @@ pub trait VcpuView {
     fn xmm(&self, i: u8) -> [u8; 16];
     fn set_xmm(&mut self, i: u8, v: [u8; 16]);
     fn set_rip(&mut self, rip: u64);
+    /// General register `i` (0–15, rax … r15).
+    fn set_gpr(&mut self, i: u8, v: u64);
+    fn rflags(&self) -> u64;
+    fn set_rflags(&mut self, v: u64);
+    fn mxcsr(&self) -> u32;
+    fn set_mxcsr(&mut self, v: u32);
     /// The guest-physical address of a linear address, or None if the
     /// page tables do not map it. (Permissions are not checked: the
     /// hardware's own walk already allowed the access that faulted, and
@@ -79,7 +86,7 @@ pub fn emulate(cpu: &mut impl VcpuView, insn: &[u8], mem: &mut impl PhysicalAcce
     let next_rip = cpu.rip().wrapping_add(mv.len as u64);
     let segment_base = cpu.segment_base(mv.mem.segment);
     let linear = mv.mem.linear(&cpu.gpr(), next_rip, segment_base);
-    if mv.combine.is_some() && linear % 16 != 0 {
+    if mv.needs_alignment() && linear % 16 != 0 {
         // The CPU raises #GP for an unaligned legacy-SSE m128 operand.
         return Outcome::Declined("unaligned 16-byte operand");
     }
@@ -112,6 +119,15 @@ pub fn emulate(cpu: &mut impl VcpuView, insn: &[u8], mem: &mut impl PhysicalAcce
         for &(gpa, off, run) in &pieces {
             charge(mem.read(gpa, &mut buf[off..off + run]));
         }
+        if let Some(op) = mv.host {
+            if let Err(why) = run_on_host(cpu, &mv, op, buf) {
+                return Outcome::Declined(why);
+            }
+            cpu.set_rip(next_rip);
+            return Outcome::Emulated {
+                latency_ps: latency,
+            };
+        }
         match mv.combine {
             Some(op) => reg = op.apply(reg, buf),
             None => {
@@ -127,4 +143,48 @@ pub fn emulate(cpu: &mut impl VcpuView, insn: &[u8], mem: &mut impl PhysicalAcce
     Outcome::Emulated {
         latency_ps: latency,
     }
+}
+
+/// RFLAGS bits the scalar compares write: CF, PF, ZF (set from the
+/// result), AF, SF, OF (cleared).
+const COMPARE_FLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x800;
+
+/// Completes a [`HostOp`] whose memory operand is `operand` (its low
+/// `mv.width` bytes): runs it on the host with the guest's register and
+/// MXCSR, then writes back its result and the exception flags it raised.
+fn run_on_host(
+    cpu: &mut impl VcpuView,
+    mv: &VectorMove,
+    op: HostOp,
+    operand: [u8; 16],
+) -> Result<(), &'static str> {
+    let mxcsr = cpu.mxcsr();
+    let (src, gpr) = if op.integer_source {
+        let mut w = [0u8; 8];
+        w[..mv.width.min(8)].copy_from_slice(&operand[..mv.width.min(8)]);
+        ([0; 16], u64::from_le_bytes(w))
+    } else {
+        (operand, 0)
+    };
+    let dst = match op.result {
+        HostResult::Gpr => [0; 16],
+        _ => cpu.xmm(mv.xmm),
+    };
+    let mut state = host_sse::HostSse::new(dst, src, gpr, mxcsr);
+    host_sse::run(op.insn, &mut state);
+    if state.unmasked_exception(mxcsr) {
+        return Err("an unmasked SIMD floating-point exception (#XM)");
+    }
+    match op.result {
+        HostResult::Xmm => cpu.set_xmm(mv.xmm, state.dst),
+        HostResult::Gpr => cpu.set_gpr(mv.xmm, state.gpr),
+        HostResult::Flags => {
+            let flags = (cpu.rflags() & !COMPARE_FLAGS) | (state.rflags & (0x1 | 0x4 | 0x40));
+            cpu.set_rflags(flags);
+        }
+    }
+    if state.mxcsr != mxcsr {
+        cpu.set_mxcsr(state.mxcsr);
+    }
+    Ok(())
 }

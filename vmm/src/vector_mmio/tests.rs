@@ -144,9 +144,10 @@ fn random_bytes_never_panic() {
         b[(x >> 40) as usize % 4] = 0x0f;
         if let Some(m) = decode(&b) {
             assert!(m.len <= 15 && m.xmm < 16);
-            match m.combine {
-                Some(_) => assert_eq!((m.width, m.store), (16, false)),
-                None => assert!(matches!(m.width, 4 | 8)),
+            match (m.combine, m.host) {
+                (Some(_), _) => assert_eq!((m.width, m.store), (16, false)),
+                (None, Some(_)) => assert!(matches!(m.width, 4 | 8 | 16) && !m.store),
+                (None, None) => assert!(matches!(m.width, 4 | 8)),
             }
         }
     }
@@ -158,6 +159,8 @@ struct FakeCpu {
     long_mode: bool,
     xmm: [[u8; 16]; 16],
     fs: u64,
+    rflags: u64,
+    mxcsr: u32,
     /// Linear page → guest-physical page.
     pages: HashMap<u64, u64>,
 }
@@ -170,6 +173,8 @@ impl FakeCpu {
             long_mode: true,
             xmm: [[0; 16]; 16],
             fs: 0,
+            rflags: 0x202,
+            mxcsr: 0x1f80,
             pages: HashMap::new(),
         }
     }
@@ -199,6 +204,21 @@ impl VcpuView for FakeCpu {
     }
     fn set_rip(&mut self, rip: u64) {
         self.rip = rip;
+    }
+    fn set_gpr(&mut self, i: u8, v: u64) {
+        self.gpr[usize::from(i)] = v;
+    }
+    fn rflags(&self) -> u64 {
+        self.rflags
+    }
+    fn set_rflags(&mut self, v: u64) {
+        self.rflags = v;
+    }
+    fn mxcsr(&self) -> u32 {
+        self.mxcsr
+    }
+    fn set_mxcsr(&mut self, v: u32) {
+        self.mxcsr = v;
     }
     fn translate(&self, linear: u64) -> Option<u64> {
         self.pages
@@ -459,4 +479,214 @@ fn a_packed_compare_reads_16_aligned_bytes_and_updates_only_its_register() {
     assert!(matches!(out, Outcome::Declined(_)));
     assert!(mem.accesses.is_empty());
     assert_eq!(cpu.rip, 0x40_0000);
+}
+
+/// A vCPU with page 0x7000 mapped at 0x7000, and memory holding `bytes` at
+/// guest-physical `at`.
+fn fp_setup(at: u64, bytes: &[u8]) -> (FakeCpu, FakeMemory) {
+    let mut cpu = FakeCpu::new();
+    cpu.pages.insert(0x7000, 0x7000);
+    let mut m = FakeMemory::default();
+    for (i, b) in bytes.iter().enumerate() {
+        m.bytes.insert(at + i as u64, *b);
+    }
+    (cpu, m)
+}
+
+fn low_f64(x: [u8; 16]) -> f64 {
+    f64::from_le_bytes(x[..8].try_into().unwrap())
+}
+
+fn with_low_f64(mut x: [u8; 16], v: f64) -> [u8; 16] {
+    x[..8].copy_from_slice(&v.to_le_bytes());
+    x
+}
+
+#[test]
+fn scalar_double_arithmetic_with_a_stack_operand_runs_on_the_host() {
+    // addsd 0x8(%rsp),%xmm0: a spilled double added to a register.
+    let (mut cpu, mut m) = fp_setup(0x7008, &2.5f64.to_le_bytes());
+    cpu.gpr[4] = 0x7000;
+    cpu.xmm[0] = with_low_f64(pattern(0x40), 1.25);
+    let insn = [0xf2, 0x0f, 0x58, 0x44, 0x24, 0x08];
+    let out = emulate(&mut cpu, &insn, &mut m);
+    assert_eq!(
+        out,
+        Outcome::Emulated {
+            latency_ps: Some(1000)
+        }
+    );
+    assert_eq!(low_f64(cpu.xmm[0]), 3.75);
+    assert_eq!(cpu.xmm[0][8..], pattern(0x40)[8..], "the high lane is kept");
+    assert_eq!(cpu.rip, 0x40_0006);
+    assert_eq!(m.accesses, vec![(0x7008, 8, false)]);
+    // Exact: no exception flag raised.
+    assert_eq!(cpu.mxcsr, 0x1f80);
+
+    // divsd (%rax),%xmm1: 1/3 is inexact, and MXCSR says so (PE, bit 5).
+    let (mut cpu, mut m) = fp_setup(0x7100, &3.0f64.to_le_bytes());
+    cpu.gpr[0] = 0x7100;
+    cpu.xmm[1] = with_low_f64([0; 16], 1.0);
+    emulate(&mut cpu, &[0xf2, 0x0f, 0x5e, 0x08], &mut m);
+    assert_eq!(low_f64(cpu.xmm[1]), 1.0 / 3.0);
+    assert_eq!(cpu.mxcsr, 0x1f80 | 0x20);
+}
+
+#[test]
+fn conversions_to_integers_write_the_general_register_in_the_guests_rounding() {
+    // cvtsd2si (%rax),%rdx of 2.5: 2 to nearest even, 3 rounding up.
+    let insn = [0xf2, 0x48, 0x0f, 0x2d, 0x10];
+    let (mut cpu, mut m) = fp_setup(0x7000, &2.5f64.to_le_bytes());
+    cpu.gpr[0] = 0x7000;
+    emulate(&mut cpu, &insn, &mut m);
+    assert_eq!(cpu.gpr[2], 2);
+    assert_eq!(cpu.rip, 0x40_0005);
+    let (mut cpu, mut m) = fp_setup(0x7000, &2.5f64.to_le_bytes());
+    cpu.gpr[0] = 0x7000;
+    cpu.mxcsr = 0x1f80 | 0x4000; // RC = round up
+    emulate(&mut cpu, &insn, &mut m);
+    assert_eq!(cpu.gpr[2], 3);
+    assert_eq!(cpu.mxcsr, 0x1f80 | 0x4000 | 0x20, "inexact, mode kept");
+
+    // cvttsd2si (%rax),%edx of -1.9: -1 in EDX, RDX's upper half cleared.
+    let (mut cpu, mut m) = fp_setup(0x7000, &(-1.9f64).to_le_bytes());
+    cpu.gpr[0] = 0x7000;
+    cpu.gpr[2] = u64::MAX;
+    emulate(&mut cpu, &[0xf2, 0x0f, 0x2c, 0x10], &mut m);
+    assert_eq!(cpu.gpr[2], 0xffff_ffff);
+
+    // cvttss2si (%r8),%r11
+    let (mut cpu, mut m) = fp_setup(0x7040, &(-7.75f32).to_le_bytes());
+    cpu.gpr[8] = 0x7040;
+    emulate(&mut cpu, &[0xf3, 0x4d, 0x0f, 0x2c, 0x18], &mut m);
+    assert_eq!(cpu.gpr[11], (-7i64) as u64);
+    assert_eq!(m.accesses, vec![(0x7040, 4, false)]);
+}
+
+#[test]
+fn conversions_from_integers_and_between_widths() {
+    // cvtsi2sdq 0x10(%rbx),%xmm2
+    let (mut cpu, mut m) = fp_setup(0x7010, &(-5i64).to_le_bytes());
+    cpu.gpr[3] = 0x7000;
+    cpu.xmm[2] = pattern(9);
+    emulate(&mut cpu, &[0xf2, 0x48, 0x0f, 0x2a, 0x53, 0x10], &mut m);
+    assert_eq!(low_f64(cpu.xmm[2]), -5.0);
+    assert_eq!(cpu.xmm[2][8..], pattern(9)[8..]);
+    // cvtss2sd (%rax),%xmm5
+    let (mut cpu, mut m) = fp_setup(0x7000, &1.5f32.to_le_bytes());
+    cpu.gpr[0] = 0x7000;
+    emulate(&mut cpu, &[0xf3, 0x0f, 0x5a, 0x28], &mut m);
+    assert_eq!(low_f64(cpu.xmm[5]), 1.5);
+    // cvtdq2pd (%rax),%xmm6: two 32-bit integers, 8 bytes, no alignment.
+    let mut two = (-3i32).to_le_bytes().to_vec();
+    two.extend_from_slice(&40i32.to_le_bytes());
+    let (mut cpu, mut m) = fp_setup(0x7004, &two);
+    cpu.gpr[0] = 0x7004;
+    emulate(&mut cpu, &[0xf3, 0x0f, 0xe6, 0x30], &mut m);
+    assert_eq!(low_f64(cpu.xmm[6]), -3.0);
+    assert_eq!(
+        f64::from_le_bytes(cpu.xmm[6][8..].try_into().unwrap()),
+        40.0
+    );
+}
+
+#[test]
+fn scalar_compares_set_zf_pf_cf_and_clear_the_rest() {
+    let ucomisd = [0x66, 0x0f, 0x2e, 0x00];
+    // 1.0 against 2.0: below (CF), other arithmetic flags cleared, IF kept.
+    let (mut cpu, mut m) = fp_setup(0x7000, &2.0f64.to_le_bytes());
+    cpu.gpr[0] = 0x7000;
+    cpu.rflags = 0x202 | 0x800 | 0x80; // OF and SF set before
+    cpu.xmm[0] = with_low_f64([0; 16], 1.0);
+    emulate(&mut cpu, &ucomisd, &mut m);
+    assert_eq!(cpu.rflags, 0x202 | 0x1);
+    // Against NaN: unordered, ZF PF CF all set.
+    let (mut cpu, mut m) = fp_setup(0x7000, &f64::NAN.to_le_bytes());
+    cpu.gpr[0] = 0x7000;
+    cpu.xmm[0] = with_low_f64([0; 16], 1.0);
+    emulate(&mut cpu, &ucomisd, &mut m);
+    assert_eq!(cpu.rflags, 0x202 | 0x1 | 0x4 | 0x40);
+    // comiss (%rax),%xmm9: equal.
+    let (mut cpu, mut m) = fp_setup(0x7000, &0.5f32.to_le_bytes());
+    cpu.gpr[0] = 0x7000;
+    cpu.xmm[9][..4].copy_from_slice(&0.5f32.to_le_bytes());
+    emulate(&mut cpu, &[0x44, 0x0f, 0x2f, 0x08], &mut m);
+    assert_eq!(cpu.rflags, 0x202 | 0x40);
+    assert_eq!(m.accesses, vec![(0x7000, 4, false)]);
+}
+
+#[test]
+fn compares_with_a_predicate_and_packed_operations() {
+    // cmpltsd (%rax),%xmm3: imm8 1 is part of the instruction.
+    let (mut cpu, mut m) = fp_setup(0x7000, &2.0f64.to_le_bytes());
+    cpu.gpr[0] = 0x7000;
+    cpu.xmm[3] = with_low_f64(pattern(3), 1.0);
+    emulate(&mut cpu, &[0xf2, 0x0f, 0xc2, 0x18, 0x01], &mut m);
+    assert_eq!(cpu.xmm[3][..8], [0xff; 8]);
+    assert_eq!(cpu.xmm[3][8..], pattern(3)[8..]);
+    assert_eq!(cpu.rip, 0x40_0005);
+    // mulpd (%rax),%xmm4: both lanes, 16 aligned bytes.
+    let mut pair = 3.0f64.to_le_bytes().to_vec();
+    pair.extend_from_slice(&(-0.5f64).to_le_bytes());
+    let (mut cpu, mut m) = fp_setup(0x7020, &pair);
+    cpu.gpr[0] = 0x7020;
+    let mut x = with_low_f64([0; 16], 2.0);
+    x[8..].copy_from_slice(&8.0f64.to_le_bytes());
+    cpu.xmm[4] = x;
+    emulate(&mut cpu, &[0x66, 0x0f, 0x59, 0x20], &mut m);
+    assert_eq!(low_f64(cpu.xmm[4]), 6.0);
+    assert_eq!(
+        f64::from_le_bytes(cpu.xmm[4][8..].try_into().unwrap()),
+        -4.0
+    );
+    assert_eq!(m.accesses, vec![(0x7020, 16, false)]);
+    // Unaligned: the CPU raises #GP; declined, nothing read or changed.
+    let (mut cpu, mut m) = fp_setup(0x7028, &pair);
+    cpu.gpr[0] = 0x7028;
+    let before = cpu.xmm;
+    assert!(matches!(
+        emulate(&mut cpu, &[0x66, 0x0f, 0x59, 0x20], &mut m),
+        Outcome::Declined(_)
+    ));
+    assert_eq!((cpu.xmm, cpu.rip), (before, 0x40_0000));
+    assert!(m.accesses.is_empty());
+}
+
+#[test]
+fn an_unmasked_exception_is_declined_and_changes_nothing() {
+    // divsd (%rax),%xmm1 by zero with ZM cleared: the CPU would raise #XM.
+    let (mut cpu, mut m) = fp_setup(0x7000, &0.0f64.to_le_bytes());
+    cpu.gpr[0] = 0x7000;
+    cpu.mxcsr = 0x1f80 & !0x200;
+    cpu.xmm[1] = with_low_f64([0; 16], 1.0);
+    assert!(matches!(
+        emulate(&mut cpu, &[0xf2, 0x0f, 0x5e, 0x08], &mut m),
+        Outcome::Declined(_)
+    ));
+    assert_eq!(low_f64(cpu.xmm[1]), 1.0);
+    assert_eq!((cpu.rip, cpu.mxcsr), (0x40_0000, 0x1f80 & !0x200));
+    // Masked (the default): infinity, and ZE flagged.
+    let (mut cpu, mut m) = fp_setup(0x7000, &0.0f64.to_le_bytes());
+    cpu.gpr[0] = 0x7000;
+    cpu.xmm[1] = with_low_f64([0; 16], 1.0);
+    emulate(&mut cpu, &[0xf2, 0x0f, 0x5e, 0x08], &mut m);
+    assert_eq!(low_f64(cpu.xmm[1]), f64::INFINITY);
+    assert_eq!(cpu.mxcsr, 0x1f80 | 0x4);
+}
+
+#[test]
+fn decodes_the_floating_point_forms_and_their_lengths() {
+    // andpd 0x10(%rip),%xmm7
+    let m = dec(&[0x66, 0x0f, 0x54, 0x3d, 0x10, 0, 0, 0]);
+    assert_eq!((m.len, m.xmm, m.width), (8, 7, 16));
+    assert!(m.mem.rip_relative && m.needs_alignment());
+    // sqrtss -0x4(%rbp),%xmm1: scalar, 4 bytes, no alignment.
+    let m = dec(&[0xf3, 0x0f, 0x51, 0x4d, 0xfc]);
+    assert_eq!((m.len, m.xmm, m.width), (5, 1, 4));
+    assert!(!m.needs_alignment());
+    // The register forms and the MMX conversions are not ours.
+    assert_eq!(decode(&[0xf2, 0x0f, 0x58, 0xc1]), None); // addsd %xmm1,%xmm0
+    assert_eq!(decode(&[0x0f, 0x2a, 0x00]), None); // cvtpi2ps (%rax),%xmm0
+                                                   // cmpsd needs its imm8.
+    assert_eq!(decode(&[0xf2, 0x0f, 0xc2, 0x18]), None);
 }
