@@ -9,6 +9,14 @@
 //! windows exist the guest is told they are absent: its kernel leaves them
 //! out of XCR0 and its C library falls back to SSE2 and `rep movs`.
 //!
+//! SSSE3, SSE 4.1 and SSE 4.2 go as well: glibc's string functions pick
+//! variants by them whose memory operands are instructions no emulator on
+//! the exit path completes (seen: `__strcmp_sse42`'s `pcmpistri
+//! $0x1a,(%rsi,%rdx,1),%xmm0`, SIGILL in a process whose data lay on a
+//! timed node); without them it takes its SSE2 variants, whose loads and
+//! compares KVM or `vector_mmio` complete. Code built for the x86-64
+//! baseline (Debian's) never needs them.
+//!
 //! The fast-string features go too. KVM completes a `rep movs`/`rep stos`
 //! on MMIO one element at a time, one exit each; with ERMS or FSRM the
 //! guest kernel zeroes pages and copies to and from user space with byte
@@ -31,8 +39,8 @@ pub fn needed(topo: Option<&Topology>) -> bool {
     })
 }
 
-/// CPUID.1:ECX: FMA, AVX, F16C (VEX-encoded).
-const LEAF1_ECX: u32 = (1 << 12) | (1 << 28) | (1 << 29);
+/// CPUID.1:ECX: FMA, AVX, F16C (VEX-encoded); SSSE3, SSE4.1, SSE4.2.
+const LEAF1_ECX: u32 = (1 << 12) | (1 << 28) | (1 << 29) | (1 << 9) | (1 << 19) | (1 << 20);
 /// CPUID.7.0:EBX: AVX2, AVX-512 F/DQ/IFMA/PF/ER/CD/BW/VL.
 const LEAF7_EBX: u32 = (1 << 5)
     | (1 << 16)
@@ -59,8 +67,8 @@ const LEAF7_EDX: u32 =
     (1 << 2) | (1 << 3) | (1 << 8) | (1 << 22) | (1 << 23) | (1 << 24) | (1 << 25);
 /// CPUID.7.1:EAX: AVX-VNNI, AVX-512 BF16, AVX-IFMA.
 const LEAF7_1_EAX: u32 = (1 << 4) | (1 << 5) | (1 << 23);
-/// CPUID.0x80000001:ECX: XOP, FMA4 (AMD).
-const EXT1_ECX: u32 = (1 << 11) | (1 << 16);
+/// CPUID.0x80000001:ECX: SSE4A, XOP, FMA4 (AMD).
+const EXT1_ECX: u32 = (1 << 6) | (1 << 11) | (1 << 16);
 /// XCR0 state components of YMM, opmask, ZMM_Hi256, Hi16_ZMM, XTILECFG,
 /// XTILEDATA (CPUID.0xD.0:EAX bits).
 const XCR0_VECTOR: u32 = (1 << 2) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 17) | (1 << 18);
@@ -95,7 +103,7 @@ mod tests {
     use kvm_bindings::kvm_cpuid_entry2;
 
     #[test]
-    fn avx_family_and_its_xsave_state_disappear_sse_stays() {
+    fn avx_family_its_xsave_state_and_sse4_disappear_sse3_stays() {
         let leaf = |function, index, eax, ebx, ecx, edx| kvm_cpuid_entry2 {
             function,
             index,
@@ -118,8 +126,8 @@ mod tests {
         let s = c.as_slice();
         assert_eq!(
             s[0].ecx,
-            sse | (1 << 26),
-            "SSE and XSAVE stay, AVX/FMA/F16C go"
+            1 | (1 << 26),
+            "SSE3 and XSAVE stay; SSSE3, SSE4.1/4.2, AVX, FMA, F16C go"
         );
         assert_eq!(s[1].ebx & (1 << 5), 0, "AVX2");
         assert_eq!(s[1].ebx & (1 << 16), 0, "AVX-512F");
@@ -129,5 +137,6 @@ mod tests {
         assert_eq!(s[2].eax, 0b11, "x87 and SSE state only");
         assert_eq!((s[3].eax, s[3].ebx), (0, 0));
         assert_eq!(s[4].ecx & (1 << 11), 0, "XOP");
+        assert_eq!(s[4].ecx & (1 << 6), 0, "SSE4A");
     }
 }
