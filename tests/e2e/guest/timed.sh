@@ -33,9 +33,9 @@ daxctl reconfigure-device --mode=devdax --force "$dax" >/dev/null 2>/tmp/dax.err
 check devdax $? "/dev/$dax $(tr '\n' ' ' </tmp/dax.err)"
 
 parts=${TIMED_PARTS:-measure program}
-# TIMED_SIZE=small: the measure part with a tenth of the timed accesses
-# (the CI case; in the nested rig the chance that its emulated SVM spoils
-# a run grows with the number of exits, docs/rig.md).
+# TIMED_SIZE=small: a tenth of the timed accesses (the CI case; in the
+# nested rig the chance that its emulated SVM spoils a run grows with the
+# number of exits, docs/rig.md), and one round of the stack workloads.
 if [ "${TIMED_SIZE:-full}" = small ]; then
     loads=500 hammer_loads=4000 clock_reads=2000000 sse_rounds=300 stack_rounds=1
 else
