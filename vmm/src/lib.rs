@@ -16,6 +16,7 @@ pub mod guest_map;
 pub mod guest_stack;
 pub mod host;
 pub mod images;
+pub mod indirect_call;
 pub mod initramfs;
 pub mod irq;
 pub mod layout;

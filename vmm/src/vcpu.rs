@@ -45,6 +45,10 @@ pub struct VcpuShared {
     /// Timed windows: their accesses are served and timed on the vCPU
     /// thread, before the MMIO bus is asked.
     pub timed: Option<Arc<TimedMemory>>,
+    /// Some memory is served by exits (trapped or timed windows): its
+    /// 8-byte accesses are checked for KVM's `call *m64` slip
+    /// (`indirect_call`).
+    pub served_by_exits: bool,
     /// The virtual clock every vCPU runs on when any window is timed.
     pub clock: Option<Arc<SharedClock>>,
 }
@@ -213,6 +217,84 @@ fn complete_failed_emulation(
 /// Invalid opcode.
 const UD_VECTOR: u8 = 6;
 
+/// An 8-byte MMIO access while some memory is served by exits, held until
+/// the instruction behind it is known (`indirect_call`).
+struct CheckedAccess {
+    addr: u64,
+    write: bool,
+    data: [u8; 8],
+}
+
+/// EFER.LMA: long mode active.
+const EFER_LMA: u64 = 1 << 10;
+
+/// Serves `a` where the instruction meant it to go: at its own address,
+/// unless KVM's emulation of a `call *m64` took the other access's
+/// (`indirect_call`). Returns the modelled latency of a timed access.
+fn serve_checked(
+    vcpu: &mut VcpuFd,
+    shared: &VcpuShared,
+    a: CheckedAccess,
+    issue_ps: Option<u64>,
+) -> Option<u64> {
+    use crate::vector_mmio::PhysicalAccess;
+    let gpa = corrected_call_access(vcpu, &shared.mem, a.addr, a.write).unwrap_or(a.addr);
+    if gpa != a.addr {
+        log::debug!(
+            "call *m64: the {} KVM emulated at {:#x} belongs at {gpa:#x}",
+            if a.write {
+                "return address"
+            } else {
+                "target read"
+            },
+            a.addr
+        );
+    }
+    let mut path = ExitPath { shared, issue_ps };
+    if a.write {
+        return path.write(gpa, &a.data);
+    }
+    let mut buf = [0u8; 8];
+    let latency = path.read(gpa, &mut buf);
+    // The union member KVM_EXIT_MMIO filled; KVM copies `data` into the
+    // instruction on the next KVM_RUN.
+    vcpu.get_kvm_run().__bindgen_anon_1.mmio.data = buf;
+    latency
+}
+
+/// Where an 8-byte MMIO access at `addr` belongs if the vCPU is in a
+/// `call *m64` whose emulation KVM pointed at the wrong access; None if it
+/// is not one, or the access is right.
+fn corrected_call_access(
+    vcpu: &VcpuFd,
+    mem: &crate::memory::GuestMemory,
+    addr: u64,
+    write: bool,
+) -> Option<u64> {
+    let (r, s) = (vcpu.get_regs().ok()?, vcpu.get_sregs().ok()?);
+    if s.efer & EFER_LMA == 0 || s.cs.l == 0 {
+        return None;
+    }
+    let translate = |la| crate::guest_stack::translate(mem, s.cr3, s.cr4, la);
+    // The instruction's bytes, page by page (up to 15).
+    let mut insn = [0u8; 15];
+    let mut got = 0;
+    while got < insn.len() {
+        let la = r.rip.wrapping_add(got as u64);
+        let run = ((4096 - la % 4096) as usize).min(insn.len() - got);
+        let gpa = translate(la)?;
+        mem.read_slice(&mut insn[got..got + run], vm_memory::GuestAddress(gpa))
+            .ok()?;
+        got += run;
+    }
+    let gpr = [
+        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15,
+    ];
+    let site = crate::indirect_call::decode_call(&insn, &gpr, r.rip, s.fs.base, s.gs.base)?;
+    crate::indirect_call::corrected(&site, write, addr, translate)
+}
+
 fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option<VcpuClock>) {
     crate::startup::mark_first_run();
     // With timed memory, every exit of every vCPU goes through the virtual
@@ -233,6 +315,7 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option
         let left = clock.as_mut().map(|c| c.left());
         let issue_ps = left.map(|(_, ps)| ps);
         let mut latency = None;
+        let mut checked: Option<CheckedAccess> = None;
         match result {
             Ok(exit) => match exit {
                 VcpuExit::IoIn(port, data) => {
@@ -243,6 +326,22 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option
                 }
                 VcpuExit::IoOut(port, data) => {
                     shared.pio.write(u64::from(port), data);
+                }
+                VcpuExit::MmioRead(addr, data) if shared.served_by_exits && data.len() == 8 => {
+                    checked = Some(CheckedAccess {
+                        addr,
+                        write: false,
+                        data: [0; 8],
+                    });
+                }
+                VcpuExit::MmioWrite(addr, data) if shared.served_by_exits && data.len() == 8 => {
+                    let mut d = [0u8; 8];
+                    d.copy_from_slice(data);
+                    checked = Some(CheckedAccess {
+                        addr,
+                        write: true,
+                        data: d,
+                    });
                 }
                 VcpuExit::MmioRead(addr, data) => {
                     latency = timed_access(shared, addr, Access::Read(data), issue_ps);
@@ -326,6 +425,9 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option
                 shared.fail(format!("vcpu{index}: KVM_RUN failed: {e}"));
                 return;
             }
+        }
+        if let Some(a) = checked {
+            latency = serve_checked(vcpu, shared, a, issue_ps);
         }
         if let (Some(c), Some((t, _))) = (clock.as_mut(), left) {
             c.exited(t, latency);

@@ -233,7 +233,7 @@ impl VectorMove {
 }
 
 /// The mandatory prefix of an SSE opcode.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mandatory {
     None,
     P66,
@@ -360,70 +360,66 @@ fn host_operation(prefix: Mandatory, op: u8, rex_w: bool) -> Option<(HostOp, usi
     ))
 }
 
-/// Decodes `bytes` (as fetched at RIP, 64-bit mode) if it is one of the
-/// moves in the table above with a memory operand.
-pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
-    let mut at = 0;
-    let (mut p66, mut rep, mut addr32, mut segment) =
-        (false, Mandatory::None, false, Segment::Flat);
-    // Legacy prefixes, in any order; the last of F2/F3 counts.
+/// Legacy prefixes and REX, as [`prefixes`] reads them.
+#[derive(Clone, Copy, Debug)]
+pub struct Prefixes {
+    pub p66: bool,
+    rep: Mandatory,
+    pub addr32: bool,
+    pub segment: Segment,
+    pub rex: u8,
+    /// Where the opcode starts.
+    pub len: usize,
+}
+
+/// Reads the legacy prefixes (in any order; the last of F2/F3 counts) and a
+/// REX right before the opcode.
+pub fn prefixes(bytes: &[u8]) -> Option<Prefixes> {
+    let mut p = Prefixes {
+        p66: false,
+        rep: Mandatory::None,
+        addr32: false,
+        segment: Segment::Flat,
+        rex: 0,
+        len: 0,
+    };
     loop {
-        match *bytes.get(at)? {
-            0x66 => p66 = true,
-            0xf2 => rep = Mandatory::F2,
-            0xf3 => rep = Mandatory::F3,
-            0x67 => addr32 = true,
-            0x64 => segment = Segment::Fs,
-            0x65 => segment = Segment::Gs,
+        match *bytes.get(p.len)? {
+            0x66 => p.p66 = true,
+            0xf2 => p.rep = Mandatory::F2,
+            0xf3 => p.rep = Mandatory::F3,
+            0x67 => p.addr32 = true,
+            0x64 => p.segment = Segment::Fs,
+            0x65 => p.segment = Segment::Gs,
             // CS/SS/DS/ES overrides have no effect in 64-bit mode.
             0x26 | 0x2e | 0x36 | 0x3e => {}
             _ => break,
         }
-        at += 1;
+        p.len += 1;
         // An instruction is at most 15 bytes.
-        if at >= 15 {
+        if p.len >= 15 {
             return None;
         }
     }
-    // REX must come right before the opcode.
-    let mut rex = 0u8;
-    if (0x40..=0x4f).contains(bytes.get(at)?) {
-        rex = bytes[at];
-        at += 1;
+    if (0x40..=0x4f).contains(bytes.get(p.len)?) {
+        p.rex = bytes[p.len];
+        p.len += 1;
     }
-    if *bytes.get(at)? != 0x0f {
-        return None;
-    }
-    let op = *bytes.get(at + 1)?;
-    at += 2;
-    // F2/F3 take precedence over 66 as the mandatory prefix.
-    let prefix = match (rep, p66) {
-        (Mandatory::None, true) => Mandatory::P66,
-        (r, _) => r,
-    };
-    let combine = match prefix {
-        Mandatory::P66 => PackedOp::from_opcode(op),
-        _ => None,
-    };
-    let rex_w = rex & 0x08 != 0;
-    let mut host = None;
-    let (store, width, lanes) = match combine {
-        Some(_) => (false, 16, Lanes::LowClearRest),
-        None => match operation(prefix, op, rex_w) {
-            Some(o) => o,
-            None => {
-                let (h, width) = host_operation(prefix, op, rex_w)?;
-                host = Some(h);
-                (false, width, Lanes::LowClearRest)
-            }
-        },
-    };
+    Some(p)
+}
+
+/// The ModRM byte at `at` and what follows it (SIB, displacement) for a
+/// memory operand: (ModRM.reg with REX.R, the operand, where the bytes after
+/// it start). None for a register operand (ModRM.mod = 3) or too few bytes.
+pub fn modrm_operand(bytes: &[u8], at: usize, p: &Prefixes) -> Option<(u8, MemOperand, usize)> {
+    let mut at = at;
     let modrm = *bytes.get(at)?;
     at += 1;
     let (md, reg, rm) = (modrm >> 6, (modrm >> 3) & 7, modrm & 7);
     if md == 3 {
         return None;
     }
+    let rex = p.rex;
     let (rex_r, rex_x, rex_b) = ((rex >> 2) & 1, (rex >> 1) & 1, rex & 1);
     let mut mem = MemOperand {
         base: None,
@@ -431,8 +427,8 @@ pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
         scale: 1,
         disp: 0,
         rip_relative: false,
-        addr32,
-        segment,
+        addr32: p.addr32,
+        segment: p.segment,
     };
     let mut disp_len = match md {
         1 => 1,
@@ -463,7 +459,44 @@ pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
         4 => i64::from(i32::from_le_bytes([disp[0], disp[1], disp[2], disp[3]])),
         _ => 0,
     };
-    at += disp_len;
+    Some((reg | (rex_r << 3), mem, at + disp_len))
+}
+
+/// Decodes `bytes` (as fetched at RIP, 64-bit mode) if it is one of the
+/// moves in the table above with a memory operand.
+pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
+    let p = prefixes(bytes)?;
+    let mut at = p.len;
+    let rex = p.rex;
+    if *bytes.get(at)? != 0x0f {
+        return None;
+    }
+    let op = *bytes.get(at + 1)?;
+    at += 2;
+    // F2/F3 take precedence over 66 as the mandatory prefix.
+    let prefix = match (p.rep, p.p66) {
+        (Mandatory::None, true) => Mandatory::P66,
+        (r, _) => r,
+    };
+    let combine = match prefix {
+        Mandatory::P66 => PackedOp::from_opcode(op),
+        _ => None,
+    };
+    let rex_w = rex & 0x08 != 0;
+    let mut host = None;
+    let (store, width, lanes) = match combine {
+        Some(_) => (false, 16, Lanes::LowClearRest),
+        None => match operation(prefix, op, rex_w) {
+            Some(o) => o,
+            None => {
+                let (h, width) = host_operation(prefix, op, rex_w)?;
+                host = Some(h);
+                (false, width, Lanes::LowClearRest)
+            }
+        },
+    };
+    let (reg, mem, after) = modrm_operand(bytes, at, &p)?;
+    at = after;
     // The compares' predicate (imm8; legacy SSE uses bits 2:0).
     if let Some(h) = host.as_mut() {
         if let HostInsn::Cmp(kind, _) = h.insn {
@@ -475,7 +508,7 @@ pub fn decode(bytes: &[u8]) -> Option<VectorMove> {
     (at <= 15).then_some(VectorMove {
         len: at,
         store,
-        xmm: reg | (rex_r << 3),
+        xmm: reg,
         width,
         lanes,
         mem,

@@ -377,6 +377,7 @@ impl<'a> MachineBuilder<'a> {
                 clock.as_ref().map(|(c, _)| c.clone()),
             ),
             timed: self.timed,
+            served_by_exits: crate::cpuid_vector::needed(self.cfg.topology.as_ref()),
             clock: clock.as_ref().map(|(c, _)| c.clone()),
             calibration: clock.map(|(_, r)| r),
             api_socket: self.cfg.api_socket.clone(),

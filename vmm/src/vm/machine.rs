@@ -47,6 +47,8 @@ pub struct Machine {
     pub(super) vcpus: Vec<VcpuFd>,
     /// The timed windows' data path and the virtual clock it charges.
     pub(super) timed: Option<Arc<TimedMemory>>,
+    /// Some memory is served by exits (trapped or timed windows).
+    pub(super) served_by_exits: bool,
     pub(super) clock: Option<Arc<SharedClock>>,
     pub(super) calibration: Option<CalibrationReport>,
     /// What the control API and `--stats` reach (None without a fabric).
@@ -92,6 +94,7 @@ impl Machine {
             triple_fault: Arc::new(AtomicBool::new(false)),
             mem: self.mem.clone(),
             timed: self.timed.clone(),
+            served_by_exits: self.served_by_exits,
             clock: self.clock.clone(),
         };
         let _raw = RawTerminal::enter();
