@@ -276,22 +276,28 @@ fn corrected_call_access(
         return None;
     }
     let translate = |la| crate::guest_stack::translate(mem, s.cr3, s.cr4, la);
-    // The instruction's bytes, page by page (up to 15).
+    // The instruction's bytes, page by page (up to 15; fewer where the next
+    // page is not mapped, and the decoder asks for no byte past its end).
     let mut insn = [0u8; 15];
     let mut got = 0;
     while got < insn.len() {
         let la = r.rip.wrapping_add(got as u64);
         let run = ((4096 - la % 4096) as usize).min(insn.len() - got);
-        let gpa = translate(la)?;
-        mem.read_slice(&mut insn[got..got + run], vm_memory::GuestAddress(gpa))
-            .ok()?;
+        let Some(gpa) = translate(la) else { break };
+        if mem
+            .read_slice(&mut insn[got..got + run], vm_memory::GuestAddress(gpa))
+            .is_err()
+        {
+            break;
+        }
         got += run;
     }
+    let insn = &insn[..got];
     let gpr = [
         r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
         r.r13, r.r14, r.r15,
     ];
-    let site = crate::indirect_call::decode_call(&insn, &gpr, r.rip, s.fs.base, s.gs.base)?;
+    let site = crate::indirect_call::decode_call(insn, &gpr, r.rip, s.fs.base, s.gs.base)?;
     crate::indirect_call::corrected(&site, write, addr, translate)
 }
 
