@@ -225,9 +225,6 @@ struct CheckedAccess {
     data: [u8; 8],
 }
 
-/// EFER.LMA: long mode active.
-const EFER_LMA: u64 = 1 << 10;
-
 /// Serves `a` where the instruction meant it to go: at its own address,
 /// unless KVM's emulation of a `call *m64` took the other access's
 /// (`indirect_call`). Returns the modelled latency of a timed access.
@@ -271,8 +268,9 @@ fn corrected_call_access(
     addr: u64,
     write: bool,
 ) -> Option<u64> {
+    use crate::vector_mmio::kvm_cpu;
     let (r, s) = (vcpu.get_regs().ok()?, vcpu.get_sregs().ok()?);
-    if s.efer & EFER_LMA == 0 || s.cs.l == 0 {
+    if !kvm_cpu::in_long_mode(&s) {
         return None;
     }
     let translate = |la| crate::guest_stack::translate(mem, s.cr3, s.cr4, la);
@@ -293,10 +291,7 @@ fn corrected_call_access(
         got += run;
     }
     let insn = &insn[..got];
-    let gpr = [
-        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
-        r.r13, r.r14, r.r15,
-    ];
+    let gpr = kvm_cpu::gprs(&r);
     let site = crate::indirect_call::decode_call(insn, &gpr, r.rip, s.fs.base, s.gs.base)?;
     crate::indirect_call::corrected(&site, write, addr, translate)
 }

@@ -20,6 +20,20 @@ const XSTATE_BV_WORD: usize = 512 / 4;
 /// XSTATE_BV bit of the SSE (XMM) component.
 const XSTATE_SSE: u32 = 1 << 1;
 
+/// The general registers in instruction-encoding order (rax, rcx, rdx, rbx,
+/// rsp, rbp, rsi, rdi, r8–r15).
+pub fn gprs(r: &kvm_regs) -> [u64; 16] {
+    [
+        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15,
+    ]
+}
+
+/// In 64-bit mode (EFER.LMA and CS.L).
+pub fn in_long_mode(s: &kvm_sregs) -> bool {
+    s.efer & EFER_LMA != 0 && s.cs.l == 1
+}
+
 pub struct KvmCpu<'a> {
     vcpu: &'a VcpuFd,
     /// Guest RAM, for walking the page tables where KVM_TRANSLATE will not.
@@ -71,11 +85,7 @@ impl<'a> KvmCpu<'a> {
 
 impl VcpuView for KvmCpu<'_> {
     fn gpr(&self) -> [u64; 16] {
-        let r = &self.regs;
-        [
-            r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11,
-            r.r12, r.r13, r.r14, r.r15,
-        ]
+        gprs(&self.regs)
     }
 
     fn rip(&self) -> u64 {
@@ -83,7 +93,7 @@ impl VcpuView for KvmCpu<'_> {
     }
 
     fn long_mode(&self) -> bool {
-        self.sregs.efer & EFER_LMA != 0 && self.sregs.cs.l == 1
+        in_long_mode(&self.sregs)
     }
 
     fn segment_base(&self, s: Segment) -> u64 {

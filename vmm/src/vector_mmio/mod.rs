@@ -25,7 +25,7 @@
 
 pub mod decode;
 pub mod host_sse;
-mod kvm_cpu;
+pub mod kvm_cpu;
 #[cfg(test)]
 mod tests;
 
@@ -119,25 +119,21 @@ pub fn emulate(cpu: &mut impl VcpuView, insn: &[u8], mem: &mut impl PhysicalAcce
         for &(gpa, off, run) in &pieces {
             charge(mem.read(gpa, &mut buf[off..off + run]));
         }
-        if let Some(op) = mv.host {
-            if let Err(why) = run_on_host(cpu, &mv, op, buf) {
-                return Outcome::Declined(why);
+        match (mv.host, mv.combine) {
+            (Some(op), _) => {
+                if let Err(why) = run_on_host(cpu, &mv, op, buf) {
+                    return Outcome::Declined(why);
+                }
             }
-            cpu.set_rip(next_rip);
-            return Outcome::Emulated {
-                latency_ps: latency,
-            };
-        }
-        match mv.combine {
-            Some(op) => reg = op.apply(reg, buf),
-            None => {
+            (None, Some(op)) => cpu.set_xmm(mv.xmm, op.apply(reg, buf)),
+            (None, None) => {
                 if mv.lanes == Lanes::LowClearRest {
                     reg = [0; 16];
                 }
                 reg[lane..lane + mv.width].copy_from_slice(&buf[..mv.width]);
+                cpu.set_xmm(mv.xmm, reg);
             }
         }
-        cpu.set_xmm(mv.xmm, reg);
     }
     cpu.set_rip(next_rip);
     Outcome::Emulated {
@@ -145,9 +141,10 @@ pub fn emulate(cpu: &mut impl VcpuView, insn: &[u8], mem: &mut impl PhysicalAcce
     }
 }
 
-/// RFLAGS bits the scalar compares write: CF, PF, ZF (set from the
-/// result), AF, SF, OF (cleared).
-const COMPARE_FLAGS: u64 = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x800;
+/// RFLAGS bits the scalar compares set from their result: CF, PF, ZF.
+const COMPARE_RESULT_FLAGS: u64 = 0x1 | 0x4 | 0x40;
+/// ... and those they clear: AF, SF, OF.
+const COMPARE_CLEARED_FLAGS: u64 = 0x10 | 0x80 | 0x800;
 
 /// Completes a [`HostOp`] whose memory operand is `operand` (its low
 /// `mv.width` bytes): runs it on the host with the guest's register and
@@ -179,7 +176,8 @@ fn run_on_host(
         HostResult::Xmm => cpu.set_xmm(mv.xmm, state.dst),
         HostResult::Gpr => cpu.set_gpr(mv.xmm, state.gpr),
         HostResult::Flags => {
-            let flags = (cpu.rflags() & !COMPARE_FLAGS) | (state.rflags & (0x1 | 0x4 | 0x40));
+            let flags = (cpu.rflags() & !(COMPARE_RESULT_FLAGS | COMPARE_CLEARED_FLAGS))
+                | (state.rflags & COMPARE_RESULT_FLAGS);
             cpu.set_rflags(flags);
         }
     }
