@@ -75,8 +75,23 @@ stty -onlcr 2>/dev/null
 # can see, or ttyname() inside fails to name its terminal.
 in=$R/dev/null
 [ "$(cat /rig/stdin)" = tty ] && in=$R/dev/console
+# CMD, and every KVM vCPU thread it starts, runs off CPU 0. QEMU's TCG
+# (target/i386/tcg/system/fpu_helper.c, cpu_clear_ignne(), called from
+# cpu_set_fpus() on every FXRSTOR/XRSTOR/FRSTOR/FLDENV of any vCPU) clears
+# HF2_IGNNE_MASK in the *first* CPU's hflags2 with a plain
+# read-modify-write from whichever vCPU thread restores an FPU state. When
+# CPU 0 itself is switching between L1 and L2 at that moment (VMRUN,
+# #VMEXIT, CLGI and STGI rewrite the same word: nested paging on/off, GIF),
+# its update can be lost: L1 then runs with L2's nested paging or GIF left
+# set, or L2 without them (docs/rig.md, "Known trouble"). A CPU 0 that
+# never enters a guest has nothing in that word to lose.
+cpus=$(grep -c '^processor' /proc/cpuinfo)
+pin=
+# rig.cpu0=1 on L1's command line (RIG_APPEND) leaves CPU 0 in, to show the race.
+[ "$cpus" -gt 1 ] && ! grep -qw 'rig.cpu0=1' /proc/cmdline && pin="taskset -c 1-$((cpus - 1))"
 printf '\036rig-start\036'
-chroot $R /bin/bash /run/rig/run.sh <"$in" >$R/dev/console 2>&1
+# shellcheck disable=SC2086  # pin is a command and its arguments, or empty
+chroot $R $pin /bin/bash /run/rig/run.sh <"$in" >$R/dev/console 2>&1
 rc=$?
 
 # Push shared-mmap writes to the host before QEMU goes away.
