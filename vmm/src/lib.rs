@@ -28,6 +28,7 @@ pub mod startup;
 pub mod timed;
 pub mod vclock;
 pub mod vcpu;
+pub mod vcpu_watch;
 pub mod vector_mmio;
 pub mod vhost_user;
 pub mod virtio;

@@ -51,6 +51,9 @@ pub struct VcpuShared {
     pub served_by_exits: bool,
     /// The virtual clock every vCPU runs on when any window is timed.
     pub clock: Option<Arc<SharedClock>>,
+    /// The VM thread's requests that each vCPU check its own state
+    /// (`vcpu_watch`).
+    pub state_checks: Arc<crate::vcpu_watch::CheckRequests>,
 }
 
 impl VcpuShared {
@@ -296,8 +299,31 @@ fn corrected_call_access(
     crate::indirect_call::corrected(&site, write, addr, translate)
 }
 
+/// Why a kicked vCPU cannot be running a guest, if it cannot
+/// (`vcpu_watch`).
+fn impossible_state(index: u8, vcpu: &VcpuFd, shared: &VcpuShared) -> Option<String> {
+    use vm_memory::GuestMemoryBackend;
+    let s = vcpu.get_sregs().ok()?;
+    let owns = |gpa: u64| {
+        shared.mem.address_in_range(vm_memory::GuestAddress(gpa))
+            || shared.regions.as_ref().is_some_and(|r| {
+                r.regions()
+                    .iter()
+                    .any(|r| gpa.wrapping_sub(r.base) < r.size)
+            })
+    };
+    let root = crate::vcpu_watch::impossible_page_table_root(&s, owns)?;
+    let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+    Some(format!(
+        "vcpu{index}: its page-table root {root:#x} (CR3) is outside the guest's memory, \
+         at RIP {rip:#x}: no guest can run in this state; the host's virtualization \
+         put it there (docs/rig.md, \"Known trouble\")"
+    ))
+}
+
 fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option<VcpuClock>) {
     crate::startup::mark_first_run();
+    let mut checks_seen = 0;
     // With timed memory, every exit of every vCPU goes through the virtual
     // clock: its cost hidden, a timed access's latency shown
     // (docs/timed-mode.md).
@@ -421,7 +447,14 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option
                     return;
                 }
             },
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                if shared.state_checks.pending(&mut checks_seen) {
+                    if let Some(msg) = impossible_state(index, vcpu, shared) {
+                        shared.fail(msg);
+                        return;
+                    }
+                }
+            }
             Err(e) => {
                 shared.fail(format!("vcpu{index}: KVM_RUN failed: {e}"));
                 return;

@@ -96,6 +96,7 @@ impl Machine {
             timed: self.timed.clone(),
             served_by_exits: self.served_by_exits,
             clock: self.clock.clone(),
+            state_checks: Arc::default(),
         };
         let _raw = RawTerminal::enter();
         let input_stop = EventFd::new(0).map_err(io_err("console eventfd"))?;
@@ -123,7 +124,16 @@ impl Machine {
         }
         // Sleep until a device, a vCPU or the console asks to stop, or the
         // time limit passes.
-        wait_for_exit(&exit, self.timeout).map_err(io_err("wait for the guest"))?;
+        // Meanwhile every vCPU checks its own state now and then, so that
+        // one the host's virtualization left in a state no guest can be in
+        // ends the run at once instead of at the time limit.
+        let check_vcpus = || {
+            shared.state_checks.request();
+            for t in &threads {
+                let _ = t.kill(vcpu::kick_signal());
+            }
+        };
+        wait_for_exit(&exit, self.timeout, check_vcpus).map_err(io_err("wait for the guest"))?;
         let reason = exit.reason().unwrap_or(ExitReason::Fatal);
         if let (ExitReason::Timeout, Some(c)) = (reason, &self.clock) {
             // What each vCPU was doing in the clock's eyes, for a guest that
@@ -235,7 +245,13 @@ impl StatsFiles {
 }
 
 /// Blocks until an exit is requested, or requests one at the deadline.
-fn wait_for_exit(exit: &ExitRequest, timeout: Option<Duration>) -> std::io::Result<()> {
+/// Sleeps until an exit is requested or `timeout` passes (then requests
+/// one), calling `tick` every `vcpu_watch::CHECK_PERIOD` meanwhile.
+fn wait_for_exit(
+    exit: &ExitRequest,
+    timeout: Option<Duration>,
+    mut tick: impl FnMut(),
+) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
     let epoll = Epoll::new()?;
@@ -245,19 +261,23 @@ fn wait_for_exit(exit: &ExitRequest, timeout: Option<Duration>) -> std::io::Resu
         EpollEvent::new(EventSet::IN, 0),
     )?;
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let mut next_tick = std::time::Instant::now() + crate::vcpu_watch::CHECK_PERIOD;
     let mut events = [EpollEvent::default(); 1];
     while !exit.is_requested() {
-        let wait_ms = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    exit.request(ExitReason::Timeout);
-                    break;
-                }
-                left.as_millis().min(i32::MAX as u128) as i32
-            }
-        };
+        let now = std::time::Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            exit.request(ExitReason::Timeout);
+            break;
+        }
+        if next_tick <= now {
+            tick();
+            next_tick = now + crate::vcpu_watch::CHECK_PERIOD;
+        }
+        let until = deadline.map_or(next_tick, |d| d.min(next_tick));
+        let wait_ms = until
+            .saturating_duration_since(now)
+            .as_millis()
+            .clamp(1, i32::MAX as u128) as i32;
         match epoll.wait(wait_ms, &mut events) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
