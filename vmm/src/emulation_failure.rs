@@ -24,7 +24,7 @@
 //! guest-physical address is the one lead.
 
 use kvm_ioctls::VcpuFd;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
 
 use crate::cxl::regions::{KvmSlots, RegionInfo, RegionMapper, RegionMode};
 use crate::guest_map::MapItem;
@@ -210,42 +210,26 @@ pub fn describe(
     // SAFETY: called right after KVM_EXIT_INTERNAL_ERROR, when the kernel
     // has filled the `internal` member of the kvm_run exit union.
     let internal = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal };
-    let (rip, rip_gpa) = match (vcpu.get_regs(), vcpu.get_sregs()) {
-        (Ok(r), Ok(s)) => {
-            let paging = s.cr0 & (1 << 31) != 0;
-            let gpa = if paging {
-                crate::guest_stack::translate(mem, s.cr3, s.cr4, r.rip)
-            } else {
-                Some(r.rip)
-            };
-            (r.rip, gpa)
+    let state = vcpu.get_regs().ok().zip(vcpu.get_sregs().ok());
+    // Linear to guest-physical as the vCPU sees it (identity before paging).
+    let translate = |la: u64| match &state {
+        Some((_, s)) if s.cr0 & (1 << 31) != 0 => {
+            crate::guest_stack::translate(mem, s.cr3, s.cr4, la)
         }
-        _ => (0, None),
+        Some(_) => Some(la),
+        None => None,
     };
+    let rip = state.as_ref().map_or(0, |(r, _)| r.rip);
     let mut f = Failure::from_kvm_data(rip, internal.ndata, &internal.data);
-    f.rip_gpa = rip_gpa;
+    f.rip_gpa = translate(rip);
     if f.insn.is_empty() {
-        if let Some(g) = rip_gpa {
-            f.insn = read_insn(mem, g);
-        }
+        f.insn = crate::guest_stack::read_code(mem, rip, translate);
     }
     let ram: u64 = mem.iter().map(|r| r.len()).sum();
     let map = crate::guest_map::guest_map(ram, None).unwrap_or_default();
     let regions = regions.map(|r| r.regions()).unwrap_or_default();
     let paravirtual = crate::host::kvm_cannot_boot_linux();
     message(index, &f, &places(&map, &regions), paravirtual)
-}
-
-/// The instruction bytes at `gpa`, if they are in RAM.
-pub fn read_insn(mem: &GuestMemory, gpa: u64) -> Vec<u8> {
-    let mut buf = [0u8; 15];
-    // The instruction may end on the next page; what RAM has is enough.
-    for len in (1..=buf.len()).rev() {
-        if mem.read_slice(&mut buf[..len], GuestAddress(gpa)).is_ok() {
-            return buf[..len].to_vec();
-        }
-    }
-    Vec::new()
 }
 
 #[cfg(test)]

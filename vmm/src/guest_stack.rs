@@ -43,6 +43,31 @@ pub fn translate(mem: &GuestMemory, cr3: u64, cr4: u64, va: u64) -> Option<u64> 
     Some((pte & ADDR_MASK) | (va & 0xfff))
 }
 
+/// The longest x86 instruction.
+pub const MAX_INSN_LEN: usize = 15;
+
+/// Up to [`MAX_INSN_LEN`] bytes of code at linear address `rip`, read page
+/// by page through `translate` (an instruction may straddle two pages that
+/// are not adjacent in guest memory); fewer where the next page is not
+/// mapped or not RAM.
+pub fn read_code(mem: &GuestMemory, rip: u64, translate: impl Fn(u64) -> Option<u64>) -> Vec<u8> {
+    let mut insn = [0u8; MAX_INSN_LEN];
+    let mut got = 0;
+    while got < insn.len() {
+        let la = rip.wrapping_add(got as u64);
+        let run = ((4096 - la % 4096) as usize).min(insn.len() - got);
+        let Some(gpa) = translate(la) else { break };
+        if mem
+            .read_slice(&mut insn[got..got + run], GuestAddress(gpa))
+            .is_err()
+        {
+            break;
+        }
+        got += run;
+    }
+    insn[..got].to_vec()
+}
+
 /// Up to `words` stack words from `rsp` (stopping at the first unmapped
 /// page) that point into kernel text or modules.
 pub fn kernel_text_words(mem: &GuestMemory, cr3: u64, cr4: u64, rsp: u64, words: u64) -> Vec<u64> {
@@ -99,5 +124,29 @@ mod tests {
             kernel_text_words(&mem, 0x1000, 0, stack, 8),
             vec![0xffff_ffff_8100_1234, 0xffff_ffff_c043_c20c]
         );
+    }
+
+    #[test]
+    fn code_is_read_page_by_page_and_stops_at_an_unmapped_page() {
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        mem.write_slice(&[0xff, 0x53], GuestAddress(0x3ffe))
+            .unwrap();
+        mem.write_slice(&[0x10, 0x90], GuestAddress(0x8000))
+            .unwrap();
+        // Linear page 0x1000 is at 0x3000, the next one (0x2000) at 0x8000:
+        // the call's last byte comes from the second frame, not from 0x4000.
+        let split = |la: u64| match la >> 12 {
+            1 => Some(0x3000 | (la & 0xfff)),
+            2 => Some(0x8000 | (la & 0xfff)),
+            _ => None,
+        };
+        let code = read_code(&mem, 0x1ffe, split);
+        assert_eq!(code.len(), MAX_INSN_LEN);
+        assert_eq!(&code[..4], &[0xff, 0x53, 0x10, 0x90]);
+        // Page 0x2000 unmapped: only the two bytes before it.
+        let first_only = |la: u64| (la >> 12 == 1).then_some(0x3000 | (la & 0xfff));
+        assert_eq!(read_code(&mem, 0x1ffe, first_only), vec![0xff, 0x53]);
+        // Not RAM at all: nothing.
+        assert!(read_code(&mem, 0x1000, |_| Some(0x20_0000)).is_empty());
     }
 }

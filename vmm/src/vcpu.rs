@@ -45,10 +45,11 @@ pub struct VcpuShared {
     /// Timed windows: their accesses are served and timed on the vCPU
     /// thread, before the MMIO bus is asked.
     pub timed: Option<Arc<TimedMemory>>,
-    /// Some memory is served by exits (trapped or timed windows): its
-    /// 8-byte accesses are checked for KVM's `call *m64` slip
-    /// (`indirect_call`).
-    pub served_by_exits: bool,
+    /// The CXL windows (base, size) when some of their memory is served by
+    /// exits (trapped or timed): 8-byte accesses inside them are checked
+    /// for KVM's `call *m64` slip (`indirect_call`), whose misplaced
+    /// access always lands at the served address. Empty otherwise.
+    pub served_windows: Arc<[(u64, u64)]>,
     /// The virtual clock every vCPU runs on when any window is timed.
     pub clock: Option<Arc<SharedClock>>,
     /// The VM thread's requests that each vCPU check its own state
@@ -57,6 +58,13 @@ pub struct VcpuShared {
 }
 
 impl VcpuShared {
+    /// Whether `addr` lies in a window whose memory may be served by exits.
+    fn served(&self, addr: u64) -> bool {
+        self.served_windows
+            .iter()
+            .any(|&(base, size)| addr.wrapping_sub(base) < size)
+    }
+
     pub fn fail(&self, msg: String) {
         let mut slot = self.fatal.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert(msg);
@@ -277,25 +285,11 @@ fn corrected_call_access(
         return None;
     }
     let translate = |la| crate::guest_stack::translate(mem, s.cr3, s.cr4, la);
-    // The instruction's bytes, page by page (up to 15; fewer where the next
-    // page is not mapped, and the decoder asks for no byte past its end).
-    let mut insn = [0u8; 15];
-    let mut got = 0;
-    while got < insn.len() {
-        let la = r.rip.wrapping_add(got as u64);
-        let run = ((4096 - la % 4096) as usize).min(insn.len() - got);
-        let Some(gpa) = translate(la) else { break };
-        if mem
-            .read_slice(&mut insn[got..got + run], vm_memory::GuestAddress(gpa))
-            .is_err()
-        {
-            break;
-        }
-        got += run;
-    }
-    let insn = &insn[..got];
+    // The decoder asks for no byte past the instruction's end, so a call
+    // at the end of the mapped text decodes from what is there.
+    let insn = crate::guest_stack::read_code(mem, r.rip, translate);
     let gpr = kvm_cpu::gprs(&r);
-    let site = crate::indirect_call::decode_call(insn, &gpr, r.rip, s.fs.base, s.gs.base)?;
+    let site = crate::indirect_call::decode_call(&insn, &gpr, r.rip, s.fs.base, s.gs.base)?;
     crate::indirect_call::corrected(&site, write, addr, translate)
 }
 
@@ -354,14 +348,14 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option
                 VcpuExit::IoOut(port, data) => {
                     shared.pio.write(u64::from(port), data);
                 }
-                VcpuExit::MmioRead(addr, data) if shared.served_by_exits && data.len() == 8 => {
+                VcpuExit::MmioRead(addr, data) if data.len() == 8 && shared.served(addr) => {
                     checked = Some(CheckedAccess {
                         addr,
                         write: false,
                         data: [0; 8],
                     });
                 }
-                VcpuExit::MmioWrite(addr, data) if shared.served_by_exits && data.len() == 8 => {
+                VcpuExit::MmioWrite(addr, data) if data.len() == 8 && shared.served(addr) => {
                     let mut d = [0u8; 8];
                     d.copy_from_slice(data);
                     checked = Some(CheckedAccess {

@@ -377,7 +377,12 @@ impl<'a> MachineBuilder<'a> {
                 clock.as_ref().map(|(c, _)| c.clone()),
             ),
             timed: self.timed,
-            served_by_exits: crate::cpuid_vector::needed(self.cfg.topology.as_ref()),
+            served_windows: match &self.cxl_plan {
+                Some(plan) if crate::cpuid_vector::needed(self.cfg.topology.as_ref()) => {
+                    plan.windows.iter().map(|w| (w.base, w.size)).collect()
+                }
+                _ => Arc::from([]),
+            },
             clock: clock.as_ref().map(|(c, _)| c.clone()),
             calibration: clock.map(|(_, r)| r),
             api_socket: self.cfg.api_socket.clone(),

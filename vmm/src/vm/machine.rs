@@ -48,7 +48,7 @@ pub struct Machine {
     /// The timed windows' data path and the virtual clock it charges.
     pub(super) timed: Option<Arc<TimedMemory>>,
     /// Some memory is served by exits (trapped or timed windows).
-    pub(super) served_by_exits: bool,
+    pub(super) served_windows: Arc<[(u64, u64)]>,
     pub(super) clock: Option<Arc<SharedClock>>,
     pub(super) calibration: Option<CalibrationReport>,
     /// What the control API and `--stats` reach (None without a fabric).
@@ -94,7 +94,7 @@ impl Machine {
             triple_fault: Arc::new(AtomicBool::new(false)),
             mem: self.mem.clone(),
             timed: self.timed.clone(),
-            served_by_exits: self.served_by_exits,
+            served_windows: self.served_windows,
             clock: self.clock.clone(),
             state_checks: Arc::default(),
         };
