@@ -18,12 +18,11 @@
 # test's (0 all passed; docs/runner.md lists the others).
 #
 # In the rig (RIG=1), a job that ends in a guest crash or a stall is run
-# again, up to four times more (--retries 4 --infra-crashes): L0's emulated
-# SVM now and then gives an L2 vCPU the wrong state around VMRUN/#VMEXIT
-# (docs/rig.md, "Known trouble"), at about 1 run in 10 and far more often
-# when the guest has more vCPUs than L1. Such a run says nothing about
-# cxlvmm; every retry is listed in the report. Elsewhere a crash fails at
-# once. The manifest's jobs run one at a time: pmem-persist and hostile
+# again, up to four times more (--retries 4 --infra-crashes): L0's QEMU can
+# give an L2 vCPU the wrong state around VMRUN/#VMEXIT (docs/rig.md, "Known
+# trouble"; the rig works around the race behind most of it). Such a run
+# says nothing about cxlvmm; every retry is listed in the report. Elsewhere
+# a crash fails at once. The manifest's jobs run one at a time: pmem-persist and hostile
 # reuse persistent backing files under build/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
