@@ -47,7 +47,8 @@ pub struct Machine {
     pub(super) vcpus: Vec<VcpuFd>,
     /// The timed windows' data path and the virtual clock it charges.
     pub(super) timed: Option<Arc<TimedMemory>>,
-    /// Some memory is served by exits (trapped or timed windows).
+    /// The CXL windows when some memory is served by exits (trapped or
+    /// timed windows), else empty (`VcpuShared::served_windows`).
     pub(super) served_windows: Arc<[(u64, u64)]>,
     pub(super) clock: Option<Arc<SharedClock>>,
     pub(super) calibration: Option<CalibrationReport>,
@@ -244,7 +245,6 @@ impl StatsFiles {
     }
 }
 
-/// Blocks until an exit is requested, or requests one at the deadline.
 /// Sleeps until an exit is requested or `timeout` passes (then requests
 /// one), calling `tick` every `vcpu_watch::CHECK_PERIOD` meanwhile.
 fn wait_for_exit(
