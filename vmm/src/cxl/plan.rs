@@ -83,6 +83,11 @@ pub struct CxlPlan {
 }
 
 impl CxlPlan {
+    /// Each fixed memory window's host-physical range, as (base, size).
+    pub fn window_ranges(&self) -> Vec<(u64, u64)> {
+        self.windows.iter().map(|w| (w.base, w.size)).collect()
+    }
+
     /// Where INTx `pin` of the function at (`bus`, `device`) arrives on its
     /// root bus: (slot there, pin there), swizzled through every bridge on
     /// the way up as the OS computes it. None if `bus` hangs off no root bus.

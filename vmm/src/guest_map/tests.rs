@@ -272,7 +272,7 @@ fn check_one(name: &str, size: u64, topo: &Topology) {
         .map(|hb| (hb.uid, hb.chbcr, CHBCR_SIZE))
         .collect();
     assert_eq!(chbs, want_chbs, "{what}");
-    let want_cfmws: Vec<(u64, u64)> = p.windows.iter().map(|w| (w.base, w.size)).collect();
+    let want_cfmws = p.window_ranges();
     assert_eq!(cfmws, want_cfmws, "{what}");
 }
 

@@ -225,7 +225,7 @@ impl<'a> MachineBuilder<'a> {
         };
         let devs = cxl::build::build(topo, plan, &mut self.pci, &self.mmio, &self.irq)?;
         // Trapped and timed windows' regions never get a memory slot.
-        let windows: Vec<(u64, u64)> = plan.windows.iter().map(|w| (w.base, w.size)).collect();
+        let windows = plan.window_ranges();
         let slots = KvmSlots::new(self.vm.clone(), devs.backings.clone())
             .memory_backing(self.cfg.memory_backing)
             .serve_in_vmm(timed::setup::vmm_served_windows(topo, plan))
@@ -299,7 +299,7 @@ impl<'a> MachineBuilder<'a> {
             return Ok(());
         }
         let cxl = self.regions.as_ref().map(|m| CxlMemory {
-            windows: plan.windows.iter().map(|w| (w.base, w.size)).collect(),
+            windows: plan.window_ranges(),
             tree: m.tree(),
             backings: self.backings.clone(),
         });
@@ -379,7 +379,7 @@ impl<'a> MachineBuilder<'a> {
             timed: self.timed,
             served_windows: match &self.cxl_plan {
                 Some(plan) if crate::cpuid_vector::needed(self.cfg.topology.as_ref()) => {
-                    plan.windows.iter().map(|w| (w.base, w.size)).collect()
+                    plan.window_ranges().into()
                 }
                 _ => Arc::from([]),
             },

@@ -70,7 +70,7 @@ fn cxl_windows_decode_through_the_committed_decoders_granule_by_granule() {
     let backings: Vec<_> = (0..4)
         .map(|i| Arc::new(Type3Backing::new(&format!("dma{i}"), 256 * MIB, 0, None).unwrap()))
         .collect();
-    let windows = plan.windows.iter().map(|w| (w.base, w.size)).collect();
+    let windows = plan.window_ranges();
     let m = BusMemory::new(
         ram(MIB),
         Some(CxlMemory {
