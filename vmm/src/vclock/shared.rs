@@ -255,6 +255,13 @@ impl SharedClock {
     }
 }
 
+/// Whether a timed access waits for the halted vCPUs it kicked
+/// (`CXLVMM_CLOCK_WAIT_HALTED=0` turns it off, to measure what it does).
+fn wait_for_halted() -> bool {
+    static WAIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WAIT.get_or_init(|| std::env::var("CXLVMM_CLOCK_WAIT_HALTED").map_or(true, |v| v != "0"))
+}
+
 thread_local! {
     /// The vCPU whose thread this is, for [`GuestClock::stop_others`].
     static THIS_VCPU: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
@@ -262,6 +269,27 @@ thread_local! {
 
 /// What devices read: the guest clock in picoseconds of guest TSC, stopped
 /// while every vCPU is out of the guest.
+impl SharedClock {
+    /// Waits (at most `timeout`) until every vCPU of `vcpus` is out of
+    /// KVM_RUN; false if one was not.
+    fn wait_out(&self, vcpus: &[usize], timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut c = self.lock();
+        while vcpus.iter().any(|&j| c.is_running(j)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            c = self
+                .changed
+                .wait_timeout(c, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
 impl GuestClock for SharedClock {
     fn now_ps(&self) -> u64 {
         SharedClock::now_ps(self)
@@ -283,19 +311,7 @@ impl GuestClock for SharedClock {
             return;
         }
         self.kick(&others);
-        let deadline = std::time::Instant::now() + STOP_WAIT;
-        let mut c = self.lock();
-        while !c.running_others(me).is_empty() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            c = self
-                .changed
-                .wait_timeout(c, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        self.wait_out(&others, STOP_WAIT);
     }
 }
 
@@ -316,6 +332,11 @@ pub struct VcpuClock {
 /// the guest (a vCPU thread that does not get a CPU for that long is left
 /// running, and the guest sees the rest of the exit).
 const STOP_WAIT: Duration = Duration::from_millis(20);
+
+/// The longest a timed access waits for kicked halted vCPUs to be out of
+/// KVM_RUN (a thread that gets no CPU for that long is left behind, and
+/// the guest sees the rest of the exit).
+const HALTED_WAIT: Duration = Duration::from_millis(5);
 
 /// A vCPU inside KVM_RUN this long (nanoseconds) since it went in busy may
 /// have halted there: it is kicked out to find out (see
@@ -371,30 +392,35 @@ impl VcpuClock {
             let cycles = latency_ps.map(|ps| ps_to_cycles(ps, self.clock.khz));
             l.exited(&t, cycles);
         }
-        let kick = {
+        let (kick, halted) = {
             let mut c = self.clock.lock();
             c.add_debt(self.index, t.in_kernel, t.entry_error, t.idled);
             c.exited(
                 self.index,
                 latency_ps.map(|ps| ps_to_cycles(ps, self.clock.khz)),
             );
-            if latency_ps.is_some() {
+            let kick = if latency_ps.is_some() {
                 let stale = (STALE_NS as f64 * self.clock.cal.cycles_per_ns) as u64;
                 c.to_stop_after(self.index, tsc::rdtsc(), self.timer.entry_delay(), stale)
             } else {
                 Vec::new()
-            }
+            };
+            let halted = c.idle_inside_of(&kick);
+            (kick, halted)
         };
         self.clock.changed.notify_all();
-        // Not waited for: deciding the re-entry before a kicked vCPU is
-        // out, this one may find the clock still running and its release
-        // already due, and the guest sees that part of the exit; waiting
-        // for them made every such exit restart the clock on a predicted
-        // entry, and in the rig the quicker-than-predicted ones then showed
-        // the guest a time before its own last read (docs/timed-mode.md,
-        // "Virtual time").
         if !kick.is_empty() {
             self.clock.kick(&kick);
+        }
+        // Halted vCPUs leave at once, but their threads take a while to
+        // get out of KVM_RUN (~100 µs in the nested rig, more than the
+        // exit's handling): until then the clock runs, and a release
+        // decided meanwhile would find itself due and show the guest the
+        // whole exit. So this vCPU waits for them, and then restarts the
+        // clock itself (docs/timed-mode.md, "Virtual time"). Busy vCPUs
+        // are not waited for: their exits are the guest's own time.
+        if wait_for_halted() && !halted.is_empty() {
+            self.clock.wait_out(&halted, HALTED_WAIT);
         }
         let lost = std::mem::take(&mut self.timer.lost_events);
         if lost > 0 {
@@ -415,7 +441,7 @@ impl VcpuClock {
         }
         let delay = self.timer.entry_delay();
         let mut decided;
-        let offset = loop {
+        let (offset, delay) = loop {
             if stop.load(Ordering::Acquire) {
                 self.clock.lock().abandon(self.index);
                 return Ok(false);
@@ -423,10 +449,11 @@ impl VcpuClock {
             let mut c = self.clock.lock();
             c.set_idle_inside(self.index, self.timer.idle_inside());
             c.set_early_margin(self.index, self.timer.early_margin());
+            c.set_quickest_delay(self.index, self.timer.quickest_delay());
             decided = tsc::rdtsc();
             let debt_before = c.debt();
             match c.enter(self.index, decided, delay) {
-                Entry::Go { offset } => {
+                Entry::Go { offset, delay } => {
                     if let Some(l) = self.log.as_mut() {
                         l.entered(EntryRecord {
                             debt_before,
@@ -438,7 +465,7 @@ impl VcpuClock {
                             hidden: c.hidden_cycles(),
                         });
                     }
-                    break offset;
+                    break (offset, delay);
                 }
                 Entry::WaitUntil { host_tsc } => {
                     drop(c);
@@ -454,6 +481,16 @@ impl VcpuClock {
                     let next = next.map(|ps| ps_to_cycles_up(ps, self.clock.khz));
                     self.clock.lock().delivered(self.index, next);
                     self.clock.changed.notify_all();
+                }
+                Entry::Yield { host_tsc } => {
+                    let ns = host_tsc.saturating_sub(tsc::rdtsc()) as f64
+                        / self.clock.cal.cycles_per_ns.max(1e-3);
+                    let (c, _) = self
+                        .clock
+                        .changed
+                        .wait_timeout(c, Duration::from_nanos(ns as u64))
+                        .unwrap_or_else(|e| e.into_inner());
+                    drop(c);
                 }
                 Entry::WaitForOthers => {
                     let (c, _) = self
