@@ -987,6 +987,26 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_with_others_out_pays_no_debt_from_the_release() {
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        c.set_idle_inside(1, true);
+        go(c.enter(1, 0, 0)); // halted inside: vCPU 0 runs alone
+        exit(&mut c, 0, 1000, false, Some(300));
+        c.add_debt(0, 500, 0, false); // an in-kernel exit while alone
+        assert_eq!(c.debt(), 500);
+        c.leave(1, 10, true); // kicked out of its halt
+        c.exited(1, None);
+        let off = go(c.enter(0, 9000, 0));
+        assert_eq!(
+            9000u64.wrapping_add(off),
+            1300,
+            "the whole latency, none of it taken for the debt"
+        );
+        assert_eq!(c.debt(), 500);
+    }
+
+    #[test]
     fn busy_other_vcpu_keeps_the_clock_moving() {
         let mut c = Coordinator::new(2, 0);
         go(c.enter(0, 0, 0));
