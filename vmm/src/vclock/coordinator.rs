@@ -96,11 +96,6 @@ struct VcpuState {
     early_margin: u64,
     /// The quickest plausible delay of its entries.
     quickest_delay: u64,
-    /// Its last entry restarted the clock predicted with that quickest
-    /// delay: arriving later showed the guest the spread of entries, which
-    /// is not debt (paid back, it would take the modelled latency off the
-    /// next accesses instead).
-    quickest_entry: bool,
 }
 
 /// The shared clock state. Wrap it in a mutex; see [`super::SharedClock`].
@@ -434,7 +429,7 @@ impl Coordinator {
         if v.alone {
             self.debt = self.debt.saturating_add(alone_cycles);
         }
-        if v.restarted && !v.quickest_entry {
+        if v.restarted {
             if restart_error >= 0 {
                 self.debt = self.debt.saturating_add(restart_error as u64);
             } else {
@@ -537,30 +532,29 @@ impl Coordinator {
         // restarts predicted by a low quantile of them were undercut by
         // tens of µs, showing the guest a time before its own last read.
         // Predicted with the quickest plausible entry, it never is; the
-        // guest sees the spread of entries instead, and no debt is paid
-        // from the release (that would take the modelled latency itself
-        // off the access).
+        // guest sees the spread of entries instead (debt, like any late
+        // entry).
         let competing = self
             .vcpus
             .iter()
             .enumerate()
             .any(|(j, v)| j != i && !v.gone && !v.running);
         let likely_delay = entry_delay;
-        let (entry_delay, pay) = if competing {
-            (self.vcpus[i].quickest_delay.min(entry_delay), 0)
+        let entry_delay = if competing {
+            self.vcpus[i].quickest_delay.min(entry_delay)
         } else {
-            // Repaying debt never brings the resume nearer the stop than
-            // an early entry could undercut: paid down to the stop itself,
-            // half the entries (those quicker than predicted) would show
-            // the guest a time before its own last read (seen in the rig:
-            // a 1 µs step's per-load median wrapped negative).
-            let margin = self.vcpus[i].early_margin;
-            (
-                entry_delay,
-                self.debt.min((mine - floor).saturating_sub(margin)),
-            )
+            entry_delay
         };
         let arrive = now.wrapping_add(entry_delay);
+        // Repaying debt never brings the resume nearer the stop than an
+        // early entry could undercut (or, at the quickest entry, than the
+        // spread of entries): paid down to the stop itself, half the
+        // entries (those quicker than predicted) would show the guest a
+        // time before its own last read (seen in the rig: a 1 µs step's
+        // per-load median wrapped negative), and with other vCPUs out the
+        // modelled latency itself would go to the debt.
+        let margin = self.vcpus[i].early_margin;
+        let pay = self.debt.min((mine - floor).saturating_sub(margin));
         let resume = mine - pay;
         if self.next_event.is_some_and(|e| e <= resume) {
             // Devices first: the clock moves (stopped) to `resume`, and
@@ -586,7 +580,6 @@ impl Coordinator {
         self.stopped_at = None;
         self.latest_left = 0;
         self.go(i, true, now);
-        self.vcpus[i].quickest_entry = competing;
         self.vcpus[i].alone = self.others_idle_inside(i);
         Entry::Go {
             offset: self.offset,
@@ -610,7 +603,6 @@ impl Coordinator {
         v.halted = false;
         v.release = None;
         v.restarted = restarted;
-        v.quickest_entry = false;
         if !restarted {
             v.alone = false;
         }
@@ -947,7 +939,7 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_with_others_out_is_predicted_at_the_quickest_entry_and_owes_nothing() {
+    fn a_restart_with_others_out_is_predicted_at_the_quickest_entry() {
         let mut c = Coordinator::new(2, 0);
         go(c.enter(0, 0, 0));
         go(c.enter(1, 0, 0));
@@ -955,7 +947,6 @@ mod tests {
         c.exited(1, None);
         exit(&mut c, 0, 1000, false, Some(300)); // release 1300
         c.set_quickest_delay(0, 40);
-        c.set_early_margin(0, 30);
         // vCPU 1's thread goes back in at the same moment: the likely
         // delay (100) is not trusted; the quickest (40) is.
         match c.enter(0, 9000, 100) {
@@ -965,15 +956,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // It arrived 60 later than that: the guest saw the spread of
-        // entries, which is not debt.
-        c.add_debt(0, 0, 60, false);
-        assert_eq!(c.debt(), 0);
         // vCPU 1, with nothing to do, keeps out of vCPU 0's way until it
         // is likely in (decided at 9000, likely delay 100).
         assert_eq!(c.enter(1, 9001, 100), Entry::Yield { host_tsc: 9100 });
         go(c.enter(1, 9100, 100));
-        // Alone, the likely delay predicts, and a late arrival is owed.
+        // Alone, the likely delay predicts.
         c.leave(1, 1400, true);
         c.exited(1, None);
         c.retire(1);
@@ -982,12 +969,10 @@ mod tests {
             Entry::Go { delay, .. } => assert_eq!(delay, 100),
             other => panic!("{other:?}"),
         }
-        c.add_debt(0, 0, 60, false);
-        assert_eq!(c.debt(), 60);
     }
 
     #[test]
-    fn a_restart_with_others_out_pays_no_debt_from_the_release() {
+    fn debt_is_paid_from_a_release_only_beyond_the_early_margin() {
         let mut c = Coordinator::new(2, 0);
         go(c.enter(0, 0, 0));
         c.set_idle_inside(1, true);
@@ -997,13 +982,14 @@ mod tests {
         assert_eq!(c.debt(), 500);
         c.leave(1, 10, true); // kicked out of its halt
         c.exited(1, None);
+        c.set_early_margin(0, 200);
         let off = go(c.enter(0, 9000, 0));
         assert_eq!(
             9000u64.wrapping_add(off),
-            1300,
-            "the whole latency, none of it taken for the debt"
+            1200,
+            "100 of the latency paid, the margin's 200 kept"
         );
-        assert_eq!(c.debt(), 500);
+        assert_eq!(c.debt(), 400);
     }
 
     #[test]
