@@ -267,18 +267,16 @@ thread_local! {
     static THIS_VCPU: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
-/// What devices read: the guest clock in picoseconds of guest TSC, stopped
-/// while every vCPU is out of the guest.
 impl SharedClock {
     /// Waits (at most `timeout`) until every vCPU of `vcpus` is out of
-    /// KVM_RUN; false if one was not.
-    fn wait_out(&self, vcpus: &[usize], timeout: Duration) -> bool {
+    /// KVM_RUN.
+    fn wait_out(&self, vcpus: &[usize], timeout: Duration) {
         let deadline = std::time::Instant::now() + timeout;
         let mut c = self.lock();
         while vcpus.iter().any(|&j| c.is_running(j)) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return false;
+                return;
             }
             c = self
                 .changed
@@ -286,10 +284,11 @@ impl SharedClock {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        true
     }
 }
 
+/// What devices read: the guest clock in picoseconds of guest TSC, stopped
+/// while every vCPU is out of the guest.
 impl GuestClock for SharedClock {
     fn now_ps(&self) -> u64 {
         SharedClock::now_ps(self)
