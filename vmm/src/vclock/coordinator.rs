@@ -21,6 +21,12 @@
 //! is so far ahead that the running clock cannot reach it before the vCPU
 //! is back anyway ([`Coordinator::to_stop_after`]).
 //!
+//! A restart is dated at the restarting vCPU's predicted entry: a low
+//! quantile of its recent entries when it goes in alone, the quickest it
+//! ever made when other vCPUs are about to go in too (entries are
+//! unpredictable then, and one quicker than predicted would show the guest
+//! a time before its own last read).
+//!
 //! Several releases pending at once are served in guest-time order: the
 //! earliest restarts the world; the others wait (in user space, spinning
 //! on host time) until the running clock reaches their release. That is a
