@@ -332,6 +332,11 @@ pub struct VcpuClock {
 /// running, and the guest sees the rest of the exit).
 const STOP_WAIT: Duration = Duration::from_millis(20);
 
+/// How often a vCPU kicked out of a halt looks whether it may go back in
+/// (nobody wakes it: see [`VcpuClock::before_run`]); an interrupt for it
+/// waits up to that long more.
+const HALTED_POLL: Duration = Duration::from_micros(200);
+
 /// The longest a timed access waits for kicked halted vCPUs to be out of
 /// KVM_RUN (a thread that gets no CPU for that long is left behind, and
 /// the guest sees the rest of the exit).
@@ -492,16 +497,27 @@ impl VcpuClock {
                     drop(c);
                 }
                 Entry::WaitForOthers => {
+                    let poll = if c.is_halted(self.index) {
+                        HALTED_POLL
+                    } else {
+                        Duration::from_millis(1)
+                    };
                     let (c, _) = self
                         .clock
                         .changed
-                        .wait_timeout(c, Duration::from_millis(1))
+                        .wait_timeout(c, poll)
                         .unwrap_or_else(|e| e.into_inner());
                     drop(c);
                 }
             }
         };
-        self.clock.changed.notify_all();
+        // Waking a waiting thread costs this one tens of µs in the rig
+        // (an IPI to another L1 CPU), on its way into the guest, where the
+        // guest sees it: only those with work are woken; vCPUs kicked out
+        // of a halt look again by themselves (`HALTED_POLL`).
+        if self.clock.lock().others_wait_with_work(self.index) {
+            self.clock.changed.notify_all();
+        }
         if self.applied != Some(offset) {
             tsc::set_offset(vcpu, offset.wrapping_add(tsc::skew(self.index)))?;
             self.applied = Some(offset);
