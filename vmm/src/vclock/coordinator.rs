@@ -569,9 +569,9 @@ impl Coordinator {
         };
         let arrive = now.wrapping_add(entry_delay);
         // Repaying debt never brings the resume nearer the stop than an
-        // early entry could undercut: paid down to the stop itself, half the
-        // entries (those quicker than predicted) would show the guest a
-        // time before its own last read (seen in the rig: a 1 µs step's
+        // early entry could undercut: paid down to the stop itself, half
+        // the entries (those quicker than predicted) would show the guest
+        // a time before its own last read (seen in the rig: a 1 µs step's
         // per-load median wrapped negative).
         let margin = self.vcpus[i].early_margin;
         let pay = self.debt.min((mine - floor).saturating_sub(margin));

@@ -278,12 +278,22 @@ impl SharedClock {
             if left.is_zero() {
                 return;
             }
-            c = self
-                .changed
-                .wait_timeout(c, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            c = self.wait_changed(c, left).0;
         }
+    }
+
+    /// Releases `c` until the clock's state changes or `timeout` passes;
+    /// the guard again, and whether the time ran out.
+    fn wait_changed<'a>(
+        &self,
+        c: MutexGuard<'a, Coordinator>,
+        timeout: Duration,
+    ) -> (MutexGuard<'a, Coordinator>, bool) {
+        let (c, t) = self
+            .changed
+            .wait_timeout(c, timeout)
+            .unwrap_or_else(|e| e.into_inner());
+        (c, t.timed_out())
     }
 }
 
@@ -443,17 +453,21 @@ impl VcpuClock {
             tsc::rearm_deadline(vcpu)?;
             self.rearmed = self.applied;
         }
+        // What the timer knows does not change until the next exit.
         let delay = self.timer.entry_delay();
+        let idle_inside = self.timer.idle_inside();
+        let early_margin = self.timer.early_margin();
+        let quickest_delay = self.timer.quickest_delay();
         let mut decided;
-        let (offset, delay) = loop {
+        let (offset, delay, wake) = loop {
             if stop.load(Ordering::Acquire) {
                 self.clock.lock().abandon(self.index);
                 return Ok(false);
             }
             let mut c = self.clock.lock();
-            c.set_idle_inside(self.index, self.timer.idle_inside());
-            c.set_early_margin(self.index, self.timer.early_margin());
-            c.set_quickest_delay(self.index, self.timer.quickest_delay());
+            c.set_idle_inside(self.index, idle_inside);
+            c.set_early_margin(self.index, early_margin);
+            c.set_quickest_delay(self.index, quickest_delay);
             decided = tsc::rdtsc();
             let debt_before = c.debt();
             match c.enter(self.index, decided, delay) {
@@ -469,7 +483,12 @@ impl VcpuClock {
                             hidden: c.hidden_cycles(),
                         });
                     }
-                    break (offset, delay);
+                    // Waking a waiting thread costs this one tens of µs
+                    // in the rig (an IPI to another L1 CPU), on its way
+                    // into the guest, where the guest sees it: only those
+                    // with work are woken; vCPUs kicked out of a halt look
+                    // again by themselves (`HALTED_POLL`).
+                    break (offset, delay, c.others_wait_with_work(self.index));
                 }
                 Entry::WaitUntil { host_tsc } => {
                     drop(c);
@@ -489,12 +508,7 @@ impl VcpuClock {
                 Entry::Yield { host_tsc } => {
                     let ns = host_tsc.saturating_sub(tsc::rdtsc()) as f64
                         / self.clock.cal.cycles_per_ns.max(1e-3);
-                    let (c, _) = self
-                        .clock
-                        .changed
-                        .wait_timeout(c, Duration::from_nanos(ns as u64))
-                        .unwrap_or_else(|e| e.into_inner());
-                    drop(c);
+                    drop(self.clock.wait_changed(c, Duration::from_nanos(ns as u64)));
                 }
                 Entry::WaitForOthers => {
                     let poll = if c.is_halted(self.index) {
@@ -502,20 +516,11 @@ impl VcpuClock {
                     } else {
                         Duration::from_millis(1)
                     };
-                    let (c, _) = self
-                        .clock
-                        .changed
-                        .wait_timeout(c, poll)
-                        .unwrap_or_else(|e| e.into_inner());
-                    drop(c);
+                    drop(self.clock.wait_changed(c, poll));
                 }
             }
         };
-        // Waking a waiting thread costs this one tens of µs in the rig
-        // (an IPI to another L1 CPU), on its way into the guest, where the
-        // guest sees it: only those with work are woken; vCPUs kicked out
-        // of a halt look again by themselves (`HALTED_POLL`).
-        if self.clock.lock().others_wait_with_work(self.index) {
+        if wake {
             self.clock.changed.notify_all();
         }
         if self.applied != Some(offset) {
@@ -538,14 +543,11 @@ impl VcpuClock {
         let left_ns = (target.saturating_sub(start) as f64 / per_ns) as u64;
         if left_ns > self.sleep_lead_ns + SPIN_NS {
             let asked = left_ns - self.sleep_lead_ns;
-            let c = self.clock.lock();
-            let (c, timeout) = self
+            let (c, timed_out) = self
                 .clock
-                .changed
-                .wait_timeout(c, Duration::from_nanos(asked))
-                .unwrap_or_else(|e| e.into_inner());
+                .wait_changed(self.clock.lock(), Duration::from_nanos(asked));
             drop(c);
-            if timeout.timed_out() {
+            if timed_out {
                 let slept = (tsc::rdtsc().saturating_sub(start) as f64 / per_ns) as u64;
                 self.sleep_lead_ns =
                     next_sleep_lead(self.sleep_lead_ns, slept.saturating_sub(asked));
