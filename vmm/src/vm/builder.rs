@@ -475,9 +475,17 @@ impl<'a> MachineBuilder<'a> {
             .kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("get supported CPUID"))?;
+        // 8-byte accesses to memory served by exits are checked against the
+        // vCPU's registers (`vcpu::serve_checked`).
+        let served = self.cxl_plan.is_some() && crate::cpuid_vector::needed(cfg.topology.as_ref());
+        let synced = if served {
+            u64::try_from(self.vm.check_extension_int(kvm_ioctls::Cap::SyncRegs)).unwrap_or(0)
+        } else {
+            0
+        };
         let mut vcpus = Vec::new();
         for i in 0..cfg.vcpus {
-            let fd = self
+            let mut fd = self
                 .vm
                 .create_vcpu(u64::from(i))
                 .map_err(kvm_err("create vCPU"))?;
@@ -494,6 +502,7 @@ impl<'a> MachineBuilder<'a> {
             fd.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
             cpu::setup_msrs(&fd)?;
             cpu::setup_lapic(&fd)?;
+            crate::vcpu::sync_exit_registers(&mut fd, synced);
             vcpus.push(fd);
         }
         Ok(vcpus)
