@@ -34,7 +34,8 @@ for s in steps:
     p50 = field(per, "p50_ns") if per else None
     mean = field(chunk, "mean_ns") if chunk else None
     m = s["model_ns"]
-    rows.append(dict(s, p50_ns=p50, mean_ns=mean,
+    back = field(per, "backward_loads") if per else None
+    rows.append(dict(s, p50_ns=p50, mean_ns=mean, backward_loads=back,
                      p50_error_pct=None if p50 is None else 100.0 * (p50 - m) / m,
                      mean_error_pct=None if mean is None else 100.0 * (mean - m) / m))
 
@@ -43,12 +44,16 @@ def fmt(v, unit=""):
     return "-" if v is None else f"{v:.1f}{unit}"
 
 
-print(f"{'step':>4} {'sweep':<6} {'model ns':>10} {'p50 ns':>10} {'err':>8} {'mean ns':>10} {'err':>8}  settings")
+print(f"{'step':>4} {'sweep':<6} {'model ns':>10} {'p50 ns':>10} {'err':>8} {'mean ns':>10} {'err':>8} {'back':>5}  settings")
 for r in rows:
+    back = "-" if r["backward_loads"] is None else str(r["backward_loads"])
     print(f"{r['step']:>4} {r['sweep']:<6} {r['model_ns']:>10.1f} {fmt(r['p50_ns']):>10} "
-          f"{fmt(r['p50_error_pct'], '%'):>8} {fmt(r['mean_ns']):>10} {fmt(r['mean_error_pct'], '%'):>8}  {r['settings']}")
+          f"{fmt(r['p50_error_pct'], '%'):>8} {fmt(r['mean_ns']):>10} {fmt(r['mean_error_pct'], '%'):>8} {back:>5}  {r['settings']}")
 
 summary = {}
+# Per-load samples whose end read below their start (the TSC stepped back
+# on the chasing CPU): must be 0.
+summary["backward_loads"] = sum(r["backward_loads"] or 0 for r in rows)
 media = {round(r["model_ns"]): r for r in rows if r["sweep"] == "media"}
 by_media = {int(r["settings"].split()[-1]): r for r in rows if r["sweep"] == "media"}
 if 2000 in by_media and 20000 in by_media:
