@@ -40,8 +40,9 @@ for where in ram:0 cxl:$cxl_node; do
     lat "chase-$name" chase -s 64M -c 0 --node "$node" && on "chase-$name" "$node"
     check "chase-$name" $? "p50 $(json_field p50_ns </tmp/chase-"$name".json) ns, mean $(json_field mean_ns </tmp/chase-"$name".json) ns on node $node"
     lat "chase-load-$name" chase -s 64M -l 200000 --per-load -c 0 --node "$node" && on "chase-load-$name" "$node" &&
-        [ "$(json_field samples </tmp/chase-load-"$name".json)" = 200000 ]
-    check "chase-per-load-$name" $? "p50 $(json_field p50_ns </tmp/chase-load-"$name".json) ns, p99 $(json_field p99_ns </tmp/chase-load-"$name".json) ns"
+        [ "$(json_field samples </tmp/chase-load-"$name".json)" = 200000 ] &&
+        [ "$(json_field backward_loads </tmp/chase-load-"$name".json)" = 0 ]
+    check "chase-per-load-$name" $? "p50 $(json_field p50_ns </tmp/chase-load-"$name".json) ns, p99 $(json_field p99_ns </tmp/chase-load-"$name".json) ns, $(json_field backward_loads </tmp/chase-load-"$name".json) loads stepped back"
     lat "bw-$name" bw -s 16M -T 2 -c 0,1 --node "$node" && on "bw-$name" "$node" &&
         [ "$(grep -o '"GBps":[0-9.e+-]*' /tmp/bw-"$name".json | grep -vc '"GBps":0$')" = 3 ]
     check "bw-$name" $? "$(grep -o '"op":"[a-z]*"\|"GBps":[0-9.e+-]*' /tmp/bw-"$name".json | tr '\n' ' ')"

@@ -38,6 +38,12 @@ pub struct Calibration {
     pub entry_invisible_cycles: u64,
     /// Median delay from deciding to enter to the `kvm_entry` tracepoint.
     pub entry_path_cycles: u64,
+    /// How much sooner than the two invisible medians above an exit's
+    /// invisible sides may end, together (`Spread::early_tail` of each):
+    /// the guest may have read the clock that much after the moment the
+    /// clock puts its exit at, and may resume that much before the moment
+    /// it was given.
+    pub invisible_early_cycles: u64,
     /// Host TSC cycles per nanosecond.
     pub cycles_per_ns: f64,
 }
@@ -74,21 +80,25 @@ pub struct ExitTiming {
 /// Which quantile of recent entry paths predicts the next.
 const ENTRY_QUANTILE: f64 = 0.1;
 
-/// Recent samples; a quantile of them predicts the next.
+/// The last `N` samples; a quantile of them predicts the next.
 #[derive(Clone, Debug)]
-struct Recent {
-    samples: [u64; 31],
+struct Recent<const N: usize> {
+    samples: [u64; N],
     len: usize,
     next: usize,
 }
 
-impl Recent {
+impl<const N: usize> Recent<N> {
     fn new(initial: u64) -> Self {
         Self {
-            samples: [initial; 31],
+            samples: [initial; N],
             len: 1,
             next: 1,
         }
+    }
+
+    fn min(&self) -> u64 {
+        self.samples[..self.len].iter().copied().min().unwrap_or(0)
     }
 
     fn push(&mut self, v: u64) {
@@ -117,7 +127,10 @@ pub struct ExitTimer {
     events: Vec<TraceEvent>,
     cal: Calibration,
     amd: bool,
-    entry_path: Recent,
+    entry_path: Recent<31>,
+    /// A longer memory of entry paths, for how early one may come: the
+    /// quickest of the last 31 was undercut now and then.
+    entry_floor: Recent<255>,
     /// The quickest entry path seen so far (cycles).
     quickest: u64,
     /// When we last decided to enter (ns) and what entry delay we assumed.
@@ -143,6 +156,7 @@ impl ExitTimer {
             cal,
             amd: host_is_amd(),
             entry_path: Recent::new(cal.entry_path_cycles),
+            entry_floor: Recent::new(cal.entry_path_cycles),
             quickest: u64::MAX,
             decided: None,
             ran_at: None,
@@ -178,9 +192,10 @@ impl ExitTimer {
     }
 
     /// How much sooner than [`Self::entry_delay`] the guest may resume: the
-    /// predicted quantile less the quickest recent entry path.
+    /// predicted quantile less the quickest of the last 255 entry paths.
     pub fn early_margin(&self) -> u64 {
-        self.entry_path.quantile(ENTRY_QUANTILE) - self.entry_path.quantile(0.0)
+        let p = self.entry_path.quantile(ENTRY_QUANTILE);
+        p - self.entry_floor.min().min(p)
     }
 
     /// The quickest plausible delay from now to the guest running again:
@@ -300,6 +315,7 @@ impl ExitTimer {
             let entered = to_tsc(entry);
             let path = entered.saturating_sub(decided);
             self.entry_path.push(path);
+            self.entry_floor.push(path);
             if ns.saturating_sub(entry) < QUICKEST_SPAN_NS {
                 self.quickest = self.quickest.min(path);
             }
@@ -320,7 +336,7 @@ mod tests {
 
     #[test]
     fn recent_quantiles_follow_the_samples() {
-        let mut r = Recent::new(100);
+        let mut r = Recent::<31>::new(100);
         assert_eq!(r.quantile(0.5), 100);
         for v in [10, 20, 30] {
             r.push(v);
@@ -335,6 +351,22 @@ mod tests {
         assert_eq!(r.quantile(0.5), 7);
     }
 
+    #[test]
+    fn the_entry_floor_remembers_longer_than_the_prediction() {
+        let mut short = Recent::<31>::new(100);
+        let mut long = Recent::<255>::new(100);
+        for v in std::iter::once(5).chain(std::iter::repeat_n(50, 100)) {
+            short.push(v);
+            long.push(v);
+        }
+        assert_eq!(short.min(), 50);
+        assert_eq!(long.min(), 5);
+        for _ in 0..255 {
+            long.push(50);
+        }
+        assert_eq!(long.min(), 50);
+    }
+
     /// A timer that reads exit reasons as SVM exit codes, whatever CPU
     /// runs the tests (the events below are an AMD host's).
     fn timer() -> ExitTimer {
@@ -344,6 +376,7 @@ mod tests {
                 exit_invisible_cycles: 100,
                 entry_invisible_cycles: 50,
                 entry_path_cycles: 1000,
+                invisible_early_cycles: 30,
                 cycles_per_ns: 1.0,
             },
         );

@@ -107,6 +107,7 @@ impl SharedClock {
             state: Mutex::new(
                 Coordinator::new(vcpus, initial_offset)
                     .with_max_debt(max_debt)
+                    .with_invisible_early(cal.invisible_early_cycles)
                     .with_kick_delay(
                         (INITIAL_KICK_DELAY_NS * cal.cycles_per_ns) as u64,
                         (MAX_KICK_DELAY_NS * cal.cycles_per_ns) as u64,
