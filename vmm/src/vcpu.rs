@@ -307,14 +307,13 @@ const SYNCED: u64 = (kvm_bindings::KVM_SYNC_X86_REGS | kvm_bindings::KVM_SYNC_X8
 /// Has KVM copy a vCPU's general and segment registers into `kvm_run` at
 /// every exit to user space, where it supports that: the `call *m64` check
 /// reads both on every 8-byte access to served memory, which otherwise
-/// costs two ioctls per access. Returns whether it is on.
-pub fn sync_exit_registers(vcpu: &mut VcpuFd, supported: u64) -> bool {
-    if supported & SYNCED != SYNCED {
-        return false;
+/// costs two ioctls per access. `supported`: what `KVM_CAP_SYNC_REGS`
+/// reports.
+pub fn sync_exit_registers(vcpu: &mut VcpuFd, supported: u64) {
+    if supported & SYNCED == SYNCED {
+        vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
+        vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::SystemRegister);
     }
-    vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
-    vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::SystemRegister);
-    true
 }
 
 /// Why a kicked vCPU cannot be running a guest, if it cannot

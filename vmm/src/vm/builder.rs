@@ -326,6 +326,9 @@ impl<'a> MachineBuilder<'a> {
     pub fn build(self) -> Result<Machine, VmError> {
         let rsdp = self.write_acpi_tables()?;
         let vcpus = self.create_vcpus()?;
+        let served_windows: Arc<[(u64, u64)]> = self
+            .served_windows()
+            .map_or_else(|| Arc::from([]), Arc::from);
         let boot_cpu = vcpus
             .first()
             .ok_or_else(|| VmError::Fatal("no vCPUs".into()))?;
@@ -377,17 +380,19 @@ impl<'a> MachineBuilder<'a> {
                 clock.as_ref().map(|(c, _)| c.clone()),
             ),
             timed: self.timed,
-            served_windows: match &self.cxl_plan {
-                Some(plan) if crate::cpuid_vector::needed(self.cfg.topology.as_ref()) => {
-                    plan.window_ranges().into()
-                }
-                _ => Arc::from([]),
-            },
+            served_windows,
             clock: clock.as_ref().map(|(c, _)| c.clone()),
             calibration: clock.map(|(_, r)| r),
             api_socket: self.cfg.api_socket.clone(),
             stats: self.cfg.stats.clone(),
         })
+    }
+
+    /// The CXL windows, when some of their memory may be served by exits
+    /// (a trapped or timed window, or a granularity below a page).
+    fn served_windows(&self) -> Option<Vec<(u64, u64)>> {
+        let plan = self.cxl_plan.as_ref()?;
+        crate::cpuid_vector::needed(self.cfg.topology.as_ref()).then(|| plan.window_ranges())
     }
 
     /// The virtual clock timed memory runs on, calibrated now; the
@@ -477,8 +482,7 @@ impl<'a> MachineBuilder<'a> {
             .map_err(kvm_err("get supported CPUID"))?;
         // 8-byte accesses to memory served by exits are checked against the
         // vCPU's registers (`vcpu::serve_checked`).
-        let served = self.cxl_plan.is_some() && crate::cpuid_vector::needed(cfg.topology.as_ref());
-        let synced = if served {
+        let synced = if self.served_windows().is_some() {
             u64::try_from(self.vm.check_extension_int(kvm_ioctls::Cap::SyncRegs)).unwrap_or(0)
         } else {
             0
