@@ -593,15 +593,19 @@ impl Coordinator {
         let pay = self.debt.min((mine - floor).saturating_sub(margin));
         let resume = (mine - pay).max(floor + margin);
         let moved_out = resume - (mine - pay);
-        if self.next_event.is_some_and(|e| e <= resume) {
-            // Devices first: the clock moves (stopped) to `resume`, and
-            // this vCPU holds it there while it delivers.
-            self.stopped_at = Some(resume);
-            if self.event_stop.is_some_and(|e| e <= resume) {
+        if let Some(e) = self.next_event.filter(|&e| e <= resume) {
+            // Devices first: the clock moves (stopped) to the resume before
+            // the margin, or the event if later, and this vCPU holds it
+            // there while it delivers. The restart after that keeps the
+            // margin from there, and owes it: moved out to `resume` here,
+            // the margin would come twice and be owed once.
+            let upto = (mine - pay).max(e);
+            self.stopped_at = Some(upto);
+            if self.event_stop.is_some_and(|s| s <= upto) {
                 self.event_stop = None;
             }
             self.vcpus[i].busy = true;
-            return Entry::Deliver { upto: resume };
+            return Entry::Deliver { upto };
         }
         self.debt = (self.debt - pay + moved_out).min(self.max_debt);
         // What the guest would have seen without the new offset, less what
@@ -903,6 +907,23 @@ mod tests {
         c.delivered(0, None);
         let off = go(c.enter(0, 130_000, 0));
         assert_eq!(130_000u64.wrapping_add(off), 12_500);
+    }
+
+    #[test]
+    fn an_event_inside_the_margin_is_delivered_and_the_margin_kept_once() {
+        let mut c = Coordinator::new(1, 0).with_invisible_early(300);
+        go(c.enter(0, 0, 0));
+        assert_eq!(exit(&mut c, 0, 1_000, false, None), 1_300);
+        assert_eq!(c.debt(), 300, "the first restart's margin");
+        // An event at 1400, inside the next restart's margin (1300-1600):
+        // delivered at its time, then the guest resumes 300 after that,
+        // the 300 beyond the event owed; not at 1900 with 300 unowed.
+        c.set_next_event(Some(1_400));
+        assert_eq!(c.enter(0, 5_000, 0), Entry::Deliver { upto: 1_400 });
+        c.delivered(0, None);
+        let off = go(c.enter(0, 6_000, 0));
+        assert_eq!(6_000u64.wrapping_add(off), 1_700);
+        assert_eq!(c.debt(), 600);
     }
 
     #[test]
