@@ -297,14 +297,14 @@ static struct chase_result chase_run(const struct opts *o, uintptr_t start, uint
 		}
 	}
 	uint64_t t1 = tsc_fenced(), m1 = mono_ns();
-	/* A sample that wrapped: the TSC stepped back on this CPU during the
-	 * load. It stays in the percentiles (as a huge value) and is counted. */
+	/* What the two rdtsc around each load add is taken off. A sample that
+	 * wrapped (the TSC stepped back on this CPU during the load) is counted
+	 * and stays in the percentiles as a huge value. */
 	if (o->per_load)
-		for (size_t i = 0; i < nsamples; i++)
+		for (size_t i = 0; i < nsamples; i++) {
 			r.backward += (int64_t)samples[i] < 0;
-	if (o->per_load) /* what the two rdtsc around each load add, taken off */
-		for (size_t i = 0; i < nsamples; i++)
 			samples[i] = samples[i] > o->overhead_ticks ? samples[i] - (uint64_t)o->overhead_ticks : 0;
+		}
 	r.st = stats_of(samples, nsamples, o->per_load ? 1 : o->chunk, o->tick_ns);
 	r.total_ns = (double)(t1 - t0) * o->tick_ns;
 	r.mean_ns = r.total_ns / (double)o->loads;

@@ -107,7 +107,7 @@ pub fn describe_calibration(r: &CalibrationReport) -> String {
         r.exit_cost.p50 / 1e3,
         r.exit_side.p50 / 1e3,
         r.entry_side.p50 / 1e3,
-        (r.exit_side.early_tail() + r.entry_side.early_tail()) / 1e3,
+        r.invisible_early_ns() / 1e3,
         r.entry_path.p50 / 1e3,
     )
 }

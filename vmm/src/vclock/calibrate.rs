@@ -128,6 +128,14 @@ pub struct CalibrationReport {
     pub empty_pair: Spread,
 }
 
+impl CalibrationReport {
+    /// How much sooner than their medians the invisible exit and entry
+    /// sides may together end (`Spread::early_tail` of each).
+    pub fn invisible_early_ns(&self) -> f64 {
+        self.exit_side.early_tail() + self.entry_side.early_tail()
+    }
+}
+
 struct ProbeVm {
     _vm: VmFd,
     vcpu: VcpuFd,
@@ -337,9 +345,7 @@ pub fn calibrate(
             exit_invisible_cycles: cycles(report.exit_side.p50),
             entry_invisible_cycles: cycles(report.entry_side.p50),
             entry_path_cycles: cycles(report.entry_path.p50),
-            invisible_early_cycles: cycles(
-                report.exit_side.early_tail() + report.entry_side.early_tail(),
-            ),
+            invisible_early_cycles: cycles(report.invisible_early_ns()),
             cycles_per_ns: per_ns,
         }
     } else {
