@@ -37,10 +37,23 @@
 //! in late, exits handled inside the kernel while this vCPU ran alone) is
 //! *debt*: it is paid back out of later releases, never by letting the
 //! clock step back (a release is never shortened below the moment the clock
-//! stopped).
+//! stopped). Time one vCPU lost while another ran guest code (its
+//! in-kernel exits, its late entries into the running clock) really passed
+//! for the others, so the clock keeps it; that vCPU alone *owes* it, and
+//! its own later releases come that much sooner.
 //!
 //! Everything here is arithmetic on host TSC cycles; the caller measures.
 //! No KVM, no clock reads: unit-tested with made-up times.
+
+/// `debt` plus `cycles` the guest saw in excess (less, if negative; never
+/// below zero).
+fn owe(debt: u64, cycles: i64) -> u64 {
+    if cycles >= 0 {
+        debt.saturating_add(cycles as u64)
+    } else {
+        debt.saturating_sub(cycles.unsigned_abs())
+    }
+}
 
 /// What a vCPU thread must do before KVM_RUN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +115,12 @@ struct VcpuState {
     early_margin: u64,
     /// The quickest plausible delay of its entries.
     quickest_delay: u64,
+    /// Time it lost while other vCPUs ran guest code: taken off its own
+    /// later releases.
+    owed: u64,
+    /// Went into the running clock for a release, this many guest cycles
+    /// after it (a thread that woke late).
+    joined_late: Option<u64>,
 }
 
 /// The shared clock state. Wrap it in a mutex; see [`super::SharedClock`].
@@ -284,6 +303,16 @@ impl Coordinator {
         self.debt
     }
 
+    /// What vCPU `i` alone owes (see [`Self::add_debt`]).
+    pub fn owed(&self, i: usize) -> u64 {
+        self.vcpus.get(i).map_or(0, |v| v.owed)
+    }
+
+    /// What all vCPUs owe, each alone.
+    pub fn owed_total(&self) -> u64 {
+        self.vcpus.iter().map(|v| v.owed).sum()
+    }
+
     fn any_running(&self) -> bool {
         self.vcpus.iter().any(|v| v.running)
     }
@@ -339,10 +368,18 @@ impl Coordinator {
     /// before the guest clock shows its exit time plus `latency`. The
     /// caller then kicks the vCPUs [`Coordinator::running_others`] names if
     /// the exit's cost must be hidden.
+    /// What vCPU `i` owes is taken off the latency, down to its early
+    /// margin (nearer its exit, its entry could show it a time before its
+    /// own last read; see [`Self::enter`]).
     pub fn exited(&mut self, i: usize, latency: Option<u64>) {
+        let margin = self.invisible_early;
         let v = &mut self.vcpus[i];
         v.busy = false;
-        v.release = latency.map(|l| v.left_at.wrapping_add(l));
+        v.release = latency.map(|l| {
+            let pay = v.owed.min(l.saturating_sub(margin + v.early_margin));
+            v.owed -= pay;
+            v.left_at.wrapping_add(l - pay)
+        });
     }
 
     /// The vCPUs to kick out after vCPU `i`'s exit with a release was
@@ -446,30 +483,41 @@ impl Coordinator {
             .collect()
     }
 
-    /// Time `i` saw that it should not have (in-kernel exits while it ran
-    /// alone, a late entry after it restarted the clock). Only counted when
-    /// this vCPU's view was the clock's: otherwise others ran meanwhile and
-    /// the time really passed.
+    /// Time `i` saw that it should not have: `in_kernel` cycles of exits
+    /// the kernel handled, and how much later than predicted its last
+    /// entry reached the guest (`entry_error`). The clock's debt when this
+    /// vCPU's view was the clock's (it ran alone; it restarted the clock);
+    /// otherwise others ran meanwhile and the time really passed for them,
+    /// so only this vCPU owes it (in-kernel exits, and a late entry into
+    /// the running clock for a release), paid from its own releases
+    /// ([`Self::exited`]).
     /// `idled`: the vCPU halted since its last entry; debt from before an
     /// idle period is forgiven (the guest's busy stretch it distorted is
     /// over, and idle time passes for real anyway).
-    pub fn add_debt(&mut self, i: usize, alone_cycles: u64, restart_error: i64, idled: bool) {
+    pub fn add_debt(&mut self, i: usize, in_kernel: u64, entry_error: i64, idled: bool) {
         if idled {
             self.debt = 0;
+            self.vcpus[i].owed = 0;
         }
         let v = self.vcpus[i];
+        // How much later than its release it reached the guest, when it
+        // went into the running clock for one.
+        let joined_late = v.joined_late.map(|l| l as i64 + entry_error);
         if v.alone {
-            self.debt = self.debt.saturating_add(alone_cycles);
+            self.debt = self.debt.saturating_add(in_kernel);
+            if let Some(late) = joined_late {
+                self.debt = owe(self.debt, late);
+            }
+        } else {
+            let owed = v.owed.saturating_add(in_kernel);
+            let owed = joined_late.map_or(owed, |late| owe(owed, late));
+            self.vcpus[i].owed = owed.min(self.max_debt);
         }
         if v.restarted {
-            if restart_error >= 0 {
-                self.debt = self.debt.saturating_add(restart_error as u64);
-            } else {
-                // Entered earlier than predicted: the guest saw less; take
-                // it off the debt (never below zero: the lost time is just
-                // gone, as if the clock had jumped).
-                self.debt = self.debt.saturating_sub(restart_error.unsigned_abs());
-            }
+            // Entered earlier than predicted (negative): the guest saw
+            // less; that comes off the debt (never below zero: the lost
+            // time is just gone, as if the clock had jumped).
+            self.debt = owe(self.debt, entry_error);
         }
         self.debt = self.debt.min(self.max_debt);
     }
@@ -505,8 +553,12 @@ impl Coordinator {
                 }
             }
             let alone = self.others_idle_inside(i);
+            let late = self.vcpus[i]
+                .release
+                .map(|r| self.guest_at(arrive).wrapping_sub(r).min(i64::MAX as u64));
             self.go(i, false, now);
             self.vcpus[i].alone = alone;
+            self.vcpus[i].joined_late = late;
             return Entry::Go {
                 offset: self.offset,
                 delay: entry_delay,
@@ -644,6 +696,7 @@ impl Coordinator {
         v.halted = false;
         v.release = None;
         v.restarted = restarted;
+        v.joined_late = None;
         if !restarted {
             v.alone = false;
         }
@@ -1097,6 +1150,42 @@ mod tests {
             "100 of the latency paid, the margin's 200 kept"
         );
         assert_eq!(c.debt(), 400);
+    }
+
+    #[test]
+    fn time_lost_while_another_vcpu_ran_is_owed_by_the_loser_alone() {
+        let mut c = Coordinator::new(2, 0);
+        go(c.enter(0, 0, 0));
+        go(c.enter(1, 0, 0));
+        // vCPU 0 lost 500 cycles to in-kernel exits while vCPU 1 ran
+        // guest code: the clock keeps them (vCPU 1 saw them pass).
+        exit(&mut c, 0, 1000, false, None);
+        c.add_debt(0, 500, 0, false);
+        assert_eq!((c.debt(), c.owed(0), c.owed(1)), (0, 500, 0));
+        go(c.enter(0, 1100, 0));
+        assert_eq!(c.now(1200), 1200, "the clock did not move");
+        // Its next timed access comes back sooner by what it owes, but
+        // never nearer its exit than its early margin.
+        c.set_early_margin(0, 200);
+        exit(&mut c, 0, 2000, false, Some(600)); // release 2600 - 400
+        assert_eq!(c.owed(0), 100);
+        assert_eq!(c.enter(0, 2100, 0), Entry::WaitUntil { host_tsc: 2200 });
+        go(c.enter(0, 2200, 0));
+        exit(&mut c, 0, 3000, false, Some(250)); // only 50 beyond the margin
+        assert_eq!(c.owed(0), 50);
+        assert_eq!(c.enter(0, 3100, 0), Entry::WaitUntil { host_tsc: 3200 });
+        // Its thread woke 70 cycles after the release, and KVM took 30
+        // cycles longer than predicted to get it in: 100 more owed.
+        go(c.enter(0, 3270, 0));
+        exit(&mut c, 0, 4000, false, None);
+        c.add_debt(0, 0, 30, false);
+        assert_eq!(c.owed(0), 150);
+        assert_eq!(c.debt(), 0);
+        // A halt forgives it: the busy stretch it distorted is over.
+        go(c.enter(0, 4100, 0));
+        exit(&mut c, 0, 5000, true, None);
+        c.add_debt(0, 0, 0, true);
+        assert_eq!(c.owed(0), 0);
     }
 
     #[test]

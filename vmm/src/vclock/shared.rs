@@ -44,7 +44,7 @@ pub fn ps_to_cycles_up(ps: u64, khz: u32) -> u64 {
 pub struct ClockStats {
     /// Guest-invisible host time, ns.
     pub hidden_ns: u64,
-    /// Debt still owed, ns.
+    /// Debt still owed (the clock's and each vCPU's own), ns.
     pub debt_ns: u64,
     /// Kicks sent to stop other vCPUs.
     pub kicks: u64,
@@ -200,7 +200,7 @@ impl SharedClock {
         let ns = |cyc: u64| (cyc as f64 / self.cal.cycles_per_ns) as u64;
         ClockStats {
             hidden_ns: ns(c.hidden_cycles()),
-            debt_ns: ns(c.debt()),
+            debt_ns: ns(c.debt() + c.owed_total()),
             kicks: self.kicks.load(Ordering::Relaxed),
             lost_events: self.lost.load(Ordering::Relaxed),
         }
