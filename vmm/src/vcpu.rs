@@ -243,7 +243,7 @@ fn serve_checked(
     issue_ps: Option<u64>,
 ) -> Option<u64> {
     use crate::vector_mmio::PhysicalAccess;
-    let gpa = corrected_call_access(vcpu, &shared.mem, a.addr, a.write).unwrap_or(a.addr);
+    let gpa = corrected_call_access(vcpu, &shared.mem, &a).unwrap_or(a.addr);
     if gpa != a.addr {
         log::debug!(
             "call *m64: the {} KVM emulated at {:#x} belongs at {gpa:#x}",
@@ -267,27 +267,61 @@ fn serve_checked(
     latency
 }
 
-/// Where an 8-byte MMIO access at `addr` belongs if the vCPU is in a
-/// `call *m64` whose emulation KVM pointed at the wrong access; None if it
-/// is not one, or the access is right.
+/// Where the 8-byte MMIO access `a` belongs if KVM's emulation of a
+/// `call *m64` pointed it at the wrong place; None if it is not one, or the
+/// access is right. A read exits in the middle of the instruction (RIP at
+/// the call); a write after KVM finished it (RIP at the call's target, RSP
+/// at the pushed slot), so a push is traced back through the return
+/// address it carries, never by decoding at RIP: that is the next
+/// instruction, and a store just before a `call *m64` would be taken for
+/// its push.
 fn corrected_call_access(
     vcpu: &mut VcpuFd,
     mem: &crate::memory::GuestMemory,
-    addr: u64,
-    write: bool,
+    a: &CheckedAccess,
 ) -> Option<u64> {
+    use crate::indirect_call::{calls_returning_to, corrected_push, corrected_read, decode_call};
     use crate::vector_mmio::kvm_cpu;
     let (r, s) = exit_registers(vcpu)?;
     if !kvm_cpu::in_long_mode(&s) {
         return None;
     }
     let translate = |la| crate::guest_stack::translate(mem, s.cr3, s.cr4, la);
+    let gpr = kvm_cpu::gprs(&r);
+    if a.write {
+        let ret = u64::from_le_bytes(a.data);
+        let before = code_before(mem, ret, translate);
+        let sites = calls_returning_to(&before, ret, &gpr, s.fs.base, s.gs.base);
+        return corrected_push(&sites, a.addr, translate);
+    }
     // The decoder asks for no byte past the instruction's end, so a call
     // at the end of the mapped text decodes from what is there.
     let insn = crate::guest_stack::read_code(mem, r.rip, translate);
-    let gpr = kvm_cpu::gprs(&r);
-    let site = crate::indirect_call::decode_call(&insn, &gpr, r.rip, s.fs.base, s.gs.base)?;
-    crate::indirect_call::corrected(&site, write, addr, translate)
+    let site = decode_call(&insn, &gpr, r.rip, s.fs.base, s.gs.base)?;
+    corrected_read(&site, a.addr, translate)
+}
+
+/// Up to 15 bytes of code ending just before linear address `end` (fewer
+/// where the page before `end`'s is not mapped).
+fn code_before(
+    mem: &crate::memory::GuestMemory,
+    end: u64,
+    translate: impl Fn(u64) -> Option<u64>,
+) -> Vec<u8> {
+    let max = crate::guest_stack::MAX_INSN_LEN as u64;
+    let start = end.wrapping_sub(max);
+    let code = crate::guest_stack::read_code(mem, start, &translate);
+    if code.len() as u64 == max {
+        return code;
+    }
+    // The page before `end`'s is not mapped: only what lies on `end`'s.
+    let page = end & !0xfff;
+    if end - page >= max {
+        return Vec::new();
+    }
+    let mut code = crate::guest_stack::read_code(mem, page, &translate);
+    code.truncate((end - page) as usize);
+    code
 }
 
 /// The vCPU's registers as it exited: from `kvm_run` where KVM copies them
