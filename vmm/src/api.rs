@@ -37,7 +37,11 @@ impl ApiContext {
     }
 
     fn now_ps(&self) -> u64 {
-        self.clock.as_ref().map_or(0, |c| c.now_ps())
+        match (&self.clock, &self.timed) {
+            (Some(c), _) => c.now_ps(),
+            (None, Some(t)) => t.host_now_ps(),
+            (None, None) => 0,
+        }
     }
 
     /// The fabric's counters up to now.

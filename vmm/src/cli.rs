@@ -282,6 +282,15 @@ pub struct RunArgs {
     /// A timed window always brings it.
     #[arg(long)]
     pub virtual_clock: bool,
+    /// Timed windows without the virtual clock: every access is still
+    /// charged by the fabric model and counted in the statistics, issued
+    /// at host time since start (so queueing follows the accesses' real
+    /// spacing), but the guest's clock is left alone and feels each exit's
+    /// real cost. For hosts whose KVM cannot set a vCPU's TSC offset, and
+    /// to measure the VMM's own cost per timed access there
+    /// (docs/timed-mode.md).
+    #[arg(long, conflicts_with = "virtual_clock")]
+    pub host_time: bool,
     /// Exits measured at start-up to calibrate the virtual clock
     /// (more: a steadier calibration, a slower start).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=20000))]
@@ -479,6 +488,7 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
         stats: args.stats.clone(),
         calibration_samples: args.calibration_samples,
         virtual_clock: args.virtual_clock,
+        host_time: args.host_time,
         memory_backing,
     })
 }

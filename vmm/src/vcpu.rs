@@ -394,7 +394,10 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option
         // the latency handed to the clock (`--stats` `vmm_cost`).
         let returned = shared.timed.is_some().then(std::time::Instant::now);
         let left = clock.as_mut().map(|c| c.left());
-        let issue_ps = left.map(|(_, ps)| ps);
+        // Without a clock (`--host-time`) timed accesses issue at host time.
+        let issue_ps = left
+            .map(|(_, ps)| ps)
+            .or_else(|| shared.timed.as_ref().map(|t| t.host_now_ps()));
         let mut latency = None;
         let mut checked: Option<CheckedAccess> = None;
         match result {

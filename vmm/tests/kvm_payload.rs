@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-const LOAD_ADDR: u64 = 0x10_0000;
+mod payload;
+use payload::{elf, LOAD_ADDR};
 
 #[rustfmt::skip]
 const CODE: &[u8] = &[
@@ -38,39 +39,6 @@ const CODE: &[u8] = &[
     0xf4,                               // hlt
     0xeb, 0xfd,                         // jmp hlt
 ];
-
-/// A minimal ELF64 executable with one PT_LOAD segment holding `code`.
-fn elf(code: &[u8]) -> Vec<u8> {
-    let code_off = 0x1000u64;
-    let mut e = vec![0u8; code_off as usize];
-    e[..4].copy_from_slice(b"\x7fELF");
-    e[4] = 2; // 64-bit
-    e[5] = 1; // little endian
-    e[6] = 1; // version
-    let put16 = |e: &mut Vec<u8>, o: usize, v: u16| e[o..o + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 = |e: &mut Vec<u8>, o: usize, v: u32| e[o..o + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 = |e: &mut Vec<u8>, o: usize, v: u64| e[o..o + 8].copy_from_slice(&v.to_le_bytes());
-    put16(&mut e, 16, 2); // ET_EXEC
-    put16(&mut e, 18, 0x3e); // x86-64
-    put32(&mut e, 20, 1);
-    put64(&mut e, 24, LOAD_ADDR); // entry
-    put64(&mut e, 32, 64); // phoff
-    put16(&mut e, 52, 64); // ehsize
-    put16(&mut e, 54, 56); // phentsize
-    put16(&mut e, 56, 1); // phnum
-    put16(&mut e, 58, 64); // shentsize
-    let ph = 64;
-    put32(&mut e, ph, 1); // PT_LOAD
-    put32(&mut e, ph + 4, 5); // R+X
-    put64(&mut e, ph + 8, code_off);
-    put64(&mut e, ph + 16, LOAD_ADDR); // vaddr
-    put64(&mut e, ph + 24, LOAD_ADDR); // paddr
-    put64(&mut e, ph + 32, code.len() as u64);
-    put64(&mut e, ph + 40, code.len() as u64);
-    put64(&mut e, ph + 48, 0x1000);
-    e.extend_from_slice(code);
-    e
-}
 
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cxlvmm-it-{}-{name}", std::process::id()));
@@ -794,6 +762,56 @@ fn sse_moves_on_mmio_are_completed_by_the_vmm() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Timed memory at host time (`--host-time`, what a host whose KVM cannot
+/// set a TSC offset can run): the payload commits the endpoint decoder of
+/// `examples/direct.toml` itself, writes a 64-line cycle into the timed
+/// window and chases it 1000 times. Every access is served by the VMM,
+/// charged by the model and counted: the stores miss the cache model, the
+/// loads (4 KiB, reused) hit it, and the VMM's cost is recorded for each.
+fn timed_accesses_at_host_time_are_charged_and_counted() {
+    let chase = payload::Chase {
+        lines: 64,
+        stride: 64,
+        loads: 1000,
+    };
+    let dir = scratch("timed-chase");
+    let kernel = dir.join("chase.elf");
+    std::fs::write(&kernel, payload::timed_chase(&chase)).unwrap();
+    let stats = dir.join("stats.json");
+    let out = cxlvmm()
+        .args(["run", "--no-kvm-check", "--vcpus", "1", "--memory", "128M"])
+        .args(["--timeout", "120", "--memory-mode", "timed", "--host-time"])
+        .args(["--topology", payload::CHASE_TOPOLOGY, "--stats"])
+        .arg(&stats)
+        .arg("--kernel")
+        .arg(&kernel)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(payload::CHASE_OK), "{stderr}");
+    assert!(
+        !stderr.contains("calibrat"),
+        "no clock, no calibration: {stderr}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let w = &json["timed"]["windows"][0];
+    assert_eq!(w["id"], "ram0", "{w}");
+    assert_eq!(w["reads"], chase.loads, "{w}");
+    assert_eq!(w["writes"], chase.lines, "{w}");
+    assert_eq!(w["hits"], chase.loads, "{w}");
+    assert_eq!(w["undecoded"], 0, "{w}");
+    let cost = &json["timed"]["vmm_cost"];
+    assert_eq!(cost["count"], chase.accesses(), "{cost}");
+    assert!(cost["p50_ns"].as_f64().unwrap() > 0.0, "{cost}");
+    // A hit is charged the cache model's hit latency, a miss more.
+    let hit_ns = w["latency"]["p50_ns"].as_f64().unwrap();
+    assert!(w["latency"]["max_ns"].as_f64().unwrap() > hit_ns, "{w}");
+    assert!(json["clock"].is_null(), "{json}");
+    assert!(json["guest_time_ps"].as_u64().unwrap() > 0, "{json}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn main() -> ExitCode {
     let args = Arguments::from_args();
     let kvm = Path::new("/dev/kvm").exists();
@@ -819,6 +837,11 @@ fn main() -> ExitCode {
         .with_ignored_flag(!runs_here)
     };
     let trials = vec![
+        test(
+            "timed_accesses_at_host_time_are_charged_and_counted",
+            timed_accesses_at_host_time_are_charged_and_counted,
+            kvm,
+        ),
         test(
             "accelerator_copies_into_vram_and_writes_the_fence",
             accelerator_copies_into_vram_and_writes_the_fence,

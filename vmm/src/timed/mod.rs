@@ -43,6 +43,8 @@ pub struct TimedMemory {
     media: Vec<DeviceMedia>,
     engine: Arc<Mutex<Engine>>,
     stats: Mutex<TimedStats>,
+    /// Time zero of `--host-time`, where accesses issue at host time.
+    host_epoch: std::time::Instant,
 }
 
 /// The smallest interleave unit: an access never spans two devices inside
@@ -63,6 +65,7 @@ impl TimedMemory {
             media,
             engine,
             stats: Mutex::new(stats),
+            host_epoch: std::time::Instant::now(),
         }
     }
 
@@ -72,6 +75,14 @@ impl TimedMemory {
 
     pub fn engine(&self) -> &Arc<Mutex<Engine>> {
         &self.engine
+    }
+
+    /// Host time since the windows were set up, in ps: when an access
+    /// issues where no virtual clock runs (`--host-time`).
+    pub fn host_now_ps(&self) -> u64 {
+        u64::try_from(self.host_epoch.elapsed().as_nanos())
+            .unwrap_or(u64::MAX / 1000)
+            .saturating_mul(1000)
     }
 
     /// The timed window holding `addr`, if any.

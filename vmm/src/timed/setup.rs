@@ -80,7 +80,8 @@ pub fn virtual_clock(
     if !tsc::offset_supported(vcpu0) {
         return Err(
             "this KVM cannot set a vCPU's TSC offset (KVM_VCPU_TSC_OFFSET): timed memory \
-             needs it to hide exits from the guest; use --memory-mode trapped or native"
+             needs it to hide exits from the guest; use --host-time (the model's charges in the \
+             statistics only), or --memory-mode trapped or native"
                 .into(),
         );
     }

@@ -335,7 +335,7 @@ impl<'a> MachineBuilder<'a> {
         // The guest cannot measure its TSC's rate in every host (the rig's
         // L2 has no timer that calibrates it): it is told.
         let tsc_khz = crate::vclock::tsc::khz(boot_cpu).ok();
-        let clock = if self.timed.is_some() || self.cfg.virtual_clock {
+        let clock = if (self.timed.is_some() && !self.cfg.host_time) || self.cfg.virtual_clock {
             Some(self.virtual_clock(boot_cpu, vcpus.len())?)
         } else {
             None

@@ -49,6 +49,9 @@ pub struct VmConfig {
     pub calibration_samples: u64,
     /// The virtual clock without timed windows too (`--virtual-clock`).
     pub virtual_clock: bool,
+    /// Timed windows charged at host time, without the virtual clock
+    /// (`--host-time`).
+    pub host_time: bool,
     /// Host pages behind guest RAM and device memory.
     pub memory_backing: crate::memory_backing::MemoryBacking,
 }
