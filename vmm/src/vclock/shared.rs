@@ -10,7 +10,7 @@
 //! the next KVM_RUN [`VcpuClock::before_run`], which may wait and sets the
 //! TSC offset.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -68,6 +68,10 @@ fn max_debt_ns() -> u64 {
 pub struct SharedClock {
     state: Mutex<Coordinator>,
     changed: Condvar,
+    /// Threads waiting on `changed`. A notification is a system call
+    /// (futex wake) even when nobody waits, and every exit makes one or
+    /// two; so it is made only when someone does (`notify_changed`).
+    waiters: AtomicUsize,
     /// Each vCPU thread's pthread, to kick it (None until it started).
     threads: Mutex<Vec<Option<libc::pthread_t>>>,
     kick_signal: i32,
@@ -114,6 +118,7 @@ impl SharedClock {
                     ),
             ),
             changed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
             threads: Mutex::new(vec![None; vcpus]),
             kick_signal,
             cal,
@@ -153,7 +158,7 @@ impl SharedClock {
         let kick = self
             .lock()
             .request_stop(ps_to_cycles_up(ps, self.khz), tsc::rdtsc());
-        self.changed.notify_all();
+        self.notify_changed();
         self.kick(&kick);
         true
     }
@@ -290,11 +295,23 @@ impl SharedClock {
         c: MutexGuard<'a, Coordinator>,
         timeout: Duration,
     ) -> (MutexGuard<'a, Coordinator>, bool) {
+        // Counted while `c` is held: a thread that changes the state under
+        // the lock after this and then looks at `waiters` sees this one.
+        self.waiters.fetch_add(1, Ordering::SeqCst);
         let (c, t) = self
             .changed
             .wait_timeout(c, timeout)
             .unwrap_or_else(|e| e.into_inner());
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
         (c, t.timed_out())
+    }
+
+    /// Wakes the threads waiting for the clock's state to change; called
+    /// after changing it under the lock.
+    fn notify_changed(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_all();
+        }
     }
 }
 
@@ -395,7 +412,7 @@ impl VcpuClock {
             }
             c.leave(self.index, t.left, t.halted)
         };
-        self.clock.changed.notify_all();
+        self.clock.notify_changed();
         (t, cycles_to_ps(g, self.clock.khz))
     }
 
@@ -423,7 +440,7 @@ impl VcpuClock {
             let halted = c.idle_inside_of(&kick);
             (kick, halted)
         };
-        self.clock.changed.notify_all();
+        self.clock.notify_changed();
         if !kick.is_empty() {
             self.clock.kick(&kick);
         }
@@ -504,7 +521,7 @@ impl VcpuClock {
                         .and_then(|d| d(cycles_to_ps(upto, self.clock.khz)));
                     let next = next.map(|ps| ps_to_cycles_up(ps, self.clock.khz));
                     self.clock.lock().delivered(self.index, next);
-                    self.clock.changed.notify_all();
+                    self.clock.notify_changed();
                 }
                 Entry::Yield { host_tsc } => {
                     let ns = host_tsc.saturating_sub(tsc::rdtsc()) as f64
@@ -522,7 +539,7 @@ impl VcpuClock {
             }
         };
         if wake {
-            self.clock.changed.notify_all();
+            self.clock.notify_changed();
         }
         if self.applied != Some(offset) {
             tsc::set_offset(vcpu, offset.wrapping_add(tsc::skew(self.index)))?;
@@ -563,7 +580,7 @@ impl VcpuClock {
     /// The thread is ending: nobody waits for this vCPU any more.
     pub fn retire(&mut self) {
         self.clock.lock().retire(self.index);
-        self.clock.changed.notify_all();
+        self.clock.notify_changed();
     }
 
     pub fn traced(&self) -> bool {
