@@ -456,6 +456,16 @@ pub fn build_config(args: &RunArgs) -> Result<VmConfig, String> {
     if args.no_cxl && args.memory_mode.is_some() {
         return Err("--memory-mode: needs a CXL topology (not --no-cxl)".into());
     }
+    let timed = topology
+        .as_ref()
+        .is_some_and(|t| t.windows.iter().any(|w| w.mode == WindowMode::Timed));
+    if args.host_time && !timed {
+        return Err(
+            "--host-time: no window is timed (give --memory-mode timed, or mode = \"timed\" \
+             in a [[window]] of the topology)"
+                .into(),
+        );
+    }
     if let Some(p) = &args.stats {
         if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
@@ -828,6 +838,29 @@ mod tests {
         let args =
             RunArgs::parse_from_run(&["--kernel", kernel, "--no-cxl", "--memory-mode", "trapped"]);
         assert!(build_config(&args).unwrap_err().contains("--memory-mode"));
+        // --host-time applies to timed windows only, and not beside the clock.
+        let args =
+            RunArgs::parse_from_run(&["--kernel", kernel, "--topology", topo, "--host-time"]);
+        assert!(build_config(&args)
+            .unwrap_err()
+            .starts_with("--host-time: no window is timed"));
+        let args = RunArgs::parse_from_run(&[
+            "--kernel",
+            kernel,
+            "--topology",
+            topo,
+            "--memory-mode",
+            "timed",
+            "--host-time",
+        ]);
+        assert!(build_config(&args).unwrap().host_time);
+        let err = Cli::try_parse_from(["cxlvmm", "run", "--host-time", "--virtual-clock"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--host-time") && err.contains("--virtual-clock"),
+            "{err}"
+        );
         let args =
             RunArgs::parse_from_run(&["--kernel", kernel, "--stats", "/nonexistent/dir/s.json"]);
         assert!(build_config(&args)
