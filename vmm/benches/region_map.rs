@@ -21,19 +21,11 @@ use vmm::cxl::regions::{KvmSlots, RegionInfo, RegionMode, SlotLayer};
 use vmm::guest_map::guard::{Placement, SlotGuard};
 use vmm::guest_map::{MapItem, MapKind};
 
+mod args;
+use args::arg;
+
 /// The window sits at 64 GiB of guest-physical space.
 const BASE: u64 = 1 << 36;
-
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}: not a number: {v}"))
-        })
-        .unwrap_or(default)
-}
 
 fn maps() -> usize {
     std::fs::read_to_string("/proc/self/maps")

@@ -23,19 +23,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+mod args;
+use args::arg;
 #[path = "../tests/payload/mod.rs"]
 mod payload;
-
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}: not a number: {v}"))
-        })
-        .unwrap_or(default)
-}
 
 /// One run of the chase in `mode`; its statistics (timed mode) and wall
 /// time in seconds.

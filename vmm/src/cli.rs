@@ -839,20 +839,16 @@ mod tests {
             RunArgs::parse_from_run(&["--kernel", kernel, "--no-cxl", "--memory-mode", "trapped"]);
         assert!(build_config(&args).unwrap_err().contains("--memory-mode"));
         // --host-time applies to timed windows only, and not beside the clock.
-        let args =
-            RunArgs::parse_from_run(&["--kernel", kernel, "--topology", topo, "--host-time"]);
+        let with_topology = |extra: &[&str]| {
+            let mut a = vec!["--kernel", kernel, "--topology", topo];
+            a.extend_from_slice(extra);
+            RunArgs::parse_from_run(&a)
+        };
+        let args = with_topology(&["--host-time"]);
         assert!(build_config(&args)
             .unwrap_err()
             .starts_with("--host-time: no window is timed"));
-        let args = RunArgs::parse_from_run(&[
-            "--kernel",
-            kernel,
-            "--topology",
-            topo,
-            "--memory-mode",
-            "timed",
-            "--host-time",
-        ]);
+        let args = with_topology(&["--memory-mode", "timed", "--host-time"]);
         assert!(build_config(&args).unwrap().host_time);
         let err = Cli::try_parse_from(["cxlvmm", "run", "--host-time", "--virtual-clock"])
             .unwrap_err()
