@@ -17,7 +17,8 @@
 //! `cargo bench -p vmm --bench timed_vmm_cost [-- --lines N --stride B
 //! --loads L --runs R]` (default 65536 lines of 64 B = 4 MiB, 200 000
 //! loads, 3 runs) prints a table on stderr and one JSON object on stdout.
-//! Without /dev/kvm the object says "skipped".
+//! Without /dev/kvm the object says "skipped". `CXLVMM=PATH` runs that
+//! cxlvmm binary instead of this build's (to compare two builds).
 
 use std::path::Path;
 use std::process::Command;
@@ -31,7 +32,8 @@ mod payload;
 /// One run of the chase in `mode`; its statistics (timed mode) and wall
 /// time in seconds.
 fn run(elf: &Path, mode: &str, stats: &Path) -> (Option<serde_json::Value>, f64) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cxlvmm"));
+    let cxlvmm = std::env::var_os("CXLVMM").unwrap_or_else(|| env!("CARGO_BIN_EXE_cxlvmm").into());
+    let mut cmd = Command::new(cxlvmm);
     cmd.args(["run", "--no-kvm-check", "--vcpus", "1", "--memory", "128M"])
         .args(["--timeout", "600", "--topology", payload::CHASE_TOPOLOGY])
         .arg("--kernel")

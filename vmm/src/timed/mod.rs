@@ -17,10 +17,22 @@ use fabric::{Engine, Op, Target};
 pub use media::DeviceMedia;
 pub use stats::{TimedStats, WindowStats};
 
-/// HPA -> (type-3 device index, DPA) through the decoders the guest has
-/// committed right now; None where nothing decodes.
-pub trait HpaDecode: Send + Sync {
+/// HPA -> (type-3 device index, DPA); None where nothing decodes.
+pub trait Decode: Send + Sync {
     fn decode(&self, hpa: u64) -> Option<(usize, u64)>;
+}
+
+impl Decode for fabric::interleave::DecodeTree {
+    fn decode(&self, hpa: u64) -> Option<(usize, u64)> {
+        fabric::interleave::DecodeTree::decode(self, hpa).map(|t| (t.device, t.dpa))
+    }
+}
+
+/// The decoders the guest has committed right now. An access takes them
+/// once and decodes all its bytes and lines with them: one view per
+/// access, and one lookup of the current tree rather than one per line.
+pub trait HpaDecode: Send + Sync {
+    fn current(&self) -> Arc<dyn Decode>;
 }
 
 /// A window served in timed mode.
@@ -108,14 +120,15 @@ impl TimedMemory {
             Access::Read(d) => (Op::Read, d.len()),
             Access::Write(d) => (Op::Write, d.len()),
         };
-        let decoded = self.decode.decode(addr);
-        self.move_bytes(addr, access);
+        let decode = self.decode.current();
+        let decoded = decode.decode(addr);
+        self.move_bytes(decode.as_ref(), addr, access);
         let timed =
             self.lock_engine()
                 .timed_access(addr, len.clamp(1, 64) as u32, op, issue_ps, |line| {
                     // Lines of this access decode like its first byte unless
                     // the access straddles a granule.
-                    match self.decode.decode(line) {
+                    match decode.decode(line) {
                         Some((device, dpa)) => Target::Type3 { device, dpa },
                         None => Target::Address(line),
                     }
@@ -134,7 +147,7 @@ impl TimedMemory {
     }
 
     /// Copies the bytes, one device run at a time.
-    fn move_bytes(&self, addr: u64, access: Access<'_>) {
+    fn move_bytes(&self, decode: &dyn Decode, addr: u64, access: Access<'_>) {
         let len = match &access {
             Access::Read(d) => d.len(),
             Access::Write(d) => d.len(),
@@ -147,7 +160,7 @@ impl TimedMemory {
         while done < len {
             let hpa = addr + done as u64;
             let run = ((GRANULE - hpa % GRANULE) as usize).min(len - done);
-            if let Some((device, dpa)) = self.decode.decode(hpa) {
+            if let Some((device, dpa)) = decode.decode(hpa) {
                 if let Some(m) = self.media.get(device) {
                     let ok = match &mut access {
                         Access::Read(d) => m.read(dpa, &mut d[done..done + run]),
@@ -177,10 +190,15 @@ mod tests {
 
     /// Two devices, 2-way at 256 B from 0x1000_0000.
     struct TwoWay;
-    impl HpaDecode for TwoWay {
+    impl Decode for TwoWay {
         fn decode(&self, hpa: u64) -> Option<(usize, u64)> {
             let off = hpa.checked_sub(0x1000_0000)?;
             (off < 1 << 20).then_some((((off >> 8) & 1) as usize, (off >> 9 << 8) | (off & 255)))
+        }
+    }
+    impl HpaDecode for TwoWay {
+        fn current(&self) -> Arc<dyn Decode> {
+            Arc::new(TwoWay)
         }
     }
 

@@ -9,7 +9,7 @@ use fabric::topology::{Topology, WindowMode};
 use fabric::Engine;
 use kvm_ioctls::{Kvm, VcpuFd};
 
-use super::{DeviceMedia, HpaDecode, TimedMemory, TimedWindow};
+use super::{Decode, DeviceMedia, HpaDecode, TimedMemory, TimedWindow};
 use crate::cxl::plan::CxlPlan;
 use crate::cxl::regions::tree::TreeCell;
 use crate::vclock::calibrate::{calibrate, CalibrationReport};
@@ -21,8 +21,8 @@ use crate::vclock::tsc;
 struct TreeDecode(Arc<TreeCell>);
 
 impl HpaDecode for TreeDecode {
-    fn decode(&self, hpa: u64) -> Option<(usize, u64)> {
-        self.0.get().decode(hpa).map(|t| (t.device, t.dpa))
+    fn current(&self) -> Arc<dyn Decode> {
+        self.0.get()
     }
 }
 
