@@ -17,6 +17,7 @@ use fabric::control::{
 use fabric::{Engine, Topology};
 use serde_json::json;
 
+use crate::accel::clock::MachineClock;
 use crate::seccomp::{self, ThreadRole};
 use crate::timed::TimedMemory;
 use crate::vclock::shared::SharedClock;
@@ -29,6 +30,8 @@ pub struct ApiContext {
     pub type3: Vec<Arc<Mutex<DeviceRegisters>>>,
     pub timed: Option<Arc<TimedMemory>>,
     pub clock: Option<Arc<SharedClock>>,
+    /// Guest time: the virtual clock, or host time where none runs.
+    pub guest_clock: Arc<MachineClock>,
 }
 
 impl ApiContext {
@@ -37,11 +40,7 @@ impl ApiContext {
     }
 
     fn now_ps(&self) -> u64 {
-        match (&self.clock, &self.timed) {
-            (Some(c), _) => c.now_ps(),
-            (None, Some(t)) => t.host_now_ps(),
-            (None, None) => 0,
-        }
+        devices::clock::GuestClock::now_ps(self.guest_clock.as_ref())
     }
 
     /// The fabric's counters up to now.
@@ -309,6 +308,7 @@ mod tests {
             type3,
             timed: None,
             clock: None,
+            guest_clock: Arc::new(MachineClock::default()),
         }
     }
 

@@ -397,7 +397,7 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option
         // Without a clock (`--host-time`) timed accesses issue at host time.
         let issue_ps = left
             .map(|(_, ps)| ps)
-            .or_else(|| shared.timed.as_ref().map(|t| t.host_now_ps()));
+            .or_else(|| shared.timed.as_ref().map(|t| t.now_ps()));
         let mut latency = None;
         let mut checked: Option<CheckedAccess> = None;
         match result {

@@ -131,6 +131,7 @@ fn api_context() -> vmm::api::ApiContext {
         type3,
         timed: None,
         clock: None,
+        guest_clock: Arc::default(),
     }
 }
 

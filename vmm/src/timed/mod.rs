@@ -12,6 +12,7 @@ pub mod stats;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use devices::clock::GuestClock;
 use fabric::{Engine, Op, Target};
 
 pub use media::DeviceMedia;
@@ -55,8 +56,10 @@ pub struct TimedMemory {
     media: Vec<DeviceMedia>,
     engine: Arc<Mutex<Engine>>,
     stats: Mutex<TimedStats>,
-    /// Time zero of `--host-time`, where accesses issue at host time.
-    host_epoch: std::time::Instant,
+    /// The machine's guest clock: when an access issues where no virtual
+    /// clock runs (`--host-time`), host time on the same base as the
+    /// accelerators' DMA.
+    clock: Arc<dyn GuestClock>,
 }
 
 /// The smallest interleave unit: an access never spans two devices inside
@@ -69,6 +72,7 @@ impl TimedMemory {
         decode: Arc<dyn HpaDecode>,
         media: Vec<DeviceMedia>,
         engine: Arc<Mutex<Engine>>,
+        clock: Arc<dyn GuestClock>,
     ) -> Self {
         let stats = TimedStats::new(windows.iter().map(|w| w.id.clone()).collect());
         Self {
@@ -77,7 +81,7 @@ impl TimedMemory {
             media,
             engine,
             stats: Mutex::new(stats),
-            host_epoch: std::time::Instant::now(),
+            clock,
         }
     }
 
@@ -89,12 +93,10 @@ impl TimedMemory {
         &self.engine
     }
 
-    /// Host time since the windows were set up, in ps: when an access
-    /// issues where no virtual clock runs (`--host-time`).
-    pub fn host_now_ps(&self) -> u64 {
-        u64::try_from(self.host_epoch.elapsed().as_nanos())
-            .unwrap_or(u64::MAX / 1000)
-            .saturating_mul(1000)
+    /// The machine's guest time, in ps: when an access issues where no
+    /// virtual clock runs (`--host-time`).
+    pub fn now_ps(&self) -> u64 {
+        self.clock.now_ps()
     }
 
     /// The timed window holding `addr`, if any.
@@ -202,7 +204,19 @@ mod tests {
         }
     }
 
+    /// A guest clock stopped at one time.
+    struct StoppedAt(u64);
+    impl GuestClock for StoppedAt {
+        fn now_ps(&self) -> u64 {
+            self.0
+        }
+    }
+
     fn setup() -> (TimedMemory, Vec<Arc<Type3Backing>>) {
+        setup_with_clock(Arc::new(crate::accel::clock::MachineClock::default()))
+    }
+
+    fn setup_with_clock(clock: Arc<dyn GuestClock>) -> (TimedMemory, Vec<Arc<Type3Backing>>) {
         let topo = fabric::Topology::default_topology();
         let backings: Vec<_> = (0..2)
             .map(|i| Arc::new(Type3Backing::new(&format!("t{i}"), 256 << 20, 0, None).unwrap()))
@@ -217,6 +231,7 @@ mod tests {
             Arc::new(TwoWay),
             DeviceMedia::map_all(&backings).unwrap(),
             engine,
+            clock,
         );
         (tm, backings)
     }
@@ -243,6 +258,13 @@ mod tests {
         let s = tm.stats();
         assert_eq!(s.windows[0].accesses, 2);
         assert_eq!(s.windows[0].hits, 1);
+    }
+
+    #[test]
+    fn without_a_virtual_clock_accesses_issue_at_the_machines_guest_time() {
+        // The machine's clock, which the accelerators' DMA books on too.
+        let (tm, _) = setup_with_clock(Arc::new(StoppedAt(7_000_000)));
+        assert_eq!(tm.now_ps(), 7_000_000);
     }
 
     #[test]

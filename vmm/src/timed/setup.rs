@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use devices::clock::GuestClock;
 use devices::cxl::backing::Type3Backing;
 use fabric::topology::{Topology, WindowMode};
 use fabric::Engine;
@@ -44,6 +45,7 @@ pub fn timed_memory(
     tree: Arc<TreeCell>,
     backings: &[Arc<Type3Backing>],
     engine: Arc<Mutex<Engine>>,
+    clock: Arc<dyn GuestClock>,
 ) -> std::io::Result<Option<TimedMemory>> {
     let windows: Vec<TimedWindow> = topo
         .windows
@@ -65,6 +67,7 @@ pub fn timed_memory(
         Arc::new(TreeDecode(tree)),
         media,
         engine,
+        clock,
     )))
 }
 
@@ -140,16 +143,24 @@ mod tests {
             .map(|i| Arc::new(Type3Backing::new(&format!("setup{i}"), 512 << 20, 0, None).unwrap()))
             .collect();
         let engine = Arc::new(Mutex::new(Engine::new(&topo)));
-        let tm = timed_memory(&topo, &plan, Arc::default(), &backings, engine.clone())
-            .unwrap()
-            .unwrap();
+        let clock = Arc::new(crate::accel::clock::MachineClock::default());
+        let tm = timed_memory(
+            &topo,
+            &plan,
+            Arc::default(),
+            &backings,
+            engine.clone(),
+            clock.clone(),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(tm.windows().len(), 1);
         assert_eq!(tm.windows()[0].id, "ram0");
         assert_eq!(tm.windows()[0].base, plan.windows[0].base);
         // Nothing timed: no timed memory at all.
         topo.windows[0].mode = WindowMode::Native;
         assert!(
-            timed_memory(&topo, &plan, Arc::default(), &backings, engine)
+            timed_memory(&topo, &plan, Arc::default(), &backings, engine, clock)
                 .unwrap()
                 .is_none()
         );

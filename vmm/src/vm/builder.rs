@@ -68,8 +68,11 @@ pub struct MachineBuilder<'a> {
     engine: Option<Arc<Mutex<fabric::Engine>>>,
     /// The accelerators and their completion timer.
     accelerators: Option<Accelerators>,
-    /// The accelerators' guest clock, bound to the virtual clock in `build`.
-    accel_clock: Option<Arc<MachineClock>>,
+    /// The machine's guest clock: host time until `build` binds the
+    /// virtual clock, if any. The accelerators, timed memory without a
+    /// virtual clock (`--host-time`) and the control API all read this one,
+    /// so the traffic they book on the shared engine has one time base.
+    guest_clock: Arc<MachineClock>,
     /// The timed windows' data path, if any window is `timed`.
     timed: Option<Arc<TimedMemory>>,
     /// The type-3 devices' mailbox registers, for the control API.
@@ -167,7 +170,7 @@ impl<'a> MachineBuilder<'a> {
             engine,
             accelerators: None,
             timed: None,
-            accel_clock: None,
+            guest_clock: Arc::new(MachineClock::default()),
             type3_registers: Vec::new(),
         })
     }
@@ -250,6 +253,7 @@ impl<'a> MachineBuilder<'a> {
                 mapper.tree(),
                 &devs.backings,
                 engine.clone(),
+                self.guest_clock.clone(),
             )
             .map_err(io_err("map the type-3 media for timed memory"))?
             .map(Arc::new);
@@ -304,9 +308,7 @@ impl<'a> MachineBuilder<'a> {
             backings: self.backings.clone(),
         });
         let memory = Arc::new(BusMemory::new(self.mem.clone(), cxl));
-        // Host time until `build` binds the virtual clock, if any.
-        let clock = Arc::new(MachineClock::default());
-        self.accel_clock = Some(clock.clone());
+        let clock = self.guest_clock.clone();
         let machine = AccelMachine {
             vm: self.vm.clone(),
             guard: self.slot_guard.clone(),
@@ -340,8 +342,8 @@ impl<'a> MachineBuilder<'a> {
         } else {
             None
         };
-        if let (Some(accel), Some((c, _))) = (&self.accel_clock, &clock) {
-            accel.bind(c.clone());
+        if let Some((c, _)) = &clock {
+            self.guest_clock.bind(c.clone());
         }
         let entry = self.load_kernel(rsdp, tsc_khz)?;
         // Application processors wait for INIT/SIPI from the boot CPU.
@@ -378,6 +380,7 @@ impl<'a> MachineBuilder<'a> {
                 self.type3_registers,
                 self.timed.clone(),
                 clock.as_ref().map(|(c, _)| c.clone()),
+                self.guest_clock.clone(),
             ),
             timed: self.timed,
             served_windows,
@@ -520,6 +523,7 @@ fn api_context(
     type3: Vec<Arc<Mutex<DeviceRegisters>>>,
     timed: Option<Arc<TimedMemory>>,
     clock: Option<Arc<SharedClock>>,
+    guest_clock: Arc<MachineClock>,
 ) -> Option<Arc<ApiContext>> {
     Some(Arc::new(ApiContext {
         topology: cfg.topology.clone()?,
@@ -527,6 +531,7 @@ fn api_context(
         type3,
         timed,
         clock,
+        guest_clock,
     }))
 }
 
