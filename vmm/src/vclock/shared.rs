@@ -509,8 +509,7 @@ impl VcpuClock {
                     break (offset, delay, c.others_wait_with_work(self.index));
                 }
                 Entry::WaitUntil { host_tsc } => {
-                    drop(c);
-                    self.wait_until(host_tsc);
+                    wait_until(&self.clock, c, &mut self.sleep_lead_ns, host_tsc);
                 }
                 Entry::Deliver { upto } => {
                     drop(c);
@@ -550,33 +549,6 @@ impl VcpuClock {
         Ok(true)
     }
 
-    /// Waits for the host TSC to reach `target`, or for the clock's state
-    /// to change (then the caller asks again).
-    /// Sleeps until `sleep_lead_ns` before the target, then spins: the lead
-    /// follows how late this thread's sleeps end (in the nested rig 150 µs
-    /// and more; a release reached late shows in the guest).
-    fn wait_until(&mut self, target: u64) {
-        let per_ns = self.clock.cal.cycles_per_ns.max(1e-3);
-        let start = tsc::rdtsc();
-        let left_ns = (target.saturating_sub(start) as f64 / per_ns) as u64;
-        if left_ns > self.sleep_lead_ns + SPIN_NS {
-            let asked = left_ns - self.sleep_lead_ns;
-            let (c, timed_out) = self
-                .clock
-                .wait_changed(self.clock.lock(), Duration::from_nanos(asked));
-            drop(c);
-            if timed_out {
-                let slept = (tsc::rdtsc().saturating_sub(start) as f64 / per_ns) as u64;
-                self.sleep_lead_ns =
-                    next_sleep_lead(self.sleep_lead_ns, slept.saturating_sub(asked));
-            }
-            return;
-        }
-        while tsc::rdtsc() < target {
-            std::hint::spin_loop();
-        }
-    }
-
     /// The thread is ending: nobody waits for this vCPU any more.
     pub fn retire(&mut self) {
         self.clock.lock().retire(self.index);
@@ -589,6 +561,37 @@ impl VcpuClock {
 
     pub fn stats(&self) -> ClockStats {
         self.clock.stats()
+    }
+}
+
+/// Waits for the host TSC to reach `target`, or for the clock's state to
+/// change (then the caller asks again). `c` is the guard under which the
+/// caller was told to wait, so that no change after that decision goes
+/// unseen. Sleeps until `sleep_lead_ns` before the target, then spins: the
+/// lead follows how late this thread's sleeps end (in the nested rig 150 µs
+/// and more; a release reached late shows in the guest).
+fn wait_until(
+    clock: &SharedClock,
+    c: MutexGuard<'_, Coordinator>,
+    sleep_lead_ns: &mut u64,
+    target: u64,
+) {
+    let per_ns = clock.cal.cycles_per_ns.max(1e-3);
+    let start = tsc::rdtsc();
+    let left_ns = (target.saturating_sub(start) as f64 / per_ns) as u64;
+    if left_ns > *sleep_lead_ns + SPIN_NS {
+        let asked = left_ns - *sleep_lead_ns;
+        let (c, timed_out) = clock.wait_changed(c, Duration::from_nanos(asked));
+        drop(c);
+        if timed_out {
+            let slept = (tsc::rdtsc().saturating_sub(start) as f64 / per_ns) as u64;
+            *sleep_lead_ns = next_sleep_lead(*sleep_lead_ns, slept.saturating_sub(asked));
+        }
+        return;
+    }
+    drop(c);
+    while tsc::rdtsc() < target {
+        std::hint::spin_loop();
     }
 }
 
