@@ -279,7 +279,7 @@ pub struct RunArgs {
     /// VM exits take no guest time, and the accelerators' DMA and compute
     /// complete at their modelled time in the guest's own clock, whatever
     /// the host's copy costs (docs/timed-mode.md, docs/accelerator.md).
-    /// A timed window always brings it.
+    /// A timed window brings it too, unless --host-time.
     #[arg(long)]
     pub virtual_clock: bool,
     /// Timed windows without the virtual clock: every access is still

@@ -136,10 +136,14 @@ const PAGE_DIR: usize = 0x1000;
 /// The chase's ELF image, for a guest of [`CHASE_MEMORY`] with
 /// [`CHASE_TOPOLOGY`].
 pub fn timed_chase(c: &Chase) -> Vec<u8> {
-    assert!(c.lines >= 2 && c.stride >= 8 && c.stride.is_multiple_of(8));
+    // The code's loops count down to zero: at least two lines, one load.
+    assert!(c.lines >= 2 && c.loads >= 1, "{c:?}");
+    assert!(c.stride >= 8 && c.stride.is_multiple_of(8), "{c:?}");
     assert!(
-        c.lines * c.stride <= 256 << 20,
-        "the chase must fit the window"
+        c.lines
+            .checked_mul(c.stride)
+            .is_some_and(|b| b <= 256 << 20),
+        "the chase must fit the 256 MiB window: {c:?}"
     );
     let topo = Topology::from_toml_str(&std::fs::read_to_string(CHASE_TOPOLOGY).unwrap())
         .expect("examples/direct.toml parses");
