@@ -6,7 +6,9 @@
 //! own copying from the guest) when the machine runs on one, else
 //! [`HostClock`], host monotonic time since the machine was built. The
 //! devices and the completion timer ([`super::timer`]) only ever see the
-//! [`GuestClock`] trait, through [`MachineClock`].
+//! [`GuestClock`] trait, through [`MachineClock`]; timed memory without a
+//! virtual clock (`--host-time`) and the control API read the same one, so
+//! that everything booked on the shared fabric engine has one time base.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
