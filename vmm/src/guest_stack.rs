@@ -68,6 +68,28 @@ pub fn read_code(mem: &GuestMemory, rip: u64, translate: impl Fn(u64) -> Option<
     insn[..got].to_vec()
 }
 
+/// Up to [`MAX_INSN_LEN`] bytes of code ending just before linear address
+/// `end` (the instruction a return address comes after); fewer where the
+/// page before `end`'s is not mapped: then only what lies on `end`'s page.
+pub fn read_code_before(
+    mem: &GuestMemory,
+    end: u64,
+    translate: impl Fn(u64) -> Option<u64>,
+) -> Vec<u8> {
+    let max = MAX_INSN_LEN as u64;
+    let code = read_code(mem, end.wrapping_sub(max), &translate);
+    if code.len() as u64 == max {
+        return code;
+    }
+    let page = end & !0xfff;
+    if end - page >= max {
+        return Vec::new();
+    }
+    let mut code = read_code(mem, page, &translate);
+    code.truncate((end - page) as usize);
+    code
+}
+
 /// Up to `words` stack words from `rsp` (stopping at the first unmapped
 /// page) that point into kernel text or modules.
 pub fn kernel_text_words(mem: &GuestMemory, cr3: u64, cr4: u64, rsp: u64, words: u64) -> Vec<u64> {
@@ -148,5 +170,26 @@ mod tests {
         assert_eq!(read_code(&mem, 0x1ffe, first_only), vec![0xff, 0x53]);
         // Not RAM at all: nothing.
         assert!(read_code(&mem, 0x1000, |_| Some(0x20_0000)).is_empty());
+    }
+
+    #[test]
+    fn code_before_an_address_spans_pages_or_stops_at_its_own_page() {
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let code: Vec<u8> = (1..=15).collect();
+        // The 15 bytes before linear 0x2005: 10 at the end of frame 0x3000,
+        // 5 at the start of frame 0x8000.
+        mem.write_slice(&code[..10], GuestAddress(0x3ff6)).unwrap();
+        mem.write_slice(&code[10..], GuestAddress(0x8000)).unwrap();
+        let split = |la: u64| match la >> 12 {
+            1 => Some(0x3000 | (la & 0xfff)),
+            2 => Some(0x8000 | (la & 0xfff)),
+            _ => None,
+        };
+        assert_eq!(read_code_before(&mem, 0x2005, split), code);
+        // The page before is not mapped: the 5 bytes on the address's page.
+        let second_only = |la: u64| (la >> 12 == 2).then_some(0x8000 | (la & 0xfff));
+        assert_eq!(read_code_before(&mem, 0x2005, second_only), code[10..]);
+        // Far enough into its page that 15 bytes fit there, but unmapped.
+        assert!(read_code_before(&mem, 0x2100, |_| None).is_empty());
     }
 }

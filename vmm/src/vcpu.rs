@@ -290,7 +290,7 @@ fn corrected_call_access(
     let gpr = kvm_cpu::gprs(&r);
     if a.write {
         let ret = u64::from_le_bytes(a.data);
-        let before = code_before(mem, ret, translate);
+        let before = crate::guest_stack::read_code_before(mem, ret, translate);
         let sites = calls_returning_to(&before, ret, &gpr, s.fs.base, s.gs.base);
         return corrected_push(&sites, a.addr, translate);
     }
@@ -299,29 +299,6 @@ fn corrected_call_access(
     let insn = crate::guest_stack::read_code(mem, r.rip, translate);
     let site = decode_call(&insn, &gpr, r.rip, s.fs.base, s.gs.base)?;
     corrected_read(&site, a.addr, translate)
-}
-
-/// Up to 15 bytes of code ending just before linear address `end` (fewer
-/// where the page before `end`'s is not mapped).
-fn code_before(
-    mem: &crate::memory::GuestMemory,
-    end: u64,
-    translate: impl Fn(u64) -> Option<u64>,
-) -> Vec<u8> {
-    let max = crate::guest_stack::MAX_INSN_LEN as u64;
-    let start = end.wrapping_sub(max);
-    let code = crate::guest_stack::read_code(mem, start, &translate);
-    if code.len() as u64 == max {
-        return code;
-    }
-    // The page before `end`'s is not mapped: only what lies on `end`'s.
-    let page = end & !0xfff;
-    if end - page >= max {
-        return Vec::new();
-    }
-    let mut code = crate::guest_stack::read_code(mem, page, &translate);
-    code.truncate((end - page) as usize);
-    code
 }
 
 /// The vCPU's registers as it exited: from `kvm_run` where KVM copies them
