@@ -22,6 +22,9 @@ import sys
 
 from lat_results import lat_results
 
+# Where the figures come from (scripts/bench-timed sets it).
+RIG = os.environ.get("BENCH_TIMED_RIG", "nested rig")
+
 out, log, model_idle, topology, delays = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
 LIMIT_PCT = 10.0
 SWEEP = os.environ.get("FABRIC_SWEEP", "target/release/fabric-sweep")
@@ -96,6 +99,7 @@ def worst(key, rows):
 
 loaded_rows = [r for r in rows if r["delay_ns"] is not None]
 summary = {
+    "rig": RIG,
     "target_pct": LIMIT_PCT,
     "model_idle_ns": model_idle,
     "rig_extra_ns": extra_ns,
@@ -128,7 +132,7 @@ series = [
      "points": curve("model_extra_mean_ns")},
     {"name": "guest less the rig's extra", "color": "#f28e2b", "points": curve("guest_mean_ns", extra_ns)},
 ]
-chart = {"line": {"title": "Loaded latency on timed memory: guest-measured vs model (nested rig, 2 vCPUs)",
+chart = {"line": {"title": "Loaded latency on timed memory: guest-measured vs model (" + RIG + ", 2 vCPUs)",
                   "x": {"label": "loader's loads per ms of guest time", "log": False},
                   "y": {"label": "chaser mean latency (us)", "log": False}, "series": series}}
 subprocess.run([os.environ.get("SVG_PLOT", "target/release/svg-plot"), "-", os.path.join(out, "timed-loaded.svg")],

@@ -9,6 +9,9 @@ import sys
 
 from lat_results import lat_results
 
+# Where the figures come from (scripts/bench-timed sets it).
+RIG = os.environ.get("BENCH_TIMED_RIG", "nested rig")
+
 out, log = sys.argv[1], sys.argv[2]
 steps = [json.loads(l) for l in open(os.path.join(out, "timed-steps.jsonl"))]
 guest = {}
@@ -50,7 +53,7 @@ for r in rows:
     print(f"{r['step']:>4} {r['sweep']:<6} {r['model_ns']:>10.1f} {fmt(r['p50_ns']):>10} "
           f"{fmt(r['p50_error_pct'], '%'):>8} {fmt(r['mean_ns']):>10} {fmt(r['mean_error_pct'], '%'):>8} {back:>5}  {r['settings']}")
 
-summary = {}
+summary = {"rig": RIG}
 # Per-load samples whose end read below their start (the TSC stepped back
 # on the chasing CPU): must be 0.
 summary["backward_loads"] = sum(r["backward_loads"] or 0 for r in rows)
@@ -98,7 +101,7 @@ for sweep, key, name in (("media", "p50_ns", "media sweep: per-load median"),
                          ("hop", "p50_ns", "hop sweep: per-load median")):
     pts = [(r["model_ns"], r[key]) for r in rows if r["sweep"] == sweep and r[key] is not None]
     series.append({"name": name, "points": sorted(pts)})
-chart = {"line": {"title": "Timed memory: guest-measured vs model idle latency (nested rig, 1 vCPU chasing)",
+chart = {"line": {"title": "Timed memory: guest-measured vs model idle latency (" + RIG + ", 1 vCPU chasing)",
                   "x": {"label": "model idle read latency (ns)", "log": True},
                   "y": {"label": "guest-measured latency (ns)", "log": True}, "series": series}}
 subprocess.run([os.environ.get("SVG_PLOT", "target/release/svg-plot"), "-", os.path.join(out, "timed.svg")],
