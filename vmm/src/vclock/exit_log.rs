@@ -1,26 +1,57 @@
 //! A per-exit record of the virtual clock's decisions, for analysing how
 //! well it hides exits (docs/timed-mode.md, "Exit log"). Off unless
-//! `CXLVMM_CLOCK_LOG=DIR` is set: then each vCPU thread keeps one line per
-//! exit in memory (bounded) and writes `DIR/vcpuN.csv` when it ends. The
-//! file is opened when the thread starts, before its seccomp filter.
+//! `CXLVMM_CLOCK_LOG=DIR` is set: then each vCPU thread keeps one record per
+//! exit in memory (bounded) and writes `DIR/vcpuN.csv` when it ends.
+//!
+//! Everything the log needs is taken when the thread starts, before its
+//! seccomp filter: the file, and room for every record. On an exit it only
+//! copies a few integers into that room (no allocation, no formatting, so
+//! it adds as few instructions as possible to the time the clock hides);
+//! the text is made when the thread ends, in a buffer on the stack. Freeing
+//! the records then returns one mapping to the kernel; many small frees
+//! could make glibc shrink the thread's heap, which first opens
+//! `/proc/sys/vm/overcommit_memory`, a call the filter refuses.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Cursor, Write};
 
 use super::exit_timer::ExitTiming;
 
-/// Lines kept per vCPU (about 100 bytes each).
+/// Records kept per vCPU (about 150 bytes each; the room is reserved when
+/// the log opens, and its pages are only touched as records fill it).
 const MAX_LINES: usize = 400_000;
 
+/// Bytes of text written to the file at a time.
+const CHUNK: usize = 16 << 10;
+
+/// The longest line: 17 fields of at most 20 characters and a separator.
+const MAX_LINE: usize = 17 * 21 + 4;
+
 pub const HEADER: &str = "host_ret,left,in_kernel,in_kernel_exits,last_reason,entry_error,entry_path,run_path,idled,latency,debt_before_enter,decided,entry_delay,offset,guest_resume,debt_after_enter,hidden";
+
+/// The exit half of a record: when KVM_RUN returned, what the timer
+/// measured and the latency charged (cycles).
+#[derive(Clone, Copy)]
+struct ExitHalf {
+    host_ret: u64,
+    timing: ExitTiming,
+    latency: Option<u64>,
+}
+
+#[derive(Clone, Copy)]
+struct Record {
+    exit: Option<ExitHalf>,
+    entry: EntryRecord,
+}
 
 pub struct ExitLog {
     /// Host TSC when KVM_RUN last returned.
     pub host_ret: u64,
     file: File,
-    lines: Vec<String>,
-    /// The exit part of the line being built (until the next entry).
-    pending: Option<String>,
+    /// Reserved when the log opens; never grows past that.
+    records: Vec<Record>,
+    /// The exit half of the record being built (until the next entry).
+    pending: Option<ExitHalf>,
 }
 
 impl ExitLog {
@@ -28,17 +59,17 @@ impl ExitLog {
     pub fn open(index: usize) -> Option<Self> {
         let dir = std::env::var_os("CXLVMM_CLOCK_LOG")?;
         let path = std::path::Path::new(&dir).join(format!("vcpu{index}.csv"));
-        Self::create(&path)
+        Self::create(&path, MAX_LINES)
             .map_err(|e| log::warn!("clock log {}: {e}", path.display()))
             .ok()
     }
 
-    /// A log written to `path` when dropped.
-    pub fn create(path: &std::path::Path) -> std::io::Result<Self> {
+    /// A log of at most `max_lines` records, written to `path` when dropped.
+    pub fn create(path: &std::path::Path, max_lines: usize) -> std::io::Result<Self> {
         Ok(Self {
             host_ret: 0,
             file: File::create(path)?,
-            lines: Vec::with_capacity(1 << 10),
+            records: Vec::with_capacity(max_lines),
             pending: None,
         })
     }
@@ -46,35 +77,97 @@ impl ExitLog {
     /// The exit half of a record: what the timer measured and the latency
     /// charged (cycles).
     pub fn exited(&mut self, t: &ExitTiming, latency: Option<u64>) {
-        self.pending = Some(format!(
-            "{},{},{},{},{:#x},{},{},{},{},{}",
-            self.host_ret,
-            t.left,
-            t.in_kernel,
-            t.in_kernel_exits,
-            t.last_in_kernel_reason,
-            t.entry_error,
-            t.entry_path,
-            t.run_path,
-            u8::from(t.idled),
-            latency.map_or(-1, |l| l as i64),
-        ));
+        self.pending = Some(ExitHalf {
+            host_ret: self.host_ret,
+            timing: *t,
+            latency,
+        });
     }
 
-    /// The entry half: the decision the coordinator made.
-    pub fn entered(&mut self, e: EntryRecord) {
-        let exit = self.pending.take().unwrap_or_else(|| ",,,,,,,,,".into());
-        if self.lines.len() < MAX_LINES {
-            self.lines.push(format!(
-                "{exit},{},{},{},{},{},{},{}",
-                e.debt_before, e.decided, e.delay, e.offset, e.guest_resume, e.debt_after, e.hidden
-            ));
+    /// The entry half: the decision the coordinator made. Records past the
+    /// reserved room are dropped.
+    pub fn entered(&mut self, entry: EntryRecord) {
+        let exit = self.pending.take();
+        if self.records.len() < self.records.capacity() {
+            self.records.push(Record { exit, entry });
         }
     }
+
+    fn write_all(&mut self) -> std::io::Result<()> {
+        let mut out = Chunked {
+            file: &mut self.file,
+            chunk: [0u8; CHUNK],
+            used: 0,
+        };
+        out.put(HEADER.as_bytes())?;
+        out.put(b"\n")?;
+        for r in &self.records {
+            let mut line = [0u8; MAX_LINE];
+            let mut cur = Cursor::new(&mut line[..]);
+            format_record(&mut cur, r)?;
+            let n = cur.position() as usize;
+            out.put(&line[..n])?;
+        }
+        out.flush()
+    }
+}
+
+/// Text gathered on the stack and written a chunk at a time.
+struct Chunked<'a> {
+    file: &'a mut File,
+    chunk: [u8; CHUNK],
+    used: usize,
+}
+
+impl Chunked<'_> {
+    fn put(&mut self, text: &[u8]) -> std::io::Result<()> {
+        if self.used + text.len() > CHUNK {
+            self.flush()?;
+        }
+        self.chunk[self.used..self.used + text.len()].copy_from_slice(text);
+        self.used += text.len();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.write_all(&self.chunk[..self.used])?;
+        self.used = 0;
+        Ok(())
+    }
+}
+
+fn format_record(out: &mut impl Write, r: &Record) -> std::io::Result<()> {
+    match &r.exit {
+        Some(x) => {
+            let t = &x.timing;
+            write!(
+                out,
+                "{},{},{},{},{:#x},{},{},{},{},{},",
+                x.host_ret,
+                t.left,
+                t.in_kernel,
+                t.in_kernel_exits,
+                t.last_in_kernel_reason,
+                t.entry_error,
+                t.entry_path,
+                t.run_path,
+                u8::from(t.idled),
+                x.latency.map_or(-1, |l| l as i64),
+            )?;
+        }
+        None => out.write_all(b",,,,,,,,,,")?,
+    }
+    let e = &r.entry;
+    writeln!(
+        out,
+        "{},{},{},{},{},{},{}",
+        e.debt_before, e.decided, e.delay, e.offset, e.guest_resume, e.debt_after, e.hidden
+    )
 }
 
 /// What the coordinator decided for one entry (host TSC cycles; the guest
 /// resume time in guest TSC).
+#[derive(Clone, Copy)]
 pub struct EntryRecord {
     pub debt_before: u64,
     pub decided: u64,
@@ -87,14 +180,9 @@ pub struct EntryRecord {
 
 impl Drop for ExitLog {
     fn drop(&mut self) {
-        let mut out = String::with_capacity(self.lines.len() * 100 + HEADER.len() + 1);
-        out.push_str(HEADER);
-        out.push('\n');
-        for l in &self.lines {
-            out.push_str(l);
-            out.push('\n');
+        if let Err(e) = self.write_all() {
+            log::warn!("clock log: {e}");
         }
-        let _ = self.file.write_all(out.as_bytes());
     }
 }
 
@@ -108,7 +196,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("vcpu0.csv");
         {
-            let mut log = ExitLog::create(&path).unwrap();
+            let mut log = ExitLog::create(&path, 8).unwrap();
             let entry = |offset| EntryRecord {
                 debt_before: 5,
                 decided: 100,
@@ -148,6 +236,42 @@ mod tests {
             lines[2],
             "900,880,3,1,0x7c,-4,30,12,0,250,5,100,20,2,122,2,7"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn keeps_only_the_reserved_records_across_chunks() {
+        let dir = std::env::temp_dir().join(format!("cxlvmm-exit-log-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vcpu1.csv");
+        {
+            let mut log = ExitLog::create(&path, 500).unwrap();
+            for i in 0..700u64 {
+                log.host_ret = u64::MAX - i;
+                log.exited(&ExitTiming::default(), None);
+                log.entered(EntryRecord {
+                    debt_before: u64::MAX,
+                    decided: i,
+                    delay: u64::MAX,
+                    offset: u64::MAX,
+                    guest_resume: u64::MAX,
+                    debt_after: u64::MAX,
+                    hidden: u64::MAX,
+                });
+            }
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() > 2 * CHUNK, "{} bytes", text.len());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 501);
+        let fields = HEADER.split(',').count();
+        for (i, l) in lines[1..].iter().enumerate() {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), fields, "{l}");
+            assert_eq!(f[0], (u64::MAX - i as u64).to_string());
+            assert_eq!(f[9], "-1");
+            assert_eq!(f[11], i.to_string());
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
