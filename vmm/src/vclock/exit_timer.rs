@@ -86,41 +86,37 @@ struct Recent<const N: usize> {
     samples: [u64; N],
     len: usize,
     next: usize,
-    /// The one sample is the initial guess, not a measurement: the first
-    /// measurement replaces it.
-    guessed: bool,
+    /// What min and quantiles give while there is no sample yet.
+    guess: u64,
 }
 
 impl<const N: usize> Recent<N> {
     /// `initial` counts as the first sample.
     fn new(initial: u64) -> Self {
-        Self {
-            samples: [initial; N],
-            len: 1,
-            next: 1,
-            guessed: false,
-        }
+        let mut r = Self::guessed(initial);
+        r.push(initial);
+        r
     }
 
     /// `initial` stands in until the first sample, which replaces it.
     fn guessed(initial: u64) -> Self {
         Self {
             samples: [initial; N],
-            len: 1,
+            len: 0,
             next: 0,
-            guessed: true,
+            guess: initial,
         }
     }
 
     fn min(&self) -> u64 {
-        self.samples[..self.len].iter().copied().min().unwrap_or(0)
+        self.samples[..self.len]
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(self.guess)
     }
 
     fn push(&mut self, v: u64) {
-        if self.guessed {
-            self.guessed = false;
-            self.len = 0;
-        }
         self.samples[self.next] = v;
         self.next = (self.next + 1) % self.samples.len();
         self.len = (self.len + 1).min(self.samples.len());
@@ -128,6 +124,9 @@ impl<const N: usize> Recent<N> {
 
     /// The `q` quantile of the recent samples (0 = the smallest).
     fn quantile(&self, q: f64) -> u64 {
+        if self.len == 0 {
+            return self.guess;
+        }
         let mut s = self.samples;
         let s = &mut s[..self.len];
         s.sort_unstable();
