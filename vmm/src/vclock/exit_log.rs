@@ -13,7 +13,7 @@
 //! `/proc/sys/vm/overcommit_memory`, a call the filter refuses.
 
 use std::fs::File;
-use std::io::{Cursor, Write};
+use std::io::Write;
 
 use super::exit_timer::ExitTiming;
 
@@ -23,9 +23,6 @@ const MAX_LINES: usize = 400_000;
 
 /// Bytes of text written to the file at a time.
 const CHUNK: usize = 16 << 10;
-
-/// The longest line: 17 fields of at most 20 characters and a separator.
-const MAX_LINE: usize = 17 * 21 + 4;
 
 pub const HEADER: &str = "host_ret,left,in_kernel,in_kernel_exits,last_reason,entry_error,entry_path,run_path,idled,latency,debt_before_enter,decided,entry_delay,offset,guest_resume,debt_after_enter,hidden";
 
@@ -99,34 +96,33 @@ impl ExitLog {
             chunk: [0u8; CHUNK],
             used: 0,
         };
-        out.put(HEADER.as_bytes())?;
-        out.put(b"\n")?;
+        writeln!(out, "{HEADER}")?;
         for r in &self.records {
-            let mut line = [0u8; MAX_LINE];
-            let mut cur = Cursor::new(&mut line[..]);
-            format_record(&mut cur, r)?;
-            let n = cur.position() as usize;
-            out.put(&line[..n])?;
+            format_record(&mut out, r)?;
         }
         out.flush()
     }
 }
 
-/// Text gathered on the stack and written a chunk at a time.
+/// Text gathered on the stack and written a chunk at a time (what
+/// `std::io::BufWriter` does, without its buffer on the heap).
 struct Chunked<'a> {
     file: &'a mut File,
     chunk: [u8; CHUNK],
     used: usize,
 }
 
-impl Chunked<'_> {
-    fn put(&mut self, text: &[u8]) -> std::io::Result<()> {
+impl Write for Chunked<'_> {
+    fn write(&mut self, text: &[u8]) -> std::io::Result<usize> {
         if self.used + text.len() > CHUNK {
             self.flush()?;
         }
+        if text.len() > CHUNK {
+            return self.file.write(text);
+        }
         self.chunk[self.used..self.used + text.len()].copy_from_slice(text);
         self.used += text.len();
-        Ok(())
+        Ok(text.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
