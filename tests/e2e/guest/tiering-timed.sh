@@ -68,6 +68,15 @@ after=$(promoted)
 rounds=$(sed 's/.*"rounds":\[//' /tmp/promote.json)
 means=$(echo "$rounds" | grep -o '"mean_ns":[0-9.e+]*' | cut -d: -f2)
 first=$(echo "$means" | head -1) last=$(echo "$means" | tail -1)
+# What the workload settled to: the median of the last five rounds' means.
+# Not the last round's alone: in one local CI run (2026-12-06) the last
+# round took 662 us per load with all 64 sampled pages already on node 0,
+# where nothing exits: a stall of the rig, not the fabric (the same clone's
+# rerun: 7.6 ns). A median of five is still a mean of whole rounds and
+# lets up to two rounds hold such a stall.
+settled=$(echo "$means" | tail -5 | awk '{ v[NR] = $1 + 0 }
+    END { for (i = 1; i <= NR; i++) for (j = i + 1; j <= NR; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+          if (NR == 5) print v[3] }')
 # Where 64 of the buffer's pages are ({"NODE":COUNT,...}): before the
 # first round and after the last.
 pages_on() { echo "$2" | grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
@@ -82,8 +91,8 @@ check promoted $? "pgpromote_success $before -> $after"
 n0=$(pages_on 0 "$last_pages")
 [ "${n0:-0}" -ge 48 ]
 check on-dram $? "last round's pages $last_pages (at least 48 of 64 on node 0)"
-awk -v f="$on_cxl" -v l="$last" 'BEGIN { exit !(f > 0 && l > 0 && l * 10 < f) }'
-check faster $? "guest-measured mean per load: bound to the timed node $on_cxl ns; while promoting, first round $first ns, last round $last ns"
+awk -v f="$on_cxl" -v l="$settled" 'BEGIN { exit !(f > 0 && l > 0 && l * 10 < f) }'
+check faster $? "guest-measured mean per load: bound to the timed node $on_cxl ns; while promoting, first round $first ns, median of the last five rounds $settled ns (last round $last ns)"
 
 [ "$fail" = 0 ] && exit 7
 exit 1
