@@ -164,6 +164,12 @@ fn probe_vm(kvm: &Kvm, samples: u64) -> Result<ProbeVm, CalibrationError> {
     mem.write_slice(PAYLOAD, GuestAddress(ENTRY)).map_err(w)?;
     mem.write_obj(samples.min(MAX_SAMPLES), GuestAddress(COUNT_AT))
         .map_err(w)?;
+    // Like every cxlvmm VM (vm/builder.rs), an in-kernel LAPIC: KVM does
+    // work for it on each entry and exit outside the tracepoints' window
+    // (arch/x86/kvm/svm/svm.c, svm_vcpu_run(): sync_lapic_to_cr8(),
+    // kvm_wait_lapic_expire(), sync_cr8_to_lapic()).
+    vm.create_irq_chip()
+        .map_err(kvm_err("create in-kernel irqchip"))?;
     let vcpu = vm.create_vcpu(0).map_err(kvm_err("create vCPU"))?;
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -171,6 +177,7 @@ fn probe_vm(kvm: &Kvm, samples: u64) -> Result<ProbeVm, CalibrationError> {
     vcpu.set_cpuid2(&cpuid).map_err(kvm_err("set CPUID"))?;
     let setup = |e: crate::cpu::CpuError| CalibrationError::Setup(e.to_string());
     crate::cpu::setup_long_mode(&vcpu, &mem).map_err(setup)?;
+    xsave_like_linux(&vcpu, &cpuid)?;
     crate::cpu::setup_regs(&vcpu, ENTRY, 0).map_err(setup)?;
     let khz = vcpu.get_tsc_khz().map_err(kvm_err("get TSC frequency"))?;
     Ok(ProbeVm {
@@ -179,6 +186,37 @@ fn probe_vm(kvm: &Kvm, samples: u64) -> Result<ProbeVm, CalibrationError> {
         mem,
         khz,
     })
+}
+
+/// CR4.OSXSAVE and OSFXSR/OSXMMEXCPT.
+const CR4_OS_SSE_XSAVE: u64 = (1 << 9) | (1 << 10) | (1 << 18);
+/// XCR0: x87 and SSE state, what a Linux guest keeps enabled while the
+/// vector state beyond SSE is hidden (`cpuid_vector`).
+const XCR0_X87_SSE: u64 = 0b11;
+
+/// The probe's XSAVE state as a Linux guest's: KVM swaps XCR0 (and XSS,
+/// PKRU) on every entry and exit of a guest with CR4.OSXSAVE whose values
+/// differ from the host's (arch/x86/kvm/x86.c, kvm_load_guest_xsave_state()
+/// and kvm_load_host_xsave_state()), outside the tracepoints' window. A
+/// CPU without XSAVE (CPUID.1:ECX bit 26) leaves the probe as it was.
+fn xsave_like_linux(vcpu: &VcpuFd, cpuid: &kvm_bindings::CpuId) -> Result<(), CalibrationError> {
+    let xsave = cpuid
+        .as_slice()
+        .iter()
+        .any(|e| e.function == 1 && e.ecx & (1 << 26) != 0);
+    if !xsave {
+        return Ok(());
+    }
+    let mut sregs = vcpu.get_sregs().map_err(kvm_err("get sregs"))?;
+    sregs.cr4 |= CR4_OS_SSE_XSAVE;
+    vcpu.set_sregs(&sregs).map_err(kvm_err("set CR4.OSXSAVE"))?;
+    let mut xcrs = kvm_bindings::kvm_xcrs {
+        nr_xcrs: 1,
+        ..Default::default()
+    };
+    xcrs.xcrs[0].xcr = 0;
+    xcrs.xcrs[0].value = XCR0_X87_SSE;
+    vcpu.set_xcrs(&xcrs).map_err(kvm_err("set XCR0"))
 }
 
 fn read_u64s(mem: &GuestMemory, at: u64, n: u64) -> Vec<u64> {
