@@ -69,7 +69,19 @@ pub fn calibrate_cmd(args: &CalibrateArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (cal, report) = match calibrate(&kvm, args.samples) {
+    // The CPUID of a guest with a timed window: what KVM supports, the
+    // vector state hidden (`cpuid_vector`).
+    let cpuid = match kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES) {
+        Ok(mut c) => {
+            crate::cpuid_vector::hide_vector_extensions(&mut c);
+            c
+        }
+        Err(e) => {
+            eprintln!("cxlvmm calibrate: cannot read KVM's CPUID: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (cal, report) = match calibrate(&kvm, &cpuid, args.samples) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cxlvmm calibrate: {e}");
@@ -78,7 +90,7 @@ pub fn calibrate_cmd(args: &CalibrateArgs) -> ExitCode {
     };
     let mut checks = Vec::new();
     for &l in &args.latency_ns {
-        match verify(&kvm, cal, args.samples, l) {
+        match verify(&kvm, &cpuid, cal, args.samples, l) {
             Ok((seen, diag)) => {
                 // The first tenth warms the entry-path predictor up.
                 let s = Spread::of(&seen[seen.len() / 10..]);

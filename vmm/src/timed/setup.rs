@@ -88,7 +88,11 @@ pub fn virtual_clock(
                 .into(),
         );
     }
-    let (cal, report) = calibrate(kvm, samples).map_err(|e| format!("calibration: {e}"))?;
+    // The probe runs on the guest's own CPUID (`calibrate`).
+    let cpuid = vcpu0
+        .get_cpuid2(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| format!("guest CPUID: {e}"))?;
+    let (cal, report) = calibrate(kvm, &cpuid, samples).map_err(|e| format!("calibration: {e}"))?;
     let khz = tsc::khz(vcpu0).map_err(|e| format!("guest TSC frequency: {e}"))?;
     let offset = tsc::offset(vcpu0).map_err(|e| format!("guest TSC offset: {e}"))?;
     Ok((
