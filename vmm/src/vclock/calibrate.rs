@@ -221,6 +221,8 @@ fn probe_vm(kvm: &Kvm, cpuid: &CpuId, samples: u64) -> Result<ProbeVm, Calibrati
     })
 }
 
+/// CPUID.1:ECX: XSAVE.
+const CPUID1_ECX_XSAVE: u32 = 1 << 26;
 /// CR4.OSXSAVE and OSFXSR/OSXMMEXCPT.
 const CR4_OS_SSE_XSAVE: u64 = (1 << 9) | (1 << 10) | (1 << 18);
 /// The XCR0 components a Linux guest enables wherever CPUID.0xD.0 lists
@@ -234,18 +236,18 @@ const LINUX_XCR0: u64 = 0b11 | (1 << 2) | (0b111 << 5) | (1 << 9) | (0b11 << 17)
 /// kvm_load_guest_xsave_state() and kvm_load_host_xsave_state()), outside
 /// the tracepoints' window. Measured: with it the hidden sides grew 59 ns
 /// in an instruction-counted rig (docs/performance.md). A CPUID without
-/// XSAVE (CPUID.1:ECX bit 26) leaves the probe as it was.
+/// XSAVE or without its leaf 0xD leaves the probe as it was.
 fn xsave_like_linux(vcpu: &VcpuFd, cpuid: &CpuId) -> Result<(), CalibrationError> {
     let entries = cpuid.as_slice();
-    let xsave = entries
+    if !entries
         .iter()
-        .any(|e| e.function == 1 && e.ecx & (1 << 26) != 0);
+        .any(|e| e.function == 1 && e.ecx & CPUID1_ECX_XSAVE != 0)
+    {
+        return Ok(());
+    }
     let Some(xstate) = entries.iter().find(|e| e.function == 0xd && e.index == 0) else {
         return Ok(());
     };
-    if !xsave {
-        return Ok(());
-    }
     let mut sregs = vcpu.get_sregs().map_err(kvm_err("get sregs"))?;
     sregs.cr4 |= CR4_OS_SSE_XSAVE;
     vcpu.set_sregs(&sregs).map_err(kvm_err("set CR4.OSXSAVE"))?;
