@@ -59,6 +59,24 @@ done
 exit 1
 "#;
 
+/// Sets `pin` to a `taskset` prefix for the CPU that takes the console
+/// UART's interrupt, where the guest says which one it is. The dump is the
+/// longest write to the 16550 of a run, and an emulated UART is ready for
+/// the next bytes at once: written from another CPU, which refills the
+/// transmit buffer as fast as it drains, the dump keeps the interrupt's CPU
+/// in `serial8250_interrupt()` (drivers/tty/serial/8250/8250_core.c) from
+/// the first line to the last, with never a moment for its other tasks.
+/// In the nested rig, where each register access is an exit, a many-device
+/// guest's dump (80 KiB) took that CPU away for over 20 s: a soft lockup
+/// reported against the idle task. On the same CPU the writer waits
+/// whenever the buffer is full, and the CPU runs its other work then.
+const DUMP_ON_UART_CPU: &str = r#"pin=
+for irq in /proc/irq/*/ttyS0; do
+    cpu=$(cut -d, -f1 "${irq%/*}/effective_affinity_list" 2>/dev/null | cut -d- -f1)
+    [ -n "$cpu" ] && command -v taskset >/dev/null && pin="taskset $(printf %x $((1 << cpu)))"
+done
+"#;
+
 /// The whole guest script for one case run.
 pub fn guest_script(ctx: &Context, body: &str) -> String {
     let mut s = String::new();
@@ -91,8 +109,10 @@ pub fn guest_script(ctx: &Context, body: &str) -> String {
         // Console loglevel 1 first: kernel messages printed live during
         // the dump (a hung task reported every second) would land in the
         // middle of its lines; they are in the ring buffer anyway.
+        s.push_str("dmesg -n 1 2>/dev/null\n");
+        s.push_str(DUMP_ON_UART_CPU);
         s.push_str(&format!(
-            "dmesg -n 1 2>/dev/null\necho {DMESG_BEGIN}\ndmesg\necho {DMESG_END}\n"
+            "echo {DMESG_BEGIN}\n$pin dmesg\necho {DMESG_END}\n"
         ));
     }
     s.push_str(&format!("echo \"{EXIT} $rc\"\nexit $rc\n"));
@@ -125,9 +145,29 @@ mod tests {
                 &dir.join("case.sh").display().to_string(),
             )
             .replace("/proc/uptime", &dir.join("uptime").display().to_string())
-            .replace("\ndmesg\n", "\necho '[    0.100000] fake dmesg line'\n")
+            .replace(
+                "\n$pin dmesg\n",
+                "\n$pin echo '[    0.100000] fake dmesg line'\n",
+            )
+            .replace("/proc/irq", &dir.join("irq").display().to_string())
+            .replace("taskset", &dir.join("taskset").display().to_string())
             .replace("dmesg -n 1", "true");
         std::fs::write(dir.join("uptime"), "3.25 1.00\n").unwrap();
+        // The console UART's interrupt goes to CPU 3; `taskset` says what
+        // it was asked, then runs the command.
+        std::fs::create_dir_all(dir.join("irq/4/ttyS0")).unwrap();
+        std::fs::write(dir.join("irq/4/effective_affinity_list"), "3\n").unwrap();
+        let taskset = dir.join("taskset");
+        std::fs::write(
+            &taskset,
+            "#!/bin/sh\necho \"taskset $1\"\nshift\nexec \"$@\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &taskset,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let out = Command::new("sh").arg("-c").arg(&adapted).output().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         (
@@ -160,9 +200,10 @@ mod tests {
         // The line that equals our delimiter was part of the body: the shell
         // ran it as a command (and it failed), the script went on.
         assert_eq!(
-            &lines[lines.len() - 4..],
+            &lines[lines.len() - 5..],
             [
                 "CXLVMM-DMESG-BEGIN",
+                "taskset 8",
                 "[    0.100000] fake dmesg line",
                 "CXLVMM-DMESG-END",
                 "CXLVMM-EXIT 3"
