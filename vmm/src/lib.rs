@@ -7,6 +7,7 @@ pub mod api;
 pub mod boot;
 pub mod cli;
 pub mod console;
+pub mod console_ring;
 pub mod cpu;
 pub mod cpuid_vector;
 pub mod ctl_cmd;

@@ -55,6 +55,9 @@ pub struct VcpuShared {
     /// The VM thread's requests that each vCPU check its own state
     /// (`vcpu_watch`).
     pub state_checks: Arc<crate::vcpu_watch::CheckRequests>,
+    /// COM1's transmit writes KVM coalesced, fed to the UART on each port
+    /// I/O exit (`console_ring`); None: each is an exit of its own.
+    pub console_ring: Option<Arc<crate::console_ring::ConsoleRing>>,
 }
 
 impl VcpuShared {
@@ -94,6 +97,10 @@ pub fn spawn(index: u8, mut vcpu: VcpuFd, shared: VcpuShared) -> std::io::Result
                 return;
             }
             run_loop(index, &mut vcpu, &shared, clock);
+            // The console bytes written since the last port I/O exit.
+            if let Some(ring) = &shared.console_ring {
+                ring.drain(&shared.pio);
+            }
             let crashed = shared.triple_fault.load(Ordering::Acquire);
             if shared.exit.reason() == Some(ExitReason::Timeout) || crashed {
                 eprintln!("cxlvmm: {}", describe(index, &vcpu));
@@ -377,6 +384,12 @@ fn run_loop(index: u8, vcpu: &mut VcpuFd, shared: &VcpuShared, mut clock: Option
             .or_else(|| shared.timed.as_ref().map(|t| t.now_ps()));
         let mut latency = None;
         let mut checked: Option<CheckedAccess> = None;
+        // Port I/O sees the UART after every console byte written before.
+        if let (Some(ring), Ok(VcpuExit::IoIn(..) | VcpuExit::IoOut(..))) =
+            (&shared.console_ring, &result)
+        {
+            ring.drain(&shared.pio);
+        }
         match result {
             Ok(exit) => match exit {
                 VcpuExit::IoIn(port, data) => {

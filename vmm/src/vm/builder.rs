@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::sync::{Arc, Mutex};
 
+use crate::console_ring::ConsoleRing;
 use devices::cxl::backing::Type3Backing;
 use devices::legacy::{AcpiPm, Cmos, SerialPort, TestExit, I8042, PM_IO_LEN};
 use devices::pci::{Bdf, ConfigIo, Ecam, HostBridge, PciRoot};
@@ -345,6 +346,14 @@ impl<'a> MachineBuilder<'a> {
         if let Some((c, _)) = &clock {
             self.guest_clock.bind(c.clone());
         }
+        // On the virtual clock every exit to the VMM is hidden from the
+        // guest; one that ends in KVM is not: console bytes stay exits of
+        // their own there, as invisible to the guest as before.
+        let console_ring = if clock.is_none() {
+            ConsoleRing::enable(&self.vm, boot_cpu).map(Arc::new)
+        } else {
+            None
+        };
         let entry = self.load_kernel(rsdp, tsc_khz)?;
         // Application processors wait for INIT/SIPI from the boot CPU.
         cpu::setup_long_mode(boot_cpu, &self.mem)?;
@@ -370,6 +379,7 @@ impl<'a> MachineBuilder<'a> {
             pio: self.pio,
             mmio: self.mmio,
             console,
+            console_ring,
             regions: self.regions,
             backings: self.backings,
             accelerators: self.accelerators,

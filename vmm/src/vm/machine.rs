@@ -16,6 +16,7 @@ use super::{STATUS_NO_SCRIPT_STATUS, STATUS_QUIT, STATUS_TIMEOUT};
 use crate::accel::Accelerators;
 use crate::api::{ApiContext, ApiServer};
 use crate::console::{self, Console, RawTerminal};
+use crate::console_ring::ConsoleRing;
 use crate::cxl;
 use crate::cxl::regions::{KvmSlots, RegionMapper};
 use crate::memory::GuestMemory;
@@ -37,6 +38,8 @@ pub struct Machine {
     pub(super) pio: Bus,
     pub(super) mmio: Arc<Bus>,
     pub(super) console: Console,
+    /// COM1's coalesced transmit writes (`console_ring`).
+    pub(super) console_ring: Option<Arc<ConsoleRing>>,
     /// Alive while the guest runs: the component blocks report decoder
     /// changes to it.
     pub(super) regions: Option<Arc<RegionMapper<KvmSlots>>>,
@@ -98,6 +101,7 @@ impl Machine {
             served_windows: self.served_windows,
             clock: self.clock.clone(),
             state_checks: Arc::default(),
+            console_ring: self.console_ring.clone(),
         };
         let _raw = RawTerminal::enter();
         let input_stop = EventFd::new(0).map_err(io_err("console eventfd"))?;
@@ -154,6 +158,12 @@ impl Machine {
         }
         let _ = input_stop.write(1);
         let _ = input.join();
+        if let Some(ring) = &self.console_ring {
+            log::info!(
+                "console: {} bytes written to COM1 without an exit to the VMM (coalesced)",
+                ring.drained()
+            );
+        }
         // No vCPU rings a doorbell any more: stop delivering completions.
         drop(self.accelerators);
         // However the guest ended, what it stored in persistent media
