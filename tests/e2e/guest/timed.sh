@@ -59,10 +59,21 @@ if part measure; then
     pcidev=$(basename "$(readlink -f /sys/bus/cxl/devices/$memdev/..)")
     irqs() { awk -v d="$pcidev" 'index($0, d) { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' /proc/interrupts; }
     # A chase that ran all its loads, none of them taking a negative or absurd
-    # time on its own CPU (a per-load sample is two rdtsc on one CPU).
-    chased() { [ "$(json_field samples </tmp/"$1".json)" = "$loads" ] &&
-        [ "$(json_field backward_loads </tmp/"$1".json)" = 0 ] &&
-        awk -v m="$(json_field max_ns </tmp/"$1".json)" 'BEGIN { exit !(m > 0 && m < 1e9) }'; }
+    # time on its own CPU (a per-load sample is two rdtsc on one CPU). With
+    # TIMED_BACKWARD=report (the CI case, in the wall-clock rig) loads whose
+    # TSC stepped back are counted and shown, not failed, and the median
+    # must be sane instead of the maximum (docs/timed-mode.md, "Known
+    # limits": in that rig the clock's prediction of an entry can be
+    # undercut; the kernel's clock stays monotonic, checked below).
+    chased() {
+        [ "$(json_field samples </tmp/"$1".json)" = "$loads" ] || return 1
+        if [ "${TIMED_BACKWARD:-fail}" = report ]; then
+            awk -v m="$(json_field p50_ns </tmp/"$1".json)" 'BEGIN { exit !(m > 0 && m < 1e9) }'
+        else
+            [ "$(json_field backward_loads </tmp/"$1".json)" = 0 ] &&
+                awk -v m="$(json_field max_ns </tmp/"$1".json)" 'BEGIN { exit !(m > 0 && m < 1e9) }'
+        fi
+    }
     chase at-5us "$loads" && chased at-5us
     check chase-5us $? "per-load p50 $(p50 at-5us) ns, mean $(mean at-5us) ns, max $(json_field max_ns </tmp/at-5us.json) ns, $(json_field backward_loads </tmp/at-5us.json) loads stepped back"
 
