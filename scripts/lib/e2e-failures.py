@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Prints what is needed to understand each job under a `cxlvmm test` --out
 folder that did not pass: its status and reason, every splat the harness
-found (title, frames, the report's first lines), the last lines of its
+found (title, frames, the console lines of its report), the last lines of its
 console and of the VMM's log. For CI logs, where the job folders are gone
 once the machine is.
 
@@ -27,10 +27,6 @@ def read_lines(path):
         return ["(no " + path.name + ")"]
 
 
-def tail(path, n):
-    return read_lines(path)[-n:]
-
-
 for f in sorted(out.glob("**/result.json")):
     try:
         r = json.loads(f.read_text())
@@ -40,6 +36,7 @@ for f in sorted(out.glob("**/result.json")):
     if r.get("status") == "PASS" or any(p.startswith("try-") for p in f.parts):
         continue
     job = f.parent
+    console = read_lines(job / "console.log")
     print(f"\n==== {r.get('id')}: {r.get('status')} {r.get('reason', '')}".rstrip())
     for s in r.get("splats", []):
         if s.get("ignored"):
@@ -48,13 +45,13 @@ for f in sorted(out.glob("**/result.json")):
         print(f"-- splat {s.get('kind')}{when}, console line {s.get('line')}: {s.get('title')}")
         print(f"   frames: {' < '.join(s.get('frames', []))}")
         start = max(int(s.get("line") or 1) - 1, 0)
-        for line in read_lines(job / "console.log")[start : start + REPORT_LINES]:
+        for line in console[start : start + REPORT_LINES]:
             print(f"   | {line}")
     for attempt in r.get("attempts", []):
         print(f"-- earlier attempt: {json.dumps(attempt)[:300]}")
     print(f"-- console, last {tail_lines} lines ({job / 'console.log'})")
-    for line in tail(job / "console.log", tail_lines):
+    for line in console[-tail_lines:]:
         print(f"   | {line}")
     print("-- vmm.log, last 20 lines")
-    for line in tail(job / "vmm.log", 20):
+    for line in read_lines(job / "vmm.log")[-20:]:
         print(f"   | {line}")
