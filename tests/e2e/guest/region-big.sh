@@ -29,18 +29,26 @@ check numa-node $? "$(numactl -H | grep "^node $node size")"
 numactl --membind="$node" cxlvmm-memtest 64 1 >/tmp/memtest.out 2>&1
 check data $? "$(tail -1 /tmp/memtest.out)"
 
-for where in ram:0 cxl:$node; do
-    name=${where%%:*} n=${where#*:}
-    # shellcheck disable=SC2086 # $tsc: none or two words
-    cxlvmm-lat chase -s 64M -c 0 --node "$n" $tsc --label "chase-$name" >/tmp/"$name".json 2>/tmp/"$name".err
-    rc=$?
-    cat /tmp/"$name".json
-    [ "$rc" = 0 ] && grep -q "\"page_nodes\":{\"$n\":64}" /tmp/"$name".json
-    check "chase-$name" $? "p50 $(json_field p50_ns </tmp/"$name".json) ns on node $n"
+# Three rounds, RAM and region alternated, and the best p50 of each side
+# compared: the rig's noise only ever adds time (a CI run once had one
+# region chase at 1.8x RAM's, the others of the day at 1.04-1.14x), and
+# alternating keeps a slow stretch of L1 from landing on one side only.
+rm -f /tmp/p50-ram /tmp/p50-cxl
+for round in 1 2 3; do
+    for where in ram:0 cxl:$node; do
+        name=${where%%:*} n=${where#*:} out=/tmp/$name-$round.json
+        # shellcheck disable=SC2086 # $tsc: none or two words
+        cxlvmm-lat chase -s 64M -c 0 --node "$n" $tsc --label "chase-$name-$round" >"$out" 2>/tmp/"$name".err
+        rc=$?
+        cat "$out"
+        [ "$rc" = 0 ] && grep -q "\"page_nodes\":{\"$n\":64}" "$out"
+        check "chase-$name-$round" $? "p50 $(json_field p50_ns <"$out") ns on node $n"
+        json_field p50_ns <"$out" >>/tmp/p50-"$name"
+    done
 done
-ram=$(json_field p50_ns </tmp/ram.json) cxl=$(json_field p50_ns </tmp/cxl.json)
+ram=$(sort -g /tmp/p50-ram | head -1) cxl=$(sort -g /tmp/p50-cxl | head -1)
 awk -v r="$ram" -v c="$cxl" 'BEGIN { exit !(r > 0 && c > 0 && c <= 1.5 * r) }'
-check chase-vs-ram $? "p50 RAM $ram ns, region $cxl ns, RAM/region $(awk -v r="$ram" -v c="$cxl" 'BEGIN { if (c > 0) printf "%.3f", r / c }')"
+check chase-vs-ram $? "best p50 RAM $ram ns (of $(tr '\n' ' ' </tmp/p50-ram)), region $cxl ns (of $(tr '\n' ' ' </tmp/p50-cxl)), RAM/region $(awk -v r="$ram" -v c="$cxl" 'BEGIN { if (c > 0) printf "%.3f", r / c }')"
 
 [ "$fail" = 0 ] && exit 7
 exit 1
