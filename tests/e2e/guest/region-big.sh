@@ -42,8 +42,10 @@ for round in 1 2 3; do
         rc=$?
         cat "$out"
         [ "$rc" = 0 ] && grep -q "\"page_nodes\":{\"$n\":64}" "$out"
-        check "chase-$name-$round" $? "p50 $(json_field p50_ns <"$out") ns on node $n"
-        json_field p50_ns <"$out" >>/tmp/p50-"$name"
+        ok=$?
+        p50=$(json_field p50_ns <"$out")
+        check "chase-$name-$round" "$ok" "p50 $p50 ns on node $n"
+        echo "$p50" >>/tmp/p50-"$name"
     done
 done
 ram=$(sort -g /tmp/p50-ram | head -1) cxl=$(sort -g /tmp/p50-cxl | head -1)
