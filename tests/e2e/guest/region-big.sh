@@ -29,12 +29,12 @@ check numa-node $? "$(numactl -H | grep "^node $node size")"
 numactl --membind="$node" cxlvmm-memtest 64 1 >/tmp/memtest.out 2>&1
 check data $? "$(tail -1 /tmp/memtest.out)"
 
-# Three rounds, RAM and region alternated, and the best p50 of each side
+# Five rounds, RAM and region alternated, and the best p50 of each side
 # compared: the rig's noise only ever adds time (a CI run once had one
 # region chase at 1.8x RAM's, the others of the day at 1.04-1.14x), and
 # alternating keeps a slow stretch of L1 from landing on one side only.
 rm -f /tmp/p50-ram /tmp/p50-cxl
-for round in 1 2 3; do
+for round in 1 2 3 4 5; do
     for where in ram:0 cxl:$node; do
         name=${where%%:*} n=${where#*:} out=/tmp/$name-$round.json
         # shellcheck disable=SC2086 # $tsc: none or two words
