@@ -29,12 +29,21 @@ check numa-node $? "$(numactl -H | grep "^node $node size")"
 numactl --membind="$node" cxlvmm-memtest 64 1 >/tmp/memtest.out 2>&1
 check data $? "$(tail -1 /tmp/memtest.out)"
 
-# Five rounds, RAM and region alternated, and the best p50 of each side
-# compared: the rig's noise only ever adds time (a CI run once had one
-# region chase at 1.8x RAM's, the others of the day at 1.04-1.14x), and
-# alternating keeps a slow stretch of L1 from landing on one side only.
+# Rounds of one chase each, RAM and region alternated, and the best p50 of
+# each side compared, until that is within 1.5x or after ten rounds: in the
+# rig a whole chase on either kind of memory runs in one of two states,
+# p50 ~370 ns or ~700 ns, and 31 of 50 chases in five runs of the case
+# were slow (RAM 17, the region 14), so five fixed rounds left the region
+# all slow in about one run in twenty (0.56^5) and failed it; ten leave
+# one in 300. Wherever both sides had a fast chase their bests were
+# within 10 % of each other (docs/performance.md, "region commit").
+within_bound() { # RAM_NS REGION_NS
+    awk -v r="$1" -v c="$2" 'BEGIN { exit !(r > 0 && c > 0 && c <= 1.5 * r) }'
+}
 rm -f /tmp/p50-ram /tmp/p50-cxl
-for round in 1 2 3 4 5; do
+round=0
+while [ "$round" -lt 10 ]; do
+    round=$((round + 1))
     for where in ram:0 cxl:$node; do
         name=${where%%:*} n=${where#*:} out=/tmp/$name-$round.json
         # shellcheck disable=SC2086 # $tsc: none or two words
@@ -47,10 +56,11 @@ for round in 1 2 3 4 5; do
         check "chase-$name-$round" "$ok" "p50 $p50 ns on node $n"
         echo "$p50" >>/tmp/p50-"$name"
     done
+    ram=$(sort -g /tmp/p50-ram | head -1) cxl=$(sort -g /tmp/p50-cxl | head -1)
+    within_bound "$ram" "$cxl" && break
 done
-ram=$(sort -g /tmp/p50-ram | head -1) cxl=$(sort -g /tmp/p50-cxl | head -1)
-awk -v r="$ram" -v c="$cxl" 'BEGIN { exit !(r > 0 && c > 0 && c <= 1.5 * r) }'
-check chase-vs-ram $? "best p50 RAM $ram ns (of $(tr '\n' ' ' </tmp/p50-ram)), region $cxl ns (of $(tr '\n' ' ' </tmp/p50-cxl)), RAM/region $(awk -v r="$ram" -v c="$cxl" 'BEGIN { if (c > 0) printf "%.3f", r / c }')"
+within_bound "$ram" "$cxl"
+check chase-vs-ram $? "best p50 RAM $ram ns (of $(tr '\n' ' ' </tmp/p50-ram)), region $cxl ns (of $(tr '\n' ' ' </tmp/p50-cxl)), RAM/region $(awk -v r="$ram" -v c="$cxl" 'BEGIN { if (c > 0) printf "%.3f", r / c }'), $round round(s)"
 
 [ "$fail" = 0 ] && exit 7
 exit 1
