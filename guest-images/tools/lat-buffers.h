@@ -114,20 +114,42 @@ static uint8_t *mem_alloc(size_t lead, size_t len)
 	return p;
 }
 
-/* Where up to 64 pages spread evenly over the buffers live, as a JSON object. */
-static void print_page_nodes(FILE *f)
+/* The pages sampled for where the buffers live: up to this many, spread
+ * evenly over them. */
+#define PAGE_SAMPLES 64
+
+/* The node of each sampled page (move_pages(2)'s status: a node, or a
+ * negative errno) into STATUS; returns how many were sampled, 0 when the
+ * kernel could not say. */
+static size_t page_nodes(int status[PAGE_SAMPLES])
 {
-	enum { N = 64 };
-	void *pages[N];
-	int status[N], count[N] = {0}, key[N], keys = 0;
-	size_t step = mem.buf_total / N < 4096 ? 4096 : mem.buf_total / N, n = 0, b = 0, base = 0;
-	for (size_t at = 0; at < mem.buf_total && n < N; at += step) {
+	void *pages[PAGE_SAMPLES];
+	size_t step = mem.buf_total / PAGE_SAMPLES < 4096 ? 4096 : mem.buf_total / PAGE_SAMPLES, n = 0, b = 0, base = 0;
+	for (size_t at = 0; at < mem.buf_total && n < PAGE_SAMPLES; at += step) {
 		while (at >= base + mem.buf_len[b])
 			base += mem.buf_len[b++];
 		pages[n++] = mem.base + mem.buf_off[b] + (at - base);
 	}
-	if (syscall(SYS_move_pages, 0, n, pages, NULL, status, 0) != 0)
-		n = 0;
+	return syscall(SYS_move_pages, 0, n, pages, NULL, status, 0) == 0 ? n : 0;
+}
+
+/* Whether every sampled page is on NODE. */
+static int all_pages_on(int node)
+{
+	int status[PAGE_SAMPLES];
+	size_t n = page_nodes(status);
+	for (size_t i = 0; i < n; i++)
+		if (status[i] != node)
+			return 0;
+	return n > 0;
+}
+
+/* Where the sampled pages live, as a JSON object {"NODE":COUNT,...}. */
+static void print_page_nodes(FILE *f)
+{
+	enum { N = PAGE_SAMPLES };
+	int status[N], count[N] = {0}, key[N], keys = 0;
+	size_t n = page_nodes(status);
 	for (size_t i = 0; i < n; i++) {
 		int j = 0;
 		while (j < keys && key[j] != status[i])

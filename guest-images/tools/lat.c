@@ -3,7 +3,7 @@
  * guest itself. Reference: docs/timed-mode.md, "The guest tools".
  *
  *   cxlvmm-lat chase  [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N]
- *                     [--rounds R] [COMMON]
+ *                     [--rounds R [--until-node N] [--round-gap NS]] [COMMON]
  *   cxlvmm-lat bw     [-s SIZE] [-T THREADS] [-m read,write,copy] [-i ITERS] [COMMON]
  *   cxlvmm-lat loaded [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N]
  *                     [-k THREADS] [-d NS,NS,...] [-b SIZE] [--load-stride BYTES] [--exp-delay]
@@ -23,7 +23,14 @@
  * after the other over the same buffer and reports each (with where its
  * pages are): with --node N --unbind the buffer is placed on N and then
  * released to the default policy, so the kernel may move it (memory
- * tiering's promotion) while the rounds run.
+ * tiering's promotion) while the rounds run; --until-node N ends the rounds
+ * early, once SETTLED_ROUNDS rounds in a row have started and ended with
+ * every sampled page on node N (R is then the most), so that a test waits
+ * for the kernel's migration as long as it takes and no longer.
+ * --round-gap NS spins NS on the TSC after each round (a program's work
+ * between passes over its data): NUMA balancing scans a task's memory
+ * every scan period of the task's own CPU time (kernel/sched/fair.c,
+ * task_tick_numa), and rounds over DRAM alone take microseconds.
  *
  * The measured buffers are touched only through the asm moves below
  * (8-byte mov, never SSE/AVX and never glibc's memset/memcpy): memory that
@@ -49,14 +56,16 @@
 #define MAX_THREADS 64
 #define MAX_POINTS 64
 #define MAX_ROUNDS 10000
+#define SETTLED_ROUNDS 5
 #define COPY_SKEW (17 * 4096 + 320)
 
 /* ------------------------------------------------------------------ options */
 
 struct opts {
 	const char *cmd, *label, *devdax, *file, *ops;
-	int node, unbind, exp_delay, ncpus, cpus[MAX_CPUS], per_load, threads, k, npoints;
+	int node, unbind, until_node, exp_delay, ncpus, cpus[MAX_CPUS], per_load, threads, k, npoints;
 	size_t size, node_bytes, loads, warmup, chunk, load_size, load_stride, rounds;
+	uint64_t round_gap_ns;
 	unsigned iters;
 	uint64_t seed, delays[MAX_POINTS];
 	double tsc_override;
@@ -70,7 +79,7 @@ struct opts {
 static void usage(int rc)
 {
 	fprintf(rc ? stderr : stdout,
-		"usage: " TOOL " chase  [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N] [--rounds R] [COMMON]\n"
+		"usage: " TOOL " chase  [-s SIZE] [-n NODE_BYTES] [-l LOADS] [-w WARMUP] [--per-load] [--chunk N] [--rounds R [--until-node N] [--round-gap NS]] [COMMON]\n"
 		"       " TOOL " bw     [-s SIZE] [-T THREADS] [-m read,write,copy] [-i ITERS] [COMMON]\n"
 		"       " TOOL " loaded [chase options] [-k THREADS] [-d NS,NS,...] [-b SIZE] [--load-stride BYTES] [--exp-delay] [COMMON]\n"
 		"COMMON: [-c CPULIST] [-t TSC_MHZ] [--node N [--unbind] | --devdax PATH | --file PATH] [--label TEXT] [--seed N]\n"
@@ -99,16 +108,17 @@ static uint64_t parse_num(const char *opt, const char *s, int suffix)
 
 static void parse_opts(int argc, char **argv, struct opts *o)
 {
-	enum { O_NODE = 256, O_DEVDAX, O_FILE, O_LABEL, O_SEED, O_PER_LOAD, O_CHUNK, O_STRIDE, O_ROUNDS, O_UNBIND, O_EXP_DELAY };
+	enum { O_NODE = 256, O_DEVDAX, O_FILE, O_LABEL, O_SEED, O_PER_LOAD, O_CHUNK, O_STRIDE, O_ROUNDS, O_UNBIND, O_UNTIL_NODE, O_ROUND_GAP, O_EXP_DELAY };
 	static const struct option longs[] = {
 		{"node", 1, 0, O_NODE},	      {"devdax", 1, 0, O_DEVDAX}, {"file", 1, 0, O_FILE},
 		{"label", 1, 0, O_LABEL},     {"seed", 1, 0, O_SEED},	  {"per-load", 0, 0, O_PER_LOAD},
 		{"chunk", 1, 0, O_CHUNK},     {"load-stride", 1, 0, O_STRIDE},
 		{"rounds", 1, 0, O_ROUNDS},   {"unbind", 0, 0, O_UNBIND},
+		{"until-node", 1, 0, O_UNTIL_NODE}, {"round-gap", 1, 0, O_ROUND_GAP},
 		{"exp-delay", 0, 0, O_EXP_DELAY},
 		{"help", 0, 0, 'h'},	      {0, 0, 0, 0},
 	};
-	*o = (struct opts){.label = "", .ops = "read,write,copy", .node = -1, .threads = 1, .size = 64 << 20,
+	*o = (struct opts){.label = "", .ops = "read,write,copy", .node = -1, .until_node = -1, .threads = 1, .size = 64 << 20,
 			   .node_bytes = 64, .loads = 0, .warmup = SIZE_MAX, .chunk = 1024, .load_size = 64 << 20,
 			   .load_stride = 64, .iters = 3, .seed = 1, .npoints = 1, .rounds = 1};
 	if (argc < 2 || argv[1][0] == '-')
@@ -164,6 +174,8 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case O_STRIDE: o->load_stride = parse_num("--load-stride", optarg, 1); break;
 		case O_ROUNDS: o->rounds = parse_num("--rounds", optarg, 0); break;
 		case O_UNBIND: o->unbind = 1; break;
+		case O_UNTIL_NODE: o->until_node = (int)parse_num("--until-node", optarg, 0); break;
+		case O_ROUND_GAP: o->round_gap_ns = parse_num("--round-gap", optarg, 0); break;
 		case O_EXP_DELAY: o->exp_delay = 1; break;
 		case 'h': usage(0); break;
 		default: usage(2);
@@ -181,6 +193,14 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		die(TOOL, "--rounds: %zu (1..%d)", o->rounds, MAX_ROUNDS);
 	if (o->rounds > 1 && strcmp(o->cmd, "chase"))
 		die(TOOL, "--rounds: only for chase");
+	if (o->until_node > 1023)
+		die(TOOL, "--until-node: %d is beyond 1023", o->until_node);
+	if (o->until_node >= 0 && o->rounds < 2)
+		die(TOOL, "--until-node: only with --rounds 2 or more");
+	if (o->round_gap_ns && o->rounds < 2)
+		die(TOOL, "--round-gap: only with --rounds 2 or more");
+	if (o->round_gap_ns > 10000000000ull)
+		die(TOOL, "--round-gap: %llu ns is over 10 s", (unsigned long long)o->round_gap_ns);
 	if (o->node_bytes < 8 || o->node_bytes % 8)
 		die(TOOL, "-n: node size %zu is not a multiple of 8 bytes", o->node_bytes);
 	if (o->size < 2 * o->node_bytes)
@@ -313,6 +333,14 @@ static struct chase_result chase_run(const struct opts *o, uintptr_t start, uint
 	return r;
 }
 
+/* Busy for NS of the TSC's time, on this CPU. */
+static void spin_ns(const struct opts *o, uint64_t ns)
+{
+	uint64_t ticks = (uint64_t)((double)ns / o->tick_ns), t = tsc_now();
+	while (tsc_now() - t < ticks)
+		;
+}
+
 /* The rounds' JSON, kept in memory until the head is printed (the head
  * says where the pages were at the end). */
 static char *rounds_text;
@@ -402,14 +430,24 @@ static void cmd_chase(const struct opts *o)
 		print_page_nodes(rounds_json());
 	}
 	struct chase_result r = chase_run(o, start, samples);
+	size_t rounds_run = 1;
 	if (o->rounds > 1) {
 		struct opts next = *o;
 		next.warmup = 0;
 		fputs(",\"rounds\":[", rounds_json());
 		print_round(0, &r);
-		for (size_t i = 1; i < o->rounds; i++) {
+		/* Rounds in a row that started and ended with the pages on
+		 * --until-node's node: a round during which they moved is not
+		 * one of them. */
+		size_t settled = 0;
+		int on = o->until_node >= 0 && all_pages_on(o->until_node);
+		while (rounds_run < o->rounds && !(o->until_node >= 0 && settled >= SETTLED_ROUNDS)) {
+			spin_ns(o, o->round_gap_ns);
 			r = chase_run(&next, r.end, samples);
-			print_round(i, &r);
+			print_round(rounds_run++, &r);
+			int was_on = on;
+			on = o->until_node >= 0 && all_pages_on(o->until_node);
+			settled = was_on && on ? settled + 1 : 0;
 		}
 		fputc(']', rounds_json());
 	}
@@ -420,7 +458,12 @@ static void cmd_chase(const struct opts *o)
 		o->tsc_source, r.mono_ns, r.total_ns);
 	print_head(stdout, o);
 	print_chase_params(stdout, o);
-	fprintf(stdout, ",\"unbind\":%s,\"rounds_run\":%zu", o->unbind ? "true" : "false", o->rounds);
+	fprintf(stdout, ",\"unbind\":%s,\"rounds_run\":%zu,\"round_gap_ns\":%llu,\"until_node\":",
+		o->unbind ? "true" : "false", rounds_run, (unsigned long long)o->round_gap_ns);
+	if (o->until_node >= 0)
+		fprintf(stdout, "%d", o->until_node);
+	else
+		fputs("null", stdout);
 	print_stats(stdout, &r.st);
 	fprintf(stdout, ",\"backward_loads\":%zu", r.backward);
 	jnum(stdout, "mean_ns", r.mean_ns);

@@ -10,8 +10,8 @@
 # e.g. `tests/e2e/run.sh region-4way hostile`, `tests/e2e/run.sh cxl/6.12/direct`,
 # `tests/e2e/run.sh --list`, `tests/e2e/run.sh --filter '^region-'`. Names
 # select the jobs of those cases (or those job ids); the cases of
-# tests/e2e/by-name.toml (timed-full, timed-program-trapped, timed-stack-repeat, big-guest,
-# accel-virtual, tiering-timed) run only when named this way.
+# tests/e2e/by-name.toml (timed-full, timed-program-trapped,
+# timed-stack-repeat, big-guest, console-flood) run only when named this way.
 #
 # Results: build/e2e/jobs/<case>/<kernel>/<topology>/ per job,
 # build/e2e/junit.xml and build/e2e/result.json. Exit status: cxlvmm

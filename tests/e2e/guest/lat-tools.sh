@@ -53,6 +53,15 @@ done
 
 lat chase-file chase -s 8M -c 0 --file /tmp/lat.buf && [ "$(json_field mem_kind </tmp/chase-file.json)" = file ]
 check chase-file $? "p50 $(json_field p50_ns </tmp/chase-file.json) ns on $(json_field mem_path </tmp/chase-file.json)"
+# --until-node: pages already on node 0 end the rounds after the first and
+# five settled ones; pages bound to node 0 never reach the CXL node, so
+# every round allowed runs.
+lat rounds-settled chase -s 256K -n 4096 -l 1024 -c 0 --node 0 --unbind --rounds 50 --until-node 0 &&
+    [ "$(json_field rounds_run </tmp/rounds-settled.json)" = 6 ] &&
+    [ "$(grep -o '"round":' /tmp/rounds-settled.json | wc -l)" = 6 ] &&
+    lat rounds-max chase -s 256K -n 4096 -l 1024 -c 0 --node 0 --rounds 12 --until-node "$cxl_node" &&
+    [ "$(json_field rounds_run </tmp/rounds-max.json)" = 12 ] && on rounds-max 0
+check rounds-until-node $? "rounds run: $(json_field rounds_run </tmp/rounds-settled.json) until node 0 (6 expected), $(json_field rounds_run </tmp/rounds-max.json) of 12 until node $cxl_node"
 cxlvmm-lat chase -n 12 >/dev/null 2>/tmp/bad.err
 [ $? = 2 ] && grep -q -- '-n: node size 12' /tmp/bad.err
 check bad-usage $? "$(cat /tmp/bad.err)"
