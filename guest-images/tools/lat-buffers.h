@@ -133,23 +133,19 @@ static size_t page_nodes(int status[PAGE_SAMPLES])
 	return syscall(SYS_move_pages, 0, n, pages, NULL, status, 0) == 0 ? n : 0;
 }
 
-/* Whether every sampled page is on NODE. */
-static int all_pages_on(int node)
+/* Whether all N sampled pages of STATUS are on NODE (and there are some). */
+static int all_on(const int *status, size_t n, int node)
 {
-	int status[PAGE_SAMPLES];
-	size_t n = page_nodes(status);
 	for (size_t i = 0; i < n; i++)
 		if (status[i] != node)
 			return 0;
 	return n > 0;
 }
 
-/* Where the sampled pages live, as a JSON object {"NODE":COUNT,...}. */
-static void print_page_nodes(FILE *f)
+/* The N sampled pages of STATUS per node, as a JSON object {"NODE":COUNT,...}. */
+static void print_node_counts(FILE *f, const int *status, size_t n)
 {
-	enum { N = PAGE_SAMPLES };
-	int status[N], count[N] = {0}, key[N], keys = 0;
-	size_t n = page_nodes(status);
+	int count[PAGE_SAMPLES] = {0}, key[PAGE_SAMPLES], keys = 0;
 	for (size_t i = 0; i < n; i++) {
 		int j = 0;
 		while (j < keys && key[j] != status[i])
@@ -162,6 +158,13 @@ static void print_page_nodes(FILE *f)
 	for (int j = 0; j < keys; j++)
 		fprintf(f, "%s\"%d\":%d", j ? "," : "", key[j], count[j]);
 	fputc('}', f);
+}
+
+/* Where the sampled pages live now, as print_node_counts prints it. */
+static void print_page_nodes(FILE *f)
+{
+	int status[PAGE_SAMPLES];
+	print_node_counts(f, status, page_nodes(status));
 }
 
 /* ------------------------------------------------------------------ statistics */

@@ -24,11 +24,12 @@
  * pages are): with --node N --unbind the buffer is placed on N and then
  * released to the default policy, so the kernel may move it (memory
  * tiering's promotion) while the rounds run; --until-node N ends the rounds
- * early, once SETTLED_ROUNDS rounds in a row have started and ended with
- * every sampled page on node N (R is then the most), so that a test waits
- * for the kernel's migration as long as it takes and no longer.
- * --round-gap NS spins NS on the TSC after each round (a program's work
- * between passes over its data): NUMA balancing scans a task's memory
+ * early, once SETTLED_ROUNDS rounds in a row after the first have started
+ * and ended with every sampled page on node N (R is then the most), so
+ * that a test waits for the kernel's migration as long as it takes and no
+ * longer. --round-gap NS spins NS on the TSC before each round after the
+ * first (a program's work between passes over its data): NUMA balancing
+ * scans a task's memory
  * every scan period of the task's own CPU time (kernel/sched/fair.c,
  * task_tick_numa), and rounds over DRAM alone take microseconds.
  *
@@ -106,6 +107,15 @@ static uint64_t parse_num(const char *opt, const char *s, int suffix)
 	return n << shift;
 }
 
+/* A NUMA node number (mbind's mask here holds nodes 0..1023). */
+static int parse_node(const char *opt, const char *s)
+{
+	uint64_t n = parse_num(opt, s, 0);
+	if (n > 1023)
+		die(TOOL, "%s: %s is beyond 1023", opt, s);
+	return (int)n;
+}
+
 static void parse_opts(int argc, char **argv, struct opts *o)
 {
 	enum { O_NODE = 256, O_DEVDAX, O_FILE, O_LABEL, O_SEED, O_PER_LOAD, O_CHUNK, O_STRIDE, O_ROUNDS, O_UNBIND, O_UNTIL_NODE, O_ROUND_GAP, O_EXP_DELAY };
@@ -164,7 +174,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 				die(TOOL, "-d: empty delay list");
 			break;
 		}
-		case O_NODE: o->node = (int)parse_num("--node", optarg, 0); break;
+		case O_NODE: o->node = parse_node("--node", optarg); break;
 		case O_DEVDAX: o->devdax = optarg; break;
 		case O_FILE: o->file = optarg; break;
 		case O_LABEL: o->label = optarg; break;
@@ -174,7 +184,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case O_STRIDE: o->load_stride = parse_num("--load-stride", optarg, 1); break;
 		case O_ROUNDS: o->rounds = parse_num("--rounds", optarg, 0); break;
 		case O_UNBIND: o->unbind = 1; break;
-		case O_UNTIL_NODE: o->until_node = (int)parse_num("--until-node", optarg, 0); break;
+		case O_UNTIL_NODE: o->until_node = parse_node("--until-node", optarg); break;
 		case O_ROUND_GAP: o->round_gap_ns = parse_num("--round-gap", optarg, 0); break;
 		case O_EXP_DELAY: o->exp_delay = 1; break;
 		case 'h': usage(0); break;
@@ -185,18 +195,16 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		die(TOOL, "unexpected argument '%s'", argv[optind]);
 	if ((o->node >= 0) + !!o->devdax + !!o->file > 1)
 		die(TOOL, "--node, --devdax and --file exclude each other");
-	if (o->node > 1023)
-		die(TOOL, "--node: %d is beyond 1023", o->node);
 	if (o->unbind && o->node < 0)
 		die(TOOL, "--unbind: only with --node");
 	if (o->rounds < 1 || o->rounds > MAX_ROUNDS)
 		die(TOOL, "--rounds: %zu (1..%d)", o->rounds, MAX_ROUNDS);
 	if (o->rounds > 1 && strcmp(o->cmd, "chase"))
 		die(TOOL, "--rounds: only for chase");
-	if (o->until_node > 1023)
-		die(TOOL, "--until-node: %d is beyond 1023", o->until_node);
 	if (o->until_node >= 0 && o->rounds < 2)
 		die(TOOL, "--until-node: only with --rounds 2 or more");
+	if (o->until_node >= 0 && o->node < 0)
+		die(TOOL, "--until-node: only with --node (anonymous memory the kernel may move)");
 	if (o->round_gap_ns && o->rounds < 2)
 		die(TOOL, "--round-gap: only with --rounds 2 or more");
 	if (o->round_gap_ns > 10000000000ull)
@@ -354,8 +362,9 @@ static FILE *rounds_json(void)
 }
 
 /* One round: its per-load mean and median, its CLOCK_MONOTONIC end since
- * the first round's start, and where its pages are after it. */
-static void print_round(size_t i, const struct chase_result *r)
+ * the first round's start, and where its pages are after it. Returns
+ * whether every sampled page is on NODE (the sample printed). */
+static int print_round(size_t i, const struct chase_result *r, int node)
 {
 	static uint64_t t0;
 	uint64_t now = mono_ns();
@@ -366,11 +375,14 @@ static void print_round(size_t i, const struct chase_result *r)
 	jnum(f, "mean_ns", r->mean_ns);
 	jnum(f, "p50_ns", r->st.p50);
 	jnum(f, "end_s", (double)(now - t0) / 1e9);
+	int status[PAGE_SAMPLES];
+	size_t n = page_nodes(status);
 	fputs(",\"page_nodes\":", f);
-	print_page_nodes(f);
+	print_node_counts(f, status, n);
 	fputc('}', f);
 	fflush(f);
 	fprintf(stderr, "round %zu: mean %.1f ns p50 %.1f ns\n", i, r->mean_ns, r->st.p50);
+	return all_on(status, n, node);
 }
 
 static uint64_t *samples_alloc(const struct opts *o)
@@ -435,18 +447,17 @@ static void cmd_chase(const struct opts *o)
 		struct opts next = *o;
 		next.warmup = 0;
 		fputs(",\"rounds\":[", rounds_json());
-		print_round(0, &r);
 		/* Rounds in a row that started and ended with the pages on
-		 * --until-node's node: a round during which they moved is not
-		 * one of them. */
+		 * --until-node's node (as sampled after the round before, and
+		 * after the round itself): a round during which they moved is
+		 * not one of them, nor is the first. */
 		size_t settled = 0;
-		int on = o->until_node >= 0 && all_pages_on(o->until_node);
+		int on = print_round(0, &r, o->until_node);
 		while (rounds_run < o->rounds && !(o->until_node >= 0 && settled >= SETTLED_ROUNDS)) {
 			spin_ns(o, o->round_gap_ns);
 			r = chase_run(&next, r.end, samples);
-			print_round(rounds_run++, &r);
 			int was_on = on;
-			on = o->until_node >= 0 && all_pages_on(o->until_node);
+			on = print_round(rounds_run++, &r, o->until_node);
 			settled = was_on && on ? settled + 1 : 0;
 		}
 		fputc(']', rounds_json());

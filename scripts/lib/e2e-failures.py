@@ -7,7 +7,10 @@ appends; there each case's CHECK lines are), the last lines of the kernel
 log and of the VMM's log. For CI logs, where the job folders are gone once
 the machine is.
 
-  e2e-failures.py OUT_DIR [CONSOLE_LINES]
+  e2e-failures.py OUT_DIR [KERNEL_LOG_LINES]
+
+KERNEL_LOG_LINES (default 40) sets how much of the kernel log's tail is
+shown; the script's output is shown up to its last SCRIPT_LINES lines.
 """
 import json
 import pathlib

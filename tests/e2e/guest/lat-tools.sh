@@ -60,8 +60,10 @@ lat rounds-settled chase -s 256K -n 4096 -l 1024 -c 0 --node 0 --unbind --rounds
     [ "$(json_field rounds_run </tmp/rounds-settled.json)" = 6 ] &&
     [ "$(grep -o '"round":' /tmp/rounds-settled.json | wc -l)" = 6 ] &&
     lat rounds-max chase -s 256K -n 4096 -l 1024 -c 0 --node 0 --rounds 12 --until-node "$cxl_node" &&
-    [ "$(json_field rounds_run </tmp/rounds-max.json)" = 12 ] && on rounds-max 0
-check rounds-until-node $? "rounds run: $(json_field rounds_run </tmp/rounds-settled.json) until node 0 (6 expected), $(json_field rounds_run </tmp/rounds-max.json) of 12 until node $cxl_node"
+    [ "$(json_field rounds_run </tmp/rounds-max.json)" = 12 ] && on rounds-max 0 &&
+    { cxlvmm-lat chase --rounds 3 --until-node 0 >/dev/null 2>/tmp/until.err; [ $? = 2 ]; } &&
+    grep -q -- '--until-node: only with --node' /tmp/until.err
+check rounds-until-node $? "rounds run: $(json_field rounds_run </tmp/rounds-settled.json) until node 0 (6 expected), $(json_field rounds_run </tmp/rounds-max.json) of 12 until node $cxl_node; without --node: $(cat /tmp/until.err)"
 cxlvmm-lat chase -n 12 >/dev/null 2>/tmp/bad.err
 [ $? = 2 ] && grep -q -- '-n: node size 12' /tmp/bad.err
 check bad-usage $? "$(cat /tmp/bad.err)"
