@@ -173,6 +173,9 @@ pub fn main(args: &TestArgs, host: &Host) -> u8 {
             out: &args.out,
             manifest_dir: &manifest_dir,
             jobs: usize::from(args.jobs),
+            memory_budget: (args.jobs > 1)
+                .then(crate::schedule::host_memory_budget)
+                .flatten(),
             retries: args.retries,
             infra_crashes: args.infra_crashes,
             log_cap: args.log_cap,

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod matrix;
 pub mod report;
 pub mod run;
+pub mod schedule;
 pub mod script;
 pub mod size;
 pub mod splat;

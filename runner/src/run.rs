@@ -15,6 +15,7 @@ use crate::manifest::{CaseBody, DiskSource, KernelBoot, ShareSource, TopologySou
 use crate::matrix::Job;
 use crate::report::live::Live;
 use crate::report::{Attempt, CaseResult};
+use crate::schedule::{Demand, Schedule};
 use crate::script;
 use crate::verdict::{self, Analysis, Evidence, Status};
 
@@ -27,6 +28,9 @@ pub struct Options<'a> {
     pub out: &'a Path,
     pub manifest_dir: &'a Path,
     pub jobs: usize,
+    /// Guest memory the jobs running at once may take together (bytes;
+    /// None: no limit). See [`crate::schedule`].
+    pub memory_budget: Option<u64>,
     pub retries: u32,
     /// Count guest crashes and timeouts as infrastructure failures.
     pub infra_crashes: bool,
@@ -45,13 +49,21 @@ const TAIL_BYTES: usize = 64 << 10;
 pub fn run_all(jobs: &[Job], opts: &Options, live: &Live) -> Vec<CaseResult> {
     let next = AtomicUsize::new(0);
     let slots: Mutex<Vec<Option<CaseResult>>> = Mutex::new(vec![None; jobs.len()]);
+    let schedule = Schedule::new(opts.memory_budget);
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.clamp(1, jobs.len().max(1)) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
+                let demand = Demand {
+                    memory: job.case.memory,
+                    alone: job.case.alone,
+                    files: &job.topology.persistent_files,
+                };
+                let share = schedule.start(i, demand);
                 live.started(&job.id());
                 let r = run_job(job, opts, live);
+                drop(share);
                 live.finished(&r);
                 let mut slots = slots.lock().unwrap_or_else(|e| e.into_inner());
                 slots[i] = Some(r);

@@ -47,6 +47,7 @@ fn options<'a>(exe: &'a Path, out: &'a Path, dir: &'a Path) -> Options<'a> {
         out,
         manifest_dir: dir,
         jobs: 1,
+        memory_budget: None,
         retries: 0,
         infra_crashes: false,
         log_cap: 1 << 20,

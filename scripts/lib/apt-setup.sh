@@ -15,6 +15,15 @@ _as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# apt-get as root, one of this project's calls at a time (scripts/test
+# builds the instruction-counted rig's QEMU, which installs its build
+# dependencies, beside the end-to-end rig, which may install QEMU), and
+# waiting for dpkg's own lock rather than failing on it.
+_apt_get() {
+    _as_root env DEBIAN_FRONTEND=noninteractive flock /var/lib/apt/cxlvmm.lock \
+        apt-get -o DPkg::Lock::Timeout=600 "$@"
+}
+
 apt_sources() {
     local changed=0
     if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -44,7 +53,7 @@ PIN
     fi
     if [ "$changed" = 1 ] || [ ! -e "$APT_STAMP" ]; then
         echo ">> apt-get update" >&2
-        _as_root apt-get update -qq >&2
+        _apt_get update -qq >&2
         _as_root touch "$APT_STAMP"
     fi
 }
@@ -59,5 +68,5 @@ apt_install() {
     [ "${#missing[@]}" = 0 ] && return 0
     apt_sources
     echo ">> apt-get install ${missing[*]}" >&2
-    _as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    _apt_get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }

@@ -22,8 +22,11 @@
 # give an L2 vCPU the wrong state around VMRUN/#VMEXIT (docs/rig.md, "Known
 # trouble"; the rig works around the race behind most of it). Such a run
 # says nothing about cxlvmm; every retry is listed in the report. Elsewhere
-# a crash fails at once. The manifest's jobs run one at a time: pmem-persist and hostile
-# reuse persistent backing files under build/.
+# a crash fails at once. One job runs at a time; CXLVMM_E2E_JOBS=N runs N
+# (the cases that must not have a neighbour say `alone = true` in
+# tests/e2e/manifest.toml). In the rig on two host cores, two at a time
+# saved only a tenth of the time, and slowed some jobs threefold
+# (docs/performance.md, "End-to-end jobs side by side").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CXLVMM=${CXLVMM:-$PWD/target/release/cxlvmm}
@@ -44,5 +47,5 @@ if [ ${#names[@]} -gt 0 ]; then
     done
     select=(--filter "^($(printf '%s\n' "${names[@]}" | sed 's/[.]/\\./g' | paste -sd'|'))(/|\$)")
 fi
-exec "$CXLVMM" test "$manifest" --jobs 1 --out build/e2e/jobs \
+exec "$CXLVMM" test "$manifest" --jobs "${CXLVMM_E2E_JOBS:-1}" --out build/e2e/jobs \
     --junit build/e2e/junit.xml --json build/e2e/result.json "${retry[@]}" "${select[@]}" "$@"

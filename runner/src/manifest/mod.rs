@@ -57,6 +57,11 @@ pub enum KernelBoot {
 pub struct Topology {
     pub name: String,
     pub source: TopologySource,
+    /// The files its devices keep persistent memory in (`persistent_path`,
+    /// taken from the runner's working folder as cxlvmm takes them): two
+    /// jobs that name one never run at once (cxlvmm would refuse the
+    /// second).
+    pub persistent_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +158,8 @@ pub struct Case {
     /// At least one.
     pub boots: Vec<Boot>,
     pub root_share: bool,
+    /// Runs with no other job beside it (`cxlvmm test --jobs N`).
+    pub alone: bool,
     pub actions: Vec<Action>,
     /// Disks, in order: the guest's /dev/vda, /dev/vdb, ...
     pub disks: Vec<DiskSource>,

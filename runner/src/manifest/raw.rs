@@ -142,6 +142,9 @@ pub struct RawCase {
     pub boots: Option<Vec<RawBoot>>,
     /// Run the case on the host's root filesystem (`cxlvmm run --root-share`).
     pub root_share: Option<bool>,
+    /// Run with no other job beside it under `--jobs N` (a measurement of
+    /// time, files or host settings shared with other cases).
+    pub alone: Option<bool>,
     #[serde(default)]
     pub actions: Vec<RawAction>,
     pub kernels: Option<Vec<String>>,

@@ -44,6 +44,7 @@ pub fn resolve(
         vec![Topology {
             name: "default".into(),
             source: TopologySource::Builtin,
+            persistent_files: Vec::new(),
         }]
     } else {
         unique_names("topology", raw.topologies.iter().map(|t| t.name.as_str()))?;
@@ -230,15 +231,23 @@ fn kernel(k: &RawKernel, dir: &Path, find_guest: GuestFinder) -> Result<Kernel> 
 
 fn topology(t: &RawTopology, dir: &Path) -> Result<Topology> {
     let at = format!("topology {:?}", t.name);
+    let mut persistent_files = Vec::new();
     let source = match (&t.file, t.builtin, t.none) {
         (Some(f), None | Some(false), None | Some(false)) => {
             let full = existing_file(&format!("{at}: file"), dir, f)?;
             let text = std::fs::read_to_string(&full).map_err(|e| {
                 ManifestError(format!("{at}: file = {:?}: {e}", f.display().to_string()))
             })?;
-            fabric::topology::Topology::from_toml_str(&text).map_err(|e| {
+            let parsed = fabric::topology::Topology::from_toml_str(&text).map_err(|e| {
                 ManifestError(format!("{at}: file = {:?}: {e}", f.display().to_string()))
             })?;
+            let cwd = std::env::current_dir().unwrap_or_default();
+            persistent_files = parsed
+                .type3
+                .iter()
+                .filter_map(|d| d.persistent_path.as_deref())
+                .map(|p| cwd.join(p))
+                .collect();
             TopologySource::File(full)
         }
         (None, Some(true), None | Some(false)) => TopologySource::Builtin,
@@ -252,6 +261,7 @@ fn topology(t: &RawTopology, dir: &Path) -> Result<Topology> {
     Ok(Topology {
         name: t.name.clone(),
         source,
+        persistent_files,
     })
 }
 
@@ -488,6 +498,7 @@ fn case(
         prepare: c.prepare.clone(),
         boots,
         root_share: c.root_share.unwrap_or(false),
+        alone: c.alone.unwrap_or(false),
         actions,
         disks,
         shares,

@@ -71,6 +71,7 @@ fn minimal_manifest_gets_documented_defaults() {
         (2, 1 << 30, 300, 0)
     );
     assert!(c.dmesg);
+    assert!(!c.alone);
     assert_eq!(c.kernels, ["k"]);
     assert_eq!(c.topologies, ["default"]);
 }
@@ -220,6 +221,8 @@ fn every_error_names_key_and_value() {
         (format!("{k}{c}vcpus = \"two\"\n"), &["vcpus"]),
         (format!("{k}{c}expect_exit = 300\n"), &["expect_exit"]),
         (format!("{k}{c}memory = true\n"), &["memory = true", "a number of MiB or a size"]),
+        (format!("{k}{c}alone = \"yes\"\n"), &["alone"]),
+        (format!("{k}{c}[defaults]\nalone = true\n"), &["unknown field `alone`"]),
         // Missing sections.
         (c.to_string(), &["no [[kernel]]"]),
         (k.to_string(), &["no [[case]]"]),
@@ -342,4 +345,32 @@ fn paths_come_out_absolute_from_a_relative_manifest_path() {
             assert!(path.is_absolute(), "{}", path.display());
         }
     }
+}
+
+#[test]
+fn a_case_may_ask_to_run_alone() {
+    let dir = write_tree(&[]);
+    let m = load(&dir, &format!("{MINIMAL}alone = true\n")).unwrap();
+    assert!(m.cases[0].alone);
+}
+
+#[test]
+fn a_topology_names_its_persistent_files_from_the_working_folder() {
+    let dir = write_tree(&[
+        (
+            "switch-4.toml",
+            include_str!("../../../examples/switch-4.toml"),
+        ),
+        ("direct.toml", DIRECT_TOPOLOGY),
+    ]);
+    let text = format!(
+        "{MINIMAL}[[topology]]\nname = \"s\"\nfile = \"switch-4.toml\"\n[[topology]]\nname = \"d\"\nfile = \"direct.toml\"\n"
+    );
+    let m = load(&dir, &text).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(
+        m.topologies[0].persistent_files,
+        [cwd.join("build/pmem0.img"), cwd.join("build/pmem1.img")]
+    );
+    assert!(m.topologies[1].persistent_files.is_empty());
 }
