@@ -56,7 +56,7 @@ pub fn run_all(jobs: &[Job], opts: &Options, live: &Live) -> Vec<CaseResult> {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
                 let demand = Demand {
-                    memory: job.case.memory,
+                    memory: job.case.memory + job.topology.volatile_bytes,
                     alone: job.case.alone,
                     files: &job.topology.persistent_files,
                 };

@@ -27,6 +27,8 @@ struct State {
     alone: bool,
     /// The running jobs' files, each once per job using it.
     files: Vec<PathBuf>,
+    /// Jobs blocked in [`Schedule::start`].
+    waiting: usize,
 }
 
 /// Admits jobs one at a time, in order, as [`Schedule::start`] allows.
@@ -60,8 +62,12 @@ impl Schedule {
     /// before) may start with `demand`.
     pub fn start(&self, index: usize, demand: Demand) -> Running<'_> {
         let mut s = self.lock();
-        while !self.may_start(&s, index, demand) {
-            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        if !self.may_start(&s, index, demand) {
+            s.waiting += 1;
+            while !self.may_start(&s, index, demand) {
+                s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
+            s.waiting -= 1;
         }
         self.admit(s, demand)
     }
@@ -106,6 +112,11 @@ impl Schedule {
         }
         self.memory_budget
             .is_none_or(|budget| s.memory.saturating_add(demand.memory) <= budget)
+    }
+
+    /// How many jobs wait in [`Schedule::start`].
+    pub fn waiting(&self) -> usize {
+        self.lock().waiting
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -250,16 +261,25 @@ mod tests {
     #[test]
     fn a_waiting_job_starts_when_the_one_before_it_ends() {
         let s = Schedule::new(None);
-        let released = AtomicBool::new(false);
+        let started = AtomicBool::new(false);
         let j0 = s.start(0, shared(GIB));
         std::thread::scope(|sc| {
             let waiter = sc.spawn(|| {
                 let _j1 = s.start(1, alone(GIB));
-                released.load(Ordering::SeqCst)
+                started.store(true, Ordering::SeqCst);
             });
-            released.store(true, Ordering::SeqCst);
+            // Until job 1 blocks in start(), or (wrongly) starts.
+            while s.waiting() == 0 && !started.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            assert!(
+                !started.load(Ordering::SeqCst),
+                "job 1 started beside job 0"
+            );
             drop(j0);
-            assert!(waiter.join().unwrap(), "job 1 started beside job 0");
+            waiter.join().unwrap();
+            assert!(started.load(Ordering::SeqCst));
+            assert_eq!(s.waiting(), 0);
         });
     }
 

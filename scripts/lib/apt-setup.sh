@@ -17,11 +17,13 @@ _as_root() {
 
 # apt-get as root, one of this project's calls at a time (scripts/test
 # builds the instruction-counted rig's QEMU, which installs its build
-# dependencies, beside the end-to-end rig, which may install QEMU), and
-# waiting for dpkg's own lock rather than failing on it.
+# dependencies, beside the end-to-end rig, which may install QEMU): each
+# waits up to 15 min for the one before, and an install up to 5 min for
+# dpkg's own lock (another program's apt-get), rather than failing at once.
+APT_LOCK=/var/lib/apt/cxlvmm.lock
 _apt_get() {
-    _as_root env DEBIAN_FRONTEND=noninteractive flock /var/lib/apt/cxlvmm.lock \
-        apt-get -o DPkg::Lock::Timeout=600 "$@"
+    _as_root env DEBIAN_FRONTEND=noninteractive flock -w 900 "$APT_LOCK" \
+        apt-get -o DPkg::Lock::Timeout=300 "$@"
 }
 
 apt_sources() {

@@ -25,7 +25,7 @@
 # a crash fails at once. One job runs at a time; CXLVMM_E2E_JOBS=N runs N
 # (the cases that must not have a neighbour say `alone = true` in
 # tests/e2e/manifest.toml). In the rig on two host cores, two at a time
-# saved only a tenth of the time, and slowed some jobs threefold
+# saved at most a tenth of the time, and slowed two jobs 3 and 7 times
 # (docs/performance.md, "End-to-end jobs side by side").
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -62,6 +62,9 @@ pub struct Topology {
     /// jobs that name one never run at once (cxlvmm would refuse the
     /// second).
     pub persistent_files: Vec<PathBuf>,
+    /// The volatile capacity of its type-3 devices (bytes): host memory
+    /// the VM takes beside the guest's own.
+    pub volatile_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -45,6 +45,7 @@ pub fn resolve(
             name: "default".into(),
             source: TopologySource::Builtin,
             persistent_files: Vec::new(),
+            volatile_bytes: builtin_volatile_bytes(),
         }]
     } else {
         unique_names("topology", raw.topologies.iter().map(|t| t.name.as_str()))?;
@@ -229,9 +230,16 @@ fn kernel(k: &RawKernel, dir: &Path, find_guest: GuestFinder) -> Result<Kernel> 
     })
 }
 
+/// The volatile capacity of cxlvmm's built-in topology.
+fn builtin_volatile_bytes() -> u64 {
+    let t = fabric::topology::Topology::default_topology();
+    t.type3.iter().map(|d| d.volatile).sum()
+}
+
 fn topology(t: &RawTopology, dir: &Path) -> Result<Topology> {
     let at = format!("topology {:?}", t.name);
     let mut persistent_files = Vec::new();
+    let mut volatile_bytes = 0;
     let source = match (&t.file, t.builtin, t.none) {
         (Some(f), None | Some(false), None | Some(false)) => {
             let full = existing_file(&format!("{at}: file"), dir, f)?;
@@ -248,9 +256,13 @@ fn topology(t: &RawTopology, dir: &Path) -> Result<Topology> {
                 .filter_map(|d| d.persistent_path.as_deref())
                 .map(|p| cwd.join(p))
                 .collect();
+            volatile_bytes = parsed.type3.iter().map(|d| d.volatile).sum();
             TopologySource::File(full)
         }
-        (None, Some(true), None | Some(false)) => TopologySource::Builtin,
+        (None, Some(true), None | Some(false)) => {
+            volatile_bytes = builtin_volatile_bytes();
+            TopologySource::Builtin
+        }
         (None, None | Some(false), Some(true)) => TopologySource::None,
         _ => {
             return err(format!(
@@ -262,6 +274,7 @@ fn topology(t: &RawTopology, dir: &Path) -> Result<Topology> {
         name: t.name.clone(),
         source,
         persistent_files,
+        volatile_bytes,
     })
 }
 

@@ -373,4 +373,11 @@ fn a_topology_names_its_persistent_files_from_the_working_folder() {
         [cwd.join("build/pmem0.img"), cwd.join("build/pmem1.img")]
     );
     assert!(m.topologies[1].persistent_files.is_empty());
+    // switch-4: four devices of 256 MiB volatile each (two of them with
+    // 256 MiB persistent besides); direct: one of 256 MiB.
+    assert_eq!(m.topologies[0].volatile_bytes, 4 * (256 << 20));
+    assert_eq!(m.topologies[1].volatile_bytes, 256 << 20);
+    // Without a [[topology]]: the built-in one.
+    let m = load(&dir, MINIMAL).unwrap();
+    assert!(m.topologies[0].volatile_bytes > 0);
 }
