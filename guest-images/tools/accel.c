@@ -17,8 +17,10 @@
  *   gemm M N K                C = A*B in VRAM, checked bit-exact on the CPU
  *   checksum LEN              CRC32C and SUM_F32 of VRAM data, checked on the CPU
  *   p2p BDF LEN               own VRAM -> peer VRAM, checked through the peer's BAR
- *   bench [--size N] [PATH...] bandwidth vs size and small-transfer latency per path
- *                             (64 B .. 4 MiB, or only N bytes);
+ *   bench [--size N] [--batch-mib M] [PATH...]
+ *                             bandwidth vs size and small-transfer latency per path
+ *                             (64 B .. 4 MiB, or only N bytes; each size also as
+ *                             one batch of M MiB, default 512, at most 1536 copies);
  *                             PATH: h2d | d2h | peer:BDF | cxl:ADDR (default h2d d2h)
  *   bad                       an unknown opcode, then a good command
  *
@@ -748,15 +750,18 @@ static void time_copies(struct place *s, struct place *d, size_t len, uint32_t c
 	*ns_out = best_ns;
 }
 
-/* Copies in one batch for a size: 512 MiB in all (at most 1536: the ring
- * holds 4096 descriptors, and a copy from host memory may take two), so
- * that the batch lasts long enough for the guest's clock to time it as
+/* Copies in one batch for a size: batch_mib MiB in all (at most 1536: the
+ * ring holds 4096 descriptors, and a copy from host memory may take two),
+ * so that the batch lasts long enough for the guest's clock to time it as
  * bandwidth tools do (many transfers, one clock read each side): what the
- * guest sees of the VM exits around it is then a small part. */
+ * guest sees of the VM exits around it is then a small part. At least one
+ * copy. */
+static size_t batch_mib = 512;
+
 static uint32_t batch_of(size_t len)
 {
-	size_t n = (512u << 20) / len;
-	return n > 1536 ? 1536 : (uint32_t)n;
+	size_t n = (batch_mib << 20) / len;
+	return n < 1 ? 1 : n > 1536 ? 1536 : (uint32_t)n;
 }
 
 /* One path: COPYs of growing size, one alone (latency) and a batch
@@ -787,12 +792,21 @@ static void bench_path(const char *name, const char *src, const char *dst, int *
 static int cmd_bench(int argc, char **argv)
 {
 	int first = 1;
-	if (argc >= 2 && strcmp(argv[0], "--size") == 0) {
-		size_t n = strtoull(argv[1], NULL, 0);
-		if (n == 0 || n > (4u << 20))
-			die("--size %s: 1 .. 4194304 bytes", argv[1]);
-		bench_sizes[0] = n;
-		bench_nsizes = 1;
+	while (argc >= 2 && argv[0][0] == '-') {
+		char *end;
+		size_t n = strtoull(argv[1], &end, 0);
+		if (strcmp(argv[0], "--size") == 0) {
+			if (*end || n == 0 || n > (4u << 20))
+				die("--size %s: 1 .. 4194304 bytes", argv[1]);
+			bench_sizes[0] = n;
+			bench_nsizes = 1;
+		} else if (strcmp(argv[0], "--batch-mib") == 0) {
+			if (*end || n == 0 || n > 6144)
+				die("--batch-mib %s: 1 .. 6144", argv[1]);
+			batch_mib = n;
+		} else {
+			die("bench: unknown option %s", argv[0]);
+		}
 		argc -= 2;
 		argv += 2;
 	}
