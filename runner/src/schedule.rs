@@ -44,9 +44,7 @@ pub struct Schedule {
 #[must_use]
 pub struct Running<'s> {
     schedule: &'s Schedule,
-    memory: u64,
-    alone: bool,
-    files: Vec<PathBuf>,
+    demand: Demand<'s>,
 }
 
 impl Schedule {
@@ -60,7 +58,7 @@ impl Schedule {
 
     /// Blocks until job `index` (0-based, every index below it started
     /// before) may start with `demand`.
-    pub fn start(&self, index: usize, demand: Demand) -> Running<'_> {
+    pub fn start<'s>(&'s self, index: usize, demand: Demand<'s>) -> Running<'s> {
         let mut s = self.lock();
         if !self.may_start(&s, index, demand) {
             s.waiting += 1;
@@ -73,7 +71,7 @@ impl Schedule {
     }
 
     /// Starts job `index` if it may start now.
-    pub fn try_start(&self, index: usize, demand: Demand) -> Option<Running<'_>> {
+    pub fn try_start<'s>(&'s self, index: usize, demand: Demand<'s>) -> Option<Running<'s>> {
         let s = self.lock();
         self.may_start(&s, index, demand)
             .then(|| self.admit(s, demand))
@@ -83,7 +81,7 @@ impl Schedule {
         s.next == index && self.fits(s, demand)
     }
 
-    fn admit(&self, mut s: MutexGuard<'_, State>, demand: Demand) -> Running<'_> {
+    fn admit<'s>(&'s self, mut s: MutexGuard<'_, State>, demand: Demand<'s>) -> Running<'s> {
         s.next += 1;
         s.running += 1;
         s.memory += demand.memory;
@@ -92,9 +90,7 @@ impl Schedule {
         self.changed.notify_all();
         Running {
             schedule: self,
-            memory: demand.memory,
-            alone: demand.alone,
-            files: demand.files.to_vec(),
+            demand,
         }
     }
 
@@ -128,11 +124,11 @@ impl Drop for Running<'_> {
     fn drop(&mut self) {
         let mut s = self.schedule.lock();
         s.running -= 1;
-        s.memory -= self.memory;
-        if self.alone {
+        s.memory -= self.demand.memory;
+        if self.demand.alone {
             s.alone = false;
         }
-        for f in &self.files {
+        for f in self.demand.files {
             if let Some(i) = s.files.iter().position(|g| g == f) {
                 s.files.swap_remove(i);
             }

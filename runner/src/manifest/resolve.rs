@@ -230,10 +230,14 @@ fn kernel(k: &RawKernel, dir: &Path, find_guest: GuestFinder) -> Result<Kernel> 
     })
 }
 
+/// The volatile capacity of a topology's type-3 devices.
+fn volatile_bytes(t: &fabric::topology::Topology) -> u64 {
+    t.type3.iter().map(|d| d.volatile).sum()
+}
+
 /// The volatile capacity of cxlvmm's built-in topology.
 fn builtin_volatile_bytes() -> u64 {
-    let t = fabric::topology::Topology::default_topology();
-    t.type3.iter().map(|d| d.volatile).sum()
+    volatile_bytes(&fabric::topology::Topology::default_topology())
 }
 
 fn topology(t: &RawTopology, dir: &Path) -> Result<Topology> {
@@ -256,7 +260,7 @@ fn topology(t: &RawTopology, dir: &Path) -> Result<Topology> {
                 .filter_map(|d| d.persistent_path.as_deref())
                 .map(|p| cwd.join(p))
                 .collect();
-            volatile_bytes = parsed.type3.iter().map(|d| d.volatile).sum();
+            volatile_bytes = self::volatile_bytes(&parsed);
             TopologySource::File(full)
         }
         (None, Some(true), None | Some(false)) => {
