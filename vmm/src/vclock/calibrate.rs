@@ -459,6 +459,9 @@ pub struct VerifyDiagnostics {
     /// Loads whose second guest TSC read below the first: the clock
     /// stepped back across the exit.
     pub backward_loads: u64,
+    /// Exits whose invisible side was cut to fit the stretch before them
+    /// (`ExitTimer`): the calibration hid more than the host now takes.
+    pub shortened_exits: u64,
 }
 
 impl ProbeHooks for Clocked {
@@ -517,7 +520,9 @@ pub fn verify(
     };
     let p = run_probe(kvm, cpuid, samples, &mut hooks)?;
     let mut diag = hooks.diag;
-    diag.final_debt_ns = hooks.clock.as_ref().map_or(0, |c| c.stats().debt_ns);
+    let stats = hooks.clock.as_ref().map(|c| c.stats()).unwrap_or_default();
+    diag.final_debt_ns = stats.debt_ns;
+    diag.shortened_exits = stats.shortened_exits;
     diag.entry_path = Spread::of(&diag.paths);
     diag.entry_error = Spread::of(&diag.errors);
     let n = samples.min(MAX_SAMPLES);

@@ -77,6 +77,20 @@ pub struct ExitTiming {
     pub ran: bool,
 }
 
+/// Whether the guest-mode stretches bound the invisible sides
+/// ([`ExitTimer::bounded_exit_side`], [`ExitTimer::follow_stretches`]);
+/// `CXLVMM_CLOCK_STRETCH_BOUND=0` turns that off, to measure what it does
+/// (docs/timed-mode.md, "A stretch bounds the invisible sides").
+fn bound_by_stretch() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("CXLVMM_CLOCK_STRETCH_BOUND").map_or(true, |v| v != "0"))
+}
+
+/// How many recent guest-mode stretches bound the invisible sides, and
+/// how often (in stretches) the sides are set from them again.
+const STRETCHES: usize = 31;
+const RESCALE_EVERY: usize = 8;
+
 /// Which quantile of recent entry paths predicts the next.
 const ENTRY_QUANTILE: f64 = 0.1;
 
@@ -157,6 +171,19 @@ pub struct ExitTimer {
     ran_at: Option<u64>,
     /// Events the kernel dropped (ring full): accounting was incomplete.
     pub lost_events: u64,
+    /// Exits whose invisible exit side was shortened to fit the guest-mode
+    /// stretch before them ([`Self::bounded_exit_side`]).
+    pub shortened_exits: u64,
+    /// Recent guest-mode stretches (`kvm_entry` to the next `kvm_exit`,
+    /// cycles): each holds both invisible sides.
+    stretches: Recent<STRETCHES>,
+    /// Stretches pushed since the sides were last set from them.
+    unscaled: usize,
+    /// The invisible sides in use (cycles): the calibration's, scaled down
+    /// to the median recent stretch where that is shorter than both
+    /// ([`Self::follow_stretches`]).
+    exit_side: u64,
+    entry_side: u64,
     /// The last exit seen was an idle one, at this host TSC: until an
     /// entry shows in the trace the vCPU is still in that idle state (KVM
     /// keeps a halted vCPU blocked in the kernel, running no guest code).
@@ -189,6 +216,11 @@ impl ExitTimer {
             decided: None,
             ran_at: None,
             lost_events: 0,
+            shortened_exits: 0,
+            stretches: Recent::guessed(u64::MAX),
+            unscaled: 0,
+            exit_side: cal.exit_invisible_cycles,
+            entry_side: cal.entry_invisible_cycles,
             idle_since: None,
         }
     }
@@ -216,14 +248,21 @@ impl ExitTimer {
     /// the KVM_RUN -> kvm_entry part alone spreads over 35-153 µs, so it
     /// only lengthened the path; docs/timed-mode.md, "Known limits".)
     pub fn entry_delay(&self) -> u64 {
-        self.entry_path.quantile(ENTRY_QUANTILE) + self.cal.entry_invisible_cycles
+        self.entry_path.quantile(ENTRY_QUANTILE) + self.entry_side
     }
 
     /// How much sooner than [`Self::entry_delay`] the guest may resume: the
-    /// predicted quantile less the quickest of the last 255 entry paths.
+    /// predicted quantile less the quickest of the last 255 entry paths,
+    /// plus, while the invisible sides follow the stretches below the
+    /// calibration, as much as they were taken down: sides set from the
+    /// median stretch still hold the guest's own work between exits, and
+    /// the calibration's spread, which the rest of the margin comes from,
+    /// says nothing about a host that changed since.
     pub fn early_margin(&self) -> u64 {
         let p = self.entry_path.quantile(ENTRY_QUANTILE);
-        p - self.entry_floor.min().min(p)
+        let moved = (self.cal.exit_invisible_cycles + self.cal.entry_invisible_cycles)
+            .saturating_sub(self.exit_side + self.entry_side);
+        p - self.entry_floor.min().min(p) + moved
     }
 
     /// The quickest plausible delay from now to the guest running again:
@@ -235,8 +274,65 @@ impl ExitTimer {
     /// tried: in the rig whole phases of entries ran 75-100 µs, then one
     /// of 60 µs undercut their minimum.)
     pub fn quickest_delay(&self) -> u64 {
-        self.quickest.min(self.entry_path.quantile(ENTRY_QUANTILE))
-            + self.cal.entry_invisible_cycles
+        self.quickest.min(self.entry_path.quantile(ENTRY_QUANTILE)) + self.entry_side
+    }
+
+    /// The invisible exit side of an exit `stretch` cycles after the entry
+    /// before it (both tracepoints seen): the calibrated median, but no
+    /// more than fits in the stretch. The guest ran between the entry's
+    /// invisible side and the exit's, so the two sides together are
+    /// shorter than the stretch. Sides that end sooner than their medians
+    /// by up to the early margin are covered by the margin every resume
+    /// keeps from its stop ([`Calibration::invisible_early_cycles`]);
+    /// beyond that (a calibration made while the host was slower than it
+    /// is now), the clock would date the exit before the guest's own
+    /// resume, and its next resume before a time the guest has read. So
+    /// the side is cut to the stretch less the entry side's median, plus
+    /// that margin (docs/timed-mode.md, "A stretch bounds the invisible
+    /// sides").
+    fn bounded_exit_side(&mut self, stretch: u64) -> u64 {
+        if !bound_by_stretch() {
+            return self.exit_side;
+        }
+        self.stretches.push(stretch);
+        self.unscaled += 1;
+        let room = (stretch + self.cal.invisible_early_cycles).saturating_sub(self.entry_side);
+        if room < self.exit_side {
+            self.shortened_exits += 1;
+            room
+        } else {
+            self.exit_side
+        }
+    }
+
+    /// Sets the invisible sides from the recent stretches, every
+    /// `RESCALE_EVERY` of them: the calibration's medians, scaled down
+    /// together (never up) so that they add up to no more than the median
+    /// stretch. A host that got quicker since the calibration shortens
+    /// both sides, and the entry side is what predicts where the guest
+    /// resumes: left at the calibration's, every entry would reach the guest
+    /// sooner than the clock puts it, and a resume brought near its stop
+    /// (repaying debt) would show the guest a time before its own last
+    /// read. Where the guest computes between exits the median stretch is
+    /// far longer than the sides and they stay as calibrated.
+    fn follow_stretches(&mut self) {
+        if self.unscaled < RESCALE_EVERY {
+            return;
+        }
+        self.unscaled = 0;
+        let (exit, entry) = (
+            self.cal.exit_invisible_cycles,
+            self.cal.entry_invisible_cycles,
+        );
+        let sum = exit + entry;
+        let median = self.stretches.quantile(0.5);
+        if median >= sum || sum == 0 {
+            (self.exit_side, self.entry_side) = (exit, entry);
+            return;
+        }
+        let scale = median as f64 / sum as f64;
+        self.exit_side = (exit as f64 * scale) as u64;
+        self.entry_side = (entry as f64 * scale) as u64;
     }
 
     /// Records that the vCPU decided at host TSC `decided` to enter,
@@ -255,7 +351,7 @@ impl ExitTimer {
         let (ns, tsc) = (now_ns(), rdtsc());
         let Some(trace) = self.trace.as_mut() else {
             return ExitTiming {
-                left: tsc.saturating_sub(self.cal.exit_invisible_cycles),
+                left: tsc.saturating_sub(self.exit_side),
                 ..Default::default()
             };
         };
@@ -269,8 +365,9 @@ impl ExitTimer {
     /// read at `ns` (trace clock) = `tsc` (host TSC); `lost`: the ring
     /// dropped some, so a missing event proves nothing.
     fn account(&mut self, ns: u64, tsc: u64, lost: bool) -> ExitTiming {
+        let per_ns = self.cal.cycles_per_ns;
         let to_tsc = |e: u64| -> u64 {
-            let back = (ns.saturating_sub(e) as f64 * self.cal.cycles_per_ns) as u64;
+            let back = (ns.saturating_sub(e) as f64 * per_ns) as u64;
             tsc.saturating_sub(back)
         };
         let mut timing = ExitTiming {
@@ -306,36 +403,45 @@ impl ExitTimer {
             self.ran_at = None;
             return timing;
         }
+        let cycles = |ns: u64| (ns as f64 * per_ns) as u64;
         let mut first_entry = None;
-        let mut open_exit: Option<(u64, u32)> = None;
-        for ev in &self.events {
+        // The last entry, and the exit that ended the guest-mode stretch
+        // after it with that exit's invisible side.
+        let mut last_entry = None;
+        let mut open_exit: Option<(u64, u32, u64)> = None;
+        let events = std::mem::take(&mut self.events);
+        for ev in &events {
             match ev.kind {
                 TraceKind::Entry => {
                     first_entry.get_or_insert(ev.time_ns);
-                    if let Some((at, reason)) = open_exit.take() {
+                    last_entry = Some(ev.time_ns);
+                    if let Some((at, reason, exit_side)) = open_exit.take() {
                         if is_idle_exit(reason, self.amd) {
                             timing.idled = true;
                         } else {
                             timing.in_kernel_exits += 1;
                             timing.last_in_kernel_reason = reason;
-                            let cycles = (ev.time_ns.saturating_sub(at) as f64
-                                * self.cal.cycles_per_ns)
-                                as u64;
-                            timing.in_kernel += cycles
-                                + self.cal.exit_invisible_cycles
-                                + self.cal.entry_invisible_cycles;
+                            timing.in_kernel +=
+                                cycles(ev.time_ns.saturating_sub(at)) + exit_side + self.entry_side;
                         }
                     }
                 }
-                TraceKind::Exit { reason } => open_exit = Some((ev.time_ns, reason)),
+                TraceKind::Exit { reason } => {
+                    let exit_side = match last_entry {
+                        Some(e) => self.bounded_exit_side(cycles(ev.time_ns.saturating_sub(e))),
+                        None => self.exit_side,
+                    };
+                    open_exit = Some((ev.time_ns, reason, exit_side));
+                }
             }
         }
+        self.events = events;
         if first_entry.is_some() {
             self.idle_since = None;
             timing.ran = true;
         }
-        if let Some((at, reason)) = open_exit {
-            timing.left = to_tsc(at).saturating_sub(self.cal.exit_invisible_cycles);
+        if let Some((at, reason, exit_side)) = open_exit {
+            timing.left = to_tsc(at).saturating_sub(exit_side);
             timing.halted = is_idle_exit(reason, self.amd);
             self.idle_since = timing.halted.then_some(timing.left);
         }
@@ -351,9 +457,10 @@ impl ExitTimer {
             if let Some(ran) = self.ran_at.take() {
                 timing.run_path = entered.saturating_sub(ran);
             }
-            let actual = path + self.cal.entry_invisible_cycles;
+            let actual = path + self.entry_side;
             timing.entry_error = actual as i64 - assumed as i64;
         }
+        self.follow_stretches();
         timing
     }
 }
@@ -478,6 +585,95 @@ mod tests {
         let timing = t.account(90_000, 90_000, false);
         assert_eq!(timing.left, 79_900);
         assert_eq!(timing.entry_path, 200);
+    }
+
+    /// A guest-mode stretch shorter than the calibrated invisible sides
+    /// less the early margin: the exit is dated no sooner than the entry's
+    /// invisible side after the entry, less that margin, both for the exit
+    /// that returns to user space and for one the kernel handled.
+    #[test]
+    fn the_invisible_sides_fit_in_the_stretch_between_entry_and_exit() {
+        let ev = |kind, time_ns| TraceEvent { kind, time_ns };
+        let npf = TraceKind::Exit { reason: 0x400 };
+        let mut t = timer();
+        // Sides 100 + 50, margin 30: a stretch of 120 or more is left alone.
+        t.entering(1_000, 1_050);
+        t.events = vec![ev(TraceKind::Entry, 2_000), ev(npf, 2_120)];
+        assert_eq!(t.account(3_000, 3_000, false).left, 2_020);
+        assert_eq!(t.shortened_exits, 0);
+        // 60: the exit side is cut to 60 - 50 + 30 = 40.
+        t.entering(4_000, 1_050);
+        t.events = vec![ev(TraceKind::Entry, 5_000), ev(npf, 5_060)];
+        assert_eq!(t.account(6_000, 6_000, false).left, 5_020);
+        assert_eq!(t.shortened_exits, 1);
+        // An exit the kernel handled after a stretch of 70 hides its
+        // window, the cut exit side (50) and the entry side (50); the
+        // stretch after it is long, so the last exit keeps its 100.
+        t.entering(7_000, 1_050);
+        t.events = vec![
+            ev(TraceKind::Entry, 8_000),
+            ev(npf, 8_070),
+            ev(TraceKind::Entry, 8_500),
+            ev(npf, 18_000),
+        ];
+        let timing = t.account(19_000, 19_000, false);
+        assert_eq!(timing.in_kernel, 430 + 50 + 50);
+        assert_eq!(timing.left, 17_900);
+        assert_eq!(t.shortened_exits, 2);
+        // A stretch shorter than the entry side less the margin: nothing
+        // of the exit side is left, the exit is dated at its tracepoint.
+        t.entering(20_000, 1_050);
+        t.events = vec![ev(TraceKind::Entry, 21_000), ev(npf, 21_010)];
+        assert_eq!(t.account(22_000, 22_000, false).left, 21_010);
+    }
+
+    /// A host quicker than at calibration: the stretches between entry
+    /// and exit shrink below the two sides, which follow them down
+    /// together, and back up to the calibration once stretches are long.
+    #[test]
+    fn the_invisible_sides_follow_the_median_stretch_down_never_up() {
+        let mut t = timer();
+        // One KVM_RUN whose guest ran `stretch` before it exited at
+        // `exit`: entered 1 000 after the decision at `exit` - 1 000 -
+        // `stretch` - 1 000.
+        let run = |t: &mut ExitTimer, exit: u64, stretch: u64| {
+            let entry = exit - stretch;
+            t.entering(entry - 1_000, 1_050);
+            t.events = vec![
+                TraceEvent {
+                    kind: TraceKind::Entry,
+                    time_ns: entry,
+                },
+                TraceEvent {
+                    kind: TraceKind::Exit { reason: 0x400 },
+                    time_ns: exit,
+                },
+            ];
+            t.account(exit + 500, exit + 500, false)
+        };
+        // Seven stretches of 90 against sides of 100 + 50: as calibrated.
+        for k in 1..=7 {
+            run(&mut t, k * 10_000, 90);
+        }
+        assert_eq!((t.exit_side, t.entry_side), (100, 50));
+        // The eighth sets them to 90 / 150 of the calibration (its own
+        // exit side is cut to 90 + 30 - 50 = 70).
+        assert_eq!(run(&mut t, 80_000, 90).left, 80_000 - 70);
+        assert_eq!((t.exit_side, t.entry_side), (60, 30));
+        assert_eq!(t.entry_delay(), t.entry_path.quantile(ENTRY_QUANTILE) + 30);
+        let entry_margin = {
+            let p = t.entry_path.quantile(ENTRY_QUANTILE);
+            p - t.entry_floor.min().min(p)
+        };
+        assert_eq!(t.early_margin(), entry_margin + 60, "the sides moved by 60");
+        // A stretch of 90 now fits the sides: dated 60 before its exit.
+        assert_eq!(run(&mut t, 90_000, 90).left, 90_000 - 60);
+        // Long stretches: once they are the median, the calibration again.
+        for k in 10..33 {
+            run(&mut t, k * 10_000, 5_000);
+        }
+        assert_eq!((t.exit_side, t.entry_side), (100, 50));
+        assert_eq!(t.early_margin(), entry_margin);
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct ClockStats {
     pub kicks: u64,
     /// Tracepoint events the kernel dropped.
     pub lost_events: u64,
+    /// Exits whose calibrated invisible sides were longer than the
+    /// guest-mode stretch before them, and were shortened to fit it.
+    pub shortened_exits: u64,
 }
 
 /// Time the guest saw that should have been hidden is taken back from
@@ -79,6 +82,7 @@ pub struct SharedClock {
     khz: u32,
     kicks: std::sync::atomic::AtomicU64,
     lost: std::sync::atomic::AtomicU64,
+    shortened: std::sync::atomic::AtomicU64,
     /// Delivers the devices' events due by a guest time (ps) and returns
     /// the earliest one still pending: set by the machine that has such
     /// devices (the accelerators).
@@ -125,6 +129,7 @@ impl SharedClock {
             khz,
             kicks: Default::default(),
             lost: Default::default(),
+            shortened: Default::default(),
             deliverer: std::sync::OnceLock::new(),
         })
     }
@@ -208,6 +213,7 @@ impl SharedClock {
             debt_ns: ns(c.debt() + c.owed_total()),
             kicks: self.kicks.load(Ordering::Relaxed),
             lost_events: self.lost.load(Ordering::Relaxed),
+            shortened_exits: self.shortened.load(Ordering::Relaxed),
         }
     }
 
@@ -457,6 +463,10 @@ impl VcpuClock {
         let lost = std::mem::take(&mut self.timer.lost_events);
         if lost > 0 {
             self.clock.lost.fetch_add(lost, Ordering::Relaxed);
+        }
+        let shortened = std::mem::take(&mut self.timer.shortened_exits);
+        if shortened > 0 {
+            self.clock.shortened.fetch_add(shortened, Ordering::Relaxed);
         }
     }
 
