@@ -296,7 +296,9 @@ impl ExitTimer {
         }
         self.stretches.push(stretch);
         self.unscaled += 1;
-        let room = (stretch + self.cal.invisible_early_cycles).saturating_sub(self.entry_side);
+        let room = stretch
+            .saturating_add(self.cal.invisible_early_cycles)
+            .saturating_sub(self.entry_side);
         if room < self.exit_side {
             self.shortened_exits += 1;
             room
