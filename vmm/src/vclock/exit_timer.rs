@@ -6,8 +6,9 @@
 //! a little after the guest stopped and a little before it resumes; the
 //! part outside that window (the hardware's world switch, and in a nested
 //! setup the outer hypervisor's emulation of it) is invisible to this host
-//! and is taken from the start-up calibration ([`super::calibrate`]), split
-//! evenly between the exit and the entry side.
+//! and is taken from the start-up calibration ([`super::calibrate`]), which
+//! measures the exit and the entry side apart, but never longer than the
+//! guest-mode stretches between an entry and the next exit allow.
 
 use super::trace::{now_ns, TraceEvent, TraceKind, VcpuTrace};
 use super::tsc::rdtsc;
@@ -277,9 +278,11 @@ impl ExitTimer {
         self.quickest.min(self.entry_path.quantile(ENTRY_QUANTILE)) + self.entry_side
     }
 
-    /// The invisible exit side of an exit `stretch` cycles after the entry
-    /// before it (both tracepoints seen): the calibrated median, but no
-    /// more than fits in the stretch. The guest ran between the entry's
+    /// Records a guest-mode stretch (for [`Self::follow_stretches`]) and
+    /// returns the invisible exit side of the exit that ended it, `stretch`
+    /// cycles after the entry before it (both tracepoints seen): the side
+    /// in use (the calibrated median, or less once the stretches brought it
+    /// down), but no more than fits in the stretch. The guest ran between the entry's
     /// invisible side and the exit's, so the two sides together are
     /// shorter than the stretch. Sides that end sooner than their medians
     /// by up to the early margin are covered by the margin every resume
