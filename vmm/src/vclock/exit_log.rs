@@ -24,7 +24,7 @@ const MAX_LINES: usize = 400_000;
 /// Bytes of text written to the file at a time.
 const CHUNK: usize = 16 << 10;
 
-pub const HEADER: &str = "host_ret,left,in_kernel,in_kernel_exits,last_reason,entry_error,entry_path,run_path,idled,latency,debt_before_enter,decided,entry_delay,offset,guest_resume,debt_after_enter,hidden";
+pub const HEADER: &str = "host_ret,left,in_kernel,in_kernel_exits,last_reason,entry_error,entry_path,run_path,idled,latency,exit_side,entry_side,debt_before_enter,decided,entry_delay,offset,guest_resume,debt_after_enter,hidden";
 
 /// The exit half of a record: when KVM_RUN returned, what the timer
 /// measured and the latency charged (cycles).
@@ -138,7 +138,7 @@ fn format_record(out: &mut impl Write, r: &Record) -> std::io::Result<()> {
             let t = &x.timing;
             write!(
                 out,
-                "{},{},{},{},{:#x},{},{},{},{},{},",
+                "{},{},{},{},{:#x},{},{},{},{},{},{},{},",
                 x.host_ret,
                 t.left,
                 t.in_kernel,
@@ -149,9 +149,11 @@ fn format_record(out: &mut impl Write, r: &Record) -> std::io::Result<()> {
                 t.run_path,
                 u8::from(t.idled),
                 x.latency.map_or(-1, |l| l as i64),
+                t.exit_side,
+                t.entry_side,
             )?;
         }
-        None => out.write_all(b",,,,,,,,,,")?,
+        None => out.write_all(b",,,,,,,,,,,,")?,
     }
     let e = &r.entry;
     writeln!(
@@ -215,6 +217,8 @@ mod tests {
                 idled: false,
                 halted: false,
                 ran: true,
+                exit_side: 6,
+                entry_side: 8,
             };
             log.exited(&t, Some(250));
             log.entered(entry(2));
@@ -227,10 +231,10 @@ mod tests {
             lines[1..].iter().all(|l| l.split(',').count() == fields),
             "{text}"
         );
-        assert_eq!(lines[1], ",,,,,,,,,,5,100,20,1,121,2,7");
+        assert_eq!(lines[1], ",,,,,,,,,,,,5,100,20,1,121,2,7");
         assert_eq!(
             lines[2],
-            "900,880,3,1,0x7c,-4,30,12,0,250,5,100,20,2,122,2,7"
+            "900,880,3,1,0x7c,-4,30,12,0,250,6,8,5,100,20,2,122,2,7"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -266,7 +270,7 @@ mod tests {
             assert_eq!(f.len(), fields, "{l}");
             assert_eq!(f[0], (u64::MAX - i as u64).to_string());
             assert_eq!(f[9], "-1");
-            assert_eq!(f[11], i.to_string());
+            assert_eq!(f[13], i.to_string());
         }
         std::fs::remove_dir_all(dir).unwrap();
     }

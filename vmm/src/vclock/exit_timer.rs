@@ -76,6 +76,10 @@ pub struct ExitTiming {
     /// The guest ran since the last entry decision (the trace shows an
     /// entry).
     pub ran: bool,
+    /// The invisible sides in use (cycles): the exit side `left` was dated
+    /// with, and the entry side the next entry is predicted with.
+    pub exit_side: u64,
+    pub entry_side: u64,
 }
 
 /// Whether the guest-mode stretches bound the invisible sides
@@ -447,6 +451,7 @@ impl ExitTimer {
         }
         if let Some((at, reason, exit_side)) = open_exit {
             timing.left = to_tsc(at).saturating_sub(exit_side);
+            timing.exit_side = exit_side;
             timing.halted = is_idle_exit(reason, self.amd);
             self.idle_since = timing.halted.then_some(timing.left);
         }
@@ -466,6 +471,7 @@ impl ExitTimer {
             timing.entry_error = actual as i64 - assumed as i64;
         }
         self.follow_stretches();
+        timing.entry_side = self.entry_side;
         timing
     }
 }
