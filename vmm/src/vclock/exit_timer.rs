@@ -375,10 +375,8 @@ impl ExitTimer {
     /// dropped some, so a missing event proves nothing.
     fn account(&mut self, ns: u64, tsc: u64, lost: bool) -> ExitTiming {
         let per_ns = self.cal.cycles_per_ns;
-        let to_tsc = |e: u64| -> u64 {
-            let back = (ns.saturating_sub(e) as f64 * per_ns) as u64;
-            tsc.saturating_sub(back)
-        };
+        let cycles = |span_ns: u64| (span_ns as f64 * per_ns) as u64;
+        let to_tsc = |e: u64| -> u64 { tsc.saturating_sub(cycles(ns.saturating_sub(e))) };
         let mut timing = ExitTiming {
             left: tsc,
             ..Default::default()
@@ -412,7 +410,6 @@ impl ExitTimer {
             self.ran_at = None;
             return timing;
         }
-        let cycles = |ns: u64| (ns as f64 * per_ns) as u64;
         let mut first_entry = None;
         // The last entry, and the exit that ended the guest-mode stretch
         // after it with that exit's invisible side.
