@@ -77,7 +77,8 @@ pub struct ExitTiming {
     /// entry).
     pub ran: bool,
     /// The invisible sides in use (cycles): the exit side `left` was dated
-    /// with, and the entry side the next entry is predicted with.
+    /// with (0 where no side was: a halt, or an exit without an entry),
+    /// and the entry side the next entry is predicted with.
     pub exit_side: u64,
     pub entry_side: u64,
 }
@@ -361,13 +362,17 @@ impl ExitTimer {
         let Some(trace) = self.trace.as_mut() else {
             return ExitTiming {
                 left: tsc.saturating_sub(self.exit_side),
+                exit_side: self.exit_side,
+                entry_side: self.entry_side,
                 ..Default::default()
             };
         };
         self.events.clear();
         let lost = trace.drain(&mut self.events);
         self.lost_events += lost;
-        self.account(ns, tsc, lost > 0)
+        let mut timing = self.account(ns, tsc, lost > 0);
+        timing.entry_side = self.entry_side;
+        timing
     }
 
     /// The timing of an exit from the events drained into `self.events`,
@@ -468,7 +473,6 @@ impl ExitTimer {
             timing.entry_error = actual as i64 - assumed as i64;
         }
         self.follow_stretches();
-        timing.entry_side = self.entry_side;
         timing
     }
 }
